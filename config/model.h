@@ -1,0 +1,131 @@
+// The typed, immutable config model: what config/loader.cpp builds from the JSON document.
+//
+// A Config is built once per load and never mutated afterwards; the gateway shares it as
+// std::shared_ptr<const Config>, so any number of threads may read it without synchronization.
+// Secrets (upstream tokens, the Redis password) are resolved at load time from the environment
+// or from files and live only in UpstreamAuth / RedisConfig; nothing else in the model holds one.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tollgate::config {
+
+// "N/s", "N/min", "N/h", "N/day": `tokens` tokens every `period_seconds` seconds.
+struct Rate {
+  uint64_t tokens = 0;
+  uint64_t period_seconds = 1;
+};
+
+enum class LimitScope { kShared, kCaller };
+
+// A token bucket: `burst` tokens at most, refilled at `rate`.
+struct Limit {
+  std::string name;
+  Rate rate;
+  uint64_t burst = 0;  // defaults to rate.tokens
+  LimitScope scope = LimitScope::kShared;
+  bool shadow = false;  // evaluated and audited (`would_limit`), never rejects
+};
+
+enum class AuthType { kBearer, kHeader, kDevoHmac };
+
+// How the gateway authenticates to an upstream. `secret` (and `key` for devo_hmac) hold the
+// resolved secret values; they must never be logged, audited or returned.
+struct UpstreamAuth {
+  AuthType type = AuthType::kBearer;
+  std::string header;  // kHeader: the header name, e.g. "standAloneToken"
+  std::string secret;  // kBearer/kHeader: the token; kDevoHmac: the signing secret
+  std::string key;     // kDevoHmac: the API key sent as x-logtrust-apikey
+  std::string secret_source;  // "env:NAME" or "file:/path", for messages (never the value)
+};
+
+struct Upstream {
+  std::string name;
+  std::string base_url;  // no trailing slash
+  UpstreamAuth auth;
+  int timeout_ms = 30000;
+  int connect_timeout_ms = 3000;
+  std::vector<Limit> limits;  // every call to this upstream
+};
+
+enum class Effect { kAllow, kDeny };
+
+struct Rule {
+  std::string role;     // the role this rule belongs to
+  size_t index = 0;     // position in the role's rule list
+  std::string pointer;  // JSON pointer of the rule in the document, e.g. /roles/x/rules/0
+  std::string upstream;
+  std::vector<std::string> methods;  // upper case; empty means every method
+  std::string path;                  // the template text, e.g. /v3beta1/organizations/{org_id}/sessions
+  Effect effect = Effect::kAllow;
+  std::map<std::string, std::string> where;  // template param -> caller attribute name (no "caller.")
+  uint64_t cost = 1;
+  std::vector<Limit> limits;
+  std::vector<std::string> redact;  // JSON pointers, `*` = every element / member
+};
+
+struct Role {
+  std::string name;
+  std::vector<Rule> rules;
+};
+
+struct Caller {
+  std::string name;
+  std::vector<std::string> key_sha256;  // lower-case hex, 64 chars each
+  std::vector<std::string> roles;
+  std::map<std::string, std::vector<std::string>> attributes;
+  std::vector<Limit> limits;
+  std::optional<std::chrono::system_clock::time_point> expires;
+  bool disabled = false;
+};
+
+enum class RedisOnError { kLocal, kDeny };
+
+struct RedisConfig {
+  std::string url;  // as written, for messages (holds no password: that comes from password_env)
+  std::string host = "127.0.0.1";
+  int port = 6379;
+  int db = 0;
+  std::string username;
+  std::string password;  // resolved from password_env / password_file; secret
+  int timeout_ms = 50;
+  RedisOnError on_error = RedisOnError::kLocal;
+  std::string key_prefix = "tollgate:";
+};
+
+struct AuditConfig {
+  std::string file = "-";    // "-" = stdout, "" = no file sink
+  std::string redis_stream;  // empty = no stream sink
+  uint64_t stream_maxlen = 1000000;
+  size_t queue_capacity = 65536;  // records held before writers feel back-pressure
+};
+
+struct TlsConfig {
+  std::string cert_file;
+  std::string key_file;
+};
+
+struct Config {
+  std::string source_path;  // the file it was loaded from ("" when loaded from a string)
+  std::string listen = "127.0.0.1:8080";
+  std::string admin_listen;  // empty = no admin listener
+  int threads = 2;
+  uint64_t max_body_bytes = 1048576;
+  uint64_t max_header_bytes = 16384;
+  int drain_timeout_ms = 10000;  // graceful shutdown: how long in-flight calls may finish
+  int upstream_threads = 1;      // libcurl multi event-loop threads
+  std::optional<TlsConfig> tls;
+  std::optional<RedisConfig> redis;
+  AuditConfig audit;
+  std::map<std::string, Upstream> upstreams;
+  std::map<std::string, Role> roles;
+  std::map<std::string, Caller> callers;
+};
+
+}  // namespace tollgate::config

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package tollgate needs to build, test and benchmark.
+# Idempotent; run as root (or with sudo available). Nothing is downloaded but Debian packages.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config git ca-certificates curl
+  libpistache-dev rapidjson-dev libcurl4-openssl-dev libhiredis-dev libssl-dev
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  redis-server nginx-light wrk procps python3
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages already installed"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "install-deps: run as root (missing: ${missing[*]})" >&2; exit 1; }
+  SUDO="sudo"
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# The distro starts redis-server and nginx as services on install; tollgate's tests start their
+# own on free ports, and the system ones would only hold ports 6379/80, so stop them if we can.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now redis-server nginx >/dev/null 2>&1 || true
+fi
+echo "install-deps: done"

@@ -1,0 +1,309 @@
+#include "gateway/cli.h"
+
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+#include "config/loader.h"
+#include "gateway/server.h"
+#include "gateway/snapshot.h"
+#include "policies/normalise.h"
+#include "upstream/upstream_auth.h"
+
+namespace tollgate::gateway {
+namespace {
+
+constexpr const char* kUsage = R"(tollgate - an API gateway for the Devin and Devo APIs
+
+usage:
+  tollgate serve --config FILE          run the gateway (the default verb)
+  tollgate serve --demo                 run with config/demo.json and the bundled fake upstream
+  tollgate check-config --config FILE   validate a config, print a summary; exit 0, or 2 on errors
+  tollgate keygen [--caller NAME]       make a new caller key and its key_sha256 config line
+  tollgate explain --config FILE --caller NAME METHOD PATH
+                                        show how a request would be decided (PATH as sent to
+                                        the gateway, e.g. /devin/v3beta1/enterprise/self)
+  tollgate --version | --help
+
+Signals (serve): SIGHUP reloads the config and reopens the audit file; SIGTERM/SIGINT drain
+in-flight requests and exit 0.
+)";
+
+struct Args {
+  std::string verb;
+  std::string config;
+  std::string caller;
+  bool demo = false;
+  std::vector<std::string> positional;
+  std::string error;
+};
+
+Args Parse(int argc, char** argv) {
+  Args a;
+  int i = 1;
+  if (i < argc && argv[i][0] != '-') a.verb = argv[i++];
+  for (; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&](std::string* out) {
+      size_t eq = arg.find('=');
+      if (eq != std::string::npos) {
+        *out = arg.substr(eq + 1);
+      } else if (i + 1 < argc) {
+        *out = argv[++i];
+      } else {
+        a.error = arg + " needs a value";
+      }
+    };
+    if (arg == "--config" || arg.rfind("--config=", 0) == 0) {
+      value(&a.config);
+    } else if (arg == "--caller" || arg.rfind("--caller=", 0) == 0) {
+      value(&a.caller);
+    } else if (arg == "--demo") {
+      a.demo = true;
+    } else if (arg == "--help" || arg == "-h") {
+      a.verb = "help";
+    } else if (arg == "--version") {
+      a.verb = "version";
+    } else if (!arg.empty() && arg[0] == '-' && arg != "-") {
+      a.error = "unknown option " + arg;
+    } else {
+      a.positional.push_back(arg);
+    }
+  }
+  if (a.verb.empty()) a.verb = "serve";
+  return a;
+}
+
+int Usage(const std::string& error) {
+  std::cerr << "tollgate: " << error << "\n\n" << kUsage;
+  return 2;
+}
+
+int CheckConfig(const Args& a) {
+  if (a.config.empty()) return Usage("check-config needs --config FILE");
+  config::LoadResult r = config::LoadConfigFile(a.config);
+  if (!r.ok()) {
+    std::cerr << a.config << ": " << r.errors.size() << " error(s)\n";
+    for (const auto& e : r.errors) std::cerr << "  " << config::FormatError(e) << "\n";
+    return 2;
+  }
+  std::string error;
+  if (!Snapshot::Build(r.config, &error)) {
+    std::cerr << a.config << ": " << error << "\n";
+    return 2;
+  }
+  std::cout << a.config << ": OK\n" << config::DescribeConfig(*r.config);
+  return 0;
+}
+
+int Keygen(const Args& a) {
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  // 43 characters of a 62-letter alphabet carry 256 bits; rejection sampling keeps each
+  // character uniform (bytes >= 248 = 62 * 4 are drawn again).
+  std::string key = "tg_";
+  unsigned char pool[128];
+  size_t used = sizeof pool;
+  while (key.size() < 3 + 43) {
+    if (used == sizeof pool) {
+      if (RAND_bytes(pool, sizeof pool) != 1) {
+        std::cerr << "tollgate: the system random generator failed\n";
+        return 1;
+      }
+      used = 0;
+    }
+    unsigned char b = pool[used++];
+    if (b < 248) key.push_back(kAlphabet[b % 62]);
+  }
+  OPENSSL_cleanse(pool, sizeof pool);
+  std::string digest = upstream::Sha256Hex(key);
+  std::string caller = a.caller.empty() ? "NAME" : a.caller;
+  std::cout << "key:        " << key << "\n"
+            << "key_sha256: " << digest << "\n\n"
+            << "Give the key to the caller once (it is not stored anywhere); put the hash in the "
+               "config:\n"
+            << "  \"callers\": {\"" << caller << "\": {\"key_sha256\": [\"" << digest
+            << "\"], \"roles\": [...]}}\n";
+  return 0;
+}
+
+int Explain(const Args& a) {
+  if (a.config.empty() || a.caller.empty() || a.positional.size() != 2) {
+    return Usage("explain needs --config FILE --caller NAME METHOD PATH");
+  }
+  config::LoadResult r = config::LoadConfigFile(a.config);
+  if (!r.ok()) {
+    for (const auto& e : r.errors) std::cerr << config::FormatError(e) << "\n";
+    return 2;
+  }
+  std::string error;
+  auto snap = Snapshot::Build(r.config, &error);
+  if (!snap) {
+    std::cerr << error << "\n";
+    return 2;
+  }
+  std::string method = a.positional[0];
+  for (auto& c : method) c = static_cast<char>(toupper(static_cast<unsigned char>(c)));
+  const config::Caller* caller = snap->FindCaller(a.caller);
+  if (!caller) {
+    std::cerr << "tollgate: no caller named '" << a.caller << "'\n";
+    return 2;
+  }
+  std::cout << "caller:     " << caller->name << "\n";
+  std::cout << "request:    " << method << " " << a.positional[1] << "\n";
+  policies::NormalisedTarget t = policies::NormaliseTarget(a.positional[1]);
+  if (!t.ok) {
+    std::cout << "decision:   bad_request (400): " << t.error << "\n";
+    return 1;
+  }
+  std::cout << "normalised: " << t.path << (t.query.empty() ? "" : "?" + t.query) << "\n";
+  size_t slash = t.path.find('/', 1);
+  std::string name = t.path.substr(1, slash == std::string::npos ? std::string::npos : slash - 1);
+  std::string rest = slash == std::string::npos ? "/" : t.path.substr(slash);
+  const config::Upstream* up = snap->FindUpstream(name);
+  if (!up) {
+    std::cout << "decision:   not_found (404): no upstream named '" << name << "'\n";
+    return 1;
+  }
+  std::cout << "upstream:   " << up->name << " (" << up->base_url << ")\n";
+  std::cout << "path:       " << rest << "\n";
+  if (caller->disabled) std::cout << "note:       the caller is disabled: serve answers 401\n";
+  policies::PolicyDecision d = snap->policy().Decide(*caller, method, up->name, rest);
+  using O = policies::PolicyDecision::Outcome;
+  if (d.outcome == O::kAllow) {
+    std::cout << "decision:   allow\n";
+  } else if (d.outcome == O::kDeny) {
+    std::cout << "decision:   deny (403): a deny rule matched\n";
+  } else {
+    std::cout << "decision:   deny (403): no rule matched\n";
+  }
+  if (d.rule) {
+    std::cout << "rule:       " << d.rule->pointer << " (role " << d.rule->role << "): "
+              << d.rule->path << "\n";
+    for (const auto& [k, v] : d.params) std::cout << "param:      " << k << " = " << v << "\n";
+    if (!d.rule->redact.empty()) {
+      std::cout << "redact:    ";
+      for (const auto& p : d.rule->redact) std::cout << " " << p;
+      std::cout << "\n";
+    }
+  } else {
+    std::cout << "rule:       no rule matched\n";
+  }
+  if (d.allowed()) {
+    auto buckets = snap->BucketsFor(*up, d.rule, *caller);
+    if (buckets.empty()) std::cout << "buckets:    none\n";
+    for (const auto& b : buckets) {
+      std::cout << "bucket:     " << b.name << " key=" << b.key << " cost=" << b.cost
+                << " burst=" << b.burst << " rate=" << b.rate.tokens << "/"
+                << b.rate.period_seconds << "s" << (b.shadow ? " (shadow)" : "") << "\n";
+    }
+  }
+  return d.allowed() ? 0 : 1;
+}
+
+std::string SelfDir() {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return ".";
+  buf[n] = '\0';
+  return std::filesystem::path(buf).parent_path().string();
+}
+
+std::string RandomToken() {
+  unsigned char raw[16];
+  RAND_bytes(raw, sizeof raw);
+  static const char* hex = "0123456789abcdef";
+  std::string out = "demo_";
+  for (unsigned char c : raw) {
+    out.push_back(hex[c >> 4]);
+    out.push_back(hex[c & 15]);
+  }
+  return out;
+}
+
+// --demo: the bundled fake upstream stands in for Devin and Devo, so a newcomer without
+// credentials sees real calls go through the gateway.
+int ServeDemo(Args a) {
+  if (a.config.empty()) {
+    for (std::string candidate : {std::string("config/demo.json"), SelfDir() + "/../config/demo.json"}) {
+      if (std::filesystem::exists(candidate)) {
+        a.config = candidate;
+        break;
+      }
+    }
+  }
+  if (a.config.empty()) return Usage("--demo: config/demo.json not found (run from the checkout)");
+  std::string fake = SelfDir() + "/fake_upstream";
+  if (access(fake.c_str(), X_OK) != 0) {
+    return Usage("--demo: " + fake + " not found (build the tests: it is the fake upstream)");
+  }
+  std::string devin = RandomToken(), devo = RandomToken();
+  setenv("TOLLGATE_DEMO_DEVIN_TOKEN", devin.c_str(), 0);
+  setenv("TOLLGATE_DEMO_DEVO_TOKEN", devo.c_str(), 0);
+  pid_t parent = getpid();
+  pid_t child = fork();
+  if (child == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1);
+    execl(fake.c_str(), fake.c_str(), "--listen", "127.0.0.1:18081", "--devin-token",
+          getenv("TOLLGATE_DEMO_DEVIN_TOKEN"), "--devo-token", getenv("TOLLGATE_DEMO_DEVO_TOKEN"),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  std::cout << "demo: fake Devin/Devo upstream on 127.0.0.1:18081 (pid " << child << ")\n"
+            << "demo: try these while the gateway runs (the demo key is tg_demo_key_not_secret):\n"
+            << "  curl -s -H 'Authorization: Bearer tg_demo_key_not_secret' "
+               "http://127.0.0.1:8080/devin/v3beta1/enterprise/self\n"
+            << "  curl -s -H 'Authorization: Bearer tg_demo_key_not_secret' "
+               "'http://127.0.0.1:8080/devin/v3beta1/enterprise/organizations?first=2'\n"
+            << "  curl -s -H 'Authorization: Bearer tg_demo_key_not_secret' "
+               "http://127.0.0.1:8080/devo/v2/accounts/sampleAccount/tokens\n"
+            << "  curl -s -H 'Authorization: Bearer tg_demo_key_not_secret' "
+               "http://127.0.0.1:8080/_tollgate/whoami\n"
+            << "  curl -s -H 'Authorization: Bearer wrong' -i http://127.0.0.1:8080/devin/v3beta1/enterprise/self\n"
+            << "  curl -s http://127.0.0.1:9090/metrics | head\n"
+            << std::flush;
+  ServeOptions options;
+  options.config_path = a.config;
+  int rc = RunServe(options);
+  kill(child, SIGTERM);
+  waitpid(child, nullptr, 0);
+  return rc;
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  Args a = Parse(argc, argv);
+  if (!a.error.empty()) return Usage(a.error);
+  if (a.verb == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (a.verb == "version") {
+    std::cout << "tollgate " << TOLLGATE_VERSION << "\n";
+    return 0;
+  }
+  if (a.verb == "serve") {
+    if (a.demo) return ServeDemo(a);
+    if (a.config.empty()) return Usage("serve needs --config FILE (or --demo)");
+    ServeOptions options;
+    options.config_path = a.config;
+    return RunServe(options);
+  }
+  if (a.verb == "check-config") return CheckConfig(a);
+  if (a.verb == "keygen") return Keygen(a);
+  if (a.verb == "explain") return Explain(a);
+  return Usage("unknown command '" + a.verb + "'");
+}
+
+}  // namespace tollgate::gateway

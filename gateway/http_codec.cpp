@@ -1,0 +1,305 @@
+#include "gateway/http_codec.h"
+
+#include <charconv>
+#include <cstring>
+#include <limits>
+
+namespace tollgate::gateway {
+namespace {
+
+bool IsTokenChar(char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool HasToken(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string_view item = Trim(list.substr(0, comma));
+    if (EqualsIgnoreCase(item, token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+}  // namespace
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+const std::string* HttpRequest::Header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (EqualsIgnoreCase(k, name)) return &v;
+  }
+  return nullptr;
+}
+
+RequestParser::Status RequestParser::Fail(int status, std::string message) {
+  error_status_ = status;
+  error_message_ = std::move(message);
+  return Status::kError;
+}
+
+bool RequestParser::TakeContinue() {
+  bool c = continue_pending_;
+  continue_pending_ = false;
+  return c;
+}
+
+RequestParser::Status RequestParser::ParseHead() {
+  // Tolerate stray CRLFs between pipelined requests (RFC 9112 2.2).
+  size_t start = 0;
+  while (start + 1 < buffer_.size() && buffer_[start] == '\r' && buffer_[start + 1] == '\n') start += 2;
+  if (start > 0) {
+    buffer_.erase(0, start);
+    scan_from_ = 0;
+  }
+  size_t from = scan_from_ > 3 ? scan_from_ - 3 : 0;
+  size_t end = buffer_.find("\r\n\r\n", from);
+  if (end == std::string::npos) {
+    if (buffer_.size() > max_header_bytes_) {
+      return Fail(431, "request headers exceed " + std::to_string(max_header_bytes_) + " bytes");
+    }
+    scan_from_ = buffer_.size();
+    return Status::kIncomplete;
+  }
+  head_len_ = end + 4;
+  if (head_len_ > max_header_bytes_) {
+    return Fail(431, "request headers exceed " + std::to_string(max_header_bytes_) + " bytes");
+  }
+  std::string_view head(buffer_.data(), end);
+  size_t line_end = head.find("\r\n");
+  std::string_view line = head.substr(0, line_end);
+
+  // request-line = method SP request-target SP HTTP-version
+  size_t sp1 = line.find(' ');
+  size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp1 == std::string_view::npos || sp2 == std::string_view::npos || sp1 == 0 ||
+      sp2 == sp1 + 1 || line.find(' ', sp2 + 1) != std::string_view::npos) {
+    return Fail(400, "malformed request line");
+  }
+  std::string_view method = line.substr(0, sp1);
+  for (char c : method) {
+    if (!IsTokenChar(c)) return Fail(400, "malformed request method");
+  }
+  std::string_view version = line.substr(sp2 + 1);
+  if (version == "HTTP/1.1") {
+    head_.version_minor = 1;
+  } else if (version == "HTTP/1.0") {
+    head_.version_minor = 0;
+  } else {
+    return Fail(505, "only HTTP/1.0 and HTTP/1.1 are supported");
+  }
+  head_.method.assign(method);
+  head_.target.assign(line.substr(sp1 + 1, sp2 - sp1 - 1));
+  head_.headers.clear();
+  head_.body.clear();
+  head_.header_bytes = head_len_;
+
+  std::string_view rest = line_end == std::string_view::npos ? std::string_view() : head.substr(line_end + 2);
+  bool have_length = false;
+  chunked_ = false;
+  content_length_ = 0;
+  const std::string* connection = nullptr;
+  bool expect_continue = false;
+  while (!rest.empty()) {
+    size_t eol = rest.find("\r\n");
+    std::string_view h = rest.substr(0, eol);
+    rest = eol == std::string_view::npos ? std::string_view() : rest.substr(eol + 2);
+    if (h.front() == ' ' || h.front() == '\t') return Fail(400, "obsolete header line folding");
+    size_t colon = h.find(':');
+    if (colon == std::string_view::npos || colon == 0) return Fail(400, "malformed header line");
+    std::string_view name = h.substr(0, colon);
+    for (char c : name) {
+      if (!IsTokenChar(c)) return Fail(400, "malformed header name");
+    }
+    std::string_view value = Trim(h.substr(colon + 1));
+    for (char c : value) {
+      unsigned char u = static_cast<unsigned char>(c);
+      if ((u < 0x20 && c != '\t') || u == 0x7f) return Fail(400, "control character in header value");
+    }
+    head_.headers.emplace_back(std::string(name), std::string(value));
+    if (EqualsIgnoreCase(name, "content-length")) {
+      uint64_t n = 0;
+      auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (ec != std::errc() || p != value.data() + value.size() || value.empty()) {
+        return Fail(400, "invalid Content-Length");
+      }
+      // Differing duplicate lengths are the classic request-smuggling vector.
+      if (have_length && n != content_length_) return Fail(400, "conflicting Content-Length");
+      have_length = true;
+      content_length_ = n;
+    } else if (EqualsIgnoreCase(name, "transfer-encoding")) {
+      if (!EqualsIgnoreCase(value, "chunked")) return Fail(501, "unsupported Transfer-Encoding");
+      chunked_ = true;
+    } else if (EqualsIgnoreCase(name, "expect")) {
+      if (!EqualsIgnoreCase(value, "100-continue")) return Fail(417, "unsupported Expect");
+      expect_continue = true;
+    }
+  }
+  if (chunked_ && have_length) return Fail(400, "both Content-Length and Transfer-Encoding");
+  if (have_length && content_length_ > max_body_bytes_) {
+    return Fail(413, "request body exceeds " + std::to_string(max_body_bytes_) + " bytes");
+  }
+  connection = head_.Header("connection");
+  if (head_.version_minor == 1) {
+    head_.keep_alive = !(connection && HasToken(*connection, "close"));
+  } else {
+    head_.keep_alive = connection && HasToken(*connection, "keep-alive");
+  }
+  bool has_body = chunked_ || content_length_ > 0;
+  continue_pending_ = expect_continue && has_body && head_.version_minor == 1;
+  head_done_ = true;
+  return Status::kComplete;
+}
+
+RequestParser::Status RequestParser::Next(HttpRequest* request) {
+  if (error_status_ != 0) return Status::kError;
+  if (!head_done_) {
+    Status s = ParseHead();
+    if (s != Status::kComplete) return s;
+  }
+  size_t consumed = 0;
+  if (chunked_) {
+    std::string body;
+    size_t n = DecodeChunked(std::string_view(buffer_).substr(head_len_), max_body_bytes_, &body);
+    if (n == std::numeric_limits<size_t>::max()) {
+      if (body.size() > max_body_bytes_) {
+        return Fail(413, "request body exceeds " + std::to_string(max_body_bytes_) + " bytes");
+      }
+      return Fail(400, "malformed chunked body");
+    }
+    if (n == 0) return Status::kIncomplete;
+    head_.body = std::move(body);
+    consumed = head_len_ + n;
+  } else {
+    if (buffer_.size() < head_len_ + content_length_) return Status::kIncomplete;
+    head_.body.assign(buffer_, head_len_, content_length_);
+    consumed = head_len_ + content_length_;
+  }
+  continue_pending_ = false;
+  *request = std::move(head_);
+  head_ = HttpRequest();
+  buffer_.erase(0, consumed);
+  scan_from_ = 0;
+  head_done_ = false;
+  return Status::kComplete;
+}
+
+size_t DecodeChunked(std::string_view data, size_t max_body, std::string* body) {
+  constexpr size_t kBad = std::numeric_limits<size_t>::max();
+  size_t pos = 0;
+  body->clear();
+  for (;;) {
+    size_t eol = data.find("\r\n", pos);
+    if (eol == std::string_view::npos) return data.size() - pos > 1024 ? kBad : 0;
+    std::string_view size_line = data.substr(pos, eol - pos);
+    size_t semi = size_line.find(';');  // chunk extensions are ignored
+    std::string_view hex = Trim(size_line.substr(0, semi));
+    uint64_t size = 0;
+    auto [p, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), size, 16);
+    if (hex.empty() || ec != std::errc() || p != hex.data() + hex.size()) return kBad;
+    pos = eol + 2;
+    if (size == 0) {
+      // Trailers end with an empty line.
+      for (;;) {
+        size_t t = data.find("\r\n", pos);
+        if (t == std::string_view::npos) return 0;
+        bool empty = t == pos;
+        pos = t + 2;
+        if (empty) return pos;
+      }
+    }
+    if (size > max_body || body->size() + size > max_body) {
+      body->resize(max_body + 1);
+      return kBad;
+    }
+    if (data.size() < pos + size + 2) return 0;
+    if (data.substr(pos + size, 2) != "\r\n") return kBad;
+    body->append(data.data() + pos, size);
+    pos += size + 2;
+  }
+}
+
+std::string_view ReasonPhrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+  }
+}
+
+std::string SerializeResponse(const HttpResponse& response, bool keep_alive, bool head_only) {
+  std::string out;
+  size_t estimate = 64 + (head_only ? 0 : response.body.size());
+  for (const auto& [k, v] : response.headers) estimate += k.size() + v.size() + 4;
+  out.reserve(estimate);
+  out.append("HTTP/1.1 ");
+  out.append(std::to_string(response.status));
+  out.push_back(' ');
+  out.append(ReasonPhrase(response.status));
+  out.append("\r\n");
+  for (const auto& [k, v] : response.headers) {
+    out.append(k);
+    out.append(": ");
+    out.append(v);
+    out.append("\r\n");
+  }
+  bool no_body = response.status < 200 || response.status == 204 || response.status == 304;
+  if (!no_body) {
+    out.append("Content-Length: ");
+    out.append(std::to_string(response.body.size()));
+    out.append("\r\n");
+  }
+  out.append(keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
+  if (!head_only && !no_body) out.append(response.body);
+  return out;
+}
+
+}  // namespace tollgate::gateway

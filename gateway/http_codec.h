@@ -1,0 +1,93 @@
+// HTTP/1.1 message codec for the front-end: request parsing and response serialisation.
+//
+// tollgate runs on Pistache's TCP server (listener, reactor, transport, TLS) but parses requests
+// itself, because a gateway must see what Pistache 0.0.5's HTTP layer loses: the raw request
+// target (query order and repeated keys), every header as sent (duplicates included), separate
+// header and body limits, `Expect: 100-continue` before the body arrives, and pipelined requests.
+//
+// RequestParser is per connection and not thread-safe; the serialisers are pure.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace tollgate::gateway {
+
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+struct HttpRequest {
+  std::string method;
+  std::string target;  // raw request target, byte for byte
+  int version_minor = 1;
+  HeaderList headers;  // in order, as received (names as sent)
+  std::string body;    // de-chunked
+  size_t header_bytes = 0;
+  bool keep_alive = true;
+  // First value of a header (case-insensitive name), or nullptr.
+  const std::string* Header(std::string_view name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  HeaderList headers;  // Content-Length and Connection are added by SerializeResponse
+  std::string body;
+};
+
+class RequestParser {
+ public:
+  RequestParser(size_t max_header_bytes, size_t max_body_bytes)
+      : max_header_bytes_(max_header_bytes), max_body_bytes_(max_body_bytes) {}
+
+  enum class Status {
+    kIncomplete,  // need more bytes
+    kComplete,    // *request holds a whole request; its bytes were consumed
+    kError,       // error_status()/error_message() say why; the connection must close
+  };
+
+  // Appends `data` to the connection's buffer.
+  void Append(std::string_view data) { buffer_.append(data.data(), data.size()); }
+  // Parses the next request from the buffer.
+  Status Next(HttpRequest* request);
+  // True once, when a request's head announced `Expect: 100-continue` and its body has not
+  // arrived yet: the caller sends "100 Continue" so the client need not wait.
+  bool TakeContinue();
+
+  int error_status() const { return error_status_; }
+  const std::string& error_message() const { return error_message_; }
+  size_t buffered() const { return buffer_.size(); }
+
+ private:
+  Status Fail(int status, std::string message);
+  Status ParseHead();
+
+  size_t max_header_bytes_;
+  size_t max_body_bytes_;
+  std::string buffer_;
+  size_t scan_from_ = 0;  // where to resume looking for the end of the head
+  bool head_done_ = false;
+  size_t head_len_ = 0;
+  HttpRequest head_;
+  bool chunked_ = false;
+  uint64_t content_length_ = 0;
+  bool continue_pending_ = false;
+  int error_status_ = 0;
+  std::string error_message_;
+};
+
+// Decodes a chunked body starting at data[0]. Returns the bytes consumed (including the final
+// CRLF and any trailers), 0 when incomplete, or SIZE_MAX on a malformed or oversize body.
+size_t DecodeChunked(std::string_view data, size_t max_body, std::string* body);
+
+// Status line, headers, Content-Length (omitted for 1xx/204/304), Connection, then the body
+// unless `head_only` (a HEAD request: Content-Length still says the length of the GET body).
+std::string SerializeResponse(const HttpResponse& response, bool keep_alive, bool head_only);
+
+std::string_view ReasonPhrase(int status);
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+
+}  // namespace tollgate::gateway

@@ -1,0 +1,212 @@
+#include "gateway/http_server.h"
+
+#include <sys/socket.h>
+
+#include <mutex>
+
+#include <pistache/async.h>
+#include <pistache/listener.h>
+#include <pistache/net.h>
+#include <pistache/peer.h>
+#include <pistache/tcp.h>
+
+namespace tollgate::gateway {
+
+// Per-connection state, shared by the reactor thread that reads and any thread that answers.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(std::weak_ptr<Pistache::Tcp::Peer> peer, std::string client_ip,
+             const HttpServerOptions& options, const RequestHandler* handler)
+      : peer_(std::move(peer)),
+        client_ip_(std::move(client_ip)),
+        parser_(options.max_header_bytes, options.max_body_bytes),
+        handler_(handler) {}
+
+  void OnInput(const char* data, size_t len) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (closing_) return;
+    parser_.Append(std::string_view(data, len));
+    DispatchLocked(lock);
+  }
+
+  void OnClosed() {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+  }
+
+  void Respond(const HttpRequest& request, const HttpResponse& response, bool force_close) {
+    std::unique_lock<std::mutex> lock(mu_);
+    bool keep_alive = request.keep_alive && !force_close && !closing_;
+    bool head_only = request.method == "HEAD";
+    WriteLocked(SerializeResponse(response, keep_alive, head_only), !keep_alive);
+    busy_ = false;
+    if (!keep_alive) {
+      closing_ = true;
+      return;
+    }
+    DispatchLocked(lock);
+  }
+
+ private:
+  // Hands the next complete request (if any) to the handler. Called with mu_ held; releases
+  // it around the handler call, because the handler may answer inline.
+  void DispatchLocked(std::unique_lock<std::mutex>& lock) {
+    while (!busy_ && !closing_ && !closed_) {
+      HttpRequest request;
+      RequestParser::Status status = parser_.Next(&request);
+      if (status == RequestParser::Status::kIncomplete) {
+        if (parser_.TakeContinue()) WriteLocked("HTTP/1.1 100 Continue\r\n\r\n", false);
+        return;
+      }
+      busy_ = true;
+      std::shared_ptr<Exchange> exchange;
+      if (status == RequestParser::Status::kError) {
+        exchange = std::make_shared<Exchange>(shared_from_this(), std::move(request), client_ip_,
+                                              parser_.error_status(), parser_.error_message());
+      } else {
+        exchange = std::make_shared<Exchange>(shared_from_this(), std::move(request), client_ip_,
+                                              0, std::string());
+      }
+      lock.unlock();
+      (*handler_)(exchange);
+      exchange.reset();
+      lock.lock();
+    }
+  }
+
+  void WriteLocked(std::string bytes, bool close_after) {
+    if (closed_) return;
+    auto peer = peer_.lock();
+    if (!peer) return;
+    size_t len = bytes.size();
+    std::weak_ptr<Pistache::Tcp::Peer> weak = peer_;
+    peer->send(Pistache::RawBuffer(std::move(bytes), len))
+        .then(
+            [weak, close_after](ssize_t) {
+              if (!close_after) return;
+              if (auto p = weak.lock()) ::shutdown(p->fd(), SHUT_RDWR);
+            },
+            [](std::exception_ptr) { /* the peer went away: nothing to answer */ });
+  }
+
+  std::mutex mu_;
+  std::weak_ptr<Pistache::Tcp::Peer> peer_;
+  std::string client_ip_;
+  RequestParser parser_;
+  const RequestHandler* handler_;
+  bool busy_ = false;     // a request was dispatched and not yet answered
+  bool closing_ = false;  // answered with Connection: close
+  bool closed_ = false;   // the peer disconnected
+};
+
+Exchange::Exchange(std::shared_ptr<Connection> connection, HttpRequest request,
+                   std::string client_ip, int parse_error_status, std::string parse_error)
+    : connection_(std::move(connection)),
+      request_(std::move(request)),
+      client_ip_(std::move(client_ip)),
+      parse_error_status_(parse_error_status),
+      parse_error_(std::move(parse_error)) {}
+
+Exchange::~Exchange() {
+  // A handler that dropped its exchange without answering would stall the connection.
+  if (!responded_.load()) {
+    HttpResponse r;
+    r.status = 500;
+    r.headers.emplace_back("Content-Type", "application/json");
+    r.body = R"({"error":{"code":500,"reason":"internal","message":"no response was produced"}})";
+    Respond(std::move(r));
+  }
+}
+
+void Exchange::Respond(HttpResponse response) {
+  if (responded_.exchange(true)) return;
+  connection_->Respond(request_, response, parse_error_status_ != 0);
+}
+
+namespace {
+
+constexpr const char* kConnectionKey = "tollgate.connection";
+
+class TcpHandler : public Pistache::Tcp::Handler {
+ public:
+  PROTOTYPE_OF(Pistache::Tcp::Handler, TcpHandler)
+
+  TcpHandler(const HttpServerOptions* options, const RequestHandler* handler,
+             std::atomic<uint64_t>* accepted)
+      : options_(options), handler_(handler), accepted_(accepted) {}
+
+  void onConnection(const std::shared_ptr<Pistache::Tcp::Peer>& peer) override {
+    accepted_->fetch_add(1, std::memory_order_relaxed);
+    auto connection =
+        std::make_shared<Connection>(peer, peer->address().host(), *options_, handler_);
+    peer->putData(kConnectionKey, connection);
+  }
+
+  void onDisconnection(const std::shared_ptr<Pistache::Tcp::Peer>& peer) override {
+    if (auto c = peer->tryGetData(kConnectionKey)) static_cast<Connection*>(c.get())->OnClosed();
+  }
+
+  void onInput(const char* buffer, size_t len,
+               const std::shared_ptr<Pistache::Tcp::Peer>& peer) override {
+    auto c = peer->tryGetData(kConnectionKey);
+    if (c) static_cast<Connection*>(c.get())->OnInput(buffer, len);
+  }
+
+ private:
+  const HttpServerOptions* options_;
+  const RequestHandler* handler_;
+  std::atomic<uint64_t>* accepted_;
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  HttpServerOptions options;
+  RequestHandler handler;
+  std::atomic<uint64_t> accepted{0};
+  Pistache::Tcp::Listener listener;
+  bool running = false;
+};
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+HttpServer::~HttpServer() { Shutdown(); }
+
+std::unique_ptr<HttpServer> HttpServer::Start(const HttpServerOptions& options,
+                                              RequestHandler handler, std::string* error) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->handler = std::move(handler);
+  try {
+    Pistache::Address address(options.listen);
+    impl->listener.init(static_cast<size_t>(options.threads > 0 ? options.threads : 1),
+                        Pistache::Flags<Pistache::Tcp::Options>(Pistache::Tcp::Options::ReuseAddr) |
+                            Pistache::Tcp::Options::NoDelay,
+                        "tollgate-http");
+    impl->listener.setHandler(
+        std::make_shared<TcpHandler>(&impl->options, &impl->handler, &impl->accepted));
+    if (!options.tls_cert_file.empty() && !options.tls_key_file.empty()) {
+      impl->listener.setupSSL(options.tls_cert_file, options.tls_key_file, false, nullptr);
+    }
+    impl->listener.bind(address);
+    impl->listener.runThreaded();
+    impl->running = true;
+  } catch (const std::exception& e) {
+    if (error) *error = "cannot listen on " + options.listen + ": " + e.what();
+    return nullptr;
+  }
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+void HttpServer::Shutdown() {
+  if (impl_ && impl_->running) {
+    impl_->running = false;
+    impl_->listener.shutdown();
+  }
+}
+
+int HttpServer::port() const { return static_cast<int>(static_cast<uint16_t>(impl_->listener.getPort())); }
+
+uint64_t HttpServer::connections_accepted() const { return impl_->accepted.load(); }
+
+}  // namespace tollgate::gateway

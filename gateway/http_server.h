@@ -1,0 +1,81 @@
+// The front-end HTTP/1.1 server: Pistache's TCP listener, reactor and transport (and its TLS),
+// with tollgate's own codec (http_codec.h) on top.
+//
+// Each complete request becomes an Exchange handed to the RequestHandler on a reactor thread.
+// The handler may answer at once or later from any thread (Exchange::Respond is thread-safe and
+// takes effect once). Requests on one connection are answered in order: the next pipelined
+// request is dispatched only after the previous one was answered. A connection whose request
+// could not be parsed (bad syntax, headers or body over the limits) is answered with the
+// handler's error response and then closed.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "gateway/http_codec.h"
+
+namespace tollgate::gateway {
+
+class Connection;
+
+class Exchange {
+ public:
+  Exchange(std::shared_ptr<Connection> connection, HttpRequest request, std::string client_ip,
+           int parse_error_status, std::string parse_error);
+  ~Exchange();
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+
+  const HttpRequest& request() const { return request_; }
+  const std::string& client_ip() const { return client_ip_; }
+  // Non-zero when the request could not be parsed (400, 413, 431, 501, 505): the handler must
+  // answer with this status; request() holds whatever was parsed (may be empty).
+  int parse_error_status() const { return parse_error_status_; }
+  const std::string& parse_error() const { return parse_error_; }
+
+  // Sends the response (only the first call counts). HEAD requests get no body on the wire.
+  void Respond(HttpResponse response);
+  bool responded() const { return responded_.load(); }
+
+ private:
+  std::shared_ptr<Connection> connection_;
+  HttpRequest request_;
+  std::string client_ip_;
+  int parse_error_status_;
+  std::string parse_error_;
+  std::atomic<bool> responded_{false};
+};
+
+using RequestHandler = std::function<void(std::shared_ptr<Exchange>)>;
+
+struct HttpServerOptions {
+  std::string listen;  // "host:port"; port 0 picks a free one
+  int threads = 2;
+  size_t max_header_bytes = 16384;
+  size_t max_body_bytes = 1048576;
+  std::string tls_cert_file;  // both set = TLS
+  std::string tls_key_file;
+};
+
+class HttpServer {
+ public:
+  // Binds and starts serving on background threads; null and *error set on failure.
+  static std::unique_ptr<HttpServer> Start(const HttpServerOptions& options, RequestHandler handler,
+                                           std::string* error);
+  ~HttpServer();
+  // Stops accepting and closes connections. Callers drain their own in-flight work first.
+  void Shutdown();
+  int port() const;
+  // Connections accepted so far (tests use it to check keep-alive).
+  uint64_t connections_accepted() const;
+
+ private:
+  struct Impl;
+  explicit HttpServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tollgate::gateway

@@ -1,0 +1,78 @@
+// The request pipeline (DESIGN.md, "The request pipeline"): parse -> route -> normalise ->
+// authenticate -> authorise -> limit -> forward -> respond -> audit. Each stage is a small
+// function that either continues or ends the request with a local reply; every ending goes
+// through Finish(), which writes exactly one audit record and one metrics sample.
+//
+// The pipeline never blocks a front-end thread: the limiter and the upstream client call back
+// on their own threads, and the response is sent from there. Thread-safe: the current
+// Snapshot is swapped atomically, and each request keeps the one it started with.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "gateway/audit_log.h"
+#include "gateway/http_server.h"
+#include "gateway/metrics.h"
+#include "gateway/snapshot.h"
+#include "policies/rate_limiter.h"
+#include "upstream/upstream_client.h"
+
+namespace tollgate::gateway {
+
+// The gateway-made error envelope: {"error":{"code","reason","message","request_id"}}.
+// The one place that builds it.
+HttpResponse ErrorResponse(int status, std::string_view reason, std::string_view message,
+                           std::string_view request_id);
+
+// A valid incoming X-Request-Id is kept: 1..128 visible ASCII characters.
+bool IsValidRequestId(std::string_view id);
+std::string NewRequestId();
+
+struct PipelineDeps {
+  policies::RateLimiter* limiter = nullptr;
+  upstream::UpstreamClient* upstream = nullptr;
+  AuditLog* audit = nullptr;
+  Metrics* metrics = nullptr;
+};
+
+class Pipeline {
+ public:
+  explicit Pipeline(PipelineDeps deps);
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  void SetSnapshot(std::shared_ptr<const Snapshot> snapshot);
+  std::shared_ptr<const Snapshot> snapshot() const;
+
+  // The front-end's RequestHandler.
+  void Handle(std::shared_ptr<Exchange> exchange);
+
+  int64_t in_flight() const { return in_flight_.load(); }
+  // Waits until no request is in flight or `timeout` passes; true if drained.
+  bool Drain(std::chrono::milliseconds timeout);
+
+  struct Context;  // one request's state, defined in pipeline.cpp
+
+ private:
+  void Route(const std::shared_ptr<Context>& ctx);
+  void Internal(const std::shared_ptr<Context>& ctx, std::string_view path);
+  void Limit(const std::shared_ptr<Context>& ctx);
+  void Forward(const std::shared_ptr<Context>& ctx);
+  void OnUpstreamResponse(const std::shared_ptr<Context>& ctx, upstream::UpstreamResponse response);
+  void Fail(const std::shared_ptr<Context>& ctx, int status, std::string_view reason,
+            std::string_view decision, std::string message);
+  void Finish(const std::shared_ptr<Context>& ctx, HttpResponse response);
+
+  PipelineDeps deps_;
+  std::shared_ptr<const Snapshot> snapshot_;  // accessed with std::atomic_load/store
+  std::atomic<int64_t> in_flight_{0};
+  std::mutex drain_mu_;
+  std::condition_variable drained_;
+};
+
+}  // namespace tollgate::gateway

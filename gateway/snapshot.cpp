@@ -1,0 +1,185 @@
+#include "gateway/snapshot.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <set>
+
+namespace tollgate::gateway {
+namespace {
+
+std::string Sha256Raw(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  return std::string(reinterpret_cast<char*>(md), len);
+}
+
+bool HexToRaw(const std::string& hex, std::string* raw) {
+  if (hex.size() % 2 != 0) return false;
+  raw->clear();
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    auto nibble = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    raw->push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return true;
+}
+
+}  // namespace
+
+policies::BucketSpec MakeBucket(const config::Limit& limit, const std::string& caller, uint64_t cost) {
+  policies::BucketSpec b;
+  b.name = limit.name;
+  b.key = "bucket:" + limit.name + ":" +
+          (limit.scope == config::LimitScope::kCaller ? caller : std::string("_shared"));
+  b.rate = limit.rate;
+  b.burst = limit.burst > 0 ? limit.burst : limit.rate.tokens;
+  b.cost = cost;
+  b.shadow = limit.shadow;
+  return b;
+}
+
+std::shared_ptr<const Snapshot> Snapshot::Build(std::shared_ptr<const config::Config> config,
+                                                std::string* error) {
+  auto s = std::shared_ptr<Snapshot>(new Snapshot());
+  s->config_ = std::move(config);
+  s->policy_ = policies::Policy::Compile(*s->config_, error);
+  if (!s->policy_) return nullptr;
+  for (const auto& [name, caller] : s->config_->callers) {
+    for (const auto& hex : caller.key_sha256) {
+      std::string raw;
+      if (!HexToRaw(hex, &raw) || raw.size() != 32) {
+        if (error) *error = "/callers/" + name + "/key_sha256: not a SHA-256 hex digest";
+        return nullptr;
+      }
+      s->callers_by_key_[raw] = &caller;
+    }
+  }
+  for (const auto& [role_name, role] : s->config_->roles) {
+    for (const auto& rule : role.rules) {
+      if (rule.redact.empty()) continue;
+      std::string e;
+      auto r = policies::Redactor::Compile(rule.redact, &e);
+      if (!r) {
+        if (error) *error = rule.pointer + "/redact: " + e;
+        return nullptr;
+      }
+      s->redactors_.emplace(&rule, std::move(*r));
+    }
+  }
+  return s;
+}
+
+AuthResult Snapshot::Authenticate(const std::string* authorization,
+                                  std::chrono::system_clock::time_point now) const {
+  AuthResult r;
+  if (authorization == nullptr) {
+    r.message = "missing credentials: send Authorization: Bearer <key>";
+    return r;
+  }
+  std::string_view v(*authorization);
+  constexpr std::string_view kBearer = "bearer ";
+  bool is_bearer = v.size() > kBearer.size();
+  for (size_t i = 0; is_bearer && i < kBearer.size(); ++i) {
+    char c = v[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    is_bearer = c == kBearer[i];
+  }
+  if (!is_bearer) {
+    r.message = "the Authorization header must be: Bearer <key>";
+    return r;
+  }
+  std::string_view key = v.substr(kBearer.size());
+  while (!key.empty() && key.front() == ' ') key.remove_prefix(1);
+  std::string digest = Sha256Raw(key);
+  auto it = callers_by_key_.find(digest);
+  // Lookup is by the key's SHA-256, never the key: its timing can only depend on digest bytes
+  // an attacker cannot steer, and the final check is constant-time (CRYPTO_memcmp).
+  if (it == callers_by_key_.end()) {
+    r.outcome = AuthResult::Outcome::kUnknown;
+    r.message = "unknown key";
+    return r;
+  }
+  if (CRYPTO_memcmp(it->first.data(), digest.data(), digest.size()) != 0) {
+    r.outcome = AuthResult::Outcome::kUnknown;
+    r.message = "unknown key";
+    return r;
+  }
+  r.caller = it->second;
+  if (r.caller->disabled) {
+    r.outcome = AuthResult::Outcome::kDisabled;
+    r.message = "caller is disabled";
+    return r;
+  }
+  if (r.caller->expires && *r.caller->expires <= now) {
+    r.outcome = AuthResult::Outcome::kExpired;
+    r.message = "caller key has expired";
+    return r;
+  }
+  r.outcome = AuthResult::Outcome::kOk;
+  return r;
+}
+
+const policies::Redactor* Snapshot::RedactorFor(const config::Rule* rule) const {
+  if (rule == nullptr) return nullptr;
+  auto it = redactors_.find(rule);
+  return it == redactors_.end() ? nullptr : &it->second;
+}
+
+std::vector<policies::BucketSpec> Snapshot::BucketsFor(const config::Upstream& upstream,
+                                                       const config::Rule* rule,
+                                                       const config::Caller& caller) const {
+  std::vector<policies::BucketSpec> out;
+  uint64_t cost = rule ? rule->cost : 1;
+  out.reserve(upstream.limits.size() + (rule ? rule->limits.size() : 0) + caller.limits.size());
+  for (const auto& l : upstream.limits) out.push_back(MakeBucket(l, caller.name, cost));
+  if (rule) {
+    for (const auto& l : rule->limits) out.push_back(MakeBucket(l, caller.name, cost));
+  }
+  for (const auto& l : caller.limits) out.push_back(MakeBucket(l, caller.name, cost));
+  return out;
+}
+
+std::vector<policies::BucketSpec> Snapshot::BucketsOfCaller(const config::Caller& caller) const {
+  std::vector<policies::BucketSpec> out;
+  std::set<std::string> seen;
+  auto add = [&](const config::Limit& l) {
+    auto b = MakeBucket(l, caller.name, 0);
+    if (seen.insert(b.key).second) out.push_back(std::move(b));
+  };
+  for (const auto& l : caller.limits) add(l);
+  std::set<std::string> upstreams;
+  for (const auto& role_name : caller.roles) {
+    auto it = config_->roles.find(role_name);
+    if (it == config_->roles.end()) continue;
+    for (const auto& rule : it->second.rules) {
+      upstreams.insert(rule.upstream);
+      for (const auto& l : rule.limits) add(l);
+    }
+  }
+  for (const auto& u : upstreams) {
+    if (const auto* up = FindUpstream(u)) {
+      for (const auto& l : up->limits) add(l);
+    }
+  }
+  return out;
+}
+
+const config::Upstream* Snapshot::FindUpstream(std::string_view name) const {
+  auto it = config_->upstreams.find(std::string(name));
+  return it == config_->upstreams.end() ? nullptr : &it->second;
+}
+
+const config::Caller* Snapshot::FindCaller(std::string_view name) const {
+  auto it = config_->callers.find(std::string(name));
+  return it == config_->callers.end() ? nullptr : &it->second;
+}
+
+}  // namespace tollgate::gateway

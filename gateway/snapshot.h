@@ -1,0 +1,63 @@
+// One immutable, compiled view of a loaded config: the config itself, the compiled policy,
+// the key-hash index, each rule's redactor and the buckets each request would be charged.
+// Built once per (re)load and shared as std::shared_ptr<const Snapshot>; a request keeps the
+// snapshot it started with, so a reload never changes a request in flight. Thread-safe (const).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "config/model.h"
+#include "policies/policy.h"
+#include "policies/rate_limiter.h"
+#include "policies/redact.h"
+
+namespace tollgate::gateway {
+
+struct AuthResult {
+  enum class Outcome { kOk, kMissing, kUnknown, kDisabled, kExpired };
+  Outcome outcome = Outcome::kMissing;
+  const config::Caller* caller = nullptr;  // set for kOk, kDisabled, kExpired
+  std::string message;                     // for the 401 envelope; never echoes the key
+};
+
+class Snapshot {
+ public:
+  static std::shared_ptr<const Snapshot> Build(std::shared_ptr<const config::Config> config,
+                                               std::string* error);
+
+  const config::Config& config() const { return *config_; }
+  const policies::Policy& policy() const { return *policy_; }
+
+  // `authorization` is the Authorization header value (nullptr when absent).
+  AuthResult Authenticate(const std::string* authorization,
+                          std::chrono::system_clock::time_point now) const;
+
+  // The rule's redactor, or nullptr when the rule redacts nothing.
+  const policies::Redactor* RedactorFor(const config::Rule* rule) const;
+
+  // Every bucket a request is charged: the upstream's limits, the rule's, the caller's.
+  std::vector<policies::BucketSpec> BucketsFor(const config::Upstream& upstream,
+                                               const config::Rule* rule,
+                                               const config::Caller& caller) const;
+  // Every bucket that could apply to the caller (for /_tollgate/whoami), cost 0.
+  std::vector<policies::BucketSpec> BucketsOfCaller(const config::Caller& caller) const;
+
+  const config::Upstream* FindUpstream(std::string_view name) const;
+  const config::Caller* FindCaller(std::string_view name) const;
+
+ private:
+  std::shared_ptr<const config::Config> config_;
+  std::unique_ptr<const policies::Policy> policy_;
+  std::unordered_map<std::string, const config::Caller*> callers_by_key_;  // raw 32-byte digest
+  std::unordered_map<const config::Rule*, policies::Redactor> redactors_;
+};
+
+policies::BucketSpec MakeBucket(const config::Limit& limit, const std::string& caller,
+                                uint64_t cost);
+
+}  // namespace tollgate::gateway

@@ -1,0 +1,91 @@
+// Token-bucket rate limiting: the limit stage of the pipeline.
+//
+// A request names every bucket that applies to it (upstream-wide, rule, caller), each with the
+// cost to take. The limiter takes `cost` from all of them or from none (a rejected request
+// takes nothing from any bucket), atomically with respect to every other request and, with the
+// Redis backend, every other replica. Shadow buckets are evaluated and take tokens when they
+// can, but never reject: they only report `would_limit`.
+//
+// An upstream cooldown (set after the upstream answered 429) rejects every request to that
+// upstream until it expires, checked in the same atomic step.
+//
+// Implementations are thread-safe. `done` may run inline (memory backend) or on the limiter's
+// own thread (Redis backend); it must not block.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/model.h"
+
+namespace tollgate::policies {
+
+struct BucketSpec {
+  std::string key;   // unique bucket id without prefix: "bucket:<limit>:<caller>" or
+                     // "bucket:<limit>:_shared"
+  std::string name;  // the limit's name, for headers and audit
+  config::Rate rate;
+  uint64_t burst = 0;
+  uint64_t cost = 1;
+  bool shadow = false;
+};
+
+struct BucketLevel {
+  std::string name;
+  uint64_t burst = 0;
+  double remaining = 0;            // tokens left after this request (before it, for a rejected one)
+  double reset_seconds = 0;        // seconds until the bucket is full again
+  double retry_after_seconds = 0;  // seconds until `cost` tokens are available (0 if they are)
+  bool shadow = false;
+};
+
+struct LimitRequest {
+  std::vector<BucketSpec> buckets;
+  std::string cooldown_upstream;  // upstream whose 429 cooldown applies ("" = none)
+};
+
+struct LimitDecision {
+  enum class Outcome { kAllowed, kLimited, kCooldown, kUnavailable };
+  Outcome outcome = Outcome::kAllowed;
+  std::vector<BucketLevel> levels;  // one per requested bucket, same order
+  std::string limited_by;           // bucket name (kLimited) or upstream name (kCooldown)
+  double retry_after_seconds = 0;   // kLimited / kCooldown
+  bool would_limit = false;         // a shadow bucket lacked tokens
+  bool fallback = false;            // decided by per-process buckets because Redis failed
+  std::string error;                // kUnavailable: why (never a secret)
+};
+
+// Counters the metrics endpoint reads.
+struct LimiterStats {
+  std::atomic<uint64_t> redis_errors{0};  // failed Redis calls (timeouts, I/O, script errors)
+  std::atomic<uint64_t> fallbacks{0};     // decisions made locally because Redis failed
+  std::atomic<uint64_t> breaker_skips{
+      0};  // decisions that skipped Redis while the breaker was open
+  std::atomic<uint64_t> script_reloads{0};  // NOSCRIPT answered by reloading the script
+};
+
+class RateLimiter {
+ public:
+  virtual ~RateLimiter() = default;
+  virtual void Acquire(LimitRequest request, std::function<void(LimitDecision)> done) = 0;
+  // Current levels without taking anything (for /_tollgate/whoami); cost is ignored.
+  virtual void Peek(std::vector<BucketSpec> buckets, std::function<void(LimitDecision)> done) = 0;
+  // Rejects every Acquire naming `upstream` for `milliseconds` (all replicas, with Redis).
+  virtual void StartCooldown(const std::string& upstream, int64_t milliseconds) = 0;
+  // false while Redis is unreachable and on_error is `deny` (for /readyz).
+  virtual bool Ready() const = 0;
+  virtual std::string Describe() const = 0;  // "memory", "redis 127.0.0.1:6379/0"
+  virtual const LimiterStats& stats() const = 0;
+};
+
+std::unique_ptr<RateLimiter> MakeMemoryLimiter();
+// Never blocks the caller's thread on Redis. Falls back per config.on_error.
+std::unique_ptr<RateLimiter> MakeRedisLimiter(const config::RedisConfig& config);
+// The same with `connections` worker threads, each pipelining on its own connection.
+std::unique_ptr<RateLimiter> MakeRedisLimiter(const config::RedisConfig& config, int connections);
+
+}  // namespace tollgate::policies

@@ -1,0 +1,74 @@
+// The upstream HTTP client: libcurl's multi interface driven by its own event-loop thread(s).
+// Send() only queues the transfer and wakes the loop (curl_multi_wakeup), so a Pistache thread
+// never blocks on an upstream; `done` runs on the client's loop thread when the transfer ends
+// and must not block. Connections are reused (keep-alive, HTTP/2 via ALPN where offered),
+// TLS peers are verified, proxies come from the environment as libcurl reads them.
+// Thread-safe. The destructor fails every transfer still in flight (error kShutdown) and joins;
+// a Send() racing with the destructor gets kShutdown on the calling thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace tollgate::upstream {
+
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+struct UpstreamRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string url;     // full URL: base_url + path + ("?" + query)
+  HeaderList headers;  // sent exactly as given (already filtered, secret injected)
+  std::string body;
+  int timeout_ms = 30000;
+  int connect_timeout_ms = 3000;
+};
+
+struct UpstreamResponse {
+  enum class Error { kNone, kTimeout, kConnect, kShutdown, kOther };
+  Error error = Error::kNone;
+  std::string error_message;  // libcurl's text; never contains request headers
+  int status = 0;
+  HeaderList headers;  // the final response's headers, in order (not those of 1xx/redirects)
+  std::string body;
+  double total_ms = 0;
+};
+
+struct UpstreamClientOptions {
+  int threads = 1;                // event-loop threads; transfers are spread round-robin
+  long max_connections = 256;     // CURLMOPT_MAXCONNECTS per thread
+  long max_host_connections = 0;  // 0 = unlimited
+  std::string ca_file;            // "" = system default (tests may point this at a test CA)
+};
+
+// `completed` counts transfers that got an HTTP response (any status); errors are counted by
+// kind; transfers failed by shutdown are in none of them.
+struct UpstreamClientStats {
+  std::atomic<uint64_t> started{0};
+  std::atomic<uint64_t> completed{0};
+  std::atomic<uint64_t> timeouts{0};
+  std::atomic<uint64_t> connect_errors{0};
+  std::atomic<uint64_t> other_errors{0};
+};
+
+class UpstreamClient {
+ public:
+  explicit UpstreamClient(UpstreamClientOptions options = {});
+  ~UpstreamClient();
+  UpstreamClient(const UpstreamClient&) = delete;
+  UpstreamClient& operator=(const UpstreamClient&) = delete;
+
+  void Send(UpstreamRequest request, std::function<void(UpstreamResponse)> done);
+  size_t in_flight() const;
+  const UpstreamClientStats& stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tollgate::upstream
