@@ -1,0 +1,585 @@
+#include "gateway/audit_log.h"
+
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <rapidjson/writer.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <utility>
+
+namespace tollgate::gateway {
+namespace {
+
+// Lets RapidJSON's Writer append straight into the writer thread's batch buffer.
+class StringAppendStream {
+ public:
+  using Ch = char;
+  explicit StringAppendStream(std::string* out) : out_(out) {}
+  void Put(char c) { out_->push_back(c); }
+  void Flush() {}
+
+ private:
+  std::string* out_;
+};
+
+// Length of the valid UTF-8 sequence at in[i], or 0 if the bytes there are not one (overlong
+// forms, surrogates and code points above U+10FFFF are invalid, as RFC 3629 says).
+size_t Utf8SequenceLength(std::string_view in, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(in[k]); };
+  const auto cont = [&](size_t k) { return k < in.size() && (byte(k) & 0xC0) == 0x80; };
+  const unsigned char b = byte(i);
+  if (b < 0x80) return 1;
+  if (b >= 0xC2 && b <= 0xDF) return cont(i + 1) ? 2 : 0;
+  if (b >= 0xE0 && b <= 0xEF) {
+    if (!cont(i + 1) || !cont(i + 2)) return 0;
+    if (b == 0xE0 && byte(i + 1) < 0xA0) return 0;   // overlong
+    if (b == 0xED && byte(i + 1) >= 0xA0) return 0;  // UTF-16 surrogate
+    return 3;
+  }
+  if (b >= 0xF0 && b <= 0xF4) {
+    if (!cont(i + 1) || !cont(i + 2) || !cont(i + 3)) return 0;
+    if (b == 0xF0 && byte(i + 1) < 0x90) return 0;   // overlong
+    if (b == 0xF4 && byte(i + 1) >= 0x90) return 0;  // above U+10FFFF
+    return 4;
+  }
+  return 0;
+}
+
+// Returns `in` itself when it is valid UTF-8 (the common case: no copy), else a copy in
+// `scratch` with every invalid byte replaced by U+FFFD, so the JSON line always parses.
+std::string_view ValidUtf8(std::string_view in, std::string* scratch) {
+  size_t i = 0;
+  while (i < in.size()) {
+    const size_t n = Utf8SequenceLength(in, i);
+    if (n == 0) break;
+    i += n;
+  }
+  if (i == in.size()) return in;
+  scratch->assign(in.substr(0, i));
+  while (i < in.size()) {
+    const size_t n = Utf8SequenceLength(in, i);
+    if (n == 0) {
+      scratch->append("\xEF\xBF\xBD");
+      ++i;
+    } else {
+      scratch->append(in.substr(i, n));
+      i += n;
+    }
+  }
+  return *scratch;
+}
+
+std::string FormatTimestamp(std::chrono::system_clock::time_point ts) {
+  const auto ms = std::chrono::floor<std::chrono::milliseconds>(ts);
+  const auto seconds = std::chrono::floor<std::chrono::seconds>(ms);
+  const int millis = static_cast<int>((ms - seconds).count());
+  const std::time_t t = std::chrono::system_clock::to_time_t(seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char out[96];
+  std::snprintf(out, sizeof(out), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+  return out;
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool IsSecretName(std::string_view name) {
+  // Names arrive as the client encoded them ("api%5Fkey", "Api+Key"): decode for the match, so
+  // an encoding trick cannot carry a secret past the mask.
+  std::string lower;
+  lower.reserve(name.size());
+  for (size_t i = 0; i < name.size(); ++i) {
+    char c = name[i];
+    if (c == '%' && i + 2 < name.size() && HexValue(name[i + 1]) >= 0 &&
+        HexValue(name[i + 2]) >= 0) {
+      c = static_cast<char>(HexValue(name[i + 1]) * 16 + HexValue(name[i + 2]));
+      i += 2;
+    }
+    lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  }
+  static constexpr std::string_view kSecretWords[] = {"token",  "key", "secret", "password",
+                                                      "passwd", "sig", "auth",   "credential"};
+  for (std::string_view word : kSecretWords) {
+    if (lower.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
+
+using JsonWriter = rapidjson::Writer<StringAppendStream>;
+
+void WriteString(JsonWriter& w, std::string_view value) {
+  std::string scratch;
+  const std::string_view safe = ValidUtf8(value, &scratch);
+  w.String(safe.data(), static_cast<rapidjson::SizeType>(safe.size()));
+}
+
+void WriteStringOrNull(JsonWriter& w, std::string_view value) {
+  if (value.empty()) {
+    w.Null();
+  } else {
+    WriteString(w, value);
+  }
+}
+
+void WriteNumber(JsonWriter& w, double value) {
+  if (std::isfinite(value)) {
+    w.Double(value);
+  } else {
+    w.Null();  // JSON has no NaN or Infinity
+  }
+}
+
+void AppendAuditRecord(const AuditRecord& r, std::string* out) {
+  StringAppendStream stream(out);
+  JsonWriter w(stream);
+  w.SetMaxDecimalPlaces(3);  // microseconds are noise in a latency; keeps lines short
+  w.StartObject();
+  w.Key("ts");
+  WriteString(w, FormatTimestamp(r.ts));
+  w.Key("request_id");
+  WriteString(w, r.request_id);
+  w.Key("caller");
+  if (r.caller) {
+    WriteString(w, *r.caller);
+  } else {
+    w.Null();
+  }
+  w.Key("client_ip");
+  WriteString(w, r.client_ip);
+  w.Key("method");
+  WriteString(w, r.method);
+  w.Key("upstream");
+  WriteString(w, r.upstream);
+  w.Key("path");
+  WriteString(w, r.path);
+  w.Key("query");
+  WriteString(w, MaskQuery(r.query));
+  w.Key("rule");
+  WriteStringOrNull(w, r.rule);
+  w.Key("decision");
+  WriteString(w, r.decision);
+  w.Key("status");
+  w.Int(r.status);
+  w.Key("upstream_status");
+  if (r.upstream_status != 0) {
+    w.Int(r.upstream_status);
+  } else {
+    w.Null();
+  }
+  w.Key("latency_ms");
+  WriteNumber(w, r.latency_ms);
+  w.Key("upstream_ms");
+  if (r.upstream_ms >= 0) {
+    WriteNumber(w, r.upstream_ms);
+  } else {
+    w.Null();
+  }
+  w.Key("bytes_in");
+  w.Uint64(r.bytes_in);
+  w.Key("bytes_out");
+  w.Uint64(r.bytes_out);
+  w.Key("bucket");
+  WriteStringOrNull(w, r.bucket);
+  w.Key("remaining");
+  if (r.remaining) {
+    WriteNumber(w, *r.remaining);
+  } else {
+    w.Null();
+  }
+  w.Key("upstream_request_id");
+  WriteStringOrNull(w, r.upstream_request_id);
+  w.Key("error");
+  WriteStringOrNull(w, r.error);
+  if (!r.would_limit.empty()) {
+    w.Key("would_limit");
+    w.StartArray();
+    for (const std::string& bucket : r.would_limit) WriteString(w, bucket);
+    w.EndArray();
+  }
+  if (r.fallback) {
+    w.Key("limiter_fallback");
+    w.Bool(true);
+  }
+  w.EndObject();
+}
+
+}  // namespace
+
+std::string SerializeAuditRecord(const AuditRecord& record) {
+  std::string out;
+  out.reserve(512);
+  AppendAuditRecord(record, &out);
+  return out;
+}
+
+std::string MaskQuery(std::string_view raw_query) {
+  std::string out;
+  out.reserve(raw_query.size());
+  size_t start = 0;
+  while (start <= raw_query.size()) {
+    size_t end = raw_query.find('&', start);
+    if (end == std::string_view::npos) end = raw_query.size();
+    const std::string_view param = raw_query.substr(start, end - start);
+    const size_t eq = param.find('=');
+    if (eq != std::string_view::npos && eq + 1 < param.size() &&
+        IsSecretName(param.substr(0, eq))) {
+      out.append(param.substr(0, eq + 1));
+      out.append("***");
+    } else {
+      out.append(param);
+    }
+    if (end == raw_query.size()) break;
+    out.push_back('&');
+    start = end + 1;
+  }
+  return out;
+}
+
+// The Redis Stream sink, used only by the writer thread. Records that did not reach Redis wait
+// in `pending_` and go out again with later batches; a batch that failed kMaxAttempts times, or
+// that no longer fits under kMaxPendingRecords, is dropped and counted: the file already has it.
+// A record whose reply was lost to an I/O error may be added twice (at least once, not exactly).
+class AuditLog::StreamSink {
+ public:
+  StreamSink(const config::RedisConfig& redis, std::string stream, uint64_t maxlen, AuditLog* log)
+      : redis_(redis), stream_(std::move(stream)), maxlen_(std::to_string(maxlen)), log_(log) {}
+  ~StreamSink() {
+    if (ctx_ != nullptr) redisFree(ctx_);
+  }
+  StreamSink(const StreamSink&) = delete;
+  StreamSink& operator=(const StreamSink&) = delete;
+
+  void Send(std::vector<std::string> lines) {
+    if (!lines.empty()) {
+      pending_records_ += lines.size();
+      pending_.push_back(Pending{std::move(lines), 0});
+    }
+    while (pending_records_ > kMaxPendingRecords && pending_.size() > 1) DropFront();
+    Retry();
+  }
+
+  // Sends what is pending, unless a recent failure says to wait (see RetryDelay).
+  void Retry() {
+    if (pending_.empty()) return;
+    if (ctx_ == nullptr) {
+      if (std::chrono::steady_clock::now() < next_connect_) return;
+      if (!Connect()) {
+        Failed();
+        return;
+      }
+    }
+    while (!pending_.empty()) {
+      Pending& batch = pending_.front();
+      const size_t before = batch.lines.size();
+      const bool io_ok = Pipeline(&batch.lines);
+      pending_records_ -= before - batch.lines.size();
+      if (batch.lines.empty()) {
+        pending_.pop_front();
+        continue;
+      }
+      if (!io_ok) Disconnect();
+      Failed();
+      return;
+    }
+    backoff_ = std::chrono::milliseconds(0);
+  }
+
+  bool HasPending() const { return !pending_.empty(); }
+
+  std::chrono::milliseconds RetryDelay() const {
+    const auto now = std::chrono::steady_clock::now();
+    if (next_connect_ <= now) return kMinBackoff;
+    return std::chrono::duration_cast<std::chrono::milliseconds>(next_connect_ - now) + kMinBackoff;
+  }
+
+  // At shutdown: one last try, then whatever is left is counted as dropped.
+  void Close() {
+    next_connect_ = {};
+    Retry();
+    while (!pending_.empty()) DropFront();
+  }
+
+ private:
+  struct Pending {
+    std::vector<std::string> lines;
+    int attempts;
+  };
+  static constexpr int kMaxAttempts = 5;
+  static constexpr size_t kMaxPendingRecords = 50000;
+  static constexpr std::chrono::milliseconds kMinBackoff{100};
+  static constexpr std::chrono::milliseconds kMaxBackoff{5000};
+
+  bool Connect() {
+    // The writer also feeds the file, so a Redis that hangs must not stall it for long; the
+    // timeout is still looser than the limiter's because a pipelined batch takes a while.
+    const int ms = std::max(redis_.timeout_ms, 1000);
+    const timeval tv{ms / 1000, (ms % 1000) * 1000};
+    ctx_ = redisConnectWithTimeout(redis_.host.c_str(), redis_.port, tv);
+    if (ctx_ == nullptr || ctx_->err != 0) {
+      Disconnect();
+      return false;
+    }
+    redisSetTimeout(ctx_, tv);
+    if (!redis_.password.empty()) {
+      std::vector<std::string> auth = {"AUTH"};
+      if (!redis_.username.empty()) auth.push_back(redis_.username);
+      auth.push_back(redis_.password);
+      if (!Command(auth)) return false;
+    }
+    if (redis_.db != 0 && !Command({"SELECT", std::to_string(redis_.db)})) return false;
+    return true;
+  }
+
+  bool Command(const std::vector<std::string>& args) {
+    Append(args);
+    redisReply* reply = nullptr;
+    const bool ok = redisGetReply(ctx_, reinterpret_cast<void**>(&reply)) == REDIS_OK &&
+                    reply != nullptr && reply->type != REDIS_REPLY_ERROR;
+    if (reply != nullptr) freeReplyObject(reply);
+    if (!ok) Disconnect();
+    return ok;
+  }
+
+  void Append(const std::vector<std::string>& args) {
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (const std::string& a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    redisAppendCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lens.data());
+  }
+
+  // XADDs every line in one pipeline. Leaves in `lines` those that failed; false on an I/O
+  // error (the context is then unusable).
+  bool Pipeline(std::vector<std::string>* lines) {
+    for (const std::string& line : *lines) {
+      const char* argv[] = {"XADD", stream_.c_str(), "MAXLEN",   "~", maxlen_.c_str(),
+                            "*",    "record",        line.data()};
+      const size_t lens[] = {4, stream_.size(), 6, 1, maxlen_.size(), 1, 6, line.size()};
+      redisAppendCommandArgv(ctx_, 8, argv, lens);
+    }
+    std::vector<std::string> failed;
+    bool io_ok = true;
+    for (std::string& line : *lines) {
+      redisReply* reply = nullptr;
+      if (!io_ok || redisGetReply(ctx_, reinterpret_cast<void**>(&reply)) != REDIS_OK) {
+        io_ok = false;
+        failed.push_back(std::move(line));
+        continue;
+      }
+      if (reply == nullptr || reply->type == REDIS_REPLY_ERROR) {
+        log_->stream_errors_.fetch_add(1, std::memory_order_relaxed);
+        failed.push_back(std::move(line));
+      } else {
+        log_->stream_written_.fetch_add(1, std::memory_order_relaxed);
+      }
+      if (reply != nullptr) freeReplyObject(reply);
+    }
+    lines->swap(failed);
+    return io_ok;
+  }
+
+  void Disconnect() {
+    if (ctx_ != nullptr) redisFree(ctx_);
+    ctx_ = nullptr;
+  }
+
+  void Failed() {
+    log_->stream_errors_.fetch_add(1, std::memory_order_relaxed);
+    backoff_ = std::clamp(backoff_ * 2, kMinBackoff, kMaxBackoff);
+    next_connect_ = std::chrono::steady_clock::now() + backoff_;
+    for (Pending& batch : pending_) ++batch.attempts;
+    while (!pending_.empty() && pending_.front().attempts >= kMaxAttempts) DropFront();
+  }
+
+  void DropFront() {
+    pending_records_ -= pending_.front().lines.size();
+    log_->stream_dropped_.fetch_add(pending_.front().lines.size(), std::memory_order_relaxed);
+    pending_.pop_front();
+  }
+
+  const config::RedisConfig redis_;
+  const std::string stream_;
+  const std::string maxlen_;
+  AuditLog* const log_;
+  redisContext* ctx_ = nullptr;
+  std::deque<Pending> pending_;
+  size_t pending_records_ = 0;
+  std::chrono::milliseconds backoff_{0};
+  std::chrono::steady_clock::time_point next_connect_{};
+};
+
+AuditLog::AuditLog(const config::AuditConfig& audit,
+                   const std::optional<config::RedisConfig>& redis)
+    : config_(audit), capacity_(std::max<size_t>(audit.queue_capacity, 1)) {
+  if (!audit.redis_stream.empty() && redis) {
+    stream_ = std::make_unique<StreamSink>(*redis, audit.redis_stream, audit.stream_maxlen, this);
+  }
+  writer_ = std::thread([this] { Run(); });
+}
+
+AuditLog::~AuditLog() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  writer_cv_.notify_one();
+  writer_.join();
+}
+
+void AuditLog::Submit(AuditRecord&& record) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (queue_.size() >= capacity_) {
+    ++blocked_submitters_;
+    space_cv_.wait(lock, [this] { return queue_.size() < capacity_; });
+    --blocked_submitters_;
+  }
+  queue_.push_back(std::move(record));
+  ++submitted_;
+  const bool wake = writer_waiting_;
+  lock.unlock();
+  if (wake) writer_cv_.notify_one();
+}
+
+void AuditLog::Reopen() {
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    reopen_requested_ = true;
+    wake = writer_waiting_;
+  }
+  if (wake) writer_cv_.notify_one();
+}
+
+void AuditLog::Flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  const uint64_t target = submitted_;
+  ++flush_waiters_;
+  done_cv_.wait(lock, [&] { return completed_ >= target; });
+  --flush_waiters_;
+}
+
+int64_t AuditLog::queue_depth() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int64_t>(queue_.size());
+}
+
+void AuditLog::Run() {
+  // Big batches are cut into writes of about this size, so one write never needs a huge buffer.
+  constexpr size_t kWriteChunk = 1 << 20;
+  OpenFile();
+  std::vector<AuditRecord> batch;
+  std::vector<std::string> stream_lines;
+  std::string buffer;
+  for (;;) {
+    bool reopen;
+    bool stop;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      const auto ready = [this] { return !queue_.empty() || stopping_ || reopen_requested_; };
+      writer_waiting_ = true;
+      if (stream_ != nullptr && stream_->HasPending()) {
+        writer_cv_.wait_for(lock, stream_->RetryDelay(), ready);
+      } else {
+        writer_cv_.wait(lock, ready);
+      }
+      writer_waiting_ = false;
+      batch.swap(queue_);
+      reopen = std::exchange(reopen_requested_, false);
+      stop = stopping_ && batch.empty();
+      if (blocked_submitters_ > 0 && !batch.empty()) space_cv_.notify_all();
+    }
+    if (reopen || (fd_ < 0 && !config_.file.empty() && !batch.empty())) OpenFile();
+    if (batch.empty()) {
+      if (stream_ != nullptr) stream_->Retry();
+      if (stop) break;
+      continue;
+    }
+    buffer.clear();
+    for (const AuditRecord& record : batch) {
+      const size_t start = buffer.size();
+      AppendAuditRecord(record, &buffer);
+      if (stream_ != nullptr) stream_lines.emplace_back(buffer, start);
+      buffer.push_back('\n');
+      if (buffer.size() >= kWriteChunk) {
+        WriteFile(buffer);
+        buffer.clear();
+      }
+    }
+    WriteFile(buffer);
+    if (stream_ != nullptr) {
+      stream_->Send(std::move(stream_lines));
+      stream_lines.clear();
+    }
+    written_.fetch_add(batch.size(), std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      completed_ += batch.size();
+      if (flush_waiters_ > 0) done_cv_.notify_all();
+    }
+    batch.clear();
+  }
+  if (stream_ != nullptr) stream_->Close();
+  if (fd_owned_) close(fd_);
+  fd_ = -1;
+}
+
+void AuditLog::OpenFile() {
+  if (fd_owned_) close(fd_);
+  fd_ = -1;
+  fd_owned_ = false;
+  if (config_.file.empty()) return;
+  if (config_.file == "-") {
+    fd_ = STDOUT_FILENO;
+    return;
+  }
+  fd_ = open(config_.file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd_ >= 0) {
+    fd_owned_ = true;
+    file_failing_ = false;
+    return;
+  }
+  file_errors_.fetch_add(1, std::memory_order_relaxed);
+  if (!file_failing_) {
+    std::fprintf(stderr, "tollgate: audit: cannot open %s: %s\n", config_.file.c_str(),
+                 std::strerror(errno));
+    file_failing_ = true;
+  }
+}
+
+void AuditLog::WriteFile(const std::string& data) {
+  if (fd_ < 0 || data.empty()) return;
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = write(fd_, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      file_errors_.fetch_add(1, std::memory_order_relaxed);
+      if (!file_failing_) {
+        std::fprintf(stderr, "tollgate: audit: write to %s failed: %s\n", config_.file.c_str(),
+                     std::strerror(errno));
+        file_failing_ = true;
+      }
+      return;
+    }
+    done += static_cast<size_t>(n);
+  }
+  file_failing_ = false;
+}
+
+}  // namespace tollgate::gateway

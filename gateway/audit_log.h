@@ -1,0 +1,130 @@
+// The audit log: one JSON line for every call the gateway ends, whatever the outcome.
+//
+// Records are queued by the request threads and written by one background writer thread, in
+// batches, to a file (or stdout) and optionally to a Redis Stream (XADD ... MAXLEN ~). The file
+// is the record of truth: it gets every record, in submission order; the stream is best effort
+// (records that cannot reach Redis are retried for a few batches, then counted as dropped).
+// A full queue blocks Submit (back-pressure) rather than dropping a record: an audit trail with
+// holes is worse than a slower gateway.
+//
+// Records never hold secrets: no keys, no bodies, no credential headers; the query string is
+// masked by MaskQuery when a record is serialised.
+//
+// Thread-safety: SerializeAuditRecord and MaskQuery are pure. Every AuditLog method may be
+// called from any thread, concurrently; none of them is async-signal-safe (call Reopen from the
+// thread that handles SIGHUP, not from a signal handler).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "config/model.h"
+
+namespace tollgate::gateway {
+
+struct AuditRecord {
+  std::chrono::system_clock::time_point ts;
+  std::string request_id;
+  std::optional<std::string> caller;  // nullopt = not authenticated
+  std::string client_ip;
+  std::string method;
+  std::string upstream;
+  std::string path;
+  std::string query;  // raw; masked when serialised
+  std::string rule;   // template matched, "" = null
+  std::string
+      decision;  // allowed|unauthenticated|forbidden|rate_limited|bad_request|not_found|error
+  int status = 0;
+  int upstream_status = 0;  // 0 = null
+  double latency_ms = 0;
+  double upstream_ms = -1;  // < 0 = null
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  std::string bucket;                    // "" = null
+  std::optional<double> remaining;       // nullopt = null
+  std::string upstream_request_id;       // "" = null
+  std::string error;                     // "" = null
+  std::vector<std::string> would_limit;  // shadow buckets that lacked tokens; omitted when empty
+  bool fallback = false;  // limiter decided locally (Redis down): "limiter_fallback": true
+};
+
+// One JSON object, no trailing newline. Invalid UTF-8 is replaced by U+FFFD so the line always
+// parses; control characters and quotes are escaped.
+std::string SerializeAuditRecord(const AuditRecord& record);
+
+// Replaces the values of secret-looking parameters (token, key, secret, password, passwd,
+// signature, sig, auth, credential in the name, case-insensitively) by "***"; everything else,
+// including parameter order and encoding, is kept byte for byte.
+std::string MaskQuery(std::string_view raw_query);
+
+class AuditLog {
+ public:
+  // `redis` is used only when audit.redis_stream is set. Opening the file happens on the writer
+  // thread; a file that cannot be opened is reported on stderr and counted in file_errors().
+  AuditLog(const config::AuditConfig& audit, const std::optional<config::RedisConfig>& redis);
+  ~AuditLog();  // writes everything submitted, then joins the writer
+  AuditLog(const AuditLog&) = delete;
+  AuditLog& operator=(const AuditLog&) = delete;
+
+  // Cheap unless the queue is full, in which case it blocks until the writer makes room.
+  void Submit(AuditRecord&& record);
+  // Reopens the file (for logrotate) before the writer's next batch. Returns at once.
+  void Reopen();
+  // Blocks until every record submitted before the call is written to the file and sent to the
+  // stream (or parked there for a retry).
+  void Flush();
+
+  int64_t queue_depth() const;
+  uint64_t written() const { return written_.load(std::memory_order_relaxed); }
+  uint64_t file_errors() const { return file_errors_.load(std::memory_order_relaxed); }
+  uint64_t stream_written() const { return stream_written_.load(std::memory_order_relaxed); }
+  uint64_t stream_errors() const { return stream_errors_.load(std::memory_order_relaxed); }
+  uint64_t stream_dropped() const { return stream_dropped_.load(std::memory_order_relaxed); }
+
+ private:
+  class StreamSink;
+  void Run();
+  void OpenFile();
+  void WriteFile(const std::string& data);
+
+  const config::AuditConfig config_;
+  const size_t capacity_;
+
+  mutable std::mutex mu_;
+  std::condition_variable writer_cv_;  // the writer waits for records, Reopen or stop
+  std::condition_variable space_cv_;   // blocked submitters wait for room
+  std::condition_variable done_cv_;    // Flush waits for the writer to catch up
+  std::vector<AuditRecord> queue_;
+  bool writer_waiting_ = false;
+  bool reopen_requested_ = false;
+  bool stopping_ = false;
+  size_t blocked_submitters_ = 0;
+  size_t flush_waiters_ = 0;
+  uint64_t submitted_ = 0;  // sequence numbers, guarded by mu_
+  uint64_t completed_ = 0;
+
+  // Owned by the writer thread.
+  int fd_ = -1;
+  bool fd_owned_ = false;
+  bool file_failing_ = false;
+  std::unique_ptr<StreamSink> stream_;
+
+  std::atomic<uint64_t> written_{0};
+  std::atomic<uint64_t> file_errors_{0};
+  std::atomic<uint64_t> stream_written_{0};
+  std::atomic<uint64_t> stream_errors_{0};
+  std::atomic<uint64_t> stream_dropped_{0};
+
+  std::thread writer_;  // last: starts after every member above is ready
+};
+
+}  // namespace tollgate::gateway

@@ -1,0 +1,318 @@
+#include "gateway/metrics.h"
+
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <initializer_list>
+#include <mutex>
+
+#ifndef TOLLGATE_VERSION
+#define TOLLGATE_VERSION "unknown"
+#endif
+
+namespace tollgate::gateway {
+namespace {
+
+std::string FormatDouble(double value) {
+  if (std::isnan(value)) return "NaN";
+  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+  char buf[64];
+  const auto result = std::to_chars(buf, buf + sizeof(buf), value);
+  return std::string(buf, result.ptr);
+}
+
+void AppendEscapedLabelValue(std::string_view value, std::string* out) {
+  for (char c : value) {
+    switch (c) {
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      default:
+        out->push_back(c);
+    }
+  }
+}
+
+// `{a="x",b="y"}` (or nothing for no labels), with an optional extra label appended last.
+std::string LabelSet(const std::vector<std::string>& names, const std::vector<std::string>& values,
+                     std::string_view extra_name = {}, std::string_view extra_value = {}) {
+  if (names.empty() && extra_name.empty()) return "";
+  std::string out = "{";
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    out.append(names[i]).append("=\"");
+    AppendEscapedLabelValue(values[i], &out);
+    out.push_back('"');
+  }
+  if (!extra_name.empty()) {
+    if (!names.empty()) out.push_back(',');
+    out.append(extra_name).append("=\"");
+    AppendEscapedLabelValue(extra_value, &out);
+    out.push_back('"');
+  }
+  out.push_back('}');
+  return out;
+}
+
+void AppendHeader(std::string* out, std::string_view name, std::string_view type,
+                  std::string_view help) {
+  out->append("# HELP ").append(name).append(" ").append(help).append("\n");
+  out->append("# TYPE ").append(name).append(" ").append(type).append("\n");
+}
+
+void AppendSample(std::string* out, std::string_view name, const std::string& labels,
+                  const std::string& value) {
+  out->append(name).append(labels).append(" ").append(value).append("\n");
+}
+
+void AppendScalar(std::string* out, std::string_view name, std::string_view type,
+                  std::string_view help, const std::string& value, const std::string& labels = "") {
+  AppendHeader(out, name, type, help);
+  AppendSample(out, name, labels, value);
+}
+
+uint64_t Load(const std::atomic<uint64_t>* counter) {
+  return counter == nullptr ? 0 : counter->load(std::memory_order_relaxed);
+}
+
+}  // namespace
+
+struct Metrics::Histogram {
+  // Per-bucket (not cumulative) counts; the last one is +Inf. The count is their sum, so a
+  // render racing with an observation still shows `+Inf` == `_count`.
+  std::array<std::atomic<uint64_t>, kBuckets.size() + 1> buckets{};
+  std::atomic<uint64_t> sum_ns{0};
+
+  void Observe(double seconds) {
+    size_t i = 0;
+    while (i < kBuckets.size() && seconds > kBuckets[i]) ++i;
+    buckets[i].fetch_add(1, std::memory_order_relaxed);
+    if (seconds > 0 && std::isfinite(seconds)) {
+      sum_ns.fetch_add(static_cast<uint64_t>(std::llround(seconds * 1e9)),
+                       std::memory_order_relaxed);
+    }
+  }
+};
+
+// One metric name and its series, keyed by label values. Series are never removed, so a
+// reference handed out stays valid for the life of the family.
+template <typename Series>
+class Metrics::Family {
+ public:
+  explicit Family(std::vector<std::string> label_names) : label_names_(std::move(label_names)) {}
+
+  Series& Get(std::initializer_list<std::string_view> values) {
+    // The key is built in a per-thread buffer so that a lookup allocates nothing once warm.
+    thread_local std::string key;
+    key.clear();
+    for (std::string_view v : values) key.append(v).push_back('\0');
+    {
+      std::shared_lock<std::shared_mutex> lock(mu_);
+      const auto it = series_.find(key);
+      if (it != series_.end()) return it->second->series;
+    }
+    std::unique_lock<std::shared_mutex> lock(mu_);
+    auto& entry = series_[key];
+    if (!entry) {
+      entry = std::make_unique<Entry>();
+      entry->values.assign(values.begin(), values.end());
+    }
+    return entry->series;
+  }
+
+  // Calls fn(label_values, series) for every series, in label order.
+  template <typename Fn>
+  void ForEach(Fn fn) const {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    for (const auto& [key, entry] : series_) fn(entry->values, entry->series);
+  }
+
+  const std::vector<std::string>& label_names() const { return label_names_; }
+
+ private:
+  struct Entry {
+    std::vector<std::string> values;
+    Series series{};
+  };
+  const std::vector<std::string> label_names_;
+  mutable std::shared_mutex mu_;
+  std::map<std::string, std::unique_ptr<Entry>, std::less<>> series_;
+};
+
+namespace {
+
+template <typename FamilyT>
+void RenderCounters(std::string* out, std::string_view name, std::string_view help,
+                    const FamilyT& family) {
+  AppendHeader(out, name, "counter", help);
+  family.ForEach([&](const std::vector<std::string>& values, const std::atomic<uint64_t>& c) {
+    AppendSample(out, name, LabelSet(family.label_names(), values),
+                 std::to_string(c.load(std::memory_order_relaxed)));
+  });
+}
+
+template <typename FamilyT>
+void RenderHistograms(std::string* out, std::string_view name, std::string_view help,
+                      const FamilyT& family) {
+  AppendHeader(out, name, "histogram", help);
+  const std::string bucket_name = std::string(name) + "_bucket";
+  family.ForEach([&](const std::vector<std::string>& values, const auto& h) {
+    const auto& names = family.label_names();
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < h.buckets.size(); ++i) {
+      cumulative += h.buckets[i].load(std::memory_order_relaxed);
+      const std::string le =
+          i < Metrics::kBuckets.size() ? FormatDouble(Metrics::kBuckets[i]) : std::string("+Inf");
+      AppendSample(out, bucket_name, LabelSet(names, values, "le", le), std::to_string(cumulative));
+    }
+    const std::string labels = LabelSet(names, values);
+    AppendSample(out, std::string(name) + "_sum", labels,
+                 FormatDouble(static_cast<double>(h.sum_ns.load(std::memory_order_relaxed)) / 1e9));
+    AppendSample(out, std::string(name) + "_count", labels, std::to_string(cumulative));
+  });
+}
+
+}  // namespace
+
+Metrics::Metrics()
+    : requests_(std::make_unique<Family<std::atomic<uint64_t>>>(
+          std::vector<std::string>{"upstream", "decision", "code_class"})),
+      request_duration_(std::make_unique<Family<Histogram>>(std::vector<std::string>{"upstream"})),
+      upstream_duration_(std::make_unique<Family<Histogram>>(std::vector<std::string>{"upstream"})),
+      upstream_responses_(std::make_unique<Family<std::atomic<uint64_t>>>(
+          std::vector<std::string>{"upstream", "code_class"})),
+      upstream_errors_(std::make_unique<Family<std::atomic<uint64_t>>>(
+          std::vector<std::string>{"upstream", "kind"})),
+      limit_decisions_(std::make_unique<Family<std::atomic<uint64_t>>>(
+          std::vector<std::string>{"bucket", "result"})),
+      cooldowns_(
+          std::make_unique<Family<std::atomic<uint64_t>>>(std::vector<std::string>{"upstream"})) {}
+
+Metrics::~Metrics() = default;
+
+std::string_view Metrics::CodeClass(int status) {
+  static constexpr std::string_view kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+  if (status < 100 || status > 599) return "other";
+  return kClasses[status / 100 - 1];
+}
+
+void Metrics::RecordRequest(std::string_view upstream, std::string_view decision, int status,
+                            double latency_seconds) {
+  requests_->Get({upstream, decision, CodeClass(status)}).fetch_add(1, std::memory_order_relaxed);
+  request_duration_->Get({upstream}).Observe(latency_seconds);
+}
+
+void Metrics::RecordUpstream(std::string_view upstream, int status, double seconds) {
+  upstream_responses_->Get({upstream, CodeClass(status)}).fetch_add(1, std::memory_order_relaxed);
+  upstream_duration_->Get({upstream}).Observe(seconds);
+}
+
+void Metrics::RecordUpstreamError(std::string_view upstream, std::string_view kind) {
+  upstream_errors_->Get({upstream, kind}).fetch_add(1, std::memory_order_relaxed);
+}
+
+void Metrics::RecordLimit(std::string_view bucket, std::string_view result) {
+  limit_decisions_->Get({bucket, result}).fetch_add(1, std::memory_order_relaxed);
+}
+
+void Metrics::RecordUpstreamCooldown(std::string_view upstream) {
+  cooldowns_->Get({upstream}).fetch_add(1, std::memory_order_relaxed);
+}
+
+void Metrics::RecordReload(bool ok) {
+  (ok ? reload_success_ : reload_failure_).fetch_add(1, std::memory_order_relaxed);
+  if (ok) MarkConfigLoaded();
+}
+
+void Metrics::MarkConfigLoaded() {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  last_reload_success_ms_.store(std::chrono::duration_cast<std::chrono::milliseconds>(now).count(),
+                                std::memory_order_relaxed);
+}
+
+std::string Metrics::Render(const MetricsSnapshot& g) const {
+  std::string out;
+  out.reserve(16384);
+  RenderCounters(&out, "tollgate_requests_total",
+                 "Requests ended by the gateway, by upstream, decision and status class.",
+                 *requests_);
+  RenderHistograms(&out, "tollgate_request_duration_seconds",
+                   "Time from request received to response sent.", *request_duration_);
+  RenderHistograms(&out, "tollgate_upstream_duration_seconds",
+                   "Time spent waiting for upstream responses.", *upstream_duration_);
+  RenderCounters(&out, "tollgate_upstream_responses_total",
+                 "Responses received from upstreams, by status class.", *upstream_responses_);
+  RenderCounters(&out, "tollgate_upstream_errors_total",
+                 "Upstream calls that got no response (timeout, connect, other).",
+                 *upstream_errors_);
+  RenderCounters(&out, "tollgate_ratelimit_decisions_total",
+                 "Token-bucket decisions, by bucket and result.", *limit_decisions_);
+  RenderCounters(&out, "tollgate_upstream_cooldowns_total",
+                 "Cooldowns started because an upstream answered 429.", *cooldowns_);
+
+  AppendHeader(&out, "tollgate_config_reloads_total", "counter", "Config reload attempts.");
+  AppendSample(&out, "tollgate_config_reloads_total", "{result=\"success\"}",
+               std::to_string(reload_success_.load(std::memory_order_relaxed)));
+  AppendSample(&out, "tollgate_config_reloads_total", "{result=\"failure\"}",
+               std::to_string(reload_failure_.load(std::memory_order_relaxed)));
+  AppendScalar(&out, "tollgate_config_last_reload_success_timestamp_seconds", "gauge",
+               "Unix time of the last successful config load (0 = never).",
+               FormatDouble(static_cast<double>(last_reload_success_ms_.load()) / 1000.0));
+
+  AppendScalar(&out, "tollgate_in_flight_requests", "gauge", "Requests being handled.",
+               std::to_string(g.in_flight));
+  AppendScalar(&out, "tollgate_audit_queue_depth", "gauge", "Audit records waiting for the writer.",
+               std::to_string(g.audit_queue_depth));
+  AppendScalar(&out, "tollgate_audit_records_total", "counter", "Audit records written.",
+               std::to_string(g.audit_written));
+  AppendScalar(&out, "tollgate_audit_stream_errors_total", "counter",
+               "Failed writes to the audit Redis stream.", std::to_string(g.audit_stream_errors));
+  AppendScalar(&out, "tollgate_audit_stream_dropped_total", "counter",
+               "Audit records given up on for the Redis stream (the file has them).",
+               std::to_string(g.audit_stream_dropped));
+
+  const policies::LimiterStats* l = g.limiter;
+  AppendScalar(&out, "tollgate_limiter_ready", "gauge",
+               "1 when the rate limiter can decide (Redis reachable or fallback active).",
+               g.limiter_ready ? "1" : "0", LabelSet({"backend"}, {g.limiter_backend}));
+  AppendScalar(&out, "tollgate_redis_errors_total", "counter",
+               "Failed rate-limiter calls to Redis.",
+               std::to_string(Load(l ? &l->redis_errors : nullptr)));
+  AppendScalar(&out, "tollgate_ratelimit_fallbacks_total", "counter",
+               "Rate-limit decisions made locally because Redis failed.",
+               std::to_string(Load(l ? &l->fallbacks : nullptr)));
+  AppendScalar(&out, "tollgate_redis_breaker_skips_total", "counter",
+               "Rate-limit decisions that skipped Redis while its circuit breaker was open.",
+               std::to_string(Load(l ? &l->breaker_skips : nullptr)));
+  AppendScalar(&out, "tollgate_redis_script_reloads_total", "counter",
+               "Rate-limit scripts reloaded after NOSCRIPT.",
+               std::to_string(Load(l ? &l->script_reloads : nullptr)));
+
+  const upstream::UpstreamClientStats* u = g.upstream;
+  AppendScalar(&out, "tollgate_upstream_in_flight", "gauge", "Upstream transfers in progress.",
+               std::to_string(g.upstream_in_flight));
+  AppendHeader(&out, "tollgate_upstream_transfers_total", "counter",
+               "Upstream transfers by the HTTP client, by result.");
+  const std::pair<const char*, const std::atomic<uint64_t>*> transfers[] = {
+      {"started", u ? &u->started : nullptr},
+      {"completed", u ? &u->completed : nullptr},
+      {"timeout", u ? &u->timeouts : nullptr},
+      {"connect_error", u ? &u->connect_errors : nullptr},
+      {"other_error", u ? &u->other_errors : nullptr}};
+  for (const auto& [result, counter] : transfers) {
+    AppendSample(&out, "tollgate_upstream_transfers_total", LabelSet({"result"}, {result}),
+                 std::to_string(Load(counter)));
+  }
+
+  AppendScalar(&out, "tollgate_build_info", "gauge", "The running tollgate version.", "1",
+               LabelSet({"version"}, {TOLLGATE_VERSION}));
+  return out;
+}
+
+}  // namespace tollgate::gateway

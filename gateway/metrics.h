@@ -1,0 +1,87 @@
+// Prometheus metrics (text exposition format 0.0.4), kept without a client library.
+//
+// Thread-safety: every Record* method and Render may be called from any thread, concurrently.
+// Recording is cheap enough for the request path: a series (one label combination) is created
+// once under an exclusive lock and found afterwards under a shared lock; its values are
+// atomics, so requests never serialise on one mutex. Sums of durations are kept in whole
+// nanoseconds so that concurrent additions are exact.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "policies/rate_limiter.h"
+#include "upstream/upstream_client.h"
+
+namespace tollgate::gateway {
+
+// Values owned by other components, read when /metrics is served.
+struct MetricsSnapshot {
+  int64_t in_flight = 0;
+  int64_t audit_queue_depth = 0;
+  uint64_t audit_written = 0;
+  uint64_t audit_stream_errors = 0;
+  const policies::LimiterStats* limiter = nullptr;  // may be null
+  bool limiter_ready = false;
+  std::string limiter_backend;                              // RateLimiter::Describe()
+  const upstream::UpstreamClientStats* upstream = nullptr;  // may be null
+  uint64_t upstream_in_flight = 0;
+  uint64_t audit_stream_dropped = 0;
+};
+
+class Metrics {
+ public:
+  // Upper bounds (seconds) of every latency histogram.
+  static constexpr std::array<double, 14> kBuckets = {.001, .0025, .005, .01, .025, .05, .1,
+                                                      .25,  .5,    1,    2.5, 5,    10,  30};
+
+  Metrics();
+  ~Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  // One call per request the gateway ended; `status` is the status sent to the caller.
+  void RecordRequest(std::string_view upstream, std::string_view decision, int status,
+                     double latency_seconds);
+  // One call per upstream response received (any status).
+  void RecordUpstream(std::string_view upstream, int status, double seconds);
+  // `kind`: "timeout", "connect" or "other".
+  void RecordUpstreamError(std::string_view upstream, std::string_view kind);
+  // `result`: "allowed", "limited" or "would_limit".
+  void RecordLimit(std::string_view bucket, std::string_view result);
+  void RecordUpstreamCooldown(std::string_view upstream);
+  // A reload attempt; a success also sets the last-success timestamp.
+  void RecordReload(bool ok);
+  // Sets the last-success timestamp for the config loaded at start, without counting a reload.
+  void MarkConfigLoaded();
+
+  std::string Render(const MetricsSnapshot& gauges) const;
+
+  // "2xx" ... "5xx"; "other" for anything outside 100..599 (e.g. 0 when nothing was sent).
+  static std::string_view CodeClass(int status);
+
+ private:
+  struct Histogram;
+  template <typename Series>
+  class Family;
+
+  std::unique_ptr<Family<std::atomic<uint64_t>>> requests_;
+  std::unique_ptr<Family<Histogram>> request_duration_;
+  std::unique_ptr<Family<Histogram>> upstream_duration_;
+  std::unique_ptr<Family<std::atomic<uint64_t>>> upstream_responses_;
+  std::unique_ptr<Family<std::atomic<uint64_t>>> upstream_errors_;
+  std::unique_ptr<Family<std::atomic<uint64_t>>> limit_decisions_;
+  std::unique_ptr<Family<std::atomic<uint64_t>>> cooldowns_;
+  std::atomic<uint64_t> reload_success_{0};
+  std::atomic<uint64_t> reload_failure_{0};
+  std::atomic<int64_t> last_reload_success_ms_{0};  // unix time in ms, 0 = never
+};
+
+}  // namespace tollgate::gateway
