@@ -1,0 +1,183 @@
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "upstream/headers.h"
+
+namespace tollgate::upstream {
+namespace {
+
+bool Contains(const HeaderList& headers, const std::string& name) {
+  for (const auto& h : headers) {
+    if (HeaderNameEquals(h.first, name)) return true;
+  }
+  return false;
+}
+
+TEST(HeaderNameEqualsTest, IgnoresAsciiCaseOnly) {
+  EXPECT_TRUE(HeaderNameEquals("Content-Type", "content-type"));
+  EXPECT_TRUE(HeaderNameEquals("X-LOGTRUST-SIGN", "x-logtrust-sign"));
+  EXPECT_FALSE(HeaderNameEquals("Content-Type", "Content-Typ"));
+  EXPECT_FALSE(HeaderNameEquals("a-b", "a_b"));
+}
+
+struct DropCase {
+  const char* name;
+  bool forwarded;
+};
+
+class RequestHeaderTableTest : public ::testing::TestWithParam<DropCase> {};
+
+TEST_P(RequestHeaderTableTest, ForwardsOnlySafeHeaders) {
+  const DropCase& c = GetParam();
+  HeaderList in = {{"Accept", "application/json"}, {c.name, "v"}};
+  HeaderList out = FilterRequestHeaders(in);
+  EXPECT_EQ(Contains(out, c.name), c.forwarded) << c.name;
+  EXPECT_TRUE(Contains(out, "Accept"));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, RequestHeaderTableTest,
+    ::testing::Values(
+        // hop-by-hop
+        DropCase{"Connection", false}, DropCase{"Keep-Alive", false}, DropCase{"TE", false},
+        DropCase{"Trailer", false}, DropCase{"Transfer-Encoding", false},
+        DropCase{"Upgrade", false}, DropCase{"Proxy-Connection", false},
+        DropCase{"Proxy-Authorization", false},
+        // owned by libcurl or the gateway
+        DropCase{"Host", false}, DropCase{"Content-Length", false}, DropCase{"Expect", false},
+        DropCase{"X-Request-Id", false},
+        // the caller's credentials
+        DropCase{"Authorization", false}, DropCase{"authorization", false},
+        DropCase{"Cookie", false}, DropCase{"standAloneToken", false},
+        DropCase{"STANDALONETOKEN", false}, DropCase{"x-logtrust-apikey", false},
+        DropCase{"X-Logtrust-Sign", false}, DropCase{"x-logtrust-timestamp", false},
+        // method overrides
+        DropCase{"X-HTTP-Method-Override", false}, DropCase{"X-Method-Override", false},
+        DropCase{"X-HTTP-Method", false},
+        // forwarding claims the upstream might trust
+        DropCase{"X-Forwarded-For", false}, DropCase{"x-forwarded-host", false},
+        DropCase{"X-Forwarded-Proto", false}, DropCase{"Forwarded", false},
+        DropCase{"X-Real-IP", false},
+        // ordinary end-to-end headers pass
+        DropCase{"Content-Type", true}, DropCase{"User-Agent", true},
+        DropCase{"If-None-Match", true}, DropCase{"X-Custom", true},
+        DropCase{"Accept-Encoding", true}, DropCase{"X-Forwarded", true}));
+
+TEST(FilterRequestHeadersTest, DropsHeadersNamedByConnection) {
+  HeaderList in = {{"Connection", "keep-alive, X-Secret-Hop ,\tX-Other"},
+                   {"X-Secret-Hop", "1"},
+                   {"x-other", "2"},
+                   {"X-Kept", "3"}};
+  HeaderList out = FilterRequestHeaders(in);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].first, "X-Kept");
+}
+
+TEST(FilterRequestHeadersTest, ConnectionTokensFromEveryConnectionHeader) {
+  HeaderList in = {{"Connection", "X-A"}, {"connection", "X-B"}, {"X-A", "1"}, {"X-B", "2"}};
+  EXPECT_TRUE(FilterRequestHeaders(in).empty());
+}
+
+TEST(FilterRequestHeadersTest, KeepsOrderValuesAndDuplicates) {
+  HeaderList in = {{"X-B", "1"}, {"Cookie", "c=1"}, {"X-A", "2"}, {"X-B", "3"}};
+  HeaderList expected = {{"X-B", "1"}, {"X-A", "2"}, {"X-B", "3"}};
+  EXPECT_EQ(FilterRequestHeaders(in), expected);
+}
+
+TEST(IsSecretHeaderTest, KnowsEverySecretHeader) {
+  for (const char* name : {"Authorization", "proxy-authorization", "standAloneToken",
+                           "x-logtrust-sign", "X-Logtrust-Apikey", "Cookie", "Set-Cookie"}) {
+    EXPECT_TRUE(IsSecretHeader(name)) << name;
+  }
+  EXPECT_FALSE(IsSecretHeader("Content-Type"));
+  EXPECT_FALSE(IsSecretHeader("X-Api-Token"));
+}
+
+TEST(IsSecretHeaderTest, IncludesTheConfiguredAuthHeader) {
+  config::UpstreamAuth auth;
+  auth.type = config::AuthType::kHeader;
+  auth.header = "X-Api-Token";
+  EXPECT_TRUE(IsSecretHeader("x-api-token", auth));
+  EXPECT_TRUE(IsSecretHeader("Authorization", auth));
+  EXPECT_FALSE(IsSecretHeader("X-Other", auth));
+  auth.type = config::AuthType::kBearer;
+  EXPECT_FALSE(IsSecretHeader("x-api-token", auth));
+}
+
+TEST(FilterResponseHeadersTest, DropsHopByHopSetCookieAndLength) {
+  HeaderList in = {{"Content-Type", "application/json"},
+                   {"Connection", "close, X-Hop"},
+                   {"X-Hop", "1"},
+                   {"Transfer-Encoding", "chunked"},
+                   {"Keep-Alive", "timeout=5"},
+                   {"Set-Cookie", "s=1"},
+                   {"Content-Length", "12"},
+                   {"Content-Encoding", "gzip"},
+                   {"X-Request-Id", "upstream-id"},
+                   {"x-devo-cid", "cid-1"},
+                   {"Retry-After", "3"}};
+  HeaderList expected = {{"Content-Type", "application/json"},
+                         {"Content-Encoding", "gzip"},
+                         {"x-devo-cid", "cid-1"},
+                         {"Retry-After", "3"}};
+  EXPECT_EQ(FilterResponseHeaders(in, "https://api.devin.ai", "devin"), expected);
+}
+
+TEST(FilterResponseHeadersTest, RewritesLocation) {
+  HeaderList in = {{"location", "https://api.devin.ai/v3/sessions/1"}};
+  HeaderList out = FilterResponseHeaders(in, "https://api.devin.ai", "devin");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].first, "location");
+  EXPECT_EQ(out[0].second, "/devin/v3/sessions/1");
+}
+
+struct LocationCase {
+  const char* base;
+  const char* location;
+  const char* expected;
+};
+
+class RewriteLocationTest : public ::testing::TestWithParam<LocationCase> {};
+
+TEST_P(RewriteLocationTest, Rewrites) {
+  const LocationCase& c = GetParam();
+  EXPECT_EQ(RewriteLocation(c.location, c.base, "up"), c.expected) << c.base << " " << c.location;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, RewriteLocationTest,
+    ::testing::Values(
+        // base without a path prefix
+        LocationCase{"https://api.devin.ai", "https://api.devin.ai/v3/x?a=1&a=2",
+                     "/up/v3/x?a=1&a=2"},
+        LocationCase{"https://api.devin.ai", "https://api.devin.ai", "/up/"},
+        LocationCase{"https://api.devin.ai", "https://api.devin.ai?q=1", "/up/?q=1"},
+        LocationCase{"https://api.devin.ai", "HTTPS://API.Devin.AI/v3", "/up/v3"},
+        LocationCase{"https://api.devin.ai", "https://api.devin.ai:443/v3", "/up/v3"},
+        // base with a path prefix
+        LocationCase{"http://127.0.0.1:8081/api", "http://127.0.0.1:8081/api/v2/t", "/up/v2/t"},
+        LocationCase{"http://127.0.0.1:8081/api/", "http://127.0.0.1:8081/api/v2", "/up/v2"},
+        LocationCase{"http://127.0.0.1:8081/api", "http://127.0.0.1:8081/api", "/up/"},
+        LocationCase{"http://127.0.0.1:8081/api", "http://127.0.0.1:8081/apikeys",
+                     "http://127.0.0.1:8081/apikeys"},
+        LocationCase{"http://127.0.0.1:8081/api", "http://127.0.0.1:8081/other",
+                     "http://127.0.0.1:8081/other"},
+        LocationCase{"http://127.0.0.1:8081/api", "http://127.0.0.1:8081/API/v2",
+                     "http://127.0.0.1:8081/API/v2"},
+        // another host, scheme or port: unchanged
+        LocationCase{"https://api.devin.ai", "https://evil.example/v3", "https://evil.example/v3"},
+        LocationCase{"https://api.devin.ai", "https://api.devin.ai.evil.example/v3",
+                     "https://api.devin.ai.evil.example/v3"},
+        LocationCase{"https://api.devin.ai", "http://api.devin.ai/v3", "http://api.devin.ai/v3"},
+        LocationCase{"https://api.devin.ai", "https://api.devin.ai:8443/v3",
+                     "https://api.devin.ai:8443/v3"},
+        LocationCase{"https://api.devin.ai", "https://user:pw@api.devin.ai/v3",
+                     "https://user:pw@api.devin.ai/v3"},
+        // relative: unchanged
+        LocationCase{"https://api.devin.ai", "/v3/sessions", "/v3/sessions"},
+        LocationCase{"https://api.devin.ai", "sessions/1", "sessions/1"},
+        LocationCase{"https://api.devin.ai", "//api.devin.ai/v3", "//api.devin.ai/v3"}));
+
+}  // namespace
+}  // namespace tollgate::upstream

@@ -1,0 +1,244 @@
+// A tiny HTTP/1.1 server for the upstream client's unit tests: raw sockets, one thread per
+// connection, on a kernel-chosen loopback port. It records every request it parsed and answers
+// with whatever bytes the test's handler returns; it can also hold a request unanswered (to
+// provoke timeouts and shutdowns) or gate answers until the test releases them.
+// Thread-safe; the destructor stops and joins everything it started. Header-only because only
+// the tests of this module use it (the unit-test glob takes *_test.cpp files only).
+#pragma once
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace tollgate::upstream::testing {
+
+struct ReceivedRequest {
+  int connection = 0;  // 0 for the first accepted connection, 1 for the next, ...
+  std::string method;
+  std::string target;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+
+  // The values of every header named `name` (case-insensitive), in order.
+  std::vector<std::string> Values(const std::string& name) const {
+    std::vector<std::string> out;
+    for (const auto& [n, v] : headers) {
+      if (Lower(n) == Lower(name)) out.push_back(v);
+    }
+    return out;
+  }
+  static std::string Lower(std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  }
+  bool Has(const std::string& name) const { return !Values(name).empty(); }
+};
+
+struct Reply {
+  std::string raw;     // written back verbatim
+  bool hold = false;   // never answer; keep the connection until the peer or the server closes
+  bool gated = false;  // answer only once Release() was called
+};
+
+// "HTTP/1.1 <status> X\r\nContent-Length: <n>\r\n<extra_headers>\r\n<body>".
+inline std::string HttpResponse(int status, const std::string& body,
+                                const std::string& extra_headers = "") {
+  return "HTTP/1.1 " + std::to_string(status) +
+         " X\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" + extra_headers + "\r\n" +
+         body;
+}
+
+class TestServer {
+ public:
+  using Handler = std::function<Reply(const ReceivedRequest&)>;
+
+  explicit TestServer(Handler handler) : handler_(std::move(handler)) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;  // the kernel picks a free port: no race with other test binaries
+    socklen_t len = sizeof(addr);
+    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        listen(listen_fd_, 512) != 0 ||
+        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      std::abort();
+    }
+    port_ = ntohs(addr.sin_port);
+    accept_thread_ = std::thread([this] { AcceptLoop(); });
+  }
+
+  ~TestServer() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      for (int fd : fds_) shutdown(fd, SHUT_RDWR);
+    }
+    cv_.notify_all();
+    accept_thread_.join();
+    // No new connection threads after the accept loop ended, so threads_ is stable now.
+    for (std::thread& t : threads_) t.join();
+    for (int fd : fds_) close(fd);
+    close(listen_fd_);
+  }
+
+  TestServer(const TestServer&) = delete;
+  TestServer& operator=(const TestServer&) = delete;
+
+  int port() const { return port_; }
+  std::string Url(const std::string& target) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + target;
+  }
+  int accepted() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return accepted_;
+  }
+  std::vector<ReceivedRequest> received() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return received_;
+  }
+  // True once at least `count` requests were received; false after `timeout`.
+  bool WaitForRequests(size_t count, std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return received_.size() >= count; });
+  }
+  // Answers every gated request, now and from now on.
+  void Release() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      released_ = true;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  void AcceptLoop() {
+    while (true) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stopping_) return;
+      }
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) {
+        close(fd);
+        return;
+      }
+      int connection = accepted_++;
+      fds_.push_back(fd);
+      threads_.emplace_back([this, fd, connection] { Serve(fd, connection); });
+    }
+  }
+
+  void Serve(int fd, int connection) {
+    std::string buffer;
+    ReceivedRequest request;
+    while (ReadRequest(fd, &buffer, &request)) {
+      request.connection = connection;
+      Reply reply = handler_(request);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        received_.push_back(request);
+      }
+      cv_.notify_all();
+      if (reply.hold) {
+        HoldUntilClosed(fd);
+        return;
+      }
+      if (reply.gated) {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return released_ || stopping_; });
+      }
+      size_t sent = 0;
+      while (sent < reply.raw.size()) {
+        ssize_t n = send(fd, reply.raw.data() + sent, reply.raw.size() - sent, MSG_NOSIGNAL);
+        if (n <= 0) return;
+        sent += static_cast<size_t>(n);
+      }
+    }
+  }
+
+  // Reads one request (Content-Length bodies only: that is all libcurl sends for a buffer).
+  bool ReadRequest(int fd, std::string* buffer, ReceivedRequest* out) {
+    size_t end;
+    while ((end = buffer->find("\r\n\r\n")) == std::string::npos) {
+      if (!ReadMore(fd, buffer)) return false;
+    }
+    std::string head = buffer->substr(0, end + 2);
+    buffer->erase(0, end + 4);
+    *out = ReceivedRequest();
+    size_t line_end = head.find("\r\n");
+    std::string line = head.substr(0, line_end);
+    size_t sp1 = line.find(' ');
+    size_t sp2 = line.rfind(' ');
+    out->method = line.substr(0, sp1);
+    out->target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    size_t content_length = 0;
+    for (size_t pos = line_end + 2; pos < head.size();) {
+      size_t next = head.find("\r\n", pos);
+      std::string field = head.substr(pos, next - pos);
+      pos = next + 2;
+      size_t colon = field.find(':');
+      std::string name = field.substr(0, colon);
+      size_t start = field.find_first_not_of(" \t", colon + 1);
+      std::string value = start == std::string::npos ? "" : field.substr(start);
+      if (ReceivedRequest::Lower(name) == "content-length") {
+        content_length = std::strtoul(value.c_str(), nullptr, 10);
+      }
+      out->headers.emplace_back(name, value);
+    }
+    while (buffer->size() < content_length) {
+      if (!ReadMore(fd, buffer)) return false;
+    }
+    out->body = buffer->substr(0, content_length);
+    buffer->erase(0, content_length);
+    return true;
+  }
+
+  static bool ReadMore(int fd, std::string* buffer) {
+    char chunk[16384];
+    ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
+    if (n <= 0) return false;
+    buffer->append(chunk, static_cast<size_t>(n));
+    return true;
+  }
+
+  void HoldUntilClosed(int fd) {
+    char chunk[4096];
+    while (recv(fd, chunk, sizeof(chunk), 0) > 0) {
+    }
+  }
+
+  Handler handler_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::thread accept_thread_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  bool released_ = false;
+  int accepted_ = 0;
+  std::vector<ReceivedRequest> received_;
+  std::vector<int> fds_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace tollgate::upstream::testing
