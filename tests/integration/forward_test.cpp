@@ -1,0 +1,418 @@
+// The forward path (issue 3): every seed call to Devin and Devo goes through the gateway with only
+// the base URL and the token changed; the upstream gets the real secret and never the caller's
+// key; errors, limits on size and time, and HTTP/1.1 behaviour a client relies on.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "tests/integration/gateway_fixture.h"
+
+namespace tollgate::testing {
+namespace {
+
+class ForwardTest : public GatewayTest {
+ protected:
+  void SetUp() override {
+    GatewayTest::SetUp();
+    StartGateway(StandardConfig());
+  }
+
+  // The upstream saw the real secret and nothing of the caller's key.
+  void ExpectCleanUpstreamRequest(const RecordedRequest& r) {
+    for (const auto& [name, value] : r.headers) {
+      EXPECT_EQ(value.find(kDataKey), std::string::npos) << name << " leaked the caller key";
+    }
+  }
+};
+
+TEST_F(ForwardTest, DevinSeedCallsGoThroughWithTheServiceUserToken) {
+  struct SeedCall {
+    std::string method, path, body;
+    int status;
+  };
+  std::vector<SeedCall> calls = {
+      {"GET", "/devin/v3beta1/enterprise/self", "", 200},
+      {"GET", "/devin/v3beta1/enterprise/organizations?first=2", "", 200},
+      {"POST", "/devin/v3beta1/enterprise/organizations", R"({"name":"new org"})", 201},
+      {"POST", "/devin/v3beta1/organizations/org-123/sessions", R"({"prompt":"fix the build"})",
+       200},
+      {"GET", "/devin/v3beta1/enterprise/consumption/daily?start_date=2026-01-01&end_date=2026-01-31",
+       "", 200},
+      {"POST", "/devin/v3beta1/enterprise/service-users", R"({"name":"ci-bot"})", 201},
+      {"GET",
+       "/devin/v3beta1/enterprise/audit-logs?time_after=1700000000&time_before=1800000000&first=50",
+       "", 200},
+      {"GET", "/devin/v3/enterprise/self", "", 200},
+  };
+  for (const auto& c : calls) {
+    fake_.ClearRequests();
+    HttpResponse r = Call(c.method, c.path, kDataKey, c.body);
+    EXPECT_EQ(r.status, c.status) << c.method << " " << c.path << ": " << r.body;
+    EXPECT_TRUE(Json::Parse(r.body).ok()) << r.body;
+    EXPECT_TRUE(r.HasHeader("x-request-id"));
+    auto seen = fake_.WaitForRequests(1);
+    ASSERT_EQ(seen.size(), 1u) << c.path;
+    EXPECT_EQ(seen[0].method, c.method);
+    // Byte for byte: the path without the /devin prefix, the query as sent.
+    EXPECT_EQ(seen[0].target(), c.path.substr(std::string("/devin").size()));
+    EXPECT_EQ(seen[0].body, c.body);
+    EXPECT_EQ(seen[0].Header("Authorization"), "Bearer " + fake_.options().devin_token);
+    EXPECT_EQ(seen[0].HeaderCount("Authorization"), 1u);
+    ExpectCleanUpstreamRequest(seen[0]);
+  }
+}
+
+TEST_F(ForwardTest, DevinPagingAndTheMultiOrganisationLoop) {
+  // The seed's loop: list organisations page by page, then list each one's sessions.
+  std::string after;
+  std::vector<std::string> orgs;
+  for (int page = 0; page < 10; ++page) {
+    std::string path = "/devin/v3beta1/enterprise/organizations?first=2";
+    if (!after.empty()) path += "&after=" + after;
+    HttpResponse r = Call("GET", path);
+    ASSERT_EQ(r.status, 200) << r.body;
+    Json j = Json::Parse(r.body);
+    for (size_t i = 0; i < j.Size("/items"); ++i) {
+      orgs.push_back(j.String("/items/" + std::to_string(i) + "/org_id"));
+    }
+    if (!j.Bool("/has_more")) break;
+    after = j.String("/end_cursor");
+  }
+  ASSERT_GE(orgs.size(), 3u);
+  for (const auto& org : orgs) {
+    HttpResponse r = Call("GET", "/devin/v3beta1/organizations/" + org + "/sessions?first=10");
+    EXPECT_EQ(r.status, 200) << org << ": " << r.body;
+  }
+}
+
+TEST_F(ForwardTest, RepeatedQueryParametersKeepTheirOrder) {
+  HttpResponse r =
+      Call("GET", "/devin/v3beta1/enterprise/audit-logs?action=b&first=5&action=a&action=b");
+  EXPECT_EQ(r.status, 200);
+  auto seen = fake_.WaitForRequests(1);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].query, "action=b&first=5&action=a&action=b");
+}
+
+TEST_F(ForwardTest, DevoTokenCallsWithStandAloneToken) {
+  const std::string base = "/devo/v2/accounts/sampleAccount/tokens";
+  HttpResponse list = Call("GET", base);
+  ASSERT_EQ(list.status, 200) << list.body;
+  EXPECT_TRUE(list.HasHeader("x-devo-cid"));
+  auto seen = fake_.WaitForRequests(1);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].Header("standAloneToken"), fake_.options().devo_token);
+  EXPECT_FALSE(seen[0].HasHeader("Authorization"));  // the caller's never goes upstream
+
+  HttpResponse created = Call("POST", base, kDataKey, R"({"name":"reporting"})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  std::string id = Json::Parse(created.body).String("/id");
+  ASSERT_FALSE(id.empty()) << created.body;
+  // Location under the upstream's base URL is rewritten to the gateway prefix.
+  EXPECT_EQ(created.Header("location"), base + "/" + id);
+
+  EXPECT_EQ(Call("GET", base + "/" + id).status, 200);
+  EXPECT_EQ(Call("POST", base + "/" + id + "/disable").status, 200);
+  EXPECT_EQ(Call("POST", base + "/" + id + "/enable").status, 200);
+  HttpResponse renamed = Call("PUT", base + "/" + id + "/name", kDataKey, R"({"value":"renamed"})");
+  EXPECT_EQ(renamed.status, 200) << renamed.body;
+  EXPECT_EQ(Json::Parse(renamed.body).String("/name"), "renamed");
+  HttpResponse deleted = Call("DELETE", base + "/" + id);
+  EXPECT_EQ(deleted.status, 204);
+  EXPECT_EQ(Call("GET", base + "/" + id).status, 404);
+  for (const auto& r : fake_.Requests()) ExpectCleanUpstreamRequest(r);
+}
+
+TEST_F(ForwardTest, DevoQueryIsSignedWithHmac) {
+  std::string body = R"({"query":"from siem.logtrust.web.activity select *","from":1700000000})";
+  HttpResponse r = Call("POST", "/devo-query/search/query", kDataKey, body);
+  EXPECT_EQ(r.status, 200) << r.body;  // the fake checks the signature
+  auto seen = fake_.WaitForRequests(1);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].Header("x-logtrust-apikey"), fake_.options().devo_hmac_key);
+  std::string ts = seen[0].Header("x-logtrust-timestamp");
+  EXPECT_EQ(seen[0].Header("x-logtrust-sign"),
+            upstream::HmacSha256Hex(fake_.options().devo_hmac_secret,
+                                    fake_.options().devo_hmac_key + body + ts));
+}
+
+TEST_F(ForwardTest, CallerAuthenticationFailuresAre401AndNeverReachTheUpstream) {
+  for (const std::string& key : {std::string(""), std::string("wrong-key"), kDisabledKey, kExpiredKey}) {
+    HttpResponse r = Call("GET", "/devin/v3beta1/enterprise/self", key);
+    EXPECT_EQ(r.status, 401) << key;
+    Json j = Json::Parse(r.body);
+    EXPECT_EQ(j.String("/error/reason"), "unauthenticated");
+    EXPECT_EQ(j.String("/error/request_id"), r.Header("x-request-id"));
+  }
+  HttpResponse basic = Http("GET", gateway_->url() + "/devin/v3beta1/enterprise/self",
+                            {{"Authorization", "Basic dGVzdDp0ZXN0"}});
+  EXPECT_EQ(basic.status, 401);
+  EXPECT_TRUE(fake_.Requests().empty());
+}
+
+TEST_F(ForwardTest, UpstreamErrorsPassThroughUntouched) {
+  fake_.SetBehaviour("/v3beta1/enterprise/self", 0, 403);
+  HttpResponse r = Call("GET", "/devin/v3beta1/enterprise/self");
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(r.Header("content-type"), "application/problem+json");
+  Json j = Json::Parse(r.body);
+  EXPECT_EQ(j.Int("/status"), 403);  // the upstream's problem+json, not our envelope
+  EXPECT_FALSE(j.Has("/error"));
+}
+
+TEST_F(ForwardTest, UnknownUpstreamIs404AndReservedPrefixIsNotForwarded) {
+  HttpResponse r = Call("GET", "/github/repos");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(Json::Parse(r.body).String("/error/reason"), "not_found");
+  HttpResponse health = Http("GET", gateway_->url() + "/_tollgate/health");
+  EXPECT_EQ(health.status, 200);
+  HttpResponse whoami = Call("GET", "/_tollgate/whoami");
+  ASSERT_EQ(whoami.status, 200);
+  Json w = Json::Parse(whoami.body);
+  EXPECT_EQ(w.String("/caller"), "data-team");
+  EXPECT_EQ(w.String("/roles/0"), "everything");
+  EXPECT_EQ(Http("GET", gateway_->url() + "/_tollgate/whoami").status, 401);
+  EXPECT_EQ(Call("GET", "/_tollgate/other").status, 404);
+  EXPECT_TRUE(fake_.Requests().empty());
+}
+
+TEST_F(ForwardTest, SecretsNeverReachTheCallerOrTheLogs) {
+  fake_.SetBehaviour("/v3beta1/enterprise/organizations", 0, 500);
+  std::vector<HttpResponse> responses = {
+      Call("GET", "/devin/v3beta1/enterprise/self"),
+      Call("GET", "/devin/v3beta1/enterprise/organizations"),
+      Call("GET", "/devo/v2/accounts/sampleAccount/tokens"),
+      Call("GET", "/nowhere/x"),
+      Call("GET", "/devin/v3beta1/enterprise/self", "bad-key"),
+  };
+  ASSERT_EQ(gateway_->Stop(), 0);
+  std::vector<std::string> secrets = {fake_.options().devin_token, fake_.options().devo_token,
+                                      fake_.options().devo_hmac_secret, kDataKey};
+  for (const auto& r : responses) {
+    for (const auto& s : secrets) {
+      EXPECT_EQ(r.body.find(s), std::string::npos);
+      for (const auto& [k, v] : r.headers) EXPECT_EQ(v.find(s), std::string::npos) << k;
+    }
+  }
+  std::string audit = ReadFile(gateway_->audit_path());
+  std::string log = gateway_->log();
+  for (const auto& s : secrets) {
+    EXPECT_EQ(audit.find(s), std::string::npos);
+    EXPECT_EQ(log.find(s), std::string::npos);
+  }
+}
+
+TEST_F(ForwardTest, HopByHopAndCallerControlledHeadersAreStripped) {
+  HeaderList h = {{"Connection", "keep-alive, X-Drop-Me"},
+                  {"X-Drop-Me", "1"},
+                  {"Keep-Alive", "timeout=5"},
+                  {"TE", "trailers"},
+                  {"Upgrade", "h2c"},
+                  {"Proxy-Authorization", "Basic eA=="},
+                  {"Cookie", "session=abc"},
+                  {"X-HTTP-Method-Override", "DELETE"},
+                  {"X-Method-Override", "DELETE"},
+                  {"X-Forwarded-For", "10.0.0.1"},
+                  {"X-Forwarded-Host", "evil"},
+                  {"standAloneToken", "caller-supplied"},
+                  {"X-Custom", "kept"}};
+  HttpResponse r = Call("GET", "/devo/v2/accounts/sampleAccount/tokens", kDataKey, "", h);
+  EXPECT_EQ(r.status, 200);
+  auto seen = fake_.WaitForRequests(1);
+  ASSERT_EQ(seen.size(), 1u);
+  for (const char* gone : {"X-Drop-Me", "Keep-Alive", "TE", "Upgrade", "Proxy-Authorization",
+                           "Cookie", "X-HTTP-Method-Override", "X-Method-Override",
+                           "X-Forwarded-For", "X-Forwarded-Host"}) {
+    EXPECT_FALSE(seen[0].HasHeader(gone)) << gone;
+  }
+  EXPECT_EQ(seen[0].Header("standAloneToken"), fake_.options().devo_token);
+  EXPECT_EQ(seen[0].HeaderCount("standAloneToken"), 1u);
+  EXPECT_EQ(seen[0].Header("X-Custom"), "kept");
+  EXPECT_EQ(seen[0].method, "GET");
+  EXPECT_EQ(seen[0].Header("X-Request-Id"), r.Header("x-request-id"));
+  EXPECT_EQ(seen[0].Header("Host"), fake_.base_url().substr(std::string("http://").size()));
+}
+
+TEST_F(ForwardTest, RequestIdIsKeptWhenValidAndGeneratedOtherwise) {
+  HttpResponse kept = Call("GET", "/devin/v3beta1/enterprise/self", kDataKey, "",
+                           {{"X-Request-Id", "trace-abc-123"}});
+  EXPECT_EQ(kept.Header("x-request-id"), "trace-abc-123");
+  HttpResponse replaced = Call("GET", "/devin/v3beta1/enterprise/self", kDataKey, "",
+                               {{"X-Request-Id", std::string(200, 'x')}});
+  EXPECT_EQ(replaced.Header("x-request-id").size(), 32u);
+  auto seen = fake_.WaitForRequests(2);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].Header("X-Request-Id"), "trace-abc-123");
+  EXPECT_EQ(seen[1].Header("X-Request-Id"), replaced.Header("x-request-id"));
+  EXPECT_EQ(seen[1].HeaderCount("X-Request-Id"), 1u);
+}
+
+TEST_F(ForwardTest, SlowCallsDoNotHoldUpAFastOne) {
+  fake_.SetBehaviour("/v3beta1/organizations/org-slow", 3000);
+  std::vector<HttpRequest> slow;
+  for (int i = 0; i < 200; ++i) {
+    slow.push_back({"GET", gateway_->url() + "/devin/v3beta1/organizations/org-slow/sessions",
+                    Bearer(kDataKey), ""});
+  }
+  // Start the slow calls on another thread and wait until the fake holds all of them.
+  std::vector<HttpResponse> slow_results;
+  std::thread slow_thread([&] { slow_results = HttpParallel(slow, milliseconds(60000)); });
+  bool all_in_flight = false;
+  for (int i = 0; i < 300 && !all_in_flight; ++i) {
+    all_in_flight = fake_.Stats().in_flight >= 200;
+    if (!all_in_flight) std::this_thread::sleep_for(milliseconds(20));
+  }
+  EXPECT_TRUE(all_in_flight) << "in flight: " << fake_.Stats().in_flight;
+  HttpResponse fast = Call("GET", "/devin/v3beta1/enterprise/self");
+  // Order, not time: the fast call was answered while every slow call was still held.
+  int64_t still_held = fake_.Stats().in_flight;
+  EXPECT_EQ(fast.status, 200);
+  EXPECT_GE(still_held, 200);
+  slow_thread.join();
+  ASSERT_EQ(slow_results.size(), 200u);
+  for (const auto& r : slow_results) EXPECT_EQ(r.status, 200) << r.error;
+}
+
+TEST_F(ForwardTest, TimeoutsAndRefusedConnections) {
+  fake_.SetBehaviour("/v2/accounts/slow", 4000);  // longer than devo's timeout_ms 2000
+  HttpResponse timeout = Call("GET", "/devo/v2/accounts/slow/tokens");
+  EXPECT_EQ(timeout.status, 504);
+  EXPECT_EQ(Json::Parse(timeout.body).String("/error/reason"), "upstream_timeout");
+  HttpResponse refused = Call("GET", "/nowhere/anything");
+  EXPECT_EQ(refused.status, 502);
+  EXPECT_EQ(Json::Parse(refused.body).String("/error/reason"), "upstream_unavailable");
+}
+
+TEST_F(ForwardTest, OversizeBodiesAndHeadersAreRefusedBeforeForwarding) {
+  HttpResponse big_body =
+      Call("POST", "/devin/v3beta1/enterprise/organizations", kDataKey, std::string(70000, 'a'));
+  EXPECT_EQ(big_body.status, 413);
+  EXPECT_EQ(Json::Parse(big_body.body).String("/error/reason"), "payload_too_large");
+  HttpResponse big_header = Call("GET", "/devin/v3beta1/enterprise/self", kDataKey, "",
+                                 {{"X-Big", std::string(17 * 1024, 'h')}});
+  EXPECT_EQ(big_header.status, 431);
+  EXPECT_EQ(Json::Parse(big_header.body).String("/error/reason"), "headers_too_large");
+  // Just under the limits passes.
+  HttpResponse ok = Call("POST", "/devin/v3beta1/enterprise/organizations", kDataKey,
+                         R"({"name":")" + std::string(60000, 'n') + R"("})");
+  EXPECT_EQ(ok.status, 201) << ok.body;
+  auto seen = fake_.Requests();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].body.size(), 60011u);
+}
+
+TEST_F(ForwardTest, KeepAliveWithoutAConnectionHeader) {
+  HttpSession session;  // libcurl sends no Connection header on HTTP/1.1
+  for (int i = 0; i < 20; ++i) {
+    HttpResponse r = session.Request("GET", gateway_->url() + "/devin/v3beta1/enterprise/self",
+                                     Bearer(kDataKey));
+    ASSERT_EQ(r.status, 200);
+    EXPECT_EQ(r.Header("connection"), "keep-alive");
+  }
+  EXPECT_EQ(session.total_connections(), 1);
+}
+
+int ConnectTo(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::string ReadSome(int fd, const std::string& until, int timeout_ms) {
+  std::string out;
+  char buf[4096];
+  while (out.find(until) == std::string::npos) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) <= 0) break;
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+TEST_F(ForwardTest, ExpectContinueIsAnsweredBeforeTheBodyIsSent) {
+  int fd = ConnectTo(gateway_->listen_port());
+  ASSERT_GE(fd, 0);
+  std::string body = R"({"name":")" + std::string(2048, 'x') + R"("})";
+  std::string head = "POST /devin/v3beta1/enterprise/organizations HTTP/1.1\r\nHost: x\r\n"
+                     "Authorization: Bearer " + kDataKey +
+                     "\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+                     "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+  ASSERT_EQ(write(fd, head.data(), head.size()), static_cast<ssize_t>(head.size()));
+  // The interim answer arrives although no body byte was sent (a client would otherwise wait).
+  std::string interim = ReadSome(fd, "\r\n\r\n", 5000);
+  EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+  ASSERT_EQ(write(fd, body.data(), body.size()), static_cast<ssize_t>(body.size()));
+  std::string response = ReadSome(fd, "}", 5000);
+  EXPECT_EQ(response.rfind("HTTP/1.1 201", 0), 0u) << response;
+  close(fd);
+  auto seen = fake_.WaitForRequests(1);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].body, body);
+  EXPECT_FALSE(seen[0].HasHeader("Expect"));
+}
+
+TEST_F(ForwardTest, PipelinedRequestsAreAnsweredInOrder) {
+  int fd = ConnectTo(gateway_->listen_port());
+  ASSERT_GE(fd, 0);
+  std::string req1 = "GET /devin/v3beta1/enterprise/self HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                     kDataKey + "\r\nX-Request-Id: first\r\n\r\n";
+  std::string req2 = "GET /nope HTTP/1.1\r\nHost: x\r\nX-Request-Id: second\r\n\r\n";
+  std::string both = req1 + req2;
+  ASSERT_EQ(write(fd, both.data(), both.size()), static_cast<ssize_t>(both.size()));
+  std::string out = ReadSome(fd, "\"request_id\":\"second\"}}", 5000);
+  close(fd);
+  size_t first = out.find("X-Request-Id: first");
+  size_t second = out.find("X-Request-Id: second");
+  ASSERT_NE(first, std::string::npos) << out;
+  ASSERT_NE(second, std::string::npos) << out;
+  EXPECT_LT(first, second);
+}
+
+TEST_F(ForwardTest, HeadHasNoBody) {
+  int fd = ConnectTo(gateway_->listen_port());
+  ASSERT_GE(fd, 0);
+  std::string req = "HEAD /devin/v3beta1/enterprise/self HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                    kDataKey + "\r\n\r\nGET /_tollgate/health HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  std::string out = ReadSome(fd, "{\"status\":\"ok\"}", 5000);
+  close(fd);
+  // The HEAD answer's head is followed directly by the next response: no body in between.
+  size_t end_of_first = out.find("\r\n\r\n");
+  ASSERT_NE(end_of_first, std::string::npos) << out;
+  EXPECT_EQ(out.rfind("HTTP/1.1 200", 0), 0u) << out;
+  EXPECT_EQ(out.compare(end_of_first + 4, 12, "HTTP/1.1 200"), 0) << out;
+  auto seen = fake_.WaitForRequests(1);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].method, "HEAD");
+}
+
+TEST_F(ForwardTest, ArbitraryUpstreamHeadersReachTheCallerAndSetCookieDoesNot) {
+  HttpResponse r = Call("GET", "/devo/v2/accounts/sampleAccount/tokens");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_FALSE(r.Header("x-devo-cid").empty());  // an unregistered header passes
+  EXPECT_FALSE(r.HasHeader("set-cookie"));
+}
+
+TEST_F(ForwardTest, ARequestLongerThanPistacheHeaderTimeoutStillCompletes) {
+  // Pistache's Http layer would answer 408 while an async answer is pending past its header
+  // timeout; the front-end has no such timer on requests it has dispatched.
+  fake_.SetBehaviour("/v3beta1/enterprise/self", 1500);
+  HttpResponse r = Call("GET", "/devin/v3beta1/enterprise/self");
+  EXPECT_EQ(r.status, 200);
+}
+
+}  // namespace
+}  // namespace tollgate::testing

@@ -1,0 +1,138 @@
+#include "gateway/http_codec.h"
+
+#include <gtest/gtest.h>
+
+namespace tollgate::gateway {
+namespace {
+
+RequestParser::Status ParseOne(const std::string& raw, HttpRequest* req, RequestParser* parser) {
+  parser->Append(raw);
+  return parser->Next(req);
+}
+
+TEST(HttpCodec, ParsesRequestLineHeadersAndBodyByteForByte) {
+  RequestParser p(16384, 1 << 20);
+  HttpRequest r;
+  ASSERT_EQ(ParseOne("POST /devin/v3/x?b=2&a=1&a=3 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nx-a: 2\r\n"
+                     "Content-Length: 5\r\n\r\nhe\"lo",
+                     &r, &p),
+            RequestParser::Status::kComplete);
+  EXPECT_EQ(r.method, "POST");
+  EXPECT_EQ(r.target, "/devin/v3/x?b=2&a=1&a=3");
+  EXPECT_EQ(r.body, "he\"lo");
+  ASSERT_EQ(r.headers.size(), 4u);
+  EXPECT_EQ(r.headers[1], (std::pair<std::string, std::string>("X-A", "1")));
+  EXPECT_EQ(r.headers[2], (std::pair<std::string, std::string>("x-a", "2")));
+  EXPECT_TRUE(r.keep_alive);
+  EXPECT_EQ(*r.Header("HOST"), "h");
+}
+
+TEST(HttpCodec, WaitsForTheWholeBodyAndHandlesPipelinedRequests) {
+  RequestParser p(16384, 1 << 20);
+  HttpRequest r;
+  p.Append("POST /a HTTP/1.1\r\nContent-Length: 4\r\n\r\nab");
+  EXPECT_EQ(p.Next(&r), RequestParser::Status::kIncomplete);
+  p.Append("cdGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.0\r\n\r\n");
+  ASSERT_EQ(p.Next(&r), RequestParser::Status::kComplete);
+  EXPECT_EQ(r.body, "abcd");
+  ASSERT_EQ(p.Next(&r), RequestParser::Status::kComplete);
+  EXPECT_EQ(r.target, "/b");
+  ASSERT_EQ(p.Next(&r), RequestParser::Status::kComplete);
+  EXPECT_EQ(r.target, "/c");
+  EXPECT_FALSE(r.keep_alive);  // HTTP/1.0 without keep-alive
+  EXPECT_EQ(p.Next(&r), RequestParser::Status::kIncomplete);
+}
+
+TEST(HttpCodec, KeepAliveFollowsConnectionHeader) {
+  RequestParser p(16384, 1 << 20);
+  HttpRequest r;
+  ASSERT_EQ(ParseOne("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", &r, &p),
+            RequestParser::Status::kComplete);
+  EXPECT_FALSE(r.keep_alive);
+  RequestParser q(16384, 1 << 20);
+  ASSERT_EQ(ParseOne("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", &r, &q),
+            RequestParser::Status::kComplete);
+  EXPECT_TRUE(r.keep_alive);
+}
+
+TEST(HttpCodec, ExpectContinueIsSignalledBeforeTheBody) {
+  RequestParser p(16384, 1 << 20);
+  HttpRequest r;
+  p.Append("POST /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+  EXPECT_EQ(p.Next(&r), RequestParser::Status::kIncomplete);
+  EXPECT_TRUE(p.TakeContinue());
+  EXPECT_FALSE(p.TakeContinue());  // once
+  p.Append("xyz");
+  ASSERT_EQ(p.Next(&r), RequestParser::Status::kComplete);
+  EXPECT_EQ(r.body, "xyz");
+}
+
+TEST(HttpCodec, DecodesChunkedBodies) {
+  RequestParser p(16384, 1 << 20);
+  HttpRequest r;
+  p.Append("POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n");
+  EXPECT_EQ(p.Next(&r), RequestParser::Status::kIncomplete);
+  p.Append("2;ext=1\r\nde\r\n0\r\nTrailer: x\r\n\r\nGET /next HTTP/1.1\r\n\r\n");
+  ASSERT_EQ(p.Next(&r), RequestParser::Status::kComplete);
+  EXPECT_EQ(r.body, "abcde");
+  ASSERT_EQ(p.Next(&r), RequestParser::Status::kComplete);
+  EXPECT_EQ(r.target, "/next");
+}
+
+struct BadCase {
+  const char* raw;
+  int status;
+};
+
+class HttpCodecErrors : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(HttpCodecErrors, RejectsWithStatus) {
+  RequestParser p(64, 10);
+  HttpRequest r;
+  p.Append(GetParam().raw);
+  ASSERT_EQ(p.Next(&r), RequestParser::Status::kError) << GetParam().raw;
+  EXPECT_EQ(p.error_status(), GetParam().status) << GetParam().raw;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, HttpCodecErrors,
+    ::testing::Values(BadCase{"GET /\r\n\r\n", 400}, BadCase{"GET / HTTP/2.0\r\n\r\n", 505},
+                      BadCase{"G(T / HTTP/1.1\r\n\r\n", 400},
+                      BadCase{"GET  / HTTP/1.1\r\n\r\n", 400},
+                      BadCase{"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400},
+                      BadCase{"GET / HTTP/1.1\r\nNoColon\r\n\r\n", 400},
+                      BadCase{"GET / HTTP/1.1\r\nA: b\x01\r\n\r\n", 400},
+                      BadCase{"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400},
+                      BadCase{"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                              400},
+                      BadCase{"GET / HTTP/1.1\r\nContent-Length: 11\r\n\r\n", 413},
+                      BadCase{"GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+                      BadCase{"GET / HTTP/1.1\r\nExpect: fancy\r\n\r\n", 417},
+                      BadCase{"GET / HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                              "aaaaaaaa\r\n\r\n",
+                              431},
+                      BadCase{"GET / HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                              "aaaaaaaaaaaaaaaaaa",
+                              431},
+                      BadCase{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+                      BadCase{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n", 413}));
+
+TEST(HttpCodec, SerializesResponsesWithLengthAndConnection) {
+  HttpResponse r;
+  r.status = 201;
+  r.headers.emplace_back("Location", "/devo/v2/x");
+  r.body = "{}";
+  EXPECT_EQ(SerializeResponse(r, true, false),
+            "HTTP/1.1 201 Created\r\nLocation: /devo/v2/x\r\nContent-Length: 2\r\n"
+            "Connection: keep-alive\r\n\r\n{}");
+  EXPECT_EQ(SerializeResponse(r, false, true),
+            "HTTP/1.1 201 Created\r\nLocation: /devo/v2/x\r\nContent-Length: 2\r\n"
+            "Connection: close\r\n\r\n");
+  r.status = 204;
+  r.body.clear();
+  EXPECT_EQ(SerializeResponse(r, true, false),
+            "HTTP/1.1 204 No Content\r\nLocation: /devo/v2/x\r\nConnection: keep-alive\r\n\r\n");
+}
+
+}  // namespace
+}  // namespace tollgate::gateway

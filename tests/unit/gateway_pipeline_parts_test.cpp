@@ -1,0 +1,193 @@
+// Unit tests for the pure parts of the gateway: the error envelope, request ids, the rate-limit
+// response fields, and caller authentication against a snapshot.
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include "gateway/pipeline.h"
+#include "gateway/rate_limit_headers.h"
+#include "gateway/snapshot.h"
+#include "upstream/upstream_auth.h"
+
+namespace tollgate::gateway {
+namespace {
+
+const std::string* Get(const HeaderList& h, std::string_view name) {
+  for (const auto& [k, v] : h) {
+    if (EqualsIgnoreCase(k, name)) return &v;
+  }
+  return nullptr;
+}
+
+TEST(ErrorResponse, IsTheDocumentedEnvelope) {
+  HttpResponse r = ErrorResponse(403, "forbidden", "may not \"GET\" /x", "rid-1");
+  EXPECT_EQ(r.status, 403);
+  rapidjson::Document d;
+  d.Parse(r.body.c_str());
+  ASSERT_FALSE(d.HasParseError());
+  EXPECT_EQ(d["error"]["code"].GetInt(), 403);
+  EXPECT_STREQ(d["error"]["reason"].GetString(), "forbidden");
+  EXPECT_STREQ(d["error"]["message"].GetString(), "may not \"GET\" /x");
+  EXPECT_STREQ(d["error"]["request_id"].GetString(), "rid-1");
+  EXPECT_EQ(*Get(r.headers, "content-type"), "application/json");
+}
+
+TEST(RequestId, ValidationAndGeneration) {
+  EXPECT_TRUE(IsValidRequestId("abc-123_XYZ.:/"));
+  EXPECT_FALSE(IsValidRequestId(""));
+  EXPECT_FALSE(IsValidRequestId("has space"));
+  EXPECT_FALSE(IsValidRequestId("tab\there"));
+  EXPECT_FALSE(IsValidRequestId("caf\xc3\xa9"));
+  EXPECT_TRUE(IsValidRequestId(std::string(128, 'a')));
+  EXPECT_FALSE(IsValidRequestId(std::string(129, 'a')));
+  std::string a = NewRequestId(), b = NewRequestId();
+  EXPECT_EQ(a.size(), 32u);
+  EXPECT_NE(a, b);
+  EXPECT_TRUE(IsValidRequestId(a));
+}
+
+policies::BucketSpec Spec(const std::string& name, uint64_t tokens, uint64_t period, uint64_t burst,
+                          bool shadow = false) {
+  policies::BucketSpec s;
+  s.name = name;
+  s.key = "bucket:" + name + ":_shared";
+  s.rate = {tokens, period};
+  s.burst = burst;
+  s.shadow = shadow;
+  return s;
+}
+
+policies::BucketLevel Level(double remaining, double reset) {
+  policies::BucketLevel l;
+  l.remaining = remaining;
+  l.reset_seconds = reset;
+  return l;
+}
+
+TEST(RateLimitHeaders, ReportTheTightestEnforcingBucket) {
+  std::vector<policies::BucketSpec> specs = {Spec("devin-all", 20, 1, 40),
+                                             Spec("shadowed", 1, 1, 1, true),
+                                             Spec("sessions", 50, 86400, 50)};
+  std::vector<policies::BucketLevel> levels = {Level(12.5, 1.4), Level(0, 1), Level(3, 7000.2)};
+  ASSERT_EQ(TightestBucket(specs, levels), 2u);
+  HeaderList h;
+  AddRateLimitHeaders(specs, levels, &h);
+  EXPECT_EQ(*Get(h, "RateLimit-Policy"), "\"sessions\";q=50;w=86400");
+  EXPECT_EQ(*Get(h, "RateLimit"), "\"sessions\";r=3;t=7001");
+  EXPECT_EQ(*Get(h, "RateLimit-Limit"), "50");
+  EXPECT_EQ(*Get(h, "RateLimit-Remaining"), "3");
+  EXPECT_EQ(*Get(h, "RateLimit-Reset"), "7001");
+}
+
+TEST(RateLimitHeaders, WindowIsTheTimeToRefillTheBurst) {
+  std::vector<policies::BucketSpec> specs = {Spec("devin-all", 20, 1, 40)};
+  std::vector<policies::BucketLevel> levels = {Level(12, 1)};
+  HeaderList h;
+  AddRateLimitHeaders(specs, levels, &h);
+  EXPECT_EQ(*Get(h, "RateLimit-Policy"), "\"devin-all\";q=40;w=2");
+  EXPECT_EQ(*Get(h, "RateLimit"), "\"devin-all\";r=12;t=1");
+}
+
+TEST(RateLimitHeaders, UpstreamFieldsAreOnlyMadeStricter) {
+  std::vector<policies::BucketSpec> specs = {Spec("devin-all", 20, 1, 40)};
+  std::vector<policies::BucketLevel> levels = {Level(12, 1)};
+  // The upstream is stricter on remaining and reset: its values stay.
+  HeaderList stricter = {{"RateLimit-Remaining", "2"}, {"RateLimit-Reset", "30"},
+                         {"RateLimit-Limit", "100"}};
+  AddRateLimitHeaders(specs, levels, &stricter);
+  EXPECT_EQ(*Get(stricter, "RateLimit-Remaining"), "2");
+  EXPECT_EQ(*Get(stricter, "RateLimit-Reset"), "30");
+  EXPECT_EQ(*Get(stricter, "RateLimit-Limit"), "40");
+  // The upstream is more permissive: ours replace them.
+  HeaderList looser = {{"ratelimit-remaining", "999"}, {"ratelimit-reset", "0"}};
+  AddRateLimitHeaders(specs, levels, &looser);
+  EXPECT_EQ(*Get(looser, "RateLimit-Remaining"), "12");
+  EXPECT_EQ(*Get(looser, "RateLimit-Reset"), "1");
+  // Structured lists keep the upstream's member after ours.
+  HeaderList structured = {{"RateLimit", "\"up\";r=5;t=3"}};
+  AddRateLimitHeaders(specs, levels, &structured);
+  EXPECT_EQ(*Get(structured, "RateLimit"), "\"devin-all\";r=12;t=1, \"up\";r=5;t=3");
+}
+
+TEST(RateLimitHeaders, NothingWhenOnlyShadowBucketsApply) {
+  std::vector<policies::BucketSpec> specs = {Spec("s", 1, 1, 1, true)};
+  std::vector<policies::BucketLevel> levels = {Level(0, 1)};
+  HeaderList h;
+  AddRateLimitHeaders(specs, levels, &h);
+  EXPECT_TRUE(h.empty());
+}
+
+std::shared_ptr<const Snapshot> MakeSnapshot() {
+  auto cfg = std::make_shared<config::Config>();
+  config::Upstream up;
+  up.name = "devin";
+  up.base_url = "http://127.0.0.1:1";
+  cfg->upstreams["devin"] = up;
+  config::Role role;
+  role.name = "reader";
+  config::Rule rule;
+  rule.role = "reader";
+  rule.upstream = "devin";
+  rule.methods = {"GET"};
+  rule.path = "/v3/**";
+  rule.pointer = "/roles/reader/rules/0";
+  role.rules.push_back(rule);
+  cfg->roles["reader"] = role;
+  auto add = [&](const std::string& name, const std::string& key, bool disabled,
+                 std::optional<std::chrono::system_clock::time_point> expires) {
+    config::Caller c;
+    c.name = name;
+    c.key_sha256 = {upstream::Sha256Hex(key)};
+    c.roles = {"reader"};
+    c.disabled = disabled;
+    c.expires = expires;
+    cfg->callers[name] = c;
+  };
+  auto now = std::chrono::system_clock::now();
+  add("ok", "key-ok", false, now + std::chrono::hours(1));
+  add("off", "key-off", true, std::nullopt);
+  add("old", "key-old", false, now - std::chrono::hours(1));
+  std::string error;
+  auto snap = Snapshot::Build(cfg, &error);
+  EXPECT_NE(snap, nullptr) << error;
+  return snap;
+}
+
+TEST(Authenticate, BearerKeysMapToCallers) {
+  auto snap = MakeSnapshot();
+  ASSERT_NE(snap, nullptr);
+  auto now = std::chrono::system_clock::now();
+  using O = AuthResult::Outcome;
+  std::string h = "Bearer key-ok";
+  AuthResult r = snap->Authenticate(&h, now);
+  ASSERT_EQ(r.outcome, O::kOk);
+  EXPECT_EQ(r.caller->name, "ok");
+  h = "bearer key-ok";  // the scheme is case-insensitive
+  EXPECT_EQ(snap->Authenticate(&h, now).outcome, O::kOk);
+  EXPECT_EQ(snap->Authenticate(nullptr, now).outcome, O::kMissing);
+  h = "Basic a2V5LW9rOg==";
+  EXPECT_EQ(snap->Authenticate(&h, now).outcome, O::kMissing);
+  h = "Bearer key-nope";
+  r = snap->Authenticate(&h, now);
+  EXPECT_EQ(r.outcome, O::kUnknown);
+  EXPECT_EQ(r.message.find("key-nope"), std::string::npos);  // never echoes the key
+  h = "Bearer key-off";
+  EXPECT_EQ(snap->Authenticate(&h, now).outcome, O::kDisabled);
+  h = "Bearer key-old";
+  EXPECT_EQ(snap->Authenticate(&h, now).outcome, O::kExpired);
+}
+
+TEST(Snapshot, BucketKeysAreScopedAndReadable) {
+  config::Limit shared{"devin-all", {20, 1}, 40, config::LimitScope::kShared, false};
+  config::Limit per{"sessions", {50, 86400}, 0, config::LimitScope::kCaller, true};
+  auto a = MakeBucket(shared, "data-team", 3);
+  EXPECT_EQ(a.key, "bucket:devin-all:_shared");
+  EXPECT_EQ(a.cost, 3u);
+  EXPECT_EQ(a.burst, 40u);
+  auto b = MakeBucket(per, "data-team", 1);
+  EXPECT_EQ(b.key, "bucket:sessions:data-team");
+  EXPECT_EQ(b.burst, 50u);  // defaults to N
+  EXPECT_TRUE(b.shadow);
+}
+
+}  // namespace
+}  // namespace tollgate::gateway
