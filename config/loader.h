@@ -41,8 +41,10 @@ struct SecretSource {
   static SecretSource FromProcess();
 };
 
-LoadResult LoadConfigFile(const std::string& path, const SecretSource& secrets = SecretSource::FromProcess());
-LoadResult LoadConfigString(std::string_view json, const SecretSource& secrets = SecretSource::FromProcess(),
+LoadResult LoadConfigFile(const std::string& path,
+                          const SecretSource& secrets = SecretSource::FromProcess());
+LoadResult LoadConfigString(std::string_view json,
+                            const SecretSource& secrets = SecretSource::FromProcess(),
                             const std::string& source_path = "");
 
 // "N/s" | "N/min" | "N/h" | "N/day" (N a positive integer). nullopt when malformed.

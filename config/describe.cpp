@@ -1,0 +1,106 @@
+// DescribeConfig: the summary `tollgate check-config` prints. It names where each secret comes
+// from (env:NAME / file:PATH) and never reads UpstreamAuth::secret/key or RedisConfig::password.
+#include <sstream>
+
+#include "config/loader.h"
+#include "config/syntax.h"
+
+namespace tollgate::config {
+namespace {
+
+const char* AuthTypeName(AuthType type) {
+  switch (type) {
+    case AuthType::kBearer:
+      return "bearer";
+    case AuthType::kHeader:
+      return "header";
+    case AuthType::kDevoHmac:
+      return "devo_hmac";
+  }
+  return "?";
+}
+
+std::string DescribeLimit(const Limit& limit) {
+  std::string text = limit.name + " " + syntax::FormatRate(limit.rate) + " burst " +
+                     std::to_string(limit.burst) +
+                     (limit.scope == LimitScope::kCaller ? " per caller" : " shared");
+  if (limit.shadow) text += " (shadow)";
+  return text;
+}
+
+void DescribeLimits(const std::vector<Limit>& limits, const char* indent, std::ostream& out) {
+  for (const Limit& limit : limits) out << indent << "limit " << DescribeLimit(limit) << "\n";
+}
+
+std::string Join(const std::vector<std::string>& items) {
+  std::string text;
+  for (const std::string& item : items) text += (text.empty() ? "" : ", ") + item;
+  return text;
+}
+
+}  // namespace
+
+std::string DescribeConfig(const Config& config) {
+  std::ostringstream out;
+  out << "config: " << (config.source_path.empty() ? "(string)" : config.source_path) << "\n";
+  out << "listen: " << config.listen << (config.tls ? " (TLS)" : "")
+      << ", admin: " << (config.admin_listen.empty() ? "none" : config.admin_listen) << ", "
+      << config.threads << " threads, " << config.upstream_threads
+      << " upstream thread(s), max body " << config.max_body_bytes << " bytes\n";
+
+  if (config.redis) {
+    const RedisConfig& redis = *config.redis;
+    out << "limiter: redis " << redis.url << (redis.username.empty() ? "" : " as " + redis.username)
+        << (redis.password.empty() ? "" : " with password")
+        << ", on error: " << (redis.on_error == RedisOnError::kDeny ? "deny" : "local")
+        << ", key prefix \"" << redis.key_prefix << "\"\n";
+  } else {
+    out << "limiter: in-process limiter (no redis section; single instance only)\n";
+  }
+
+  out << "audit: ";
+  if (config.audit.file == "-") {
+    out << "stdout";
+  } else if (config.audit.file.empty()) {
+    out << "no file";
+  } else {
+    out << "file " << config.audit.file;
+  }
+  if (!config.audit.redis_stream.empty()) {
+    out << ", redis stream " << config.audit.redis_stream << " (maxlen "
+        << config.audit.stream_maxlen << ")";
+  }
+  out << "\n";
+
+  out << "upstreams (" << config.upstreams.size() << "):\n";
+  for (const auto& [name, upstream] : config.upstreams) {
+    out << "  " << name << " -> " << upstream.base_url << ", auth "
+        << AuthTypeName(upstream.auth.type)
+        << (upstream.auth.header.empty() ? "" : " " + upstream.auth.header) << " from "
+        << upstream.auth.secret_source << ", timeout " << upstream.timeout_ms << " ms\n";
+    DescribeLimits(upstream.limits, "    ", out);
+  }
+
+  out << "roles (" << config.roles.size() << "):\n";
+  for (const auto& [name, role] : config.roles) {
+    size_t deny = 0;
+    for (const Rule& rule : role.rules) deny += rule.effect == Effect::kDeny ? 1 : 0;
+    out << "  " << name << ": " << role.rules.size() << " rule(s)";
+    if (deny > 0) out << ", " << deny << " deny";
+    out << "\n";
+    for (const Rule& rule : role.rules) DescribeLimits(rule.limits, "    ", out);
+  }
+
+  out << "callers (" << config.callers.size() << "):\n";
+  for (const auto& [name, caller] : config.callers) {
+    out << "  " << name << ": roles [" << Join(caller.roles) << "], " << caller.key_sha256.size()
+        << " key(s)";
+    if (caller.expires) out << ", expires " << syntax::FormatRfc3339(*caller.expires);
+    if (caller.disabled) out << ", DISABLED";
+    out << "\n";
+    DescribeLimits(caller.limits, "    ", out);
+  }
+  return out.str();
+}
+
+}  // namespace tollgate::config

@@ -1,0 +1,263 @@
+#include "config/model_builder.h"
+
+#include <cctype>
+
+#include "config/schema_check.h"
+#include "config/secrets.h"
+#include "config/syntax.h"
+
+namespace tollgate::config {
+namespace {
+
+using rapidjson::Value;
+using syntax::JoinPointer;
+
+std::string Quoted(const std::string& text) { return "\"" + text + "\""; }
+
+std::string StringOr(const Value& object, const char* key, const std::string& fallback) {
+  auto it = object.FindMember(key);
+  return it == object.MemberEnd() ? fallback : it->value.GetString();
+}
+
+int IntOr(const Value& object, const char* key, int fallback) {
+  auto it = object.FindMember(key);
+  return it == object.MemberEnd() ? fallback : it->value.GetInt();
+}
+
+uint64_t Uint64Or(const Value& object, const char* key, uint64_t fallback) {
+  auto it = object.FindMember(key);
+  return it == object.MemberEnd() ? fallback : it->value.GetUint64();
+}
+
+bool BoolOr(const Value& object, const char* key, bool fallback) {
+  auto it = object.FindMember(key);
+  return it == object.MemberEnd() ? fallback : it->value.GetBool();
+}
+
+// RFC 9110 token characters: what a header name may hold.
+bool IsHeaderName(const std::string& name) {
+  static const std::string kExtra = "!#$%&'*+-.^_`|~";
+  if (name.empty()) return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && kExtra.find(c) == std::string::npos) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool SameSettings(const Limit& a, const Limit& b) {
+  return a.rate.tokens == b.rate.tokens && a.rate.period_seconds == b.rate.period_seconds &&
+         a.burst == b.burst && a.scope == b.scope && a.shadow == b.shadow;
+}
+
+}  // namespace
+
+bool ModelBuilder::WasRemoved(const std::string& pointer) const {
+  return config::WasRemoved(removed_, pointer);
+}
+
+Config ModelBuilder::Build(const Value& root) {
+  Config config;
+  BuildServer(root, &config);
+  if (root.HasMember("redis")) BuildRedis(root["redis"], &config);
+  if (root.HasMember("audit")) BuildAudit(root["audit"], &config);
+  if (!config.redis && !config.audit.redis_stream.empty()) {
+    Error("/audit/redis_stream", "needs a \"redis\" section to write the stream to");
+  }
+
+  auto upstreams = root.FindMember("upstreams");
+  if (upstreams != root.MemberEnd()) {
+    for (const auto& member : upstreams->value.GetObject()) {
+      std::string name = member.name.GetString();
+      std::string pointer = JoinPointer("/upstreams", name);
+      if (!syntax::IsValidName(name)) {
+        Error(pointer,
+              "upstream name must hold only letters, digits, '.', '_' and '-', and start with a "
+              "letter or digit (it is the first path segment callers use)");
+      }
+      config.upstreams[name] = BuildUpstream(name, member.value, pointer);
+    }
+  }
+  if (config.upstreams.empty() && !WasRemoved("/upstreams")) {
+    Error(upstreams == root.MemberEnd() ? "" : "/upstreams",
+          "needs at least one upstream in \"upstreams\"");
+  }
+
+  auto roles = root.FindMember("roles");
+  if (roles != root.MemberEnd()) {
+    for (const auto& member : roles->value.GetObject()) {
+      std::string name = member.name.GetString();
+      config.roles[name] = BuildRole(name, member.value, JoinPointer("/roles", name), config);
+    }
+  }
+  auto callers = root.FindMember("callers");
+  if (callers != root.MemberEnd()) {
+    for (const auto& member : callers->value.GetObject()) {
+      std::string name = member.name.GetString();
+      config.callers[name] = BuildCaller(name, member.value, JoinPointer("/callers", name), config);
+    }
+  }
+  return config;
+}
+
+void ModelBuilder::BuildServer(const Value& root, Config* config) {
+  config->listen = StringOr(root, "listen", config->listen);
+  if (!syntax::IsHostPort(config->listen)) {
+    Error("/listen", "must be host:port, e.g. 127.0.0.1:8080");
+  }
+  config->admin_listen = StringOr(root, "admin_listen", config->admin_listen);
+  if (!config->admin_listen.empty()) {
+    if (!syntax::IsHostPort(config->admin_listen)) {
+      Error("/admin_listen", "must be host:port, e.g. 127.0.0.1:9090 (or \"\" for none)");
+    } else if (config->admin_listen == config->listen) {
+      Error("/admin_listen", "must differ from \"listen\"");
+    }
+  }
+  config->threads = IntOr(root, "threads", config->threads);
+  config->max_body_bytes = Uint64Or(root, "max_body_bytes", config->max_body_bytes);
+  config->max_header_bytes = Uint64Or(root, "max_header_bytes", config->max_header_bytes);
+  config->drain_timeout_ms = IntOr(root, "drain_timeout_ms", config->drain_timeout_ms);
+  config->upstream_threads = IntOr(root, "upstream_threads", config->upstream_threads);
+  auto tls = root.FindMember("tls");
+  if (tls != root.MemberEnd()) {
+    config->tls =
+        TlsConfig{tls->value["cert_file"].GetString(), tls->value["key_file"].GetString()};
+  }
+}
+
+void ModelBuilder::BuildRedis(const Value& redis, Config* config) {
+  RedisConfig result;
+  result.url = redis["url"].GetString();
+  std::string error;
+  if (auto address = syntax::ParseRedisUrl(result.url, &error)) {
+    result.host = address->host;
+    result.port = address->port;
+    result.db = address->db;
+  } else {
+    Error("/redis/url", error);
+  }
+  result.username = StringOr(redis, "username", "");
+  ResolvedSecret password =
+      ResolveSecret(redis, "/redis", "password", /*optional=*/true, secrets_, errors_);
+  result.password = std::move(password.value);
+  if (!result.username.empty() && !redis.HasMember("password_env") &&
+      !redis.HasMember("password_file")) {
+    Error("/redis/username", "a Redis ACL user needs \"password_env\" or \"password_file\"");
+  }
+  result.timeout_ms = IntOr(redis, "timeout_ms", result.timeout_ms);
+  result.on_error =
+      StringOr(redis, "on_error", "local") == "deny" ? RedisOnError::kDeny : RedisOnError::kLocal;
+  result.key_prefix = StringOr(redis, "key_prefix", result.key_prefix);
+  config->redis = std::move(result);
+}
+
+void ModelBuilder::BuildAudit(const Value& audit, Config* config) {
+  AuditConfig& result = config->audit;
+  result.file = StringOr(audit, "file", result.file);
+  result.redis_stream = StringOr(audit, "redis_stream", result.redis_stream);
+  result.stream_maxlen = Uint64Or(audit, "stream_maxlen", result.stream_maxlen);
+  result.queue_capacity = Uint64Or(audit, "queue_capacity", result.queue_capacity);
+}
+
+Upstream ModelBuilder::BuildUpstream(const std::string& name, const Value& value,
+                                     const std::string& pointer) {
+  Upstream upstream;
+  upstream.name = name;
+  std::string error;
+  if (auto url = syntax::NormaliseBaseUrl(value["base_url"].GetString(), &error)) {
+    upstream.base_url = *url;
+  } else {
+    Error(JoinPointer(pointer, "base_url"), error);
+  }
+  upstream.auth = BuildAuth(value["auth"], JoinPointer(pointer, "auth"));
+  upstream.timeout_ms = IntOr(value, "timeout_ms", upstream.timeout_ms);
+  upstream.connect_timeout_ms = IntOr(value, "connect_timeout_ms", upstream.connect_timeout_ms);
+  upstream.limits = BuildLimits(value, pointer, LimitScope::kShared);
+  return upstream;
+}
+
+UpstreamAuth ModelBuilder::BuildAuth(const Value& auth, const std::string& pointer) {
+  UpstreamAuth result;
+  std::string type = auth["type"].GetString();
+  result.type = type == "header"      ? AuthType::kHeader
+                : type == "devo_hmac" ? AuthType::kDevoHmac
+                                      : AuthType::kBearer;
+  if (result.type == AuthType::kHeader) {
+    result.header = StringOr(auth, "header", "");
+    if (!auth.HasMember("header")) {
+      Error(pointer, "type \"header\" needs \"header\", the header name (e.g. standAloneToken)");
+    } else if (!IsHeaderName(result.header)) {
+      Error(JoinPointer(pointer, "header"), "is not a valid HTTP header name");
+    }
+  } else if (auth.HasMember("header")) {
+    Error(JoinPointer(pointer, "header"), "is only used with type \"header\"");
+  }
+  if (result.type != AuthType::kDevoHmac) {
+    for (const char* key : {"key_env", "key_file"}) {
+      if (auth.HasMember(key))
+        Error(JoinPointer(pointer, key), "is only used with type \"devo_hmac\"");
+    }
+  }
+
+  ResolvedSecret secret = ResolveSecret(auth, pointer, "secret", false, secrets_, errors_);
+  result.secret = std::move(secret.value);
+  result.secret_source = std::move(secret.source);
+  if (result.type == AuthType::kDevoHmac) {
+    result.key = ResolveSecret(auth, pointer, "key", false, secrets_, errors_).value;
+  }
+  return result;
+}
+
+std::vector<Limit> ModelBuilder::BuildLimits(const Value& owner, const std::string& pointer,
+                                             LimitScope default_scope) {
+  std::vector<Limit> limits;
+  auto list = owner.FindMember("limits");
+  if (list == owner.MemberEnd()) return limits;
+  const std::string base = JoinPointer(pointer, "limits");
+  for (rapidjson::SizeType i = 0; i < list->value.Size(); ++i) {
+    const Value& value = list->value[i];
+    const std::string at = JoinPointer(base, i);
+    Limit limit;
+    limit.name = value["name"].GetString();
+    std::string rate_text = value["rate"].GetString();
+    std::optional<Rate> rate = ParseRate(rate_text);
+    if (!rate) {
+      Error(JoinPointer(at, "rate"),
+            "malformed rate " + Quoted(rate_text) +
+                ": expected N/s, N/min, N/h or N/day, N a positive integer");
+      continue;
+    }
+    limit.rate = *rate;
+    limit.burst = Uint64Or(value, "burst", rate->tokens);
+    std::string scope = StringOr(value, "scope", "");
+    limit.scope = scope.empty() ? default_scope
+                                : (scope == "caller" ? LimitScope::kCaller : LimitScope::kShared);
+    limit.shadow = BoolOr(value, "shadow", false);
+
+    // The limiter keeps buckets in micro-tokens per second of period, as Lua numbers (doubles)
+    // in Redis: beyond 2^53 they stop being exact and refills would drift.
+    constexpr uint64_t kExactLimit = 1ULL << 53;
+    const uint64_t unit = limit.rate.period_seconds * 1000000ULL;
+    if (limit.burst > (kExactLimit - 1) / unit) {
+      Error(JoinPointer(at, value.HasMember("burst") ? "burst" : "rate"),
+            "burst " + std::to_string(limit.burst) + " over a " +
+                std::to_string(limit.rate.period_seconds) +
+                " s period is too large for exact bucket arithmetic (burst * period_seconds * 1e6 "
+                "must stay below 2^53); use a smaller burst or a shorter period");
+      continue;
+    }
+
+    auto [seen, inserted] = limits_by_name_.emplace(limit.name, SeenLimit{limit, at});
+    if (!inserted && !SameSettings(seen->second.limit, limit)) {
+      Error(at, "limit " + Quoted(limit.name) + " is already defined with different settings at " +
+                    seen->second.pointer +
+                    " (a name is one bucket: use the same settings or another name)");
+      continue;
+    }
+    limits.push_back(std::move(limit));
+  }
+  return limits;
+}
+
+}  // namespace tollgate::config
