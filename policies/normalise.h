@@ -31,6 +31,9 @@ struct NormalisedTarget {
 //   '^', '`', '{', '|', '}') must be percent-encoded by the client and are refused raw.
 // - The query (after the first '?') is not decoded or re-encoded, but is refused when it holds
 //   control characters, spaces, raw non-ASCII bytes or '#'.
+// - Percent-encoded bytes must form valid UTF-8 (no overlong forms such as %C0%AE, no
+//   surrogates, no stray continuation bytes), so no lenient decoder upstream finds a '.', '/'
+//   or '\' we did not see.
 // - Percent-encoded control characters (%00-%1F, %7F) are refused; other encoded bytes (%20,
 //   %3B, UTF-8 such as %C3%A9) are kept.
 // Dot segments are looked for after decoding, so "%2e%2E" is refused like "..".

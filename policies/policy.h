@@ -46,8 +46,8 @@ class Policy {
 
  private:
   struct WhereCheck {
-    size_t param;                    // index into the template's parameters
-    const std::string* attribute;    // the caller attribute's name (points into the config)
+    size_t param;                  // index into the template's parameters
+    const std::string* attribute;  // the caller attribute's name (points into the config)
   };
   struct CompiledRule {
     const config::Rule* rule;

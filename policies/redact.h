@@ -25,7 +25,8 @@ class Redactor {
   static constexpr size_t kMaxPointers = 64;
 
   // nullopt and *error set when a pointer is malformed (must be "" or start with '/').
-  static std::optional<Redactor> Compile(const std::vector<std::string>& pointers, std::string* error);
+  static std::optional<Redactor> Compile(const std::vector<std::string>& pointers,
+                                         std::string* error);
 
   enum class Outcome { kUnchanged, kRedacted, kNotJson };
   // Rewrites *body in place when something was removed. kNotJson: the body did not parse as
