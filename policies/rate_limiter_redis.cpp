@@ -1,0 +1,366 @@
+// The Redis limiter: every decision is one atomic script on the shared Redis, so buckets are
+// exact across replicas. Callers never wait on Redis: requests go to a queue that worker
+// threads drain, each pipelining a whole batch on its own connection (one round trip for many
+// concurrent decisions) and answering through `done` on the worker thread.
+//
+// When Redis fails, requests fall back per on_error (local buckets or 503). After
+// kFailuresToOpen failures in a row a circuit breaker skips Redis for a back-off, so an outage
+// does not cost `timeout_ms` on every request; a single probe then decides whether to close it.
+
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "policies/rate_limiter.h"
+#include "policies/rate_limiter_memory.h"
+#include "policies/redis_connection.h"
+#include "policies/token_bucket.h"
+#include "policies/token_bucket_script.h"
+
+namespace tollgate::policies {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr size_t kMaxBatch = 256;
+constexpr int kFailuresToOpen = 3;
+constexpr milliseconds kFirstBackoff{250};
+constexpr milliseconds kMaxBackoff{5000};
+// Redis runs scripts one at a time; a second pipelining connection measured no faster here.
+constexpr int kDefaultConnections = 1;
+
+struct Pending {
+  enum class Kind { kAcquire, kPeek, kCooldown };
+  Kind kind = Kind::kAcquire;
+  LimitRequest request;
+  int64_t cooldown_ms = 0;
+  std::function<void(LimitDecision)> done;
+  Clock::time_point enqueued;
+};
+
+void BlockSigpipeOnThisThread() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+bool IsNoScript(const redisReply& reply) {
+  return reply.type == REDIS_REPLY_ERROR && reply.str != nullptr &&
+         std::strncmp(reply.str, "NOSCRIPT", 8) == 0;
+}
+
+class RedisLimiter : public RateLimiter {
+ public:
+  RedisLimiter(const config::RedisConfig& config, int connections)
+      : config_(config),
+        timeout_(milliseconds(config.timeout_ms > 0 ? config.timeout_ms : 50)),
+        describe_("redis " + config.host + ":" + std::to_string(config.port) + "/" +
+                  std::to_string(config.db)) {
+    for (int i = 0; i < std::max(connections, 1); ++i) {
+      workers_.emplace_back([this] { WorkerLoop(); });
+    }
+  }
+
+  ~RedisLimiter() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (std::thread& worker : workers_) worker.join();
+  }
+
+  void Acquire(LimitRequest request, std::function<void(LimitDecision)> done) override {
+    Pending pending;
+    pending.kind = Pending::Kind::kAcquire;
+    pending.request = std::move(request);
+    pending.done = std::move(done);
+    Enqueue(std::move(pending));
+  }
+
+  void Peek(std::vector<BucketSpec> buckets, std::function<void(LimitDecision)> done) override {
+    Pending pending;
+    pending.kind = Pending::Kind::kPeek;
+    pending.request.buckets = std::move(buckets);
+    pending.done = std::move(done);
+    Enqueue(std::move(pending));
+  }
+
+  void StartCooldown(const std::string& upstream, int64_t milliseconds) override {
+    if (upstream.empty() || milliseconds <= 0) return;
+    // Also local, so fallback decisions honour it while Redis is away.
+    local_.StartCooldown(upstream, milliseconds);
+    Pending pending;
+    pending.kind = Pending::Kind::kCooldown;
+    pending.request.cooldown_upstream = upstream;
+    pending.cooldown_ms = milliseconds;
+    Enqueue(std::move(pending));
+  }
+
+  bool Ready() const override { return ready_.load(); }
+  std::string Describe() const override { return describe_; }
+  const LimiterStats& stats() const override { return stats_; }
+
+ private:
+  void Enqueue(Pending pending) {
+    pending.enqueued = Clock::now();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(std::move(pending));
+    }
+    cv_.notify_one();
+  }
+
+  void WorkerLoop() {
+    BlockSigpipeOnThisThread();
+    RedisConnection connection(config_);
+    std::vector<Pending> batch;
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      if (queue_.empty()) {
+        if (stopping_) return;
+        if (ProbeDueLocked()) {
+          probe_in_flight_ = true;
+          lock.unlock();
+          Probe(connection);
+          lock.lock();
+        } else if (breaker_open_ && !probe_in_flight_) {
+          cv_.wait_until(lock, open_until_);
+        } else {
+          cv_.wait(lock);
+        }
+        continue;
+      }
+      const size_t count = std::min(queue_.size(), kMaxBatch);
+      for (size_t i = 0; i < count; ++i) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      lock.unlock();
+      Process(batch, connection);
+      batch.clear();
+      lock.lock();
+    }
+  }
+
+  bool ProbeDueLocked() const {
+    return breaker_open_ && !probe_in_flight_ && Clock::now() >= open_until_;
+  }
+
+  // Without traffic nothing would close the breaker, and /readyz would stay false.
+  void Probe(RedisConnection& connection) {
+    RedisReplyPtr pong;
+    if (connection.Open()) pong = connection.Command({"PING"});
+    if (pong != nullptr && pong->type != REDIS_REPLY_ERROR) {
+      RecordSuccess();
+    } else {
+      connection.Close();
+      RecordFailure();
+    }
+  }
+
+  // True if this batch may use Redis; while the breaker is open only one probe batch may.
+  bool BreakerAdmits() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!breaker_open_) return true;
+    if (probe_in_flight_ || Clock::now() < open_until_) return false;
+    probe_in_flight_ = true;
+    return true;
+  }
+
+  void RecordSuccess() {
+    std::lock_guard<std::mutex> lock(mu_);
+    consecutive_failures_ = 0;
+    breaker_open_ = false;
+    probe_in_flight_ = false;
+    backoff_ = kFirstBackoff;
+    ready_.store(true);
+  }
+
+  void RecordFailure() {
+    stats_.redis_errors.fetch_add(1);
+    std::lock_guard<std::mutex> lock(mu_);
+    ++consecutive_failures_;
+    if (breaker_open_) {
+      backoff_ = std::min(backoff_ * 2, kMaxBackoff);
+      open_until_ = Clock::now() + backoff_;
+      probe_in_flight_ = false;
+    } else if (consecutive_failures_ >= kFailuresToOpen) {
+      breaker_open_ = true;
+      backoff_ = kFirstBackoff;
+      open_until_ = Clock::now() + backoff_;
+    }
+    ready_.store(!(breaker_open_ && config_.on_error == config::RedisOnError::kDeny));
+  }
+
+  void Process(std::vector<Pending>& batch, RedisConnection& connection) {
+    // A request that already waited its whole timeout in the queue is answered now: the
+    // caller was promised an answer within about timeout_ms.
+    const Clock::time_point now = Clock::now();
+    std::vector<Pending*> live;
+    live.reserve(batch.size());
+    for (Pending& pending : batch) {
+      if (now - pending.enqueued > timeout_) {
+        Fallback(pending);
+      } else {
+        live.push_back(&pending);
+      }
+    }
+    if (live.empty()) return;
+    if (!BreakerAdmits()) {
+      for (Pending* pending : live) {
+        if (pending->kind != Pending::Kind::kCooldown) stats_.breaker_skips.fetch_add(1);
+        Fallback(*pending);
+      }
+      return;
+    }
+    if (!connection.Open()) {
+      FailAll(live);
+      return;
+    }
+    std::vector<Pending*> noscript;
+    std::vector<Pending*> unanswered;
+    if (!RunBatch(live, connection, &noscript, &unanswered)) {
+      FailAll(unanswered);
+      return;
+    }
+    if (!noscript.empty()) {
+      RedisReplyPtr loaded = connection.Command({"SCRIPT", "LOAD", kTokenBucketScript});
+      if (loaded == nullptr) {
+        FailAll(noscript);
+        return;
+      }
+      stats_.script_reloads.fetch_add(1);
+      std::vector<Pending*> again;
+      if (!RunBatch(noscript, connection, &again, &unanswered)) {
+        FailAll(unanswered);
+        return;
+      }
+      for (Pending* pending : again) ScriptError(*pending);
+    }
+    RecordSuccess();
+  }
+
+  // Pipelines every request of `requests` and answers those that got a reply. Requests answered
+  // NOSCRIPT are left in `noscript`, those without a reply (an I/O failure: the result is then
+  // false) in `unanswered`.
+  bool RunBatch(const std::vector<Pending*>& requests, RedisConnection& connection,
+                std::vector<Pending*>* noscript, std::vector<Pending*>* unanswered) {
+    std::vector<std::vector<std::string>> commands;
+    commands.reserve(requests.size() + 1);
+    for (const Pending* pending : requests) AppendCommands(*pending, &commands);
+    std::vector<RedisReplyPtr> replies;
+    const bool ok = connection.Pipeline(commands, &replies);
+    size_t next = 0;
+    for (Pending* pending : requests) {
+      const size_t needed = pending->kind == Pending::Kind::kCooldown ? 2 : 1;
+      if (next + needed > replies.size()) {
+        unanswered->push_back(pending);
+        continue;
+      }
+      const redisReply& reply = *replies[next];
+      next += needed;
+      if (pending->kind == Pending::Kind::kCooldown) continue;
+      if (IsNoScript(reply)) {
+        noscript->push_back(pending);
+        continue;
+      }
+      Evaluation evaluation;
+      if (!ParseTokenBucketReply(reply, pending->request.buckets.size(), &evaluation)) {
+        ScriptError(*pending);
+        continue;
+      }
+      pending->done(
+          ToDecision(pending->request.buckets, evaluation, pending->request.cooldown_upstream));
+    }
+    return ok;
+  }
+
+  void AppendCommands(const Pending& pending, std::vector<std::vector<std::string>>* commands) {
+    const std::string& prefix = config_.key_prefix;
+    switch (pending.kind) {
+      case Pending::Kind::kAcquire:
+        commands->push_back(EvalShaArgv(MakeTokenBucketCall(
+            pending.request.buckets, pending.request.cooldown_upstream, prefix, true)));
+        break;
+      case Pending::Kind::kPeek:
+        commands->push_back(
+            EvalShaArgv(MakeTokenBucketCall(pending.request.buckets, "", prefix, false)));
+        break;
+      case Pending::Kind::kCooldown: {
+        // NX creates it; GT only ever lengthens one that exists: the longer cooldown wins.
+        const std::string key = prefix + "cooldown:" + pending.request.cooldown_upstream;
+        const std::string ms = std::to_string(pending.cooldown_ms);
+        commands->push_back({"SET", key, "1", "PX", ms, "NX"});
+        commands->push_back({"PEXPIRE", key, ms, "GT"});
+        break;
+      }
+    }
+  }
+
+  // Counted before answering, so a caller that saw the fallback also sees the error.
+  void FailAll(const std::vector<Pending*>& requests) {
+    RecordFailure();
+    for (Pending* pending : requests) Fallback(*pending);
+  }
+
+  // Redis answered, but not with a decision (a wrong-type key, a script failure).
+  void ScriptError(Pending& pending) {
+    stats_.redis_errors.fetch_add(1);
+    Fallback(pending);
+  }
+
+  void Fallback(Pending& pending) {
+    if (pending.kind == Pending::Kind::kCooldown) return;  // already recorded locally
+    LimitDecision decision;
+    if (config_.on_error == config::RedisOnError::kLocal) {
+      stats_.fallbacks.fetch_add(1);
+      decision = local_.Decide(pending.request, pending.kind == Pending::Kind::kAcquire);
+      decision.fallback = true;
+    } else {
+      decision.outcome = LimitDecision::Outcome::kUnavailable;
+      decision.error = "redis unavailable";
+    }
+    pending.done(std::move(decision));
+  }
+
+  const config::RedisConfig config_;
+  const milliseconds timeout_;
+  const std::string describe_;
+  MemoryLimiter local_;
+  LimiterStats stats_;
+  std::atomic<bool> ready_{true};
+
+  std::mutex mu_;  // guards the queue and the breaker
+  std::condition_variable cv_;
+  std::deque<Pending> queue_;
+  bool stopping_ = false;
+  int consecutive_failures_ = 0;
+  bool breaker_open_ = false;
+  bool probe_in_flight_ = false;
+  Clock::time_point open_until_;
+  milliseconds backoff_ = kFirstBackoff;
+
+  std::vector<std::thread> workers_;  // last: started once everything above exists
+};
+
+}  // namespace
+
+std::unique_ptr<RateLimiter> MakeRedisLimiter(const config::RedisConfig& config) {
+  return MakeRedisLimiter(config, kDefaultConnections);
+}
+
+std::unique_ptr<RateLimiter> MakeRedisLimiter(const config::RedisConfig& config, int connections) {
+  return std::make_unique<RedisLimiter>(config, connections);
+}
+
+}  // namespace tollgate::policies

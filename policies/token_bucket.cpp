@@ -1,0 +1,124 @@
+#include "policies/token_bucket.h"
+
+#include <algorithm>
+
+namespace tollgate::policies {
+namespace {
+
+constexpr int64_t kMicrosPerSecond = 1000000;
+
+// Saturates instead of overflowing: the config loader rejects limits this large, so saturation
+// only guards against a caller that skipped it.
+int64_t SaturatingProduct(uint64_t a, uint64_t b) {
+  const uint64_t max = static_cast<uint64_t>(kMaxExactUnits);
+  if (a != 0 && b > max / a) return kMaxExactUnits;
+  return static_cast<int64_t>(std::min(a * b, max));
+}
+
+}  // namespace
+
+BucketMath MathFor(const BucketSpec& spec) {
+  BucketMath math;
+  math.unit = SaturatingProduct(std::max<uint64_t>(spec.rate.period_seconds, 1), kMicrosPerSecond);
+  // A rate of zero tokens would never refill and divide by zero below; one unit per
+  // microsecond is the slowest refill the representation has.
+  math.refill = std::max<int64_t>(SaturatingProduct(spec.rate.tokens, 1), 1);
+  const uint64_t burst = spec.burst != 0 ? spec.burst : spec.rate.tokens;
+  math.capacity = SaturatingProduct(burst, static_cast<uint64_t>(math.unit));
+  math.cost = SaturatingProduct(spec.cost, static_cast<uint64_t>(math.unit));
+  math.shadow = spec.shadow;
+  return math;
+}
+
+int64_t CeilDiv(int64_t a, int64_t b) { return a / b + (a % b != 0 ? 1 : 0); }
+
+int64_t RefilledLevel(const BucketMath& math, const BucketState& state, int64_t now_us) {
+  if (!state.exists) return math.capacity;
+  // A lowered burst (config reload) clamps what was stored under the old one.
+  const int64_t level = std::min(state.level, math.capacity);
+  if (now_us <= state.ts_us) return level;
+  const int64_t deficit = math.capacity - level;
+  if (deficit == 0) return level;
+  // Comparing the elapsed time with the time to full, rather than multiplying first, keeps
+  // elapsed * refill below the deficit and so below 2^53: no overflow after a long idle spell.
+  const int64_t elapsed = now_us - state.ts_us;
+  if (elapsed >= CeilDiv(deficit, math.refill)) return math.capacity;
+  return level + elapsed * math.refill;
+}
+
+Evaluation EvaluateBuckets(const std::vector<BucketMath>& math, std::vector<BucketState>& states,
+                           int64_t now_us, bool take) {
+  Evaluation evaluation;
+  evaluation.buckets.resize(math.size());
+  std::vector<int64_t> levels(math.size());
+  bool enough = true;
+  for (size_t i = 0; i < math.size(); ++i) {
+    const BucketMath& m = math[i];
+    levels[i] = RefilledLevel(m, states[i], now_us);
+    if (levels[i] >= m.cost) continue;
+    // A cost above the burst can never be met; the time to full is the honest best answer.
+    const int64_t needed = std::min(m.cost, m.capacity) - levels[i];
+    const int64_t retry = CeilDiv(needed, m.refill);
+    evaluation.buckets[i].retry_us = retry;
+    if (m.shadow) {
+      evaluation.would_limit = true;
+    } else {
+      enough = false;
+      if (evaluation.limiting < 0 || retry > evaluation.retry_us) {
+        evaluation.limiting = static_cast<int>(i);
+        evaluation.retry_us = retry;
+      }
+    }
+  }
+  evaluation.status = enough ? Evaluation::Status::kAllowed : Evaluation::Status::kLimited;
+  for (size_t i = 0; i < math.size(); ++i) {
+    if (enough && take) {
+      if (levels[i] >= math[i].cost) levels[i] -= math[i].cost;
+      const int64_t ts = states[i].exists ? std::max(states[i].ts_us, now_us) : now_us;
+      states[i] = BucketState{true, levels[i], ts};
+    }
+    evaluation.buckets[i].level = levels[i];
+    evaluation.buckets[i].reset_us = CeilDiv(math[i].capacity - levels[i], math[i].refill);
+  }
+  return evaluation;
+}
+
+LimitDecision ToDecision(const std::vector<BucketSpec>& specs, const Evaluation& evaluation,
+                         const std::string& cooldown_upstream) {
+  LimitDecision decision;
+  decision.levels.reserve(specs.size());
+  for (size_t i = 0; i < specs.size() && i < evaluation.buckets.size(); ++i) {
+    const BucketSpec& spec = specs[i];
+    const BucketResult& result = evaluation.buckets[i];
+    const BucketMath math = MathFor(spec);
+    BucketLevel level;
+    level.name = spec.name;
+    level.burst = spec.burst != 0 ? spec.burst : spec.rate.tokens;
+    level.remaining = static_cast<double>(result.level) / static_cast<double>(math.unit);
+    level.reset_seconds = static_cast<double>(result.reset_us) / kMicrosPerSecond;
+    level.retry_after_seconds = static_cast<double>(result.retry_us) / kMicrosPerSecond;
+    level.shadow = spec.shadow;
+    decision.levels.push_back(std::move(level));
+  }
+  decision.would_limit = evaluation.would_limit;
+  switch (evaluation.status) {
+    case Evaluation::Status::kAllowed:
+      decision.outcome = LimitDecision::Outcome::kAllowed;
+      break;
+    case Evaluation::Status::kLimited:
+      decision.outcome = LimitDecision::Outcome::kLimited;
+      if (evaluation.limiting >= 0 && static_cast<size_t>(evaluation.limiting) < specs.size()) {
+        decision.limited_by = specs[evaluation.limiting].name;
+      }
+      decision.retry_after_seconds = static_cast<double>(evaluation.retry_us) / kMicrosPerSecond;
+      break;
+    case Evaluation::Status::kCooldown:
+      decision.outcome = LimitDecision::Outcome::kCooldown;
+      decision.limited_by = cooldown_upstream;
+      decision.retry_after_seconds = static_cast<double>(evaluation.cooldown_ms) / 1000.0;
+      break;
+  }
+  return decision;
+}
+
+}  // namespace tollgate::policies

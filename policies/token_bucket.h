@@ -1,0 +1,73 @@
+// Exact token-bucket arithmetic shared by every limiter backend.
+//
+// A limit of N tokens per P seconds keeps its level in "token-microseconds": one token is
+// P * 1e6 units and every elapsed microsecond adds N units. Every quantity is then an integer
+// below 2^53, so the same steps are exact in C++ int64 and in the doubles of Redis's Lua, and a
+// bucket never drifts however long it runs. The Redis script (token_bucket_script.h) mirrors
+// EvaluateBuckets step for step; the unit tests run one table of cases against both.
+//
+// Pure functions on values: safe from any thread.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "policies/rate_limiter.h"
+
+namespace tollgate::policies {
+
+// Quantities beyond this would lose exactness in Lua; MathFor saturates to it.
+constexpr int64_t kMaxExactUnits = int64_t{1} << 53;
+
+// One bucket's parameters in units.
+struct BucketMath {
+  int64_t unit = 1;      // units per token: period_seconds * 1e6
+  int64_t refill = 1;    // units added per microsecond: rate.tokens
+  int64_t capacity = 0;  // burst * unit (burst 0 means rate.tokens)
+  int64_t cost = 0;      // cost * unit
+  bool shadow = false;
+};
+
+BucketMath MathFor(const BucketSpec& spec);
+
+// Stored state of one bucket. A bucket that does not exist yet starts full.
+struct BucketState {
+  bool exists = false;
+  int64_t level = 0;  // units
+  int64_t ts_us = 0;  // when `level` was measured
+};
+
+// The outcome for one bucket, in units and microseconds.
+struct BucketResult {
+  int64_t level = 0;     // after taking (allowed) or as found (rejected / peek)
+  int64_t reset_us = 0;  // until full again
+  int64_t retry_us = 0;  // until `cost` is available (0 if it is now)
+};
+
+struct Evaluation {
+  enum class Status { kAllowed = 0, kLimited = 1, kCooldown = 2 };
+  Status status = Status::kAllowed;
+  bool would_limit = false;  // a shadow bucket lacked `cost`
+  int limiting = -1;         // index of the bucket that set retry_us (kLimited)
+  int64_t retry_us = 0;      // kLimited: max over lacking non-shadow buckets
+  int64_t cooldown_ms = 0;   // kCooldown: what is left of the upstream's cooldown
+  std::vector<BucketResult> buckets;
+};
+
+// ceil(a / b) for a >= 0, b > 0.
+int64_t CeilDiv(int64_t a, int64_t b);
+
+// The level of a bucket refilled up to `now_us` (a clock going backwards refills nothing).
+int64_t RefilledLevel(const BucketMath& math, const BucketState& state, int64_t now_us);
+
+// Decides one request over `states` (one per bucket, same order as `math`). With `take` and when
+// every non-shadow bucket holds `cost`, takes it from all (shadow ones when they can) and updates
+// `states` to `now_us`; otherwise leaves `states` untouched. `take` false is a peek.
+Evaluation EvaluateBuckets(const std::vector<BucketMath>& math, std::vector<BucketState>& states,
+                           int64_t now_us, bool take);
+
+// The public decision for `specs` (cooldown carries the upstream's name in `limited_by`).
+LimitDecision ToDecision(const std::vector<BucketSpec>& specs, const Evaluation& evaluation,
+                         const std::string& cooldown_upstream);
+
+}  // namespace tollgate::policies

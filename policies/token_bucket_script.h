@@ -1,0 +1,45 @@
+// The Redis side of token_bucket.h: one Lua script that decides a whole request atomically.
+//
+// The script is compiled into the binary (no runtime file) and mirrors EvaluateBuckets step for
+// step, with the time from Redis `TIME` so every replica shares one clock. It also checks the
+// upstream's cooldown key in the same step. Bucket state is a hash {l: level units, t: µs} that
+// expires once the bucket would be full again, so idle buckets cost Redis no memory.
+//
+// Pure functions and constants: safe from any thread.
+#pragma once
+
+#include <hiredis/hiredis.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "policies/rate_limiter.h"
+#include "policies/token_bucket.h"
+
+namespace tollgate::policies {
+
+extern const char kTokenBucketScript[];
+
+// Lowercase hex SHA-1 of kTokenBucketScript, as EVALSHA and SCRIPT LOAD name it.
+const std::string& TokenBucketScriptSha1();
+
+// KEYS and ARGV of one script call.
+struct TokenBucketCall {
+  std::vector<std::string> keys;
+  std::vector<std::string> args;
+};
+
+// `key_prefix` goes before every key; `cooldown_upstream` "" checks no cooldown. `now_us` < 0
+// takes the time from Redis (tests pass a fixed clock to replay the bucket-math table).
+TokenBucketCall MakeTokenBucketCall(const std::vector<BucketSpec>& buckets,
+                                    const std::string& cooldown_upstream,
+                                    const std::string& key_prefix, bool take, int64_t now_us = -1);
+
+// The argv of `EVALSHA <sha> <numkeys> keys... args...`.
+std::vector<std::string> EvalShaArgv(const TokenBucketCall& call);
+
+// Reads the script's reply; false if it is not the expected shape.
+bool ParseTokenBucketReply(const redisReply& reply, size_t bucket_count, Evaluation* evaluation);
+
+}  // namespace tollgate::policies

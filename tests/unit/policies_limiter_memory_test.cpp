@@ -1,0 +1,169 @@
+// The in-process limiter: decisions, cooldowns, eviction and exactness under concurrency.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "policies/rate_limiter.h"
+#include "policies/rate_limiter_memory.h"
+
+namespace tollgate::policies {
+namespace {
+
+using Outcome = LimitDecision::Outcome;
+
+constexpr int64_t kSecond = 1000000;
+
+BucketSpec Bucket(const std::string& name, uint64_t tokens, uint64_t period, uint64_t burst = 0,
+                  bool shadow = false) {
+  BucketSpec spec;
+  spec.key = "bucket:" + name + ":_shared";
+  spec.name = name;
+  spec.rate = config::Rate{tokens, period};
+  spec.burst = burst;
+  spec.shadow = shadow;
+  return spec;
+}
+
+LimitRequest Request(std::vector<BucketSpec> buckets, std::string upstream = "") {
+  LimitRequest request;
+  request.buckets = std::move(buckets);
+  request.cooldown_upstream = std::move(upstream);
+  return request;
+}
+
+// Acquire answers inline, so the decision is there when the call returns.
+LimitDecision AcquireNow(RateLimiter& limiter, LimitRequest request) {
+  LimitDecision out;
+  bool called = false;
+  limiter.Acquire(std::move(request), [&](LimitDecision decision) {
+    out = std::move(decision);
+    called = true;
+  });
+  EXPECT_TRUE(called);
+  return out;
+}
+
+LimitDecision PeekNow(RateLimiter& limiter, std::vector<BucketSpec> buckets) {
+  LimitDecision out;
+  limiter.Peek(std::move(buckets), [&](LimitDecision decision) { out = std::move(decision); });
+  return out;
+}
+
+class MemoryLimiterTest : public ::testing::Test {
+ protected:
+  std::atomic<int64_t> now_{1000 * kSecond};
+  MemoryLimiter limiter_{[this] { return now_.load(); }};
+};
+
+TEST_F(MemoryLimiterTest, AllowsUpToBurstThenLimitsWithRetryAfter) {
+  const auto bucket = Bucket("a", 2, 1);
+  EXPECT_EQ(AcquireNow(limiter_, Request({bucket})).outcome, Outcome::kAllowed);
+  const LimitDecision second = AcquireNow(limiter_, Request({bucket}));
+  EXPECT_EQ(second.outcome, Outcome::kAllowed);
+  ASSERT_EQ(second.levels.size(), 1u);
+  EXPECT_EQ(second.levels[0].name, "a");
+  EXPECT_EQ(second.levels[0].burst, 2u);
+  EXPECT_DOUBLE_EQ(second.levels[0].remaining, 0);
+  EXPECT_DOUBLE_EQ(second.levels[0].reset_seconds, 1);
+
+  const LimitDecision third = AcquireNow(limiter_, Request({bucket}));
+  EXPECT_EQ(third.outcome, Outcome::kLimited);
+  EXPECT_EQ(third.limited_by, "a");
+  EXPECT_DOUBLE_EQ(third.retry_after_seconds, 0.5);
+  EXPECT_FALSE(third.fallback);
+
+  now_ += kSecond / 2;
+  EXPECT_EQ(AcquireNow(limiter_, Request({bucket})).outcome, Outcome::kAllowed);
+}
+
+TEST_F(MemoryLimiterTest, RejectedRequestTakesNothingFromAnyBucket) {
+  const auto wide = Bucket("wide", 10, 1);
+  const auto narrow = Bucket("narrow", 1, 60);
+  EXPECT_EQ(AcquireNow(limiter_, Request({wide, narrow})).outcome, Outcome::kAllowed);
+  const LimitDecision limited = AcquireNow(limiter_, Request({wide, narrow}));
+  EXPECT_EQ(limited.outcome, Outcome::kLimited);
+  EXPECT_EQ(limited.limited_by, "narrow");
+  EXPECT_DOUBLE_EQ(limited.levels[0].remaining, 9);
+  EXPECT_DOUBLE_EQ(PeekNow(limiter_, {wide}).levels[0].remaining, 9);
+}
+
+TEST_F(MemoryLimiterTest, ShadowBucketReportsWouldLimitButAllows) {
+  const auto real = Bucket("real", 10, 1);
+  const auto shadow = Bucket("shadow", 1, 60, 1, true);
+  EXPECT_FALSE(AcquireNow(limiter_, Request({real, shadow})).would_limit);
+  const LimitDecision second = AcquireNow(limiter_, Request({real, shadow}));
+  EXPECT_EQ(second.outcome, Outcome::kAllowed);
+  EXPECT_TRUE(second.would_limit);
+  EXPECT_TRUE(second.levels[1].shadow);
+  EXPECT_DOUBLE_EQ(second.levels[0].remaining, 8);
+}
+
+TEST_F(MemoryLimiterTest, PeekTakesNothing) {
+  const auto bucket = Bucket("a", 5, 60);
+  AcquireNow(limiter_, Request({bucket}));
+  EXPECT_DOUBLE_EQ(PeekNow(limiter_, {bucket}).levels[0].remaining, 4);
+  EXPECT_DOUBLE_EQ(PeekNow(limiter_, {bucket}).levels[0].remaining, 4);
+  EXPECT_DOUBLE_EQ(PeekNow(limiter_, {Bucket("unused", 5, 60)}).levels[0].remaining, 5);
+}
+
+TEST_F(MemoryLimiterTest, CooldownRejectsItsUpstreamUntilItExpires) {
+  const auto bucket = Bucket("a", 5, 60);
+  limiter_.StartCooldown("devin", 2000);
+  const LimitDecision cooled = AcquireNow(limiter_, Request({bucket}, "devin"));
+  EXPECT_EQ(cooled.outcome, Outcome::kCooldown);
+  EXPECT_EQ(cooled.limited_by, "devin");
+  EXPECT_DOUBLE_EQ(cooled.retry_after_seconds, 2);
+  EXPECT_DOUBLE_EQ(cooled.levels[0].remaining, 5);  // took nothing
+  EXPECT_EQ(AcquireNow(limiter_, Request({bucket}, "devo")).outcome, Outcome::kAllowed);
+
+  limiter_.StartCooldown("devin", 500);  // a shorter one does not cut the longer short
+  now_ += 1999 * 1000;
+  EXPECT_EQ(AcquireNow(limiter_, Request({bucket}, "devin")).outcome, Outcome::kCooldown);
+  now_ += 1000;
+  EXPECT_EQ(AcquireNow(limiter_, Request({bucket}, "devin")).outcome, Outcome::kAllowed);
+}
+
+TEST_F(MemoryLimiterTest, BucketsThatWouldBeFullAreEvicted) {
+  for (int i = 0; i < 100; ++i)
+    AcquireNow(limiter_, Request({Bucket("fast" + std::to_string(i), 1000, 1, 1)}));
+  AcquireNow(limiter_, Request({Bucket("slow", 1, 86400)}));
+  EXPECT_EQ(limiter_.bucket_count(), 101u);
+  now_ += 2 * kSecond;
+  AcquireNow(limiter_, Request({Bucket("other", 1000, 1, 1)}));
+  EXPECT_EQ(limiter_.bucket_count(), 2u);  // "slow" is still refilling; "other" is new
+  // The evicted buckets start full again, exactly as if they had been kept.
+  const LimitDecision again = AcquireNow(limiter_, Request({Bucket("fast0", 1000, 1, 1)}));
+  EXPECT_EQ(again.outcome, Outcome::kAllowed);
+  EXPECT_EQ(AcquireNow(limiter_, Request({Bucket("slow", 1, 86400)})).outcome, Outcome::kLimited);
+}
+
+TEST(MemoryLimiter, ExactUnderConcurrency) {
+  std::unique_ptr<RateLimiter> limiter = MakeMemoryLimiter();
+  EXPECT_EQ(limiter->Describe(), "memory");
+  EXPECT_TRUE(limiter->Ready());
+  const auto shared = Bucket("shared", 1, 86400, 20);
+  std::atomic<int> allowed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      // Half the threads name the buckets in the other order: shard locking must not deadlock.
+      const auto other = Bucket("wide" + std::to_string(t % 2), 1000000, 1);
+      for (int i = 0; i < 50; ++i) {
+        LimitRequest request = t % 2 == 0 ? Request({shared, other}) : Request({other, shared});
+        limiter->Acquire(std::move(request), [&](LimitDecision decision) {
+          if (decision.outcome == Outcome::kAllowed) allowed.fetch_add(1);
+        });
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(allowed.load(), 20);
+}
+
+}  // namespace
+}  // namespace tollgate::policies

@@ -1,0 +1,325 @@
+// The Redis limiter against a real redis-server: the memory limiter's semantics, exactness
+// across concurrent callers, the keys it leaves, script reloads, cooldowns, and what happens
+// when Redis dies and comes back.
+
+#include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "policies/rate_limiter.h"
+#include "policies/rate_limiter_memory.h"
+#include "tests/support/process.h"
+
+namespace tollgate::policies {
+namespace {
+
+using Outcome = LimitDecision::Outcome;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using std::chrono::steady_clock;
+
+BucketSpec Bucket(const std::string& name, uint64_t tokens, uint64_t period, uint64_t burst = 0,
+                  bool shadow = false, uint64_t cost = 1) {
+  BucketSpec spec;
+  spec.key = "bucket:" + name + ":_shared";
+  spec.name = name;
+  spec.rate = config::Rate{tokens, period};
+  spec.burst = burst;
+  spec.shadow = shadow;
+  spec.cost = cost;
+  return spec;
+}
+
+LimitRequest Request(std::vector<BucketSpec> buckets, std::string upstream = "") {
+  LimitRequest request;
+  request.buckets = std::move(buckets);
+  request.cooldown_upstream = std::move(upstream);
+  return request;
+}
+
+// The decision, waiting for the limiter's worker (a hang fails rather than blocks forever).
+LimitDecision AcquireSync(RateLimiter& limiter, LimitRequest request) {
+  auto promise = std::make_shared<std::promise<LimitDecision>>();
+  std::future<LimitDecision> future = promise->get_future();
+  limiter.Acquire(std::move(request),
+                  [promise](LimitDecision decision) { promise->set_value(std::move(decision)); });
+  if (future.wait_for(seconds(30)) != std::future_status::ready) {
+    ADD_FAILURE() << "no decision within 30 s";
+    return {};
+  }
+  return future.get();
+}
+
+LimitDecision PeekSync(RateLimiter& limiter, std::vector<BucketSpec> buckets) {
+  auto promise = std::make_shared<std::promise<LimitDecision>>();
+  std::future<LimitDecision> future = promise->get_future();
+  limiter.Peek(std::move(buckets),
+               [promise](LimitDecision decision) { promise->set_value(std::move(decision)); });
+  EXPECT_EQ(future.wait_for(seconds(30)), std::future_status::ready);
+  return future.get();
+}
+
+// A plain hiredis context for looking at what the limiter left in Redis.
+class Inspector {
+ public:
+  explicit Inspector(int port) : context_(redisConnect("127.0.0.1", port)) {}
+  ~Inspector() { redisFree(context_); }
+  long long Integer(const std::vector<std::string>& argv) {
+    redisReply* reply = Run(argv);
+    const long long value = reply != nullptr ? reply->integer : -999;
+    if (reply != nullptr) freeReplyObject(reply);
+    return value;
+  }
+  std::string String(const std::vector<std::string>& argv) {
+    redisReply* reply = Run(argv);
+    std::string value = reply != nullptr && reply->str != nullptr ? reply->str : "";
+    if (reply != nullptr) freeReplyObject(reply);
+    return value;
+  }
+
+ private:
+  redisReply* Run(const std::vector<std::string>& argv) {
+    std::vector<const char*> pointers;
+    std::vector<size_t> lengths;
+    for (const std::string& arg : argv) {
+      pointers.push_back(arg.data());
+      lengths.push_back(arg.size());
+    }
+    return static_cast<redisReply*>(
+        redisCommandArgv(context_, static_cast<int>(argv.size()), pointers.data(), lengths.data()));
+  }
+  redisContext* context_;
+};
+
+class RedisLimiterTest : public ::testing::Test {
+ protected:
+  config::RedisConfig Config(config::RedisOnError on_error = config::RedisOnError::kLocal) {
+    config::RedisConfig config;
+    config.url = redis_.url();
+    config.port = redis_.port();
+    // Generous: a loaded CI box must not turn a slow answer into a fallback.
+    config.timeout_ms = 2000;
+    config.on_error = on_error;
+    return config;
+  }
+
+  // Polls `probe` until it holds, for at most `limit` (a deadline, not an assertion on time).
+  template <typename Probe>
+  static bool Eventually(Probe probe, milliseconds limit = milliseconds(20000)) {
+    const auto deadline = steady_clock::now() + limit;
+    while (steady_clock::now() < deadline) {
+      if (probe()) return true;
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    return false;
+  }
+
+  testing::RedisServer redis_;
+};
+
+TEST_F(RedisLimiterTest, SameDecisionsAsTheMemoryLimiter) {
+  auto redis = MakeRedisLimiter(Config());
+  MemoryLimiter memory;
+  // Rates of one per day: the milliseconds between the two backends' clocks refill nothing
+  // that shows at the precision compared.
+  const auto shared = Bucket("shared", 1, 86400, 3);
+  const auto caller = Bucket("caller", 1, 86400, 2);
+  const auto shadow = Bucket("shadow", 1, 86400, 1, true);
+  const auto heavy = Bucket("heavy", 1, 86400, 2, false, 5);
+  const std::vector<LimitRequest> script = {
+      Request({shared, caller, shadow}),
+      Request({shared, caller, shadow}),
+      Request({shared, caller}),
+      Request({shared}),
+      Request({shared}),
+      Request({heavy}),
+      Request({caller, shared}, "devin"),
+  };
+  for (size_t i = 0; i < script.size(); ++i) {
+    SCOPED_TRACE("request " + std::to_string(i));
+    const LimitDecision want = AcquireSync(memory, script[i]);
+    const LimitDecision got = AcquireSync(*redis, script[i]);
+    EXPECT_EQ(got.outcome, want.outcome);
+    EXPECT_EQ(got.limited_by, want.limited_by);
+    EXPECT_EQ(got.would_limit, want.would_limit);
+    EXPECT_FALSE(got.fallback);
+    EXPECT_NEAR(got.retry_after_seconds, want.retry_after_seconds, 1.0);
+    ASSERT_EQ(got.levels.size(), want.levels.size());
+    for (size_t b = 0; b < got.levels.size(); ++b) {
+      EXPECT_EQ(got.levels[b].name, want.levels[b].name);
+      EXPECT_EQ(got.levels[b].burst, want.levels[b].burst);
+      EXPECT_EQ(got.levels[b].shadow, want.levels[b].shadow);
+      EXPECT_NEAR(got.levels[b].remaining, want.levels[b].remaining, 0.001);
+      EXPECT_NEAR(got.levels[b].reset_seconds, want.levels[b].reset_seconds, 1.0);
+    }
+  }
+  const LimitDecision peeked = PeekSync(*redis, {shared});
+  EXPECT_NEAR(peeked.levels[0].remaining, 0, 0.001);
+  EXPECT_EQ(redis->stats().fallbacks.load(), 0u);
+  EXPECT_EQ(redis->stats().redis_errors.load(), 0u);
+}
+
+TEST_F(RedisLimiterTest, ExactUnderConcurrency) {
+  auto limiter = MakeRedisLimiter(Config());
+  const auto shared = Bucket("shared", 1, 86400, 20);
+  std::atomic<int> allowed{0};
+  std::atomic<int> fallbacks{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) {
+        const LimitDecision decision = AcquireSync(*limiter, Request({shared}));
+        if (decision.outcome == Outcome::kAllowed) allowed.fetch_add(1);
+        if (decision.fallback) fallbacks.fetch_add(1);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(fallbacks.load(), 0);
+  EXPECT_EQ(allowed.load(), 20);
+}
+
+TEST_F(RedisLimiterTest, KeysCarryThePrefixAndExpireWhenFull) {
+  config::RedisConfig config = Config();
+  config.key_prefix = "tg-test:";
+  auto limiter = MakeRedisLimiter(config);
+  EXPECT_EQ(limiter->Describe(), "redis 127.0.0.1:" + std::to_string(redis_.port()) + "/0");
+  ASSERT_EQ(AcquireSync(*limiter, Request({Bucket("sessions", 1, 60, 2)})).outcome,
+            Outcome::kAllowed);
+  Inspector redis(redis_.port());
+  const std::string key = "tg-test:bucket:sessions:_shared";
+  EXPECT_EQ(redis.Integer({"EXISTS", key}), 1);
+  // One token of two taken at 1/min: full again in 60 s.
+  const long long ttl = redis.Integer({"PTTL", key});
+  EXPECT_GT(ttl, 0);
+  EXPECT_LE(ttl, 60000);
+  EXPECT_EQ(redis.String({"HGET", key, "l"}), std::to_string(60LL * 1000000));
+}
+
+TEST_F(RedisLimiterTest, ReloadsTheScriptAfterScriptFlush) {
+  auto limiter = MakeRedisLimiter(Config(), 1);
+  const auto bucket = Bucket("a", 1, 86400, 2);
+  ASSERT_EQ(AcquireSync(*limiter, Request({bucket})).outcome, Outcome::kAllowed);
+  // A fresh server does not know the script either: count from here.
+  const uint64_t reloads = limiter->stats().script_reloads.load();
+  Inspector redis(redis_.port());
+  ASSERT_EQ(redis.String({"SCRIPT", "FLUSH"}), "OK");
+  const LimitDecision after = AcquireSync(*limiter, Request({bucket}));
+  EXPECT_EQ(after.outcome, Outcome::kAllowed);
+  EXPECT_FALSE(after.fallback);
+  EXPECT_EQ(limiter->stats().script_reloads.load(), reloads + 1);
+  EXPECT_EQ(AcquireSync(*limiter, Request({bucket})).outcome, Outcome::kLimited);
+}
+
+TEST_F(RedisLimiterTest, CooldownFromAnyReplicaBlocksAndExpires) {
+  // One connection keeps the queue in order: the cooldown is written before the next decision.
+  auto limiter = MakeRedisLimiter(Config(), 1);
+  const auto bucket = Bucket("a", 1000, 1);
+  Inspector redis(redis_.port());
+
+  // Set by "another replica": only Redis knows about it.
+  ASSERT_EQ(redis.String({"SET", "tollgate:cooldown:devo", "1", "PX", "60000"}), "OK");
+  const LimitDecision cooled = AcquireSync(*limiter, Request({bucket}, "devo"));
+  EXPECT_EQ(cooled.outcome, Outcome::kCooldown);
+  EXPECT_EQ(cooled.limited_by, "devo");
+  EXPECT_GT(cooled.retry_after_seconds, 1);
+  EXPECT_FALSE(cooled.fallback);
+  EXPECT_EQ(AcquireSync(*limiter, Request({bucket}, "devin")).outcome, Outcome::kAllowed);
+
+  // A shorter cooldown keeps the longer one.
+  limiter->StartCooldown("devo", 100);
+  EXPECT_EQ(AcquireSync(*limiter, Request({bucket}, "devo")).outcome, Outcome::kCooldown);
+  EXPECT_GT(redis.Integer({"PTTL", "tollgate:cooldown:devo"}), 1000);
+
+  limiter->StartCooldown("devin", 300);
+  EXPECT_EQ(AcquireSync(*limiter, Request({bucket}, "devin")).outcome, Outcome::kCooldown);
+  EXPECT_TRUE(Eventually([&] {
+    return AcquireSync(*limiter, Request({bucket}, "devin")).outcome == Outcome::kAllowed;
+  }));
+}
+
+TEST_F(RedisLimiterTest, AuthenticatesAndSelectsTheDatabase) {
+  Inspector admin(redis_.port());
+  ASSERT_EQ(admin.String({"ACL", "SETUSER", "tollgate", "on", ">s3cret", "~*", "+@all"}), "OK");
+  ASSERT_EQ(admin.String({"ACL", "SETUSER", "default", "off"}), "OK");
+  config::RedisConfig config = Config();
+  config.username = "tollgate";
+  config.password = "s3cret";
+  config.db = 3;
+  auto limiter = MakeRedisLimiter(config);
+  const LimitDecision decision = AcquireSync(*limiter, Request({Bucket("a", 1, 60)}));
+  EXPECT_EQ(decision.outcome, Outcome::kAllowed);
+  EXPECT_FALSE(decision.fallback);
+  EXPECT_EQ(limiter->Describe().find("s3cret"), std::string::npos);
+
+  config.password = "wrong";
+  auto refused = MakeRedisLimiter(config);
+  EXPECT_TRUE(AcquireSync(*refused, Request({Bucket("a", 1, 60)})).fallback);
+}
+
+TEST_F(RedisLimiterTest, AStalledRedisTimesOutIntoTheFallback) {
+  config::RedisConfig config = Config();
+  config.timeout_ms = 100;
+  auto limiter = MakeRedisLimiter(config, 1);
+  const auto bucket = Bucket("a", 1000000, 1);
+  ASSERT_FALSE(AcquireSync(*limiter, Request({bucket})).fallback);
+  // Redis holds every client's commands (but answers this one) for far longer than timeout_ms.
+  Inspector admin(redis_.port());
+  ASSERT_EQ(admin.String({"CLIENT", "PAUSE", "3000", "ALL"}), "OK");
+  const LimitDecision decision = AcquireSync(*limiter, Request({bucket}));
+  EXPECT_TRUE(decision.fallback);
+  EXPECT_EQ(decision.outcome, Outcome::kAllowed);
+  EXPECT_GE(limiter->stats().redis_errors.load(), 1u);
+}
+
+TEST_F(RedisLimiterTest, FallsBackLocallyWhileRedisIsDownAndReturns) {
+  auto limiter = MakeRedisLimiter(Config());
+  const auto bucket = Bucket("a", 1000000, 1);
+  ASSERT_FALSE(AcquireSync(*limiter, Request({bucket})).fallback);
+
+  redis_.Stop();
+  // Every answer comes from the local buckets until the breaker opens and skips Redis.
+  EXPECT_TRUE(Eventually([&] {
+    const LimitDecision decision = AcquireSync(*limiter, Request({bucket}));
+    EXPECT_EQ(decision.outcome, Outcome::kAllowed);
+    EXPECT_TRUE(decision.fallback);
+    return limiter->stats().breaker_skips.load() > 0;
+  }));
+  EXPECT_GT(limiter->stats().fallbacks.load(), 0u);
+  EXPECT_GE(limiter->stats().redis_errors.load(), 3u);
+  EXPECT_TRUE(limiter->Ready());
+
+  redis_.Start();
+  EXPECT_TRUE(Eventually([&] { return !AcquireSync(*limiter, Request({bucket})).fallback; }));
+}
+
+TEST_F(RedisLimiterTest, DeniesWhileRedisIsDownWhenConfiguredTo) {
+  auto limiter = MakeRedisLimiter(Config(config::RedisOnError::kDeny));
+  const auto bucket = Bucket("a", 1000000, 1);
+  ASSERT_EQ(AcquireSync(*limiter, Request({bucket})).outcome, Outcome::kAllowed);
+
+  redis_.Stop();
+  EXPECT_TRUE(Eventually([&] {
+    const LimitDecision decision = AcquireSync(*limiter, Request({bucket}));
+    EXPECT_EQ(decision.outcome, Outcome::kUnavailable);
+    EXPECT_EQ(decision.error, "redis unavailable");
+    return limiter->stats().breaker_skips.load() > 0;
+  }));
+  EXPECT_FALSE(limiter->Ready());
+  EXPECT_EQ(limiter->stats().fallbacks.load(), 0u);
+
+  // Without traffic the probe alone brings readiness back.
+  redis_.Start();
+  EXPECT_TRUE(Eventually([&] { return limiter->Ready(); }));
+  EXPECT_EQ(AcquireSync(*limiter, Request({bucket})).outcome, Outcome::kAllowed);
+}
+
+}  // namespace
+}  // namespace tollgate::policies
