@@ -1,0 +1,57 @@
+// The fake upstream's test-facing state: the log of recorded requests, the behaviour rules
+// (delay / forced status for a path prefix) and counters, plus the /_fake/ control endpoints that
+// read and change them.
+//
+// Thread-safety: every method may be called from any thread (one mutex; counters are atomics).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "tests/fakes/fake_http.h"
+
+namespace tollgate::fake {
+
+// What a behaviour rule does to one matching request.
+struct Behaviour {
+  std::string prefix;
+  int delay_ms = 0;  // answer this much later
+  int status = 0;    // 0: answer normally; else answer with this status
+  bool has_retry_after = false;
+  std::string retry_after;  // sent as Retry-After when has_retry_after
+  int times = -1;           // applies to the next `times` matches, then is removed; -1: forever
+};
+
+class FakeState {
+ public:
+  // Stores a copy of an API request (never a /_fake/ one).
+  void Record(const FakeRequest& request);
+
+  // The rule with the longest prefix of `path`, consuming one of its `times`; false if none.
+  bool TakeBehaviour(const std::string& path, Behaviour* out);
+
+  // Pistache's onConnection hook counts accepted TCP connections here.
+  void CountConnection() { connections_.fetch_add(1); }
+  void RequestStarted() { in_flight_.fetch_add(1); }
+  void RequestFinished() { in_flight_.fetch_sub(1); }
+  int64_t in_flight() const { return in_flight_.load(); }
+
+  // Serves GET/DELETE /_fake/requests, POST/DELETE /_fake/behaviour, GET /_fake/stats.
+  FakeResponse HandleControl(const FakeRequest& request);
+
+ private:
+  FakeResponse RequestsJson();
+  FakeResponse AddBehaviour(const std::string& body);
+
+  std::mutex mu_;
+  std::vector<FakeRequest> requests_;
+  std::vector<Behaviour> behaviours_;
+  std::atomic<int64_t> total_requests_{0};
+  std::atomic<int64_t> connections_{0};
+  std::atomic<int64_t> in_flight_{0};
+};
+
+}  // namespace tollgate::fake

@@ -1,0 +1,381 @@
+// Tests of the fake upstream itself (tests/fakes), driven through tests/support/harness.h: the
+// other integration tests trust what it records and how it misbehaves on request.
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sys/wait.h>
+
+#include <future>
+#include <string>
+#include <vector>
+
+#include "tests/support/harness.h"
+
+namespace tollgate::testing {
+namespace {
+
+std::string HexHmacSha256(const std::string& secret, const std::string& message) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(message.data()), message.size(), digest, &length);
+  static const char kDigits[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < length; ++i) {
+    hex.push_back(kDigits[digest[i] >> 4]);
+    hex.push_back(kDigits[digest[i] & 15]);
+  }
+  return hex;
+}
+
+class FakeUpstreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(fake_.started()) << fake_.log(); }
+
+  HeaderList DevinAuth() const {
+    return {{"Authorization", "Bearer " + fake_.options().devin_token}};
+  }
+  HeaderList DevoAuth() const { return {{"standAloneToken", fake_.options().devo_token}}; }
+  std::string Url(const std::string& target) const { return fake_.base_url() + target; }
+
+  FakeUpstream fake_;
+};
+
+// ------------------------------------------------------------------------------------ Devin
+
+TEST_F(FakeUpstreamTest, DevinRequiresTheBearerToken) {
+  for (const HeaderList& headers : {HeaderList{}, HeaderList{{"Authorization", "Bearer wrong"}},
+                                    HeaderList{{"Authorization", fake_.options().devin_token}}}) {
+    HttpResponse r = Http("GET", Url("/v3beta1/enterprise/self"), headers);
+    EXPECT_EQ(r.status, 401);
+    EXPECT_EQ(r.Header("Content-Type"), "application/problem+json");
+    Json body = Json::Parse(r.body);
+    EXPECT_EQ(body.Int("/status"), 401);
+    EXPECT_TRUE(body.Has("/type") && body.Has("/title") && body.Has("/detail")) << r.body;
+  }
+  HttpResponse ok = Http("GET", Url("/v3beta1/enterprise/self"), DevinAuth());
+  EXPECT_EQ(ok.status, 200) << ok.body;
+  EXPECT_EQ(Http("GET", Url("/v3/enterprise/self"), DevinAuth()).status, 200);
+}
+
+TEST_F(FakeUpstreamTest, UnknownPathsAreProblem404) {
+  HttpResponse devin = Http("GET", Url("/v3beta1/enterprise/nothing"), DevinAuth());
+  EXPECT_EQ(devin.status, 404);
+  EXPECT_EQ(devin.Header("Content-Type"), "application/problem+json");
+  EXPECT_EQ(Http("GET", Url("/elsewhere")).status, 404);
+}
+
+TEST_F(FakeUpstreamTest, DevinListsPageWithFirstAndAfter) {
+  for (const std::string version : {"/v3beta1", "/v3"}) {
+    std::vector<std::string> ids;
+    std::string after;
+    for (int page = 0; page < 10; ++page) {
+      std::string query = "?first=2" + (after.empty() ? "" : "&after=" + after);
+      HttpResponse r = Http("GET", Url(version + "/enterprise/organizations" + query), DevinAuth());
+      ASSERT_EQ(r.status, 200) << r.body;
+      Json body = Json::Parse(r.body);
+      EXPECT_LE(body.Size("/items"), 2u);
+      for (size_t i = 0; i < body.Size("/items"); ++i) {
+        ids.push_back(body.String("/items/" + std::to_string(i) + "/org_id"));
+      }
+      if (!body.Bool("/has_more")) {
+        EXPECT_TRUE(body.IsNull("/end_cursor"));
+        break;
+      }
+      after = body.String("/end_cursor");
+    }
+    EXPECT_EQ(ids.size(), 5u) << version;
+    EXPECT_EQ(ids.front(), "org-123");
+  }
+}
+
+TEST_F(FakeUpstreamTest, DevinSessionsAndServiceUsers) {
+  HttpResponse created = Http("POST", Url("/v3beta1/organizations/org-123/sessions"), DevinAuth(),
+                              R"({"prompt":"fix the build"})");
+  ASSERT_EQ(created.status, 200) << created.body;
+  std::string id = Json::Parse(created.body).String("/session_id");
+  ASSERT_FALSE(id.empty());
+  EXPECT_FALSE(Json::Parse(created.body).String("/url").empty());
+  HttpResponse got = Http("GET", Url("/v3beta1/organizations/org-123/sessions/" + id), DevinAuth());
+  EXPECT_EQ(got.status, 200);
+  EXPECT_EQ(Json::Parse(got.body).String("/prompt"), "fix the build");
+  HttpResponse list = Http("GET", Url("/v3beta1/organizations/org-123/sessions"), DevinAuth());
+  EXPECT_EQ(Json::Parse(list.body).Size("/items"), 1u);
+  EXPECT_EQ(Http("GET", Url("/v3beta1/organizations/org-456/sessions/" + id), DevinAuth()).status,
+            404);
+
+  HttpResponse user =
+      Http("POST", Url("/v3/enterprise/service-users"), DevinAuth(), R"({"name":"ci"})");
+  ASSERT_EQ(user.status, 201) << user.body;
+  Json body = Json::Parse(user.body);
+  EXPECT_FALSE(body.String("/token").empty());
+  EXPECT_EQ(body.String("/api_key"), body.String("/token"));
+}
+
+TEST_F(FakeUpstreamTest, DevinConsumptionAndAuditLogs) {
+  HttpResponse usage = Http(
+      "GET", Url("/v3beta1/enterprise/consumption/daily?start_date=2026-01-30&end_date=2026-02-02"),
+      DevinAuth());
+  ASSERT_EQ(usage.status, 200) << usage.body;
+  EXPECT_EQ(Json::Parse(usage.body).Size("/items"), 4u);
+  EXPECT_EQ(Json::Parse(usage.body).String("/items/3/date"), "2026-02-02");
+  EXPECT_EQ(Http("GET", Url("/v3beta1/enterprise/consumption/daily"), DevinAuth()).status, 422);
+
+  // Seeded entries are an hour apart from 1700000000; (after, before) is exclusive.
+  HttpResponse logs = Http(
+      "GET", Url("/v3beta1/enterprise/audit-logs?time_after=1700000000&time_before=1700010800"),
+      DevinAuth());
+  ASSERT_EQ(logs.status, 200) << logs.body;
+  EXPECT_EQ(Json::Parse(logs.body).Size("/items"), 2u);
+}
+
+TEST_F(FakeUpstreamTest, HeadIsAnsweredWithoutABody) {
+  HttpResponse r = Http("HEAD", Url("/v3beta1/enterprise/self"), DevinAuth());
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(r.body.empty());
+}
+
+// ------------------------------------------------------------------------------------- Devo
+
+TEST_F(FakeUpstreamTest, DevoAcceptsStandAloneTokenOrBearer) {
+  HttpResponse none = Http("GET", Url("/v2/accounts/acme/tokens"));
+  EXPECT_EQ(none.status, 401);
+  EXPECT_EQ(Json::Parse(none.body).Int("/error/code"), 401);
+  EXPECT_TRUE(Json::Parse(none.body).Has("/error/message"));
+  EXPECT_EQ(Http("GET", Url("/v2/accounts/acme/tokens"), {{"standAloneToken", "wrong"}}).status,
+            401);
+  EXPECT_EQ(Http("GET", Url("/v2/accounts/acme/tokens"), DevoAuth()).status, 200);
+  EXPECT_EQ(Http("GET", Url("/v2/accounts/acme/tokens"),
+                 {{"Authorization", "Bearer " + fake_.options().devo_token}})
+                .status,
+            200);
+}
+
+TEST_F(FakeUpstreamTest, EveryDevoResponseHasAFreshCid) {
+  HttpResponse denied = Http("GET", Url("/v2/accounts/acme/tokens"));
+  HttpResponse first = Http("GET", Url("/v2/accounts/acme/tokens"), DevoAuth());
+  HttpResponse second = Http("GET", Url("/v2/accounts/acme/tokens"), DevoAuth());
+  HttpResponse missing = Http("GET", Url("/v2/accounts/acme/tokens/nope"), DevoAuth());
+  EXPECT_EQ(missing.status, 404);
+  for (const auto* r : {&denied, &first, &second, &missing}) {
+    EXPECT_FALSE(r->Header("x-devo-cid").empty());
+  }
+  EXPECT_NE(first.Header("x-devo-cid"), second.Header("x-devo-cid"));
+}
+
+TEST_F(FakeUpstreamTest, DevoTokenLifecycleWithAbsoluteLocation) {
+  HttpResponse created =
+      Http("POST", Url("/v2/accounts/acme/tokens"), DevoAuth(), R"({"name":"reporting"})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  std::string id = Json::Parse(created.body).String("/id");
+  EXPECT_EQ(created.Header("Location"), fake_.base_url() + "/v2/accounts/acme/tokens/" + id);
+
+  HttpResponse list = Http("GET", Url("/v2/accounts/acme/tokens"), DevoAuth());
+  Json items = Json::Parse(list.body);
+  ASSERT_GE(items.Size(""), 3u);
+  for (size_t i = 0; i < items.Size(""); ++i) {
+    EXPECT_FALSE(items.Has("/" + std::to_string(i) + "/token")) << list.body;
+  }
+  std::string one = "/v2/accounts/acme/tokens/" + id;
+  EXPECT_FALSE(Json::Parse(Http("GET", Url(one), DevoAuth()).body).String("/token").empty());
+
+  HttpResponse disabled = Http("POST", Url(one + "/disable"), DevoAuth());
+  EXPECT_FALSE(Json::Parse(disabled.body).Bool("/enabled", true));
+  HttpResponse enabled = Http("POST", Url(one + "/enable"), DevoAuth());
+  EXPECT_TRUE(Json::Parse(enabled.body).Bool("/enabled"));
+  for (const char* method : {"PUT", "PATCH"}) {
+    std::string name = std::string("renamed-") + method;
+    HttpResponse renamed =
+        Http(method, Url(one + "/name"), DevoAuth(), "{\"value\":\"" + name + "\"}");
+    EXPECT_EQ(Json::Parse(renamed.body).String("/name"), name) << renamed.body;
+  }
+  EXPECT_EQ(Http("DELETE", Url(one), DevoAuth()).status, 204);
+  EXPECT_EQ(Http("GET", Url(one), DevoAuth()).status, 404);
+}
+
+TEST_F(FakeUpstreamTest, DevoQueryChecksTheHmacSignature) {
+  const std::string body = R"({"query":"from demo.ecommerce.data select *","from":1,"to":2})";
+  const std::string timestamp = "1700000000000";
+  const std::string& key = fake_.options().devo_hmac_key;
+  std::string sign = HexHmacSha256(fake_.options().devo_hmac_secret, key + body + timestamp);
+  auto query = [&](const std::string& k, const std::string& ts, const std::string& s) {
+    return Http("POST", Url("/search/query"),
+                {{"x-logtrust-apikey", k}, {"x-logtrust-timestamp", ts}, {"x-logtrust-sign", s}},
+                body);
+  };
+  HttpResponse ok = query(key, timestamp, sign);
+  EXPECT_EQ(ok.status, 200) << ok.body;
+  EXPECT_GT(Json::Parse(ok.body).Size("/object"), 0u);
+  EXPECT_EQ(query(key, timestamp, HexHmacSha256("other", key + body + timestamp)).status, 401);
+  EXPECT_EQ(query(key, "1700000000001", sign).status, 401);
+  EXPECT_EQ(query("other-key", timestamp, sign).status, 401);
+  EXPECT_EQ(Http("POST", Url("/search/query"), {}, body).status, 401);
+}
+
+// -------------------------------------------------------------------------------- recording
+
+TEST_F(FakeUpstreamTest, RecordsRawQueryAndHeadersAsReceived) {
+  const std::string query = "z=1&a=2&a=1&flag&enc=%2F%20x&empty=";
+  HttpResponse r = Http("GET", Url("/v3beta1/enterprise/self?" + query),
+                        {{"Authorization", "Bearer " + fake_.options().devin_token},
+                         {"X-Dup", "first"},
+                         {"X-Dup", "second"},
+                         {"X-Case", "MiXeD value"}});
+  ASSERT_EQ(r.status, 200);
+  Http("GET", Url("/_fake/stats"));  // control calls are not recorded
+  std::vector<RecordedRequest> seen = fake_.Requests();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].method, "GET");
+  EXPECT_EQ(seen[0].path, "/v3beta1/enterprise/self");
+  EXPECT_EQ(seen[0].query, query);
+  EXPECT_EQ(seen[0].target(), "/v3beta1/enterprise/self?" + query);
+  EXPECT_EQ(seen[0].HeaderCount("x-dup"), 2u);
+  std::vector<std::string> dups;
+  for (const auto& [name, value] : seen[0].headers) {
+    if (name == "X-Dup") dups.push_back(value);
+  }
+  EXPECT_EQ(dups, (std::vector<std::string>{"first", "second"}));
+  EXPECT_EQ(seen[0].Header("x-case"), "MiXeD value");
+
+  fake_.ClearRequests();
+  EXPECT_TRUE(fake_.Requests().empty());
+}
+
+TEST_F(FakeUpstreamTest, RecordsBodiesLargerThanPistachesDefaultLimit) {
+  std::string name(200 * 1024, 'n');
+  HttpResponse r =
+      Http("POST", Url("/v2/accounts/acme/tokens"), DevoAuth(), "{\"name\":\"" + name + "\"}");
+  EXPECT_EQ(r.status, 201);
+  std::vector<RecordedRequest> seen = fake_.Requests();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].body.size(), name.size() + 11);
+}
+
+TEST_F(FakeUpstreamTest, AnswersExpectContinue) {
+  // The harness sends the body only after "100 Continue": without it this call times out.
+  HeaderList headers = DevoAuth();
+  headers.emplace_back("Expect", "100-continue");
+  std::string body = "{\"name\":\"" + std::string(3000, 'c') + "\"}";
+  HttpResponse r = Http("POST", Url("/v2/accounts/acme/tokens"), headers, body, milliseconds(5000));
+  EXPECT_EQ(r.status, 201) << r.error;
+  ASSERT_EQ(fake_.Requests().size(), 1u);
+  EXPECT_EQ(fake_.Requests()[0].body, body);
+}
+
+// ------------------------------------------------------------------------------- behaviours
+
+TEST_F(FakeUpstreamTest, ForcedStatusWithAndWithoutRetryAfter) {
+  fake_.SetBehaviour("/v3beta1/enterprise/self", 0, 429, "2");
+  fake_.SetBehaviour("/v3beta1/enterprise/organizations", 0, 429);
+  fake_.SetBehaviour("/v2/", 0, 503);
+  HttpResponse with = Http("GET", Url("/v3beta1/enterprise/self"), DevinAuth());
+  EXPECT_EQ(with.status, 429);
+  EXPECT_EQ(with.Header("Retry-After"), "2");
+  EXPECT_EQ(Json::Parse(with.body).Int("/status"), 429);
+  HttpResponse without = Http("GET", Url("/v3beta1/enterprise/organizations"), DevinAuth());
+  EXPECT_EQ(without.status, 429);
+  EXPECT_FALSE(without.HasHeader("Retry-After"));
+  HttpResponse devo = Http("GET", Url("/v2/accounts/acme/tokens"), DevoAuth());
+  EXPECT_EQ(devo.status, 503);
+  EXPECT_EQ(Json::Parse(devo.body).Int("/error/code"), 503);
+  EXPECT_FALSE(devo.Header("x-devo-cid").empty());
+  EXPECT_EQ(fake_.Requests().size(), 3u);  // forced answers are still recorded
+
+  fake_.ClearBehaviour();
+  EXPECT_EQ(Http("GET", Url("/v3beta1/enterprise/self"), DevinAuth()).status, 200);
+}
+
+TEST_F(FakeUpstreamTest, BehaviourTimesAndLongestPrefix) {
+  fake_.SetBehaviour("/v3beta1/", 0, 500);
+  fake_.SetBehaviour("/v3beta1/enterprise/self", 0, 503, std::nullopt, 2);
+  EXPECT_EQ(Http("GET", Url("/v3beta1/enterprise/self"), DevinAuth()).status, 503);
+  EXPECT_EQ(Http("GET", Url("/v3beta1/enterprise/self"), DevinAuth()).status, 503);
+  // The two-shot rule is used up; the shorter prefix applies again.
+  EXPECT_EQ(Http("GET", Url("/v3beta1/enterprise/self"), DevinAuth()).status, 500);
+  EXPECT_EQ(Http("GET", Url("/v3/enterprise/self"), DevinAuth()).status, 200);
+}
+
+TEST_F(FakeUpstreamTest, DelayedAnswerArrivesLater) {
+  fake_.SetBehaviour("/v3beta1/enterprise/self", 200);
+  HttpResponse r = Http("GET", Url("/v3beta1/enterprise/self"), DevinAuth());
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(fake_.Stats().in_flight, 0);
+}
+
+TEST_F(FakeUpstreamTest, DelayHoldsTheAnswerWithoutBlockingOthers) {
+  // Far longer than the client waits: the held request times out at the client, while requests
+  // to other paths are answered meanwhile by the same (2-thread) server.
+  fake_.SetBehaviour("/v3beta1/enterprise/self", 60000);
+  auto held = std::async(std::launch::async, [&] {
+    return Http("GET", Url("/v3beta1/enterprise/self"), DevinAuth(), "", milliseconds(1500));
+  });
+  fake_.WaitForRequests(1);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(Http("GET", Url("/v3/enterprise/self"), DevinAuth()).status, 200);
+  }
+  HttpResponse r = held.get();
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(fake_.Stats().in_flight, 1);
+}
+
+TEST_F(FakeUpstreamTest, ServesHundredsOfConcurrentDelayedRequests) {
+  fake_.SetBehaviour("/v3beta1/enterprise/self", 500);
+  std::vector<HttpRequest> requests(
+      320, HttpRequest{"GET", Url("/v3beta1/enterprise/self"), DevinAuth(), ""});
+  std::vector<HttpResponse> responses = HttpParallel(requests, milliseconds(60000));
+  int ok = 0;
+  for (const auto& r : responses) ok += r.status == 200 ? 1 : 0;
+  EXPECT_EQ(ok, 320) << responses.front().error;
+  FakeStats stats = fake_.Stats();
+  EXPECT_EQ(stats.requests, 320);
+  EXPECT_EQ(stats.in_flight, 0);
+}
+
+TEST_F(FakeUpstreamTest, CountsAcceptedConnectionsAndKeepsThemAlive) {
+  int64_t before = fake_.Stats().connections;
+  HttpSession session;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(session.Request("GET", Url("/v3beta1/enterprise/self"), DevinAuth()).status, 200);
+  }
+  EXPECT_EQ(session.total_connections(), 1);
+  // The session's one connection, plus the one this Stats() call opens.
+  EXPECT_EQ(fake_.Stats().connections - before, 2);
+
+  before = fake_.Stats().connections;
+  for (int i = 0; i < 3; ++i) Http("GET", Url("/v3beta1/enterprise/self"), DevinAuth());
+  EXPECT_EQ(fake_.Stats().connections - before, 4);
+}
+
+TEST_F(FakeUpstreamTest, ExitsZeroOnSigtermEvenWithHeldAnswers) {
+  fake_.SetBehaviour("/v3beta1/", 60000);
+  auto held = std::async(std::launch::async, [&] {
+    return Http("GET", Url("/v3beta1/enterprise/self"), DevinAuth(), "", milliseconds(20000));
+  });
+  fake_.WaitForRequests(1);
+  int status = fake_.Stop();
+  EXPECT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(held.get().status, 0);  // the connection closed without an answer
+}
+
+// ---------------------------------------------------------------------------------- harness
+
+TEST(HarnessTest, SubstitutesKnownPlaceholdersOnly) {
+  EXPECT_EQ(SubstitutePlaceholders(R"({"listen":"${LISTEN}","x":"${OTHER}","y":"${"})",
+                                   {{"LISTEN", "127.0.0.1:1"}}),
+            R"({"listen":"127.0.0.1:1","x":"${OTHER}","y":"${"})");
+}
+
+TEST(HarnessTest, JsonReadsByPointer) {
+  Json json = Json::Parse(R"({"error":{"code":429,"ok":true},"items":[{"id":"a"}]})");
+  ASSERT_TRUE(json.ok());
+  EXPECT_EQ(json.Int("/error/code"), 429);
+  EXPECT_TRUE(json.Bool("/error/ok"));
+  EXPECT_EQ(json.String("/items/0/id"), "a");
+  EXPECT_EQ(json.Size("/items"), 1u);
+  EXPECT_FALSE(json.Has("/missing"));
+  EXPECT_FALSE(Json::Parse("not json").ok());
+}
+
+}  // namespace
+}  // namespace tollgate::testing
