@@ -28,6 +28,7 @@ struct Pipeline::Context {
   const config::Upstream* upstream = nullptr;
   const config::Caller* caller = nullptr;
   const config::Rule* rule = nullptr;
+  const policies::Redactor* redactor = nullptr;  // owned by the snapshot's policy
   std::string path;   // normalised, relative to the upstream ("/v3beta1/...")
   std::string query;  // raw
   policies::LimitDecision limit;
@@ -215,6 +216,7 @@ void Pipeline::Route(const std::shared_ptr<Context>& ctx) {
     return;
   }
   ctx->rule = decision.rule;
+  ctx->redactor = decision.redactor;
   a.rule = decision.rule->path;
   Limit(ctx);
 }
@@ -402,7 +404,7 @@ void Pipeline::OnUpstreamResponse(const std::shared_ptr<Context>& ctx,
     }
   }
 
-  if (const policies::Redactor* redactor = ctx->snapshot->RedactorFor(ctx->rule);
+  if (const policies::Redactor* redactor = ctx->redactor;
       redactor && response.status >= 200 && response.status < 300) {
     if (redactor->Apply(&out.body) == policies::Redactor::Outcome::kNotJson) {
       Fail(ctx, 502, "upstream_unavailable", "error",

@@ -62,18 +62,6 @@ std::shared_ptr<const Snapshot> Snapshot::Build(std::shared_ptr<const config::Co
       s->callers_by_key_[raw] = &caller;
     }
   }
-  for (const auto& [role_name, role] : s->config_->roles) {
-    for (const auto& rule : role.rules) {
-      if (rule.redact.empty()) continue;
-      std::string e;
-      auto r = policies::Redactor::Compile(rule.redact, &e);
-      if (!r) {
-        if (error) *error = rule.pointer + "/redact: " + e;
-        return nullptr;
-      }
-      s->redactors_.emplace(&rule, std::move(*r));
-    }
-  }
   return s;
 }
 
@@ -125,12 +113,6 @@ AuthResult Snapshot::Authenticate(const std::string* authorization,
   }
   r.outcome = AuthResult::Outcome::kOk;
   return r;
-}
-
-const policies::Redactor* Snapshot::RedactorFor(const config::Rule* rule) const {
-  if (rule == nullptr) return nullptr;
-  auto it = redactors_.find(rule);
-  return it == redactors_.end() ? nullptr : &it->second;
 }
 
 std::vector<policies::BucketSpec> Snapshot::BucketsFor(const config::Upstream& upstream,

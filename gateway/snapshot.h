@@ -1,5 +1,5 @@
 // One immutable, compiled view of a loaded config: the config itself, the compiled policy,
-// the key-hash index, each rule's redactor and the buckets each request would be charged.
+// the key-hash index and the buckets each request would be charged.
 // Built once per (re)load and shared as std::shared_ptr<const Snapshot>; a request keeps the
 // snapshot it started with, so a reload never changes a request in flight. Thread-safe (const).
 #pragma once
@@ -14,7 +14,6 @@
 #include "config/model.h"
 #include "policies/policy.h"
 #include "policies/rate_limiter.h"
-#include "policies/redact.h"
 
 namespace tollgate::gateway {
 
@@ -37,8 +36,6 @@ class Snapshot {
   AuthResult Authenticate(const std::string* authorization,
                           std::chrono::system_clock::time_point now) const;
 
-  // The rule's redactor, or nullptr when the rule redacts nothing.
-  const policies::Redactor* RedactorFor(const config::Rule* rule) const;
 
   // Every bucket a request is charged: the upstream's limits, the rule's, the caller's.
   std::vector<policies::BucketSpec> BucketsFor(const config::Upstream& upstream,
@@ -54,7 +51,6 @@ class Snapshot {
   std::shared_ptr<const config::Config> config_;
   std::unique_ptr<const policies::Policy> policy_;
   std::unordered_map<std::string, const config::Caller*> callers_by_key_;  // raw 32-byte digest
-  std::unordered_map<const config::Rule*, policies::Redactor> redactors_;
 };
 
 policies::BucketSpec MakeBucket(const config::Limit& limit, const std::string& caller,

@@ -1,0 +1,171 @@
+// The `tollgate` command line, run as a real process.
+#include <gtest/gtest.h>
+
+#include <regex>
+
+#include "tests/support/process.h"
+#include "upstream/upstream_auth.h"
+
+namespace tollgate::testing {
+namespace {
+
+const std::map<std::string, std::string> kExampleEnv = {
+    {"DEVIN_SERVICE_USER_TOKEN", "cli-test-devin-secret"},
+    {"DEVO_TOKEN", "cli-test-devo-secret"},
+    {"DEVO_API_KEY", "cli-test-devo-key"},
+    {"DEVO_API_SECRET", "cli-test-devo-hmac-secret"}};
+
+std::string Example() { return std::string(TOLLGATE_SOURCE_DIR) + "/config/tollgate.example.json"; }
+
+TEST(Cli, VersionAndHelp) {
+  std::string out;
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "--version"}, &out), 0);
+  EXPECT_EQ(out.rfind("tollgate ", 0), 0u) << out;
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "--help"}, &out), 0);
+  for (const char* verb : {"serve", "check-config", "keygen", "explain"}) {
+    EXPECT_NE(out.find(verb), std::string::npos) << verb;
+  }
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "frobnicate"}, &out), 2);
+  EXPECT_NE(out.find("unknown command"), std::string::npos);
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--bogus"}, &out), 2);
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "serve"}, &out), 2);  // needs --config
+}
+
+TEST(Cli, CheckConfigAcceptsTheExampleAndPrintsASummaryWithoutSecrets) {
+  std::string out;
+  ASSERT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--config", Example()}, &out, kExampleEnv),
+            0)
+      << out;
+  for (const char* want : {"devin", "devo", "devin-operator", "data-team", "devin-all"}) {
+    EXPECT_NE(out.find(want), std::string::npos) << want << " missing from:\n" << out;
+  }
+  for (const auto& [name, secret] : kExampleEnv) {
+    EXPECT_EQ(out.find(secret), std::string::npos) << name << " leaked";
+  }
+}
+
+TEST(Cli, CheckConfigNamesTheVariableOfAMissingSecret) {
+  std::string out;
+  auto env = kExampleEnv;
+  env["DEVO_TOKEN"] = "";  // empty counts as missing
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--config", Example()}, &out, env), 2);
+  EXPECT_NE(out.find("DEVO_TOKEN"), std::string::npos) << out;
+}
+
+struct BadConfig {
+  const char* name;
+  const char* json;
+  const char* pointer;
+};
+
+class CliBadConfig : public ::testing::TestWithParam<BadConfig> {};
+
+constexpr const char* kHash = "0000000000000000000000000000000000000000000000000000000000000001";
+
+TEST_P(CliBadConfig, ExitsTwoNamingThePointer) {
+  TempDir dir;
+  std::string json = GetParam().json;
+  std::string path = dir.Write("bad.json", json);
+  std::string out;
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--config", path}, &out,
+                       {{"T", "secret-value-xyz"}}),
+            2)
+      << out;
+  EXPECT_NE(out.find(GetParam().pointer), std::string::npos)
+      << "expected pointer " << GetParam().pointer << " in:\n"
+      << out;
+  EXPECT_EQ(out.find("secret-value-xyz"), std::string::npos);
+  // serve refuses the same config with the same exit code.
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "serve", "--config", path}, &out, {{"T", "x"}}), 2);
+}
+
+#define UP R"("upstreams": {"devin": {"base_url": "http://127.0.0.1:1", "auth": {"type": "bearer", "secret_env": "T"}}})"
+
+INSTANTIATE_TEST_SUITE_P(
+    All, CliBadConfig,
+    ::testing::Values(
+        BadConfig{"not_json", "{\"listen\": ", ""},
+        BadConfig{"type", "{\"threads\": \"two\", " UP "}", "/threads"},
+        BadConfig{"unknown_key", "{\"listn\": \"127.0.0.1:1\", " UP "}", "listn"},
+        BadConfig{"unknown_upstream",
+                  "{" UP ", \"roles\": {\"r\": {\"rules\": [{\"upstream\": \"nope\", \"path\": \"/x\"}]}}}",
+                  "/roles/r/rules/0/upstream"},
+        BadConfig{"undefined_role",
+                  "{" UP ", \"callers\": {\"c\": {\"key_sha256\": [\""
+                  "0000000000000000000000000000000000000000000000000000000000000001\"], "
+                      "\"roles\": [\"ghost\"]}}}",
+                  "/callers/c/roles/0"},
+        BadConfig{"bad_rate",
+                  "{\"upstreams\": {\"devin\": {\"base_url\": \"http://127.0.0.1:1\", \"auth\": "
+                  "{\"type\": \"bearer\", \"secret_env\": \"T\"}, \"limits\": [{\"name\": \"l\", "
+                  "\"rate\": \"10/week\", \"scope\": \"shared\"}]}}}",
+                  "/upstreams/devin/limits/0/rate"},
+        BadConfig{"short_hash",
+                  "{" UP ", \"callers\": {\"c\": {\"key_sha256\": [\"abc\"], \"roles\": []}}}",
+                  "/callers/c/key_sha256/0"},
+        BadConfig{"where_not_caller",
+                  "{" UP ", \"roles\": {\"r\": {\"rules\": [{\"upstream\": \"devin\", \"path\": "
+                  "\"/o/{org}\", \"where\": {\"org\": \"devin_orgs\"}}]}}}",
+                  "/roles/r/rules/0/where/org"},
+        BadConfig{"rest_not_last",
+                  "{" UP ", \"roles\": {\"r\": {\"rules\": [{\"upstream\": \"devin\", \"path\": "
+                  "\"/a/**/b\"}]}}}",
+                  "/roles/r/rules/0/path"},
+        BadConfig{"missing_secret",
+                  "{\"upstreams\": {\"devin\": {\"base_url\": \"http://127.0.0.1:1\", \"auth\": "
+                  "{\"type\": \"bearer\", \"secret_env\": \"NOT_SET_ANYWHERE\"}}}}",
+                  "NOT_SET_ANYWHERE"}),
+    [](const ::testing::TestParamInfo<BadConfig>& info) { return std::string(info.param.name); });
+
+TEST(Cli, CheckConfigRejectsTheSameKeyOnTwoCallers) {
+  TempDir dir;
+  std::string h = std::string(kHash);
+  std::string path = dir.Write(
+      "dup.json", "{" UP ", \"callers\": {\"a\": {\"key_sha256\": [\"" + h +
+                      "\"], \"roles\": []}, \"b\": {\"key_sha256\": [\"" + h + "\"], \"roles\": []}}}");
+  std::string out;
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--config", path}, &out, {{"T", "x"}}), 2);
+  EXPECT_NE(out.find("/callers/b/key_sha256/0"), std::string::npos) << out;
+}
+
+TEST(Cli, KeygenPrintsAKeyAndItsSha256) {
+  std::string out;
+  ASSERT_EQ(RunCommand({TOLLGATE_BINARY, "keygen", "--caller", "data-team"}, &out), 0);
+  std::smatch key, hash;
+  ASSERT_TRUE(std::regex_search(out, key, std::regex("key: +(tg_[A-Za-z0-9]{43})\n"))) << out;
+  ASSERT_TRUE(std::regex_search(out, hash, std::regex("key_sha256: +([0-9a-f]{64})\n"))) << out;
+  EXPECT_EQ(hash[1].str(), upstream::Sha256Hex(key[1].str()));
+  EXPECT_NE(out.find("\"data-team\""), std::string::npos);
+  std::string again;
+  ASSERT_EQ(RunCommand({TOLLGATE_BINARY, "keygen"}, &again), 0);
+  EXPECT_EQ(again.find(key[1].str()), std::string::npos);  // a new key every time
+}
+
+TEST(Cli, ExplainShowsTheDecisionRuleParametersAndBuckets) {
+  std::string out;
+  int rc = RunCommand({TOLLGATE_BINARY, "explain", "--config", Example(), "--caller", "data-team",
+                       "POST", "/devin/v3beta1/organizations/org-123/sessions"},
+                      &out, kExampleEnv);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("decision:   allow"), std::string::npos) << out;
+  EXPECT_NE(out.find("/v3beta1/organizations/{org_id}/sessions"), std::string::npos) << out;
+  EXPECT_NE(out.find("org_id = org-123"), std::string::npos) << out;
+  EXPECT_NE(out.find("bucket:     sessions key=bucket:sessions:data-team"), std::string::npos) << out;
+  EXPECT_NE(out.find("bucket:     devin-all key=bucket:devin-all:_shared"), std::string::npos)
+      << out;
+
+  rc = RunCommand({TOLLGATE_BINARY, "explain", "--config", Example(), "--caller", "data-team",
+                   "POST", "/devin/v3beta1/organizations/org-999/sessions"},
+                  &out, kExampleEnv);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("no rule matched"), std::string::npos) << out;
+
+  rc = RunCommand({TOLLGATE_BINARY, "explain", "--config", Example(), "--caller", "data-team",
+                   "GET", "/devin/v3beta1/%2e%2e/x"},
+                  &out, kExampleEnv);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("bad_request"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace tollgate::testing
