@@ -1,5 +1,6 @@
 #include "gateway/audit_log.h"
 
+#include <pthread.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <rapidjson/writer.h>
@@ -430,7 +431,10 @@ AuditLog::AuditLog(const config::AuditConfig& audit,
   if (!audit.redis_stream.empty() && redis) {
     stream_ = std::make_unique<StreamSink>(*redis, audit.redis_stream, audit.stream_maxlen, this);
   }
-  writer_ = std::thread([this] { Run(); });
+  writer_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "tollgate-audit");
+    Run();
+  });
 }
 
 AuditLog::~AuditLog() {
@@ -451,7 +455,7 @@ void AuditLog::Submit(AuditRecord&& record) {
   }
   queue_.push_back(std::move(record));
   ++submitted_;
-  const bool wake = writer_waiting_;
+  const bool wake = writer_waiting_ || (lingering_ && queue_.size() >= capacity_ / 2);
   lock.unlock();
   if (wake) writer_cv_.notify_one();
 }
@@ -470,6 +474,7 @@ void AuditLog::Flush() {
   std::unique_lock<std::mutex> lock(mu_);
   const uint64_t target = submitted_;
   ++flush_waiters_;
+  if (lingering_) writer_cv_.notify_one();
   done_cv_.wait(lock, [&] { return completed_ >= target; });
   --flush_waiters_;
 }
@@ -486,12 +491,24 @@ void AuditLog::Run() {
   std::vector<AuditRecord> batch;
   std::vector<std::string> stream_lines;
   std::string buffer;
+  bool busy = false;  // the last batch held records: more are likely on their way
   for (;;) {
     bool reopen;
     bool stop;
     {
       std::unique_lock<std::mutex> lock(mu_);
       const auto ready = [this] { return !queue_.empty() || stopping_ || reopen_requested_; };
+      if (busy) {
+        // Under load, linger a moment un-notified instead of being woken for every record: the
+        // request threads then skip a futex wake per call, and batches (one write each) grow.
+        // A full-ish queue, a flush, a reopen or a stop still wakes the writer at once.
+        lingering_ = true;
+        writer_cv_.wait_for(lock, kLinger, [this] {
+          return queue_.size() >= capacity_ / 2 || stopping_ || reopen_requested_ ||
+                 flush_waiters_ > 0;
+        });
+        lingering_ = false;
+      }
       writer_waiting_ = true;
       if (stream_ != nullptr && stream_->HasPending()) {
         writer_cv_.wait_for(lock, stream_->RetryDelay(), ready);
@@ -505,6 +522,7 @@ void AuditLog::Run() {
       if (blocked_submitters_ > 0 && !batch.empty()) space_cv_.notify_all();
     }
     if (reopen || (fd_ < 0 && !config_.file.empty() && !batch.empty())) OpenFile();
+    busy = !batch.empty();
     if (batch.empty()) {
       if (stream_ != nullptr) stream_->Retry();
       if (stop) break;

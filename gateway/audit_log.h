@@ -105,6 +105,8 @@ class AuditLog {
   std::condition_variable done_cv_;    // Flush waits for the writer to catch up
   std::vector<AuditRecord> queue_;
   bool writer_waiting_ = false;
+  bool lingering_ = false;  // the writer waits out kLinger after a batch, un-notified
+  static constexpr std::chrono::milliseconds kLinger{2};
   bool reopen_requested_ = false;
   bool stopping_ = false;
   size_t blocked_submitters_ = 0;

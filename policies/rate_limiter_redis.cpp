@@ -7,6 +7,7 @@
 // kFailuresToOpen failures in a row a circuit breaker skips Redis for a back-off, so an outage
 // does not cost `timeout_ms` on every request; a single probe then decides whether to close it.
 
+#include <pthread.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -66,7 +67,10 @@ class RedisLimiter : public RateLimiter {
         describe_("redis " + config.host + ":" + std::to_string(config.port) + "/" +
                   std::to_string(config.db)) {
     for (int i = 0; i < std::max(connections, 1); ++i) {
-      workers_.emplace_back([this] { WorkerLoop(); });
+      workers_.emplace_back([this] {
+        pthread_setname_np(pthread_self(), "tollgate-redis");
+        WorkerLoop();
+      });
     }
   }
 

@@ -1,5 +1,6 @@
 #include "upstream/upstream_client.h"
 
+#include <pthread.h>
 #include <curl/curl.h>
 
 #include <algorithm>
@@ -131,7 +132,10 @@ class EventLoop {
     if (options.max_host_connections > 0) {
       curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, options.max_host_connections);
     }
-    thread_ = std::thread([this] { Run(); });
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "tollgate-curl");
+      Run();
+    });
   }
 
   ~EventLoop() {
