@@ -140,7 +140,11 @@ int Explain(const Args& a) {
   if (a.config.empty() || a.caller.empty() || a.positional.size() != 2) {
     return Usage("explain needs --config FILE --caller NAME METHOD PATH");
   }
-  config::LoadResult r = config::LoadConfigFile(a.config);
+  // explain decides without calling anything: it needs no secret, so none is read.
+  config::SecretSource no_secrets{
+      [](const std::string&) { return std::optional<std::string>("unused-by-explain"); },
+      [](const std::string&) { return std::optional<std::string>("unused-by-explain"); }};
+  config::LoadResult r = config::LoadConfigFile(a.config, no_secrets);
   if (!r.ok()) {
     for (const auto& e : r.errors) std::cerr << config::FormatError(e) << "\n";
     return 2;
@@ -261,16 +265,18 @@ int ServeDemo(Args a) {
   }
   std::cout << "demo: fake Devin/Devo upstream on 127.0.0.1:18081 (pid " << child << ")\n"
             << "demo: try these while the gateway runs (the demo key is tg_demo_key_not_secret):\n"
-            << "  curl -s -H 'Authorization: Bearer tg_demo_key_not_secret' "
-               "http://127.0.0.1:8080/devin/v3beta1/enterprise/self\n"
-            << "  curl -s -H 'Authorization: Bearer tg_demo_key_not_secret' "
-               "'http://127.0.0.1:8080/devin/v3beta1/enterprise/organizations?first=2'\n"
-            << "  curl -s -H 'Authorization: Bearer tg_demo_key_not_secret' "
-               "http://127.0.0.1:8080/devo/v2/accounts/sampleAccount/tokens\n"
-            << "  curl -s -H 'Authorization: Bearer tg_demo_key_not_secret' "
-               "http://127.0.0.1:8080/_tollgate/whoami\n"
-            << "  curl -s -H 'Authorization: Bearer wrong' -i http://127.0.0.1:8080/devin/v3beta1/enterprise/self\n"
-            << "  curl -s http://127.0.0.1:9090/metrics | head\n"
+            << "  export TG='Authorization: Bearer tg_demo_key_not_secret'\n"
+            << "  curl -s -H \"$TG\" http://127.0.0.1:8080/devin/v3beta1/enterprise/self\n"
+            << "  curl -s -H \"$TG\" 'http://127.0.0.1:8080/devin/v3beta1/enterprise/organizations?first=2'\n"
+            << "  curl -s -H \"$TG\" -H 'Content-Type: application/json' -d '{\"prompt\":\"hello\"}' "
+               "http://127.0.0.1:8080/devin/v3beta1/organizations/org-demo/sessions\n"
+            << "  curl -s -H \"$TG\" http://127.0.0.1:8080/devo/v2/accounts/demoAccount/tokens"
+               "      # token values redacted\n"
+            << "  curl -s -H \"$TG\" http://127.0.0.1:8080/devin/v3beta1/organizations/org-123/sessions"
+               "   # 403: not the caller's org\n"
+            << "  curl -s -H \"$TG\" http://127.0.0.1:8080/_tollgate/whoami\n"
+            << "  curl -si -H 'Authorization: Bearer wrong' http://127.0.0.1:8080/devin/v3beta1/enterprise/self\n"
+            << "  curl -s http://127.0.0.1:9090/metrics | grep tollgate_requests_total\n"
             << std::flush;
   ServeOptions options;
   options.config_path = a.config;
