@@ -39,9 +39,9 @@ enum class AuthType { kBearer, kHeader, kDevoHmac };
 // resolved secret values; they must never be logged, audited or returned.
 struct UpstreamAuth {
   AuthType type = AuthType::kBearer;
-  std::string header;  // kHeader: the header name, e.g. "standAloneToken"
-  std::string secret;  // kBearer/kHeader: the token; kDevoHmac: the signing secret
-  std::string key;     // kDevoHmac: the API key sent as x-logtrust-apikey
+  std::string header;         // kHeader: the header name, e.g. "standAloneToken"
+  std::string secret;         // kBearer/kHeader: the token; kDevoHmac: the signing secret
+  std::string key;            // kDevoHmac: the API key sent as x-logtrust-apikey
   std::string secret_source;  // "env:NAME" or "file:/path", for messages (never the value)
 };
 
@@ -62,9 +62,10 @@ struct Rule {
   std::string pointer;  // JSON pointer of the rule in the document, e.g. /roles/x/rules/0
   std::string upstream;
   std::vector<std::string> methods;  // upper case; empty means every method
-  std::string path;                  // the template text, e.g. /v3beta1/organizations/{org_id}/sessions
+  std::string path;  // the template text, e.g. /v3beta1/organizations/{org_id}/sessions
   Effect effect = Effect::kAllow;
-  std::map<std::string, std::string> where;  // template param -> caller attribute name (no "caller.")
+  std::map<std::string, std::string>
+      where;  // template param -> caller attribute name (no "caller.")
   uint64_t cost = 1;
   std::vector<Limit> limits;
   std::vector<std::string> redact;  // JSON pointers, `*` = every element / member

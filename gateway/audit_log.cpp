@@ -1,8 +1,8 @@
 #include "gateway/audit_log.h"
 
-#include <pthread.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 #include <rapidjson/writer.h>
 #include <unistd.h>
 

@@ -1,13 +1,12 @@
 #include "gateway/cli.h"
 
 #include <limits.h>
+#include <openssl/rand.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <openssl/rand.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -191,8 +190,8 @@ int Explain(const Args& a) {
     std::cout << "decision:   deny (403): no rule matched\n";
   }
   if (d.rule) {
-    std::cout << "rule:       " << d.rule->pointer << " (role " << d.rule->role << "): "
-              << d.rule->path << "\n";
+    std::cout << "rule:       " << d.rule->pointer << " (role " << d.rule->role
+              << "): " << d.rule->path << "\n";
     for (const auto& [k, v] : d.params) std::cout << "param:      " << k << " = " << v << "\n";
     if (!d.rule->redact.empty()) {
       std::cout << "redact:    ";
@@ -207,8 +206,8 @@ int Explain(const Args& a) {
     if (buckets.empty()) std::cout << "buckets:    none\n";
     for (const auto& b : buckets) {
       std::cout << "bucket:     " << b.name << " key=" << b.key << " cost=" << b.cost
-                << " burst=" << b.burst << " rate=" << b.rate.tokens << "/"
-                << b.rate.period_seconds << "s" << (b.shadow ? " (shadow)" : "") << "\n";
+                << " burst=" << b.burst << " rate=" << b.rate.tokens << "/" << b.rate.period_seconds
+                << "s" << (b.shadow ? " (shadow)" : "") << "\n";
     }
   }
   return d.allowed() ? 0 : 1;
@@ -238,7 +237,8 @@ std::string RandomToken() {
 // credentials sees real calls go through the gateway.
 int ServeDemo(Args a) {
   if (a.config.empty()) {
-    for (std::string candidate : {std::string("config/demo.json"), SelfDir() + "/../config/demo.json"}) {
+    for (std::string candidate :
+         {std::string("config/demo.json"), SelfDir() + "/../config/demo.json"}) {
       if (std::filesystem::exists(candidate)) {
         a.config = candidate;
         break;
@@ -263,21 +263,24 @@ int ServeDemo(Args a) {
           static_cast<char*>(nullptr));
     _exit(127);
   }
-  std::cout << "demo: fake Devin/Devo upstream on 127.0.0.1:18081 (pid " << child << ")\n"
-            << "demo: try these while the gateway runs (the demo key is tg_demo_key_not_secret):\n"
-            << "  export TG='Authorization: Bearer tg_demo_key_not_secret'\n"
-            << "  curl -s -H \"$TG\" http://127.0.0.1:8080/devin/v3beta1/enterprise/self\n"
-            << "  curl -s -H \"$TG\" 'http://127.0.0.1:8080/devin/v3beta1/enterprise/organizations?first=2'\n"
-            << "  curl -s -H \"$TG\" -H 'Content-Type: application/json' -d '{\"prompt\":\"hello\"}' "
-               "http://127.0.0.1:8080/devin/v3beta1/organizations/org-demo/sessions\n"
-            << "  curl -s -H \"$TG\" http://127.0.0.1:8080/devo/v2/accounts/demoAccount/tokens"
-               "      # token values redacted\n"
-            << "  curl -s -H \"$TG\" http://127.0.0.1:8080/devin/v3beta1/organizations/org-123/sessions"
-               "   # 403: not the caller's org\n"
-            << "  curl -s -H \"$TG\" http://127.0.0.1:8080/_tollgate/whoami\n"
-            << "  curl -si -H 'Authorization: Bearer wrong' http://127.0.0.1:8080/devin/v3beta1/enterprise/self\n"
-            << "  curl -s http://127.0.0.1:9090/metrics | grep tollgate_requests_total\n"
-            << std::flush;
+  std::cout
+      << "demo: fake Devin/Devo upstream on 127.0.0.1:18081 (pid " << child << ")\n"
+      << "demo: try these while the gateway runs (the demo key is tg_demo_key_not_secret):\n"
+      << "  export TG='Authorization: Bearer tg_demo_key_not_secret'\n"
+      << "  curl -s -H \"$TG\" http://127.0.0.1:8080/devin/v3beta1/enterprise/self\n"
+      << "  curl -s -H \"$TG\" "
+         "'http://127.0.0.1:8080/devin/v3beta1/enterprise/organizations?first=2'\n"
+      << "  curl -s -H \"$TG\" -H 'Content-Type: application/json' -d '{\"prompt\":\"hello\"}' "
+         "http://127.0.0.1:8080/devin/v3beta1/organizations/org-demo/sessions\n"
+      << "  curl -s -H \"$TG\" http://127.0.0.1:8080/devo/v2/accounts/demoAccount/tokens"
+         "      # token values redacted\n"
+      << "  curl -s -H \"$TG\" http://127.0.0.1:8080/devin/v3beta1/organizations/org-123/sessions"
+         "   # 403: not the caller's org\n"
+      << "  curl -s -H \"$TG\" http://127.0.0.1:8080/_tollgate/whoami\n"
+      << "  curl -si -H 'Authorization: Bearer wrong' "
+         "http://127.0.0.1:8080/devin/v3beta1/enterprise/self\n"
+      << "  curl -s http://127.0.0.1:9090/metrics | grep tollgate_requests_total\n"
+      << std::flush;
   ServeOptions options;
   options.config_path = a.config;
   int rc = RunServe(options);

@@ -1,14 +1,13 @@
 #include "gateway/http_server.h"
 
-#include <sys/socket.h>
-
-#include <mutex>
-
 #include <pistache/async.h>
 #include <pistache/listener.h>
 #include <pistache/net.h>
 #include <pistache/peer.h>
 #include <pistache/tcp.h>
+#include <sys/socket.h>
+
+#include <mutex>
 
 namespace tollgate::gateway {
 
@@ -64,8 +63,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         exchange = std::make_shared<Exchange>(shared_from_this(), std::move(request), client_ip_,
                                               parser_.error_status(), parser_.error_message());
       } else {
-        exchange = std::make_shared<Exchange>(shared_from_this(), std::move(request), client_ip_,
-                                              0, std::string());
+        exchange = std::make_shared<Exchange>(shared_from_this(), std::move(request), client_ip_, 0,
+                                              std::string());
       }
       lock.unlock();
       (*handler_)(exchange);
@@ -205,7 +204,9 @@ void HttpServer::Shutdown() {
   }
 }
 
-int HttpServer::port() const { return static_cast<int>(static_cast<uint16_t>(impl_->listener.getPort())); }
+int HttpServer::port() const {
+  return static_cast<int>(static_cast<uint16_t>(impl_->listener.getPort()));
+}
 
 uint64_t HttpServer::connections_accepted() const { return impl_->accepted.load(); }
 

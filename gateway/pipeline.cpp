@@ -1,14 +1,13 @@
 #include "gateway/pipeline.h"
 
 #include <openssl/rand.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <random>
-
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
 #include "gateway/rate_limit_headers.h"
 #include "policies/normalise.h"
@@ -196,8 +195,8 @@ void Pipeline::Route(const std::shared_ptr<Context>& ctx) {
   }
   a.upstream = ctx->upstream->name;
   // 4. authenticate
-  AuthResult auth = ctx->snapshot->Authenticate(req.Header("authorization"),
-                                                std::chrono::system_clock::now());
+  AuthResult auth =
+      ctx->snapshot->Authenticate(req.Header("authorization"), std::chrono::system_clock::now());
   if (auth.outcome != AuthResult::Outcome::kOk) {
     if (auth.caller) a.caller = auth.caller->name;
     Fail(ctx, 401, "unauthenticated", "unauthenticated", auth.message);
@@ -206,8 +205,8 @@ void Pipeline::Route(const std::shared_ptr<Context>& ctx) {
   ctx->caller = auth.caller;
   a.caller = auth.caller->name;
   // 5. authorise
-  policies::PolicyDecision decision = ctx->snapshot->policy().Decide(
-      *ctx->caller, req.method, ctx->upstream->name, ctx->path);
+  policies::PolicyDecision decision =
+      ctx->snapshot->policy().Decide(*ctx->caller, req.method, ctx->upstream->name, ctx->path);
   if (!decision.allowed()) {
     if (decision.rule) a.rule = decision.rule->path;
     Fail(ctx, 403, "forbidden", "forbidden",
@@ -235,8 +234,8 @@ void Pipeline::Internal(const std::shared_ptr<Context>& ctx, std::string_view pa
     Fail(ctx, 404, "not_found", "not_found", "no such gateway endpoint");
     return;
   }
-  AuthResult auth = ctx->snapshot->Authenticate(req.Header("authorization"),
-                                                std::chrono::system_clock::now());
+  AuthResult auth =
+      ctx->snapshot->Authenticate(req.Header("authorization"), std::chrono::system_clock::now());
   if (auth.outcome != AuthResult::Outcome::kOk) {
     if (auth.caller) ctx->audit.caller = auth.caller->name;
     Fail(ctx, 401, "unauthenticated", "unauthenticated", auth.message);

@@ -69,8 +69,8 @@ void AddRateLimitHeaders(const std::vector<policies::BucketSpec>& specs,
   int64_t window = static_cast<int64_t>(
       std::ceil(static_cast<double>(spec.burst) * static_cast<double>(spec.rate.period_seconds) /
                 static_cast<double>(spec.rate.tokens ? spec.rate.tokens : 1)));
-  std::string policy = Quote(spec.name) + ";q=" + std::to_string(spec.burst) + ";w=" +
-                       std::to_string(window);
+  std::string policy =
+      Quote(spec.name) + ";q=" + std::to_string(spec.burst) + ";w=" + std::to_string(window);
   std::string current =
       Quote(spec.name) + ";r=" + std::to_string(remaining) + ";t=" + std::to_string(reset);
   // Structured fields are lists: the upstream's own policies stay, ours come first.

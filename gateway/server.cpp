@@ -1,14 +1,13 @@
 #include "gateway/server.h"
 
 #include <pthread.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 #include <signal.h>
 
 #include <atomic>
 #include <mutex>
 #include <thread>
-
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
 #include "config/loader.h"
 #include "gateway/audit_log.h"
@@ -153,8 +152,8 @@ class Server {
   void OnMainRequest(std::shared_ptr<Exchange> exchange) {
     if (draining_.load()) {
       // Stop taking new work while in-flight calls finish; the client retries elsewhere.
-      HttpResponse r = ErrorResponse(503, "shutting_down", "the gateway is shutting down",
-                                     NewRequestId());
+      HttpResponse r =
+          ErrorResponse(503, "shutting_down", "the gateway is shutting down", NewRequestId());
       r.headers.emplace_back("Retry-After", "1");
       exchange->Respond(std::move(r));
       return;
@@ -202,8 +201,7 @@ class Server {
       std::string summary;
       bool ok = Reload(&summary);
       exchange->Respond(Json(ok ? 200 : 400, summary));
-    } else if (path == "/healthz" || path == "/readyz" || path == "/metrics" ||
-               path == "/reload") {
+    } else if (path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/reload") {
       exchange->Respond(ErrorResponse(405, "method_not_allowed", "method not allowed", ""));
     } else {
       exchange->Respond(ErrorResponse(404, "not_found", "no such admin endpoint", ""));

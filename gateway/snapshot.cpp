@@ -34,7 +34,8 @@ bool HexToRaw(const std::string& hex, std::string* raw) {
 
 }  // namespace
 
-policies::BucketSpec MakeBucket(const config::Limit& limit, const std::string& caller, uint64_t cost) {
+policies::BucketSpec MakeBucket(const config::Limit& limit, const std::string& caller,
+                                uint64_t cost) {
   policies::BucketSpec b;
   b.name = limit.name;
   b.key = "bucket:" + limit.name + ":" +

@@ -36,7 +36,6 @@ class Snapshot {
   AuthResult Authenticate(const std::string* authorization,
                           std::chrono::system_clock::time_point now) const;
 
-
   // Every bucket a request is charged: the upstream's limits, the rule's, the caller's.
   std::vector<policies::BucketSpec> BucketsFor(const config::Upstream& upstream,
                                                const config::Rule* rule,

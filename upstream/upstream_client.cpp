@@ -1,7 +1,7 @@
 #include "upstream/upstream_client.h"
 
-#include <pthread.h>
 #include <curl/curl.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <cstdlib>

@@ -90,7 +90,8 @@ TEST(ExplainTest, AgreesWithServeForEveryRuleOfTheExampleConfig) {
   std::set<std::string> seen;
   for (auto& c : doc["callers"].GetObject()) {
     std::string caller = c.name.GetString();
-    const rapidjson::Value* attrs = c.value.HasMember("attributes") ? &c.value["attributes"] : nullptr;
+    const rapidjson::Value* attrs =
+        c.value.HasMember("attributes") ? &c.value["attributes"] : nullptr;
     for (auto& role : doc["roles"].GetObject()) {
       for (auto& rule : role.value["rules"].GetArray()) {
         std::string up = rule["upstream"].GetString();
@@ -102,8 +103,7 @@ TEST(ExplainTest, AgreesWithServeForEveryRuleOfTheExampleConfig) {
         }
         methods.push_back("PATCH");  // rarely allowed: exercises the method check
         for (bool foreign : {false, true}) {
-          std::string path =
-              "/" + up + Instantiate(rule["path"].GetString(), rule, attrs, foreign);
+          std::string path = "/" + up + Instantiate(rule["path"].GetString(), rule, attrs, foreign);
           for (const auto& m : methods) {
             if (seen.insert(caller + " " + m + " " + path).second) {
               cases.push_back({caller, keys[caller], m, path});

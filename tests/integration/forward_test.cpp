@@ -40,8 +40,9 @@ TEST_F(ForwardTest, DevinSeedCallsGoThroughWithTheServiceUserToken) {
       {"POST", "/devin/v3beta1/enterprise/organizations", R"({"name":"new org"})", 201},
       {"POST", "/devin/v3beta1/organizations/org-123/sessions", R"({"prompt":"fix the build"})",
        200},
-      {"GET", "/devin/v3beta1/enterprise/consumption/daily?start_date=2026-01-01&end_date=2026-01-31",
-       "", 200},
+      {"GET",
+       "/devin/v3beta1/enterprise/consumption/daily?start_date=2026-01-01&end_date=2026-01-31", "",
+       200},
       {"POST", "/devin/v3beta1/enterprise/service-users", R"({"name":"ci-bot"})", 201},
       {"GET",
        "/devin/v3beta1/enterprise/audit-logs?time_after=1700000000&time_before=1800000000&first=50",
@@ -141,7 +142,8 @@ TEST_F(ForwardTest, DevoQueryIsSignedWithHmac) {
 }
 
 TEST_F(ForwardTest, CallerAuthenticationFailuresAre401AndNeverReachTheUpstream) {
-  for (const std::string& key : {std::string(""), std::string("wrong-key"), kDisabledKey, kExpiredKey}) {
+  for (const std::string& key :
+       {std::string(""), std::string("wrong-key"), kDisabledKey, kExpiredKey}) {
     HttpResponse r = Call("GET", "/devin/v3beta1/enterprise/self", key);
     EXPECT_EQ(r.status, 401) << key;
     Json j = Json::Parse(r.body);
@@ -224,9 +226,9 @@ TEST_F(ForwardTest, HopByHopAndCallerControlledHeadersAreStripped) {
   EXPECT_EQ(r.status, 200);
   auto seen = fake_.WaitForRequests(1);
   ASSERT_EQ(seen.size(), 1u);
-  for (const char* gone : {"X-Drop-Me", "Keep-Alive", "TE", "Upgrade", "Proxy-Authorization",
-                           "Cookie", "X-HTTP-Method-Override", "X-Method-Override",
-                           "X-Forwarded-For", "X-Forwarded-Host"}) {
+  for (const char* gone :
+       {"X-Drop-Me", "Keep-Alive", "TE", "Upgrade", "Proxy-Authorization", "Cookie",
+        "X-HTTP-Method-Override", "X-Method-Override", "X-Forwarded-For", "X-Forwarded-Host"}) {
     EXPECT_FALSE(seen[0].HasHeader(gone)) << gone;
   }
   EXPECT_EQ(seen[0].Header("standAloneToken"), fake_.options().devo_token);
@@ -346,10 +348,13 @@ TEST_F(ForwardTest, ExpectContinueIsAnsweredBeforeTheBodyIsSent) {
   int fd = ConnectTo(gateway_->listen_port());
   ASSERT_GE(fd, 0);
   std::string body = R"({"name":")" + std::string(2048, 'x') + R"("})";
-  std::string head = "POST /devin/v3beta1/enterprise/organizations HTTP/1.1\r\nHost: x\r\n"
-                     "Authorization: Bearer " + kDataKey +
-                     "\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
-                     "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+  std::string head =
+      "POST /devin/v3beta1/enterprise/organizations HTTP/1.1\r\nHost: x\r\n"
+      "Authorization: Bearer " +
+      kDataKey +
+      "\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n";
   ASSERT_EQ(write(fd, head.data(), head.size()), static_cast<ssize_t>(head.size()));
   // The interim answer arrives although no body byte was sent (a client would otherwise wait).
   std::string interim = ReadSome(fd, "\r\n\r\n", 5000);
@@ -367,8 +372,9 @@ TEST_F(ForwardTest, ExpectContinueIsAnsweredBeforeTheBodyIsSent) {
 TEST_F(ForwardTest, PipelinedRequestsAreAnsweredInOrder) {
   int fd = ConnectTo(gateway_->listen_port());
   ASSERT_GE(fd, 0);
-  std::string req1 = "GET /devin/v3beta1/enterprise/self HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-                     kDataKey + "\r\nX-Request-Id: first\r\n\r\n";
+  std::string req1 =
+      "GET /devin/v3beta1/enterprise/self HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+      kDataKey + "\r\nX-Request-Id: first\r\n\r\n";
   std::string req2 = "GET /nope HTTP/1.1\r\nHost: x\r\nX-Request-Id: second\r\n\r\n";
   std::string both = req1 + req2;
   ASSERT_EQ(write(fd, both.data(), both.size()), static_cast<ssize_t>(both.size()));
@@ -384,8 +390,9 @@ TEST_F(ForwardTest, PipelinedRequestsAreAnsweredInOrder) {
 TEST_F(ForwardTest, HeadHasNoBody) {
   int fd = ConnectTo(gateway_->listen_port());
   ASSERT_GE(fd, 0);
-  std::string req = "HEAD /devin/v3beta1/enterprise/self HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-                    kDataKey + "\r\n\r\nGET /_tollgate/health HTTP/1.1\r\nHost: x\r\n\r\n";
+  std::string req =
+      "HEAD /devin/v3beta1/enterprise/self HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+      kDataKey + "\r\n\r\nGET /_tollgate/health HTTP/1.1\r\nHost: x\r\n\r\n";
   ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
   std::string out = ReadSome(fd, "{\"status\":\"ok\"}", 5000);
   close(fd);

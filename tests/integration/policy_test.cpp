@@ -28,8 +28,9 @@ class PolicyTest : public GatewayTest {
   }
 
   int Raw(const std::string& method, const std::string& target) {
-    std::string req = method + " " + target + " HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer " +
-                      kDataKey + "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    std::string req = method + " " + target +
+                      " HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer " + kDataKey +
+                      "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
     return StatusOf(RawExchange(gateway_->listen_port(), req));
   }
 };
@@ -50,15 +51,16 @@ TEST_F(PolicyTest, ForbiddenCallsName403WithoutRules) {
   EXPECT_EQ(r.status, 403);
   Json j = Json::Parse(r.body);
   EXPECT_EQ(j.String("/error/reason"), "forbidden");
-  EXPECT_NE(j.String("/error/message").find("GET /v3beta1/enterprise/audit-logs"), std::string::npos);
+  EXPECT_NE(j.String("/error/message").find("GET /v3beta1/enterprise/audit-logs"),
+            std::string::npos);
   EXPECT_EQ(j.String("/error/message").find("org_id"), std::string::npos);  // no rule text
   // Scoping: another organisation than the caller's.
   EXPECT_EQ(Call("GET", "/devin/v3beta1/organizations/org-456/sessions").status, 403);
   // Deny wins over allow: POST on the caller's own org is denied by an explicit rule.
-  EXPECT_EQ(Call("POST", "/devin/v3beta1/organizations/org-123/sessions", kDataKey,
-                 R"({"prompt":"x"})")
-                .status,
-            403);
+  EXPECT_EQ(
+      Call("POST", "/devin/v3beta1/organizations/org-123/sessions", kDataKey, R"({"prompt":"x"})")
+          .status,
+      403);
   // Method not in the rule.
   EXPECT_EQ(Call("DELETE", "/devin/v3beta1/enterprise/self").status, 403);
   EXPECT_TRUE(fake_.Requests().empty());
@@ -130,18 +132,22 @@ TEST_F(PolicyTest, BypassSpellingsAreAllRefusedAndNeverForwarded) {
 }
 
 TEST_F(PolicyTest, MalformedRequestLinesAreRefused) {
-  std::string spaced = "GET /devin/v3beta1/enterprise/self /../audit-logs HTTP/1.1\r\nHost: x\r\n"
-                       "Authorization: Bearer " + kDataKey + "\r\nConnection: close\r\n\r\n";
+  std::string spaced =
+      "GET /devin/v3beta1/enterprise/self /../audit-logs HTTP/1.1\r\nHost: x\r\n"
+      "Authorization: Bearer " +
+      kDataKey + "\r\nConnection: close\r\n\r\n";
   EXPECT_EQ(StatusOf(RawExchange(gateway_->listen_port(), spaced)), 400);
-  std::string fragment = "GET /devin/v3beta1/enterprise/self#/../audit-logs HTTP/1.1\r\nHost: x\r\n"
-                         "Authorization: Bearer " + kDataKey + "\r\nConnection: close\r\n\r\n";
+  std::string fragment =
+      "GET /devin/v3beta1/enterprise/self#/../audit-logs HTTP/1.1\r\nHost: x\r\n"
+      "Authorization: Bearer " +
+      kDataKey + "\r\nConnection: close\r\n\r\n";
   EXPECT_EQ(StatusOf(RawExchange(gateway_->listen_port(), fragment)), 400);
   EXPECT_TRUE(fake_.Requests().empty());
 }
 
 TEST_F(PolicyTest, ResponseRedactionRemovesSecretsFromJsonBodies) {
-  HttpResponse created = Call("POST", "/devin/v3beta1/enterprise/service-users", kDataKey,
-                              R"({"name":"bot"})");
+  HttpResponse created =
+      Call("POST", "/devin/v3beta1/enterprise/service-users", kDataKey, R"({"name":"bot"})");
   ASSERT_EQ(created.status, 201) << created.body;
   Json j = Json::Parse(created.body);
   EXPECT_FALSE(j.Has("/token"));

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -17,8 +18,6 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 namespace tollgate::testing {
 namespace {
@@ -86,7 +85,8 @@ bool WaitForPort(int port, std::chrono::milliseconds timeout) {
 ChildProcess::ChildProcess(std::vector<std::string> argv, std::map<std::string, std::string> env,
                            std::string log_path) {
   int fd = -1;
-  if (!log_path.empty()) fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (!log_path.empty())
+    fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   pid_ = Spawn(argv, env, fd);
   if (fd >= 0) close(fd);
 }
@@ -95,7 +95,8 @@ ChildProcess::~ChildProcess() {
   if (pid_ > 0) Stop(std::chrono::milliseconds(3000));
 }
 
-ChildProcess::ChildProcess(ChildProcess&& other) noexcept : pid_(other.pid_), status_(other.status_) {
+ChildProcess::ChildProcess(ChildProcess&& other) noexcept
+    : pid_(other.pid_), status_(other.status_) {
   other.pid_ = -1;
 }
 
@@ -246,10 +247,10 @@ std::string RedisServer::url() const { return "redis://127.0.0.1:" + std::to_str
 
 void RedisServer::Start() {
   if (process_.running()) return;
-  process_ = ChildProcess({"/usr/bin/redis-server", "--port", std::to_string(port_), "--bind",
-                           "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
-                           "--loglevel", "warning"},
-                          {}, "/dev/null");
+  process_ = ChildProcess(
+      {"/usr/bin/redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save",
+       "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"},
+      {}, "/dev/null");
   if (!WaitForPort(port_, std::chrono::milliseconds(10000))) {
     ADD_FAILURE() << "redis-server did not start on port " << port_;
   }

@@ -79,7 +79,8 @@ TEST_P(CliBadConfig, ExitsTwoNamingThePointer) {
   EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "serve", "--config", path}, &out, {{"T", "x"}}), 2);
 }
 
-#define UP R"("upstreams": {"devin": {"base_url": "http://127.0.0.1:1", "auth": {"type": "bearer", "secret_env": "T"}}})"
+#define UP \
+  R"("upstreams": {"devin": {"base_url": "http://127.0.0.1:1", "auth": {"type": "bearer", "secret_env": "T"}}})"
 
 INSTANTIATE_TEST_SUITE_P(
     All, CliBadConfig,
@@ -87,13 +88,15 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"not_json", "{\"listen\": ", ""},
         BadConfig{"type", "{\"threads\": \"two\", " UP "}", "/threads"},
         BadConfig{"unknown_key", "{\"listn\": \"127.0.0.1:1\", " UP "}", "listn"},
-        BadConfig{"unknown_upstream",
-                  "{" UP ", \"roles\": {\"r\": {\"rules\": [{\"upstream\": \"nope\", \"path\": \"/x\"}]}}}",
-                  "/roles/r/rules/0/upstream"},
+        BadConfig{
+            "unknown_upstream",
+            "{" UP
+            ", \"roles\": {\"r\": {\"rules\": [{\"upstream\": \"nope\", \"path\": \"/x\"}]}}}",
+            "/roles/r/rules/0/upstream"},
         BadConfig{"undefined_role",
                   "{" UP ", \"callers\": {\"c\": {\"key_sha256\": [\""
                   "0000000000000000000000000000000000000000000000000000000000000001\"], "
-                      "\"roles\": [\"ghost\"]}}}",
+                  "\"roles\": [\"ghost\"]}}}",
                   "/callers/c/roles/0"},
         BadConfig{"bad_rate",
                   "{\"upstreams\": {\"devin\": {\"base_url\": \"http://127.0.0.1:1\", \"auth\": "
@@ -120,9 +123,10 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(Cli, CheckConfigRejectsTheSameKeyOnTwoCallers) {
   TempDir dir;
   std::string h = std::string(kHash);
-  std::string path = dir.Write(
-      "dup.json", "{" UP ", \"callers\": {\"a\": {\"key_sha256\": [\"" + h +
-                      "\"], \"roles\": []}, \"b\": {\"key_sha256\": [\"" + h + "\"], \"roles\": []}}}");
+  std::string path =
+      dir.Write("dup.json", "{" UP ", \"callers\": {\"a\": {\"key_sha256\": [\"" + h +
+                                "\"], \"roles\": []}, \"b\": {\"key_sha256\": [\"" + h +
+                                "\"], \"roles\": []}}}");
   std::string out;
   EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--config", path}, &out, {{"T", "x"}}), 2);
   EXPECT_NE(out.find("/callers/b/key_sha256/0"), std::string::npos) << out;
@@ -150,7 +154,8 @@ TEST(Cli, ExplainShowsTheDecisionRuleParametersAndBuckets) {
   EXPECT_NE(out.find("decision:   allow"), std::string::npos) << out;
   EXPECT_NE(out.find("/v3beta1/organizations/{org_id}/sessions"), std::string::npos) << out;
   EXPECT_NE(out.find("org_id = org-123"), std::string::npos) << out;
-  EXPECT_NE(out.find("bucket:     sessions key=bucket:sessions:data-team"), std::string::npos) << out;
+  EXPECT_NE(out.find("bucket:     sessions key=bucket:sessions:data-team"), std::string::npos)
+      << out;
   EXPECT_NE(out.find("bucket:     devin-all key=bucket:devin-all:_shared"), std::string::npos)
       << out;
 

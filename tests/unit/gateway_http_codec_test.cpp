@@ -1,6 +1,6 @@
-#include "gateway/http_codec.h"
-
 #include <gtest/gtest.h>
+
+#include "gateway/http_codec.h"
 
 namespace tollgate::gateway {
 namespace {
@@ -96,26 +96,25 @@ TEST_P(HttpCodecErrors, RejectsWithStatus) {
 
 INSTANTIATE_TEST_SUITE_P(
     All, HttpCodecErrors,
-    ::testing::Values(BadCase{"GET /\r\n\r\n", 400}, BadCase{"GET / HTTP/2.0\r\n\r\n", 505},
-                      BadCase{"G(T / HTTP/1.1\r\n\r\n", 400},
-                      BadCase{"GET  / HTTP/1.1\r\n\r\n", 400},
-                      BadCase{"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400},
-                      BadCase{"GET / HTTP/1.1\r\nNoColon\r\n\r\n", 400},
-                      BadCase{"GET / HTTP/1.1\r\nA: b\x01\r\n\r\n", 400},
-                      BadCase{"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400},
-                      BadCase{"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-                              400},
-                      BadCase{"GET / HTTP/1.1\r\nContent-Length: 11\r\n\r\n", 413},
-                      BadCase{"GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
-                      BadCase{"GET / HTTP/1.1\r\nExpect: fancy\r\n\r\n", 417},
-                      BadCase{"GET / HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                              "aaaaaaaa\r\n\r\n",
-                              431},
-                      BadCase{"GET / HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                              "aaaaaaaaaaaaaaaaaa",
-                              431},
-                      BadCase{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
-                      BadCase{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n", 413}));
+    ::testing::Values(
+        BadCase{"GET /\r\n\r\n", 400}, BadCase{"GET / HTTP/2.0\r\n\r\n", 505},
+        BadCase{"G(T / HTTP/1.1\r\n\r\n", 400}, BadCase{"GET  / HTTP/1.1\r\n\r\n", 400},
+        BadCase{"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400},
+        BadCase{"GET / HTTP/1.1\r\nNoColon\r\n\r\n", 400},
+        BadCase{"GET / HTTP/1.1\r\nA: b\x01\r\n\r\n", 400},
+        BadCase{"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400},
+        BadCase{"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400},
+        BadCase{"GET / HTTP/1.1\r\nContent-Length: 11\r\n\r\n", 413},
+        BadCase{"GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+        BadCase{"GET / HTTP/1.1\r\nExpect: fancy\r\n\r\n", 417},
+        BadCase{"GET / HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                "aaaaaaaa\r\n\r\n",
+                431},
+        BadCase{"GET / HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                "aaaaaaaaaaaaaaaaaa",
+                431},
+        BadCase{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+        BadCase{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n", 413}));
 
 TEST(HttpCodec, SerializesResponsesWithLengthAndConnection) {
   HttpResponse r;

@@ -91,8 +91,8 @@ TEST(RateLimitHeaders, UpstreamFieldsAreOnlyMadeStricter) {
   std::vector<policies::BucketSpec> specs = {Spec("devin-all", 20, 1, 40)};
   std::vector<policies::BucketLevel> levels = {Level(12, 1)};
   // The upstream is stricter on remaining and reset: its values stay.
-  HeaderList stricter = {{"RateLimit-Remaining", "2"}, {"RateLimit-Reset", "30"},
-                         {"RateLimit-Limit", "100"}};
+  HeaderList stricter = {
+      {"RateLimit-Remaining", "2"}, {"RateLimit-Reset", "30"}, {"RateLimit-Limit", "100"}};
   AddRateLimitHeaders(specs, levels, &stricter);
   EXPECT_EQ(*Get(stricter, "RateLimit-Remaining"), "2");
   EXPECT_EQ(*Get(stricter, "RateLimit-Reset"), "30");
