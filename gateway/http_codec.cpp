@@ -175,6 +175,9 @@ RequestParser::Status RequestParser::Next(HttpRequest* request) {
   if (error_status_ != 0) return Status::kError;
   if (!head_done_) {
     Status s = ParseHead();
+    // On an error, hand back what was parsed (method, target, headers) so that the answer and
+    // its audit record can name the request.
+    if (s == Status::kError) *request = head_;
     if (s != Status::kComplete) return s;
   }
   size_t consumed = 0;
@@ -182,6 +185,7 @@ RequestParser::Status RequestParser::Next(HttpRequest* request) {
     std::string body;
     size_t n = DecodeChunked(std::string_view(buffer_).substr(head_len_), max_body_bytes_, &body);
     if (n == std::numeric_limits<size_t>::max()) {
+      *request = head_;
       if (body.size() > max_body_bytes_) {
         return Fail(413, "request body exceeds " + std::to_string(max_body_bytes_) + " bytes");
       }

@@ -161,6 +161,12 @@ void Pipeline::Handle(std::shared_ptr<Exchange> exchange) {
     Fail(ctx, status, reason, "bad_request", ctx->exchange->parse_error());
     return;
   }
+  if (draining_.load()) {
+    // Stop taking new work while in-flight calls finish; the client retries elsewhere.
+    a.path = req.target.substr(0, req.target.find('?'));
+    Fail(ctx, 503, "shutting_down", "error", "the gateway is shutting down");
+    return;
+  }
   Route(ctx);
 }
 
@@ -421,6 +427,7 @@ void Pipeline::Fail(const std::shared_ptr<Context>& ctx, int status, std::string
   ctx->audit.decision = std::string(decision);
   ctx->audit.error = message;
   HttpResponse r = ErrorResponse(status, reason, message, ctx->request_id);
+  if (status == 503 && reason == "shutting_down") r.headers.emplace_back("Retry-After", "1");
   if (status == 429) {
     double retry = ctx->limit.retry_after_seconds;
     int64_t whole = static_cast<int64_t>(std::ceil(retry > 0 ? retry : 1));

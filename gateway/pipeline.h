@@ -52,6 +52,10 @@ class Pipeline {
   // The front-end's RequestHandler.
   void Handle(std::shared_ptr<Exchange> exchange);
 
+  // While draining (graceful shutdown), new requests get 503 `shutting_down`, still audited.
+  void SetDraining() { draining_.store(true); }
+  bool draining() const { return draining_.load(); }
+
   int64_t in_flight() const { return in_flight_.load(); }
   // Waits until no request is in flight or `timeout` passes; true if drained.
   bool Drain(std::chrono::milliseconds timeout);
@@ -71,6 +75,7 @@ class Pipeline {
   PipelineDeps deps_;
   std::shared_ptr<const Snapshot> snapshot_;  // accessed with std::atomic_load/store
   std::atomic<int64_t> in_flight_{0};
+  std::atomic<bool> draining_{false};
   std::mutex drain_mu_;
   std::condition_variable drained_;
 };

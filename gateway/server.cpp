@@ -112,7 +112,8 @@ class Server {
     }
     std::string error;
     main_ = HttpServer::Start(
-        main_options, [this](std::shared_ptr<Exchange> e) { OnMainRequest(std::move(e)); }, &error);
+        main_options, [this](std::shared_ptr<Exchange> e) { pipeline_->Handle(std::move(e)); },
+        &error);
     if (!main_) {
       LogError(error);
       return 1;
@@ -149,18 +150,6 @@ class Server {
   }
 
  private:
-  void OnMainRequest(std::shared_ptr<Exchange> exchange) {
-    if (draining_.load()) {
-      // Stop taking new work while in-flight calls finish; the client retries elsewhere.
-      HttpResponse r =
-          ErrorResponse(503, "shutting_down", "the gateway is shutting down", NewRequestId());
-      r.headers.emplace_back("Retry-After", "1");
-      exchange->Respond(std::move(r));
-      return;
-    }
-    pipeline_->Handle(std::move(exchange));
-  }
-
   void OnAdminRequest(std::shared_ptr<Exchange> exchange) {
     const HttpRequest& req = exchange->request();
     if (exchange->parse_error_status()) {
@@ -175,11 +164,11 @@ class Server {
     } else if (path == "/readyz" && get) {
       bool config_ok = pipeline_->snapshot() != nullptr;
       bool limiter_ok = limiter_->Ready();
-      bool ready = config_ok && limiter_ok && !draining_.load();
+      bool ready = config_ok && limiter_ok && !pipeline_->draining();
       std::string body = std::string("{\"ready\":") + (ready ? "true" : "false") +
                          ",\"config\":" + (config_ok ? "true" : "false") +
                          ",\"limiter\":" + (limiter_ok ? "true" : "false") +
-                         ",\"draining\":" + (draining_.load() ? "true" : "false") + "}";
+                         ",\"draining\":" + (pipeline_->draining() ? "true" : "false") + "}";
       exchange->Respond(Json(ready ? 200 : 503, body));
     } else if (path == "/metrics" && get) {
       MetricsSnapshot m;
@@ -245,7 +234,7 @@ class Server {
   }
 
   int Shutdown() {
-    draining_.store(true);
+    pipeline_->SetDraining();
     auto timeout = std::chrono::milliseconds(pipeline_->snapshot()->config().drain_timeout_ms);
     LogInfo("shutting down: draining " + std::to_string(pipeline_->in_flight()) +
             " in-flight request(s)");
@@ -273,7 +262,6 @@ class Server {
   std::unique_ptr<Pipeline> pipeline_;
   std::unique_ptr<HttpServer> main_;
   std::unique_ptr<HttpServer> admin_;
-  std::atomic<bool> draining_{false};
   std::mutex reload_mu_;
 };
 
