@@ -257,8 +257,10 @@ TEST_F(ForwardTest, SlowCallsDoNotHoldUpAFastOne) {
   fake_.SetBehaviour("/v3beta1/organizations/org-slow", 3000);
   std::vector<HttpRequest> slow;
   for (int i = 0; i < 200; ++i) {
-    slow.push_back({"GET", gateway_->url() + "/devin/v3beta1/organizations/org-slow/sessions",
-                    Bearer(kDataKey), ""});
+    HttpRequest r;
+    r.url = gateway_->url() + "/devin/v3beta1/organizations/org-slow/sessions";
+    r.headers = Bearer(kDataKey);
+    slow.push_back(std::move(r));
   }
   // Start the slow calls on another thread and wait until the fake holds all of them.
   std::vector<HttpResponse> slow_results;

@@ -221,7 +221,10 @@ TEST_F(LimitTest, ASharedBucketIsExactAcrossTwoGatewaysUnderConcurrency) {
   std::vector<HttpRequest> requests;
   for (int i = 0; i < 300; ++i) {
     const GatewayProcess& g = i % 2 == 0 ? *a : *b;
-    requests.push_back({"GET", g.url() + kSelf, Bearer(i % 3 == 0 ? kOpsKey : kDataKey), ""});
+    HttpRequest r;
+    r.url = g.url() + kSelf;
+    r.headers = Bearer(i % 3 == 0 ? kOpsKey : kDataKey);
+    requests.push_back(std::move(r));
   }
   std::vector<HttpResponse> responses = HttpParallel(requests, milliseconds(60000));
   ASSERT_EQ(responses.size(), 300u);

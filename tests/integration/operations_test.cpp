@@ -528,8 +528,10 @@ TEST_F(OperationsTest, SigtermFinishesEveryCallInFlightThenExitsZero) {
   fake_.SetBehaviour("/v3beta1/organizations/org-held", 2000);
   std::vector<HttpRequest> requests;
   for (size_t i = 0; i < n; ++i) {
-    requests.push_back({"GET", gateway_->url() + "/devin/v3beta1/organizations/org-held/sessions",
-                        Bearer(kDataKey), ""});
+    HttpRequest r;
+    r.url = gateway_->url() + "/devin/v3beta1/organizations/org-held/sessions";
+    r.headers = Bearer(kDataKey);
+    requests.push_back(std::move(r));
   }
   std::vector<HttpResponse> results;
   std::thread held([&] { results = HttpParallel(requests); });
