@@ -2,8 +2,12 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -121,17 +125,32 @@ size_t OnHeader(char* data, size_t size, size_t count, void* user) {
   return n;
 }
 
-// One libcurl multi handle and the thread that drives it. Other threads touch only `queue_`
-// (under `mu_`) and curl_multi_wakeup, which libcurl documents as thread-safe.
+// One libcurl multi handle and the thread that drives it with curl_multi_socket_action over
+// epoll: each wake-up touches only the sockets that are ready (curl_multi_perform would walk
+// every transfer, and poll() every socket, on every event). Other threads touch only `queue_`
+// (under `mu_`) and the eventfd that wakes the loop.
 class EventLoop {
  public:
   EventLoop(const UpstreamClientOptions& options, UpstreamClientStats* stats,
             std::atomic<size_t>* in_flight)
-      : options_(options), stats_(stats), in_flight_(in_flight), multi_(curl_multi_init()) {
+      : options_(options),
+        stats_(stats),
+        in_flight_(in_flight),
+        multi_(curl_multi_init()),
+        epoll_fd_(epoll_create1(EPOLL_CLOEXEC)),
+        wake_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
     curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, options.max_connections);
     if (options.max_host_connections > 0) {
       curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, options.max_host_connections);
     }
+    curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, OnSocket);
+    curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
+    curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, OnTimer);
+    curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = wake_fd_;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
     thread_ = std::thread([this] {
       pthread_setname_np(pthread_self(), "tollgate-curl");
       Run();
@@ -143,10 +162,12 @@ class EventLoop {
       std::lock_guard<std::mutex> lock(mu_);
       stopping_ = true;
     }
-    curl_multi_wakeup(multi_);
+    Wake();
     thread_.join();
     pool_.clear();  // easy handles go before the multi handle that may still cache connections
     curl_multi_cleanup(multi_);
+    close(wake_fd_);
+    close(epoll_fd_);
   }
 
   void Enqueue(UpstreamRequest request, std::function<void(UpstreamResponse)> done) {
@@ -165,7 +186,7 @@ class EventLoop {
       Fail(std::move(done), Error::kShutdown, "upstream client is shutting down");
       return;
     }
-    if (wake) curl_multi_wakeup(multi_);
+    if (wake) Wake();
   }
 
  private:
@@ -182,22 +203,84 @@ class EventLoop {
     in_flight_->fetch_sub(1, std::memory_order_relaxed);
   }
 
+  void Wake() {
+    uint64_t one = 1;
+    ssize_t ignored = write(wake_fd_, &one, sizeof one);
+    (void)ignored;
+  }
+
+  // libcurl tells which sockets to watch and for what.
+  static int OnSocket(CURL*, curl_socket_t s, int what, void* user, void* socket_data) {
+    auto* loop = static_cast<EventLoop*>(user);
+    if (what == CURL_POLL_REMOVE) {
+      epoll_ctl(loop->epoll_fd_, EPOLL_CTL_DEL, s, nullptr);
+      curl_multi_assign(loop->multi_, s, nullptr);
+      return 0;
+    }
+    epoll_event ev{};
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+    ev.data.fd = s;
+    if (socket_data == nullptr) {
+      epoll_ctl(loop->epoll_fd_, EPOLL_CTL_ADD, s, &ev);
+      curl_multi_assign(loop->multi_, s, loop);  // any non-null marker: "registered"
+    } else {
+      epoll_ctl(loop->epoll_fd_, EPOLL_CTL_MOD, s, &ev);
+    }
+    return 0;
+  }
+
+  // libcurl asks to be called back after `timeout_ms` (-1: no timer).
+  static int OnTimer(CURLM*, long timeout_ms, void* user) {
+    auto* loop = static_cast<EventLoop*>(user);
+    if (timeout_ms < 0) {
+      loop->has_deadline_ = false;
+    } else {
+      loop->has_deadline_ = true;
+      loop->deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    }
+    return 0;
+  }
+
+  int WaitMs() const {
+    if (!has_deadline_) return kPollTimeoutMs;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline_ - std::chrono::steady_clock::now())
+                    .count();
+    return left <= 0 ? 0 : static_cast<int>(std::min<long long>(left, kPollTimeoutMs));
+  }
+
   void Run() {
     std::vector<Pending> batch;
-    bool stopping = false;
-    while (!stopping) {
+    epoll_event events[256];
+    int running = 0;
+    for (;;) {
       {
         std::lock_guard<std::mutex> lock(mu_);
         batch.swap(queue_);
-        stopping = stopping_;
+        if (stopping_) break;
       }
-      if (stopping) break;
       for (Pending& p : batch) Start(std::move(p));
       batch.clear();
-      int running = 0;
-      curl_multi_perform(multi_, &running);
+      int n = epoll_wait(epoll_fd_, events, 256, WaitMs());
+      for (int i = 0; i < n; ++i) {
+        int fd = events[i].data.fd;
+        if (fd == wake_fd_) {
+          uint64_t count;
+          ssize_t ignored = read(wake_fd_, &count, sizeof count);
+          (void)ignored;
+          continue;
+        }
+        int flags = 0;
+        if (events[i].events & EPOLLIN) flags |= CURL_CSELECT_IN;
+        if (events[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
+        if (events[i].events & (EPOLLERR | EPOLLHUP)) flags |= CURL_CSELECT_ERR;
+        curl_multi_socket_action(multi_, fd, flags, &running);
+      }
+      if (has_deadline_ && std::chrono::steady_clock::now() >= deadline_) {
+        has_deadline_ = false;
+        curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
+      }
       DrainCompleted();
-      curl_multi_poll(multi_, nullptr, 0, kPollTimeoutMs, nullptr);
     }
     // The queue is closed (stopping_ is set under mu_), so nothing can be added after this.
     {
@@ -395,6 +478,10 @@ class EventLoop {
   UpstreamClientStats* stats_;
   std::atomic<size_t>* in_flight_;
   CURLM* multi_;
+  int epoll_fd_;
+  int wake_fd_;
+  bool has_deadline_ = false;  // loop-thread only, like deadline_
+  std::chrono::steady_clock::time_point deadline_;
 
   std::mutex mu_;
   std::vector<Pending> queue_;  // guarded by mu_
