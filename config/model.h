@@ -120,7 +120,12 @@ struct Config {
   uint64_t max_body_bytes = 1048576;
   uint64_t max_header_bytes = 16384;
   int drain_timeout_ms = 10000;  // graceful shutdown: how long in-flight calls may finish
-  int upstream_threads = 2;      // libcurl multi event-loop threads (2 measured faster on 2 cores)
+  // A client that has not sent a whole request head this long after starting one gets 408; a
+  // keep-alive connection idle this long is closed (slow or abandoned clients cannot pin
+  // connections forever).
+  int client_header_timeout_ms = 30000;
+  int client_idle_timeout_ms = 120000;
+  int upstream_threads = 2;  // libcurl multi event-loop threads (2 measured faster on 2 cores)
   std::optional<TlsConfig> tls;
   std::optional<RedisConfig> redis;
   AuditConfig audit;

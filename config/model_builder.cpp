@@ -118,6 +118,10 @@ void ModelBuilder::BuildServer(const Value& root, Config* config) {
   config->max_body_bytes = Uint64Or(root, "max_body_bytes", config->max_body_bytes);
   config->max_header_bytes = Uint64Or(root, "max_header_bytes", config->max_header_bytes);
   config->drain_timeout_ms = IntOr(root, "drain_timeout_ms", config->drain_timeout_ms);
+  config->client_header_timeout_ms =
+      IntOr(root, "client_header_timeout_ms", config->client_header_timeout_ms);
+  config->client_idle_timeout_ms =
+      IntOr(root, "client_idle_timeout_ms", config->client_idle_timeout_ms);
   config->upstream_threads = IntOr(root, "upstream_threads", config->upstream_threads);
   auto tls = root.FindMember("tls");
   if (tls != root.MemberEnd()) {

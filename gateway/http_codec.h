@@ -56,6 +56,9 @@ class RequestParser {
   // arrived yet: the caller sends "100 Continue" so the client need not wait.
   bool TakeContinue();
 
+  // What is known of a request still being received (for a 408): its head if complete.
+  HttpRequest Partial() const { return head_done_ ? head_ : HttpRequest(); }
+
   int error_status() const { return error_status_; }
   const std::string& error_message() const { return error_message_; }
   size_t buffered() const { return buffer_.size(); }

@@ -5,12 +5,19 @@
 #include <pistache/net.h>
 #include <pistache/peer.h>
 #include <pistache/tcp.h>
+#include <pthread.h>
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
+#include <vector>
 
 namespace tollgate::gateway {
+
+using Clock = std::chrono::steady_clock;
 
 // Per-connection state, shared by the reactor thread that reads and any thread that answers.
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -25,6 +32,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnInput(const char* data, size_t len) {
     std::unique_lock<std::mutex> lock(mu_);
     if (closing_) return;
+    if (!busy_ && parser_.buffered() == 0) since_ = Clock::now();  // a request starts
     parser_.Append(std::string_view(data, len));
     DispatchLocked(lock);
   }
@@ -40,11 +48,35 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool head_only = request.method == "HEAD";
     WriteLocked(SerializeResponse(response, keep_alive, head_only), !keep_alive);
     busy_ = false;
+    since_ = Clock::now();  // idle, or reading the next pipelined request, from now
     if (!keep_alive) {
       closing_ = true;
       return;
     }
     DispatchLocked(lock);
+  }
+
+  // Called periodically by the server's sweeper. A partial request past request_timeout is
+  // handed to the handler as a 408 (so it is answered and audited like any parse error); an
+  // idle keep-alive connection past idle_timeout is closed.
+  void Expire(Clock::time_point now, const HttpServerOptions& options) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (busy_ || closing_ || closed_) return;
+    auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - since_).count();
+    if (parser_.buffered() == 0) {
+      if (age < options.idle_timeout_ms) return;
+      closing_ = true;
+      if (auto peer = peer_.lock()) ::shutdown(peer->fd(), SHUT_RDWR);
+      return;
+    }
+    if (age < options.request_timeout_ms) return;
+    busy_ = true;
+    auto exchange =
+        std::make_shared<Exchange>(shared_from_this(), parser_.Partial(), client_ip_, 408,
+                                   "the request was not received within " +
+                                       std::to_string(options.request_timeout_ms) + " ms");
+    lock.unlock();
+    (*handler_)(exchange);
   }
 
  private:
@@ -118,6 +150,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closing_ = false;   // answered with Connection: close
   bool closed_ = false;    // the peer disconnected
   int queued_writes_ = 0;  // writes handed to Pistache's transport and not yet done
+  Clock::time_point since_ = Clock::now();  // when the current idle/reading state began
 };
 
 Exchange::Exchange(std::shared_ptr<Connection> connection, HttpRequest request,
@@ -148,19 +181,49 @@ namespace {
 
 constexpr const char* kConnectionKey = "tollgate.connection";
 
+// Every live connection, for the sweeper that enforces the request and idle timeouts.
+class ConnectionRegistry {
+ public:
+  void Add(const std::shared_ptr<Connection>& c) {
+    std::lock_guard<std::mutex> lock(mu_);
+    connections_.push_back(c);
+  }
+  // The live connections; forgets the ones that are gone.
+  std::vector<std::shared_ptr<Connection>> Live() {
+    std::vector<std::shared_ptr<Connection>> out;
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t kept = 0;
+    for (size_t i = 0; i < connections_.size(); ++i) {
+      if (auto c = connections_[i].lock()) {
+        out.push_back(std::move(c));
+        // (A weak_ptr moved onto itself ends up empty: only move when the slot changes.)
+        if (kept != i) connections_[kept] = std::move(connections_[i]);
+        ++kept;
+      }
+    }
+    connections_.resize(kept);
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::weak_ptr<Connection>> connections_;
+};
+
 class TcpHandler : public Pistache::Tcp::Handler {
  public:
   PROTOTYPE_OF(Pistache::Tcp::Handler, TcpHandler)
 
   TcpHandler(const HttpServerOptions* options, const RequestHandler* handler,
-             std::atomic<uint64_t>* accepted)
-      : options_(options), handler_(handler), accepted_(accepted) {}
+             std::atomic<uint64_t>* accepted, ConnectionRegistry* registry)
+      : options_(options), handler_(handler), accepted_(accepted), registry_(registry) {}
 
   void onConnection(const std::shared_ptr<Pistache::Tcp::Peer>& peer) override {
     accepted_->fetch_add(1, std::memory_order_relaxed);
     auto connection =
         std::make_shared<Connection>(peer, peer->address().host(), *options_, handler_);
     peer->putData(kConnectionKey, connection);
+    registry_->Add(connection);
   }
 
   void onDisconnection(const std::shared_ptr<Pistache::Tcp::Peer>& peer) override {
@@ -177,6 +240,7 @@ class TcpHandler : public Pistache::Tcp::Handler {
   const HttpServerOptions* options_;
   const RequestHandler* handler_;
   std::atomic<uint64_t>* accepted_;
+  ConnectionRegistry* registry_;
 };
 
 }  // namespace
@@ -185,8 +249,25 @@ struct HttpServer::Impl {
   HttpServerOptions options;
   RequestHandler handler;
   std::atomic<uint64_t> accepted{0};
+  ConnectionRegistry registry;
   Pistache::Tcp::Listener listener;
   bool running = false;
+  std::mutex sweep_mu;
+  std::condition_variable sweep_cv;
+  bool stop_sweeping = false;
+  std::thread sweeper;
+
+  void Sweep() {
+    pthread_setname_np(pthread_self(), "tollgate-sweep");
+    std::unique_lock<std::mutex> lock(sweep_mu);
+    while (!sweep_cv.wait_for(lock, std::chrono::milliseconds(200),
+                              [this] { return stop_sweeping; })) {
+      lock.unlock();
+      auto now = Clock::now();
+      for (const auto& c : registry.Live()) c->Expire(now, options);
+      lock.lock();
+    }
+  }
 };
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -204,14 +285,15 @@ std::unique_ptr<HttpServer> HttpServer::Start(const HttpServerOptions& options,
                         Pistache::Flags<Pistache::Tcp::Options>(Pistache::Tcp::Options::ReuseAddr) |
                             Pistache::Tcp::Options::NoDelay,
                         "tollgate-http");
-    impl->listener.setHandler(
-        std::make_shared<TcpHandler>(&impl->options, &impl->handler, &impl->accepted));
+    impl->listener.setHandler(std::make_shared<TcpHandler>(&impl->options, &impl->handler,
+                                                           &impl->accepted, &impl->registry));
     if (!options.tls_cert_file.empty() && !options.tls_key_file.empty()) {
       impl->listener.setupSSL(options.tls_cert_file, options.tls_key_file, false, nullptr);
     }
     impl->listener.bind(address);
     impl->listener.runThreaded();
     impl->running = true;
+    impl->sweeper = std::thread([raw = impl.get()] { raw->Sweep(); });
   } catch (const std::exception& e) {
     if (error) *error = "cannot listen on " + options.listen + ": " + e.what();
     return nullptr;
@@ -222,6 +304,12 @@ std::unique_ptr<HttpServer> HttpServer::Start(const HttpServerOptions& options,
 void HttpServer::Shutdown() {
   if (impl_ && impl_->running) {
     impl_->running = false;
+    {
+      std::lock_guard<std::mutex> lock(impl_->sweep_mu);
+      impl_->stop_sweeping = true;
+    }
+    impl_->sweep_cv.notify_all();
+    impl_->sweeper.join();
     impl_->listener.shutdown();
   }
 }

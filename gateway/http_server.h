@@ -31,7 +31,7 @@ class Exchange {
 
   const HttpRequest& request() const { return request_; }
   const std::string& client_ip() const { return client_ip_; }
-  // Non-zero when the request could not be parsed (400, 413, 431, 501, 505): the handler must
+  // Non-zero when the request could not be parsed (400, 408, 413, 431, 501, 505): the handler must
   // answer with this status; request() holds whatever was parsed (may be empty).
   int parse_error_status() const { return parse_error_status_; }
   const std::string& parse_error() const { return parse_error_; }
@@ -58,6 +58,11 @@ struct HttpServerOptions {
   size_t max_body_bytes = 1048576;
   std::string tls_cert_file;  // both set = TLS
   std::string tls_key_file;
+  // A request started but not wholly received within this long is answered 408 and its
+  // connection closed; a keep-alive connection idle this long is closed. A request being
+  // answered is never timed out here (the upstream timeouts bound it).
+  int request_timeout_ms = 30000;
+  int idle_timeout_ms = 120000;
 };
 
 class HttpServer {

@@ -156,6 +156,7 @@ void Pipeline::Handle(std::shared_ptr<Exchange> exchange) {
   if (int status = ctx->exchange->parse_error_status()) {
     std::string_view reason = status == 413   ? "payload_too_large"
                               : status == 431 ? "headers_too_large"
+                              : status == 408 ? "request_timeout"
                                               : "bad_request";
     a.path = req.target.substr(0, req.target.find('?'));
     Fail(ctx, status, reason, "bad_request", ctx->exchange->parse_error());

@@ -106,6 +106,8 @@ class Server {
     main_options.threads = cfg.threads;
     main_options.max_header_bytes = cfg.max_header_bytes;
     main_options.max_body_bytes = cfg.max_body_bytes;
+    main_options.request_timeout_ms = cfg.client_header_timeout_ms;
+    main_options.idle_timeout_ms = cfg.client_idle_timeout_ms;
     if (cfg.tls) {
       main_options.tls_cert_file = cfg.tls->cert_file;
       main_options.tls_key_file = cfg.tls->key_file;
