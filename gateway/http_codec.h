@@ -49,8 +49,9 @@ class RequestParser {
   };
 
   // Appends `data` to the connection's buffer.
-  void Append(std::string_view data) { buffer_.append(data.data(), data.size()); }
-  // Parses the next request from the buffer.
+  void Append(std::string_view data);
+  // Parses the next request from the buffer. Work is incremental: bytes already examined
+  // (a partial head, the decoded part of a chunked body) are not examined again.
   Status Next(HttpRequest* request);
   // True once, when a request's head announced `Expect: 100-continue` and its body has not
   // arrived yet: the caller sends "100 Continue" so the client need not wait.
@@ -61,29 +62,39 @@ class RequestParser {
 
   int error_status() const { return error_status_; }
   const std::string& error_message() const { return error_message_; }
-  size_t buffered() const { return buffer_.size(); }
+  // Bytes received and not yet consumed by a complete request.
+  size_t buffered() const { return buffer_.size() - start_; }
+
+  // Limits of the chunked framing (beyond the body limit itself).
+  static constexpr size_t kMaxChunkLine = 1024;      // size + extensions
+  static constexpr size_t kMaxTrailerBytes = 16384;  // the whole trailer section
 
  private:
   Status Fail(int status, std::string message);
   Status ParseHead();
+  Status ParseChunked();  // advances chunk_pos_; kComplete once the last chunk and trailers end
+
+  std::string_view Unread() const { return std::string_view(buffer_).substr(start_); }
 
   size_t max_header_bytes_;
   size_t max_body_bytes_;
   std::string buffer_;
-  size_t scan_from_ = 0;  // where to resume looking for the end of the head
+  size_t start_ = 0;      // first byte of the request being parsed; earlier bytes are consumed
+  size_t scan_from_ = 0;  // (relative to start_) where to resume looking for the end of the head
   bool head_done_ = false;
   size_t head_len_ = 0;
   HttpRequest head_;
   bool chunked_ = false;
   uint64_t content_length_ = 0;
+  // Chunked decoding state, relative to the end of the head.
+  enum class ChunkState { kSize, kData, kDataEnd, kTrailers } chunk_state_ = ChunkState::kSize;
+  size_t chunk_pos_ = 0;
+  uint64_t chunk_left_ = 0;
+  size_t trailer_bytes_ = 0;
   bool continue_pending_ = false;
   int error_status_ = 0;
   std::string error_message_;
 };
-
-// Decodes a chunked body starting at data[0]. Returns the bytes consumed (including the final
-// CRLF and any trailers), 0 when incomplete, or SIZE_MAX on a malformed or oversize body.
-size_t DecodeChunked(std::string_view data, size_t max_body, std::string* body);
 
 // Status line, headers, Content-Length (omitted for 1xx/204/304), Connection, then the body
 // unless `head_only` (a HEAD request: Content-Length still says the length of the GET body).

@@ -27,24 +27,33 @@ class Connection : public std::enable_shared_from_this<Connection> {
       : peer_(std::move(peer)),
         client_ip_(std::move(client_ip)),
         parser_(options.max_header_bytes, options.max_body_bytes),
+        max_buffered_(options.max_header_bytes + options.max_body_bytes + 65536),
         handler_(handler) {}
 
   void OnInput(const char* data, size_t len) {
-    std::unique_lock<std::mutex> lock(mu_);
+    std::unique_lock<std::recursive_mutex> lock(mu_);
     if (closing_) return;
     if (!busy_ && parser_.buffered() == 0) since_ = Clock::now();  // a request starts
+    if (overflowed_) return;  // discarded: this connection closes after its current answer
+    if (busy_ && parser_.buffered() + len > max_buffered_) {
+      // A client that keeps sending while its request is being answered cannot make the
+      // gateway buffer without bound: the excess is dropped and the connection is closed once
+      // the request in flight is answered. (When idle, the parser's limits answer 413/431.)
+      overflowed_ = true;
+      return;
+    }
     parser_.Append(std::string_view(data, len));
     DispatchLocked(lock);
   }
 
   void OnClosed() {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     closed_ = true;
   }
 
   void Respond(const HttpRequest& request, const HttpResponse& response, bool force_close) {
-    std::unique_lock<std::mutex> lock(mu_);
-    bool keep_alive = request.keep_alive && !force_close && !closing_;
+    std::unique_lock<std::recursive_mutex> lock(mu_);
+    bool keep_alive = request.keep_alive && !force_close && !closing_ && !overflowed_;
     bool head_only = request.method == "HEAD";
     WriteLocked(SerializeResponse(response, keep_alive, head_only), !keep_alive);
     busy_ = false;
@@ -53,6 +62,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
       closing_ = true;
       return;
     }
+    // An answer given inside the dispatch loop (a local reply) returns to that loop, which
+    // goes on with the next pipelined request: iteration, not recursion, however long the
+    // pipeline. An answer from another thread starts the loop here.
+    if (dispatching_) return;
     DispatchLocked(lock);
   }
 
@@ -60,7 +73,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // handed to the handler as a 408 (so it is answered and audited like any parse error); an
   // idle keep-alive connection past idle_timeout is closed.
   void Expire(Clock::time_point now, const HttpServerOptions& options) {
-    std::unique_lock<std::mutex> lock(mu_);
+    std::unique_lock<std::recursive_mutex> lock(mu_);
     if (busy_ || closing_ || closed_) return;
     auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - since_).count();
     if (parser_.buffered() == 0) {
@@ -82,13 +95,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
  private:
   // Hands the next complete request (if any) to the handler. Called with mu_ held; releases
   // it around the handler call, because the handler may answer inline.
-  void DispatchLocked(std::unique_lock<std::mutex>& lock) {
+  void DispatchLocked(std::unique_lock<std::recursive_mutex>& lock) {
+    if (dispatching_) return;
+    dispatching_ = true;
     while (!busy_ && !closing_ && !closed_) {
       HttpRequest request;
       RequestParser::Status status = parser_.Next(&request);
       if (status == RequestParser::Status::kIncomplete) {
         if (parser_.TakeContinue()) WriteLocked("HTTP/1.1 100 Continue\r\n\r\n", false);
-        return;
+        break;
       }
       busy_ = true;
       std::shared_ptr<Exchange> exchange;
@@ -104,6 +119,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       exchange.reset();
       lock.lock();
     }
+    dispatching_ = false;
   }
 
   // Writes a response (or an interim 100) in order with anything written before.
@@ -132,7 +148,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::weak_ptr<Pistache::Tcp::Peer> weak = peer_;
     auto self = shared_from_this();
     auto done = [self, weak, close_after] {
-      std::lock_guard<std::mutex> lock(self->mu_);
+      std::lock_guard<std::recursive_mutex> lock(self->mu_);
       --self->queued_writes_;
       if (!close_after || self->closed_) return;
       if (auto p = weak.lock()) ::shutdown(p->fd(), SHUT_RDWR);
@@ -141,15 +157,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
         .then([done](ssize_t) { done(); }, [done](std::exception_ptr) { done(); });
   }
 
-  std::mutex mu_;
+  // Recursive because a Pistache promise continuation may run inline in peer->send(...).then()
+  // when the write already completed, i.e. on this thread while it holds mu_.
+  std::recursive_mutex mu_;
   std::weak_ptr<Pistache::Tcp::Peer> peer_;
   std::string client_ip_;
   RequestParser parser_;
+  size_t max_buffered_;  // unconsumed input allowed while a request is being answered
   const RequestHandler* handler_;
-  bool busy_ = false;      // a request was dispatched and not yet answered
-  bool closing_ = false;   // answered with Connection: close
-  bool closed_ = false;    // the peer disconnected
-  int queued_writes_ = 0;  // writes handed to Pistache's transport and not yet done
+  bool overflowed_ = false;   // input was dropped over max_buffered_: close after this answer
+  bool dispatching_ = false;  // a thread is in DispatchLocked's loop for this connection
+  bool busy_ = false;         // a request was dispatched and not yet answered
+  bool closing_ = false;      // answered with Connection: close
+  bool closed_ = false;       // the peer disconnected
+  int queued_writes_ = 0;     // writes handed to Pistache's transport and not yet done
   Clock::time_point since_ = Clock::now();  // when the current idle/reading state began
 };
 

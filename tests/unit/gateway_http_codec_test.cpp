@@ -135,3 +135,98 @@ TEST(HttpCodec, SerializesResponsesWithLengthAndConnection) {
 
 }  // namespace
 }  // namespace tollgate::gateway
+
+namespace tollgate::gateway {
+namespace {
+
+TEST(HttpCodecHardening, MethodsMustBeUpperCase) {
+  for (const char* raw : {"delete /x HTTP/1.1\r\n\r\n", "Get /x HTTP/1.1\r\n\r\n"}) {
+    RequestParser p(16384, 1 << 20);
+    HttpRequest r;
+    p.Append(raw);
+    ASSERT_EQ(p.Next(&r), RequestParser::Status::kError) << raw;
+    EXPECT_EQ(p.error_status(), 400);
+  }
+  RequestParser p(16384, 1 << 20);
+  HttpRequest r;
+  p.Append("M-SEARCH * HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(p.Next(&r), RequestParser::Status::kComplete);  // the normaliser refuses '*' later
+}
+
+TEST(HttpCodecHardening, TransferEncodingOnHttp10IsRefused) {
+  RequestParser p(16384, 1 << 20);
+  HttpRequest r;
+  p.Append("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+  ASSERT_EQ(p.Next(&r), RequestParser::Status::kError);
+  EXPECT_EQ(p.error_status(), 400);
+}
+
+TEST(HttpCodecHardening, ChunkedBodiesAreDecodedIncrementallyByteByByte) {
+  RequestParser p(16384, 1 << 20);
+  HttpRequest r;
+  std::string raw = "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  std::string body;
+  for (int i = 0; i < 50; ++i) {
+    raw += "3\r\nabc\r\n";
+    body += "abc";
+  }
+  raw += "0\r\nX-Trailer: 1\r\n\r\n";
+  for (size_t i = 0; i + 1 < raw.size(); ++i) {
+    p.Append(raw.substr(i, 1));
+    ASSERT_EQ(p.Next(&r), RequestParser::Status::kIncomplete) << i;
+  }
+  p.Append(raw.substr(raw.size() - 1));
+  ASSERT_EQ(p.Next(&r), RequestParser::Status::kComplete);
+  EXPECT_EQ(r.body, body);
+  EXPECT_EQ(p.buffered(), 0u);
+}
+
+TEST(HttpCodecHardening, EndlessTrailersAndChunkLinesAreCut) {
+  {
+    RequestParser p(16384, 1 << 20);
+    HttpRequest r;
+    p.Append("POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n");
+    RequestParser::Status s = RequestParser::Status::kIncomplete;
+    for (int i = 0; i < 10000 && s == RequestParser::Status::kIncomplete; ++i) {
+      p.Append("X-T: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+      s = p.Next(&r);
+    }
+    ASSERT_EQ(s, RequestParser::Status::kError);
+    EXPECT_EQ(p.error_status(), 431);
+    EXPECT_LE(p.buffered(), RequestParser::kMaxTrailerBytes + 1024);
+  }
+  {
+    RequestParser p(16384, 1 << 20);
+    HttpRequest r;
+    p.Append("POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;");
+    p.Append(std::string(RequestParser::kMaxChunkLine + 10, 'e'));
+    ASSERT_EQ(p.Next(&r), RequestParser::Status::kError);
+    EXPECT_EQ(p.error_status(), 400);
+  }
+}
+
+TEST(HttpCodecHardening, AParseErrorKeepsWhatWasParsed) {
+  RequestParser p(16384, 10);
+  HttpRequest r;
+  p.Append("POST /devin/x?q=1 HTTP/1.1\r\nContent-Length: 11\r\n\r\n");
+  ASSERT_EQ(p.Next(&r), RequestParser::Status::kError);
+  EXPECT_EQ(p.error_status(), 413);
+  EXPECT_EQ(r.method, "POST");
+  EXPECT_EQ(r.target, "/devin/x?q=1");
+}
+
+TEST(HttpCodecHardening, ALongPipelineParsesInOnePass) {
+  RequestParser p(16384, 1 << 20);
+  std::string one = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+  std::string many;
+  for (int i = 0; i < 20000; ++i) many += one;
+  p.Append(many);
+  HttpRequest r;
+  int n = 0;
+  while (p.Next(&r) == RequestParser::Status::kComplete) ++n;
+  EXPECT_EQ(n, 20000);
+  EXPECT_EQ(p.buffered(), 0u);
+}
+
+}  // namespace
+}  // namespace tollgate::gateway
