@@ -121,10 +121,17 @@ FakeResponse FakeState::AddBehaviour(const std::string& body) {
       (rule.status != 0 && (rule.status < 100 || rule.status > 599))) {
     return DevoErrorResponse(400, "delay_ms, status and times must be integers in range");
   }
-  if (doc.HasMember("retry_after")) {
-    if (!doc["retry_after"].IsString()) return DevoErrorResponse(400, "retry_after: a string");
-    rule.has_retry_after = true;
-    rule.retry_after = doc["retry_after"].GetString();
+  auto string_member = [&doc](const char* name, bool* present, std::string* out) {
+    if (!doc.HasMember(name)) return true;
+    if (!doc[name].IsString()) return false;
+    *present = true;
+    out->assign(doc[name].GetString(), doc[name].GetStringLength());
+    return true;
+  };
+  if (!string_member("retry_after", &rule.has_retry_after, &rule.retry_after) ||
+      !string_member("body", &rule.has_body, &rule.body) ||
+      !string_member("content_type", &rule.has_content_type, &rule.content_type)) {
+    return DevoErrorResponse(400, "retry_after, body and content_type must be strings");
   }
   std::lock_guard<std::mutex> lock(mu_);
   behaviours_.push_back(std::move(rule));

@@ -1,6 +1,6 @@
 // The fake upstream's test-facing state: the log of recorded requests, the behaviour rules
-// (delay / forced status for a path prefix) and counters, plus the /_fake/ control endpoints that
-// read and change them.
+// (delay / forced status / replacement body for a path prefix) and counters, plus the /_fake/
+// control endpoints that read and change them.
 //
 // Thread-safety: every method may be called from any thread (one mutex; counters are atomics).
 #pragma once
@@ -23,6 +23,10 @@ struct Behaviour {
   bool has_retry_after = false;
   std::string retry_after;  // sent as Retry-After when has_retry_after
   int times = -1;           // applies to the next `times` matches, then is removed; -1: forever
+  bool has_body = false;
+  std::string body;  // sent instead of the answer's body when has_body
+  bool has_content_type = false;
+  std::string content_type;  // replaces the answer's Content-Type when has_content_type
 };
 
 class FakeState {

@@ -6,7 +6,9 @@
 #include <pistache/net.h>
 #include <pistache/peer.h>
 #include <pistache/tcp.h>
+#include <strings.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <functional>
@@ -166,6 +168,16 @@ void FakeServer::Impl::Serve(FakeRequest request, std::shared_ptr<Http::Response
     if (devo_path) response.headers.emplace_back("x-devo-cid", RandomHex(16));
   }
   if (rule.has_retry_after) response.headers.emplace_back("Retry-After", rule.retry_after);
+  if (rule.has_body) response.body = rule.body;
+  if (rule.has_content_type) {
+    // Replaced, not added: Pistache collapses repeated names to the first, the model's own.
+    auto& h = response.headers;
+    h.erase(std::remove_if(
+                h.begin(), h.end(),
+                [](const auto& kv) { return strcasecmp(kv.first.c_str(), "Content-Type") == 0; }),
+            h.end());
+    h.emplace_back("Content-Type", rule.content_type);
+  }
   // in_flight drops before the answer is sent, so a client holding the answer sees it dropped.
   if (rule.delay_ms <= 0) {
     state.RequestFinished();

@@ -295,6 +295,63 @@ TEST_F(FakeUpstreamTest, BehaviourTimesAndLongestPrefix) {
   EXPECT_EQ(Http("GET", Url("/v3/enterprise/self"), DevinAuth()).status, 200);
 }
 
+TEST_F(FakeUpstreamTest, BehaviourReplacesBodyAndContentType) {
+  FakeBehaviour page;
+  page.prefix = "/v3beta1/enterprise/self";
+  page.status = 200;
+  page.times = 1;
+  page.body = "<html>token=abc</html>";
+  page.content_type = "text/html";
+  fake_.SetBehaviour(page);
+  HttpResponse html = Http("GET", Url("/v3beta1/enterprise/self"), DevinAuth());
+  EXPECT_EQ(html.status, 200);
+  EXPECT_EQ(html.body, "<html>token=abc</html>");
+  EXPECT_EQ(html.Header("Content-Type"), "text/html");
+  EXPECT_EQ(html.HeaderCount("Content-Type"), 1u);
+  // The one-shot rule is used up: the model answers again, as JSON.
+  HttpResponse model = Http("GET", Url("/v3beta1/enterprise/self"), DevinAuth());
+  EXPECT_EQ(model.status, 200);
+  EXPECT_EQ(model.Header("Content-Type"), "application/json");
+  EXPECT_TRUE(Json::Parse(model.body).ok()) << model.body;
+
+  // A body alone, after a forced status, keeps that status's Content-Type.
+  FakeBehaviour missing;
+  missing.prefix = "/v2/";
+  missing.status = 404;
+  missing.body = "not here";
+  fake_.SetBehaviour(missing);
+  HttpResponse devo = Http("GET", Url("/v2/accounts/acme/tokens"), DevoAuth());
+  EXPECT_EQ(devo.status, 404);
+  EXPECT_EQ(devo.body, "not here");
+  EXPECT_EQ(devo.Header("Content-Type"), "application/json");
+
+  // A Content-Type alone relabels the model's own answer; an empty body is a body.
+  FakeBehaviour relabel;
+  relabel.prefix = "/v3beta1/enterprise/organizations";
+  relabel.content_type = "text/plain";
+  fake_.SetBehaviour(relabel);
+  HttpResponse orgs = Http("GET", Url("/v3beta1/enterprise/organizations"), DevinAuth());
+  EXPECT_EQ(orgs.status, 200);
+  EXPECT_EQ(orgs.Header("Content-Type"), "text/plain");
+  EXPECT_TRUE(Json::Parse(orgs.body).ok()) << orgs.body;
+  FakeBehaviour empty;
+  empty.prefix = "/v3/";
+  empty.body = "";
+  fake_.SetBehaviour(empty);
+  HttpResponse nothing = Http("GET", Url("/v3/enterprise/self"), DevinAuth());
+  EXPECT_EQ(nothing.status, 200);
+  EXPECT_EQ(nothing.body, "");
+
+  // Fields of the wrong type are refused.
+  for (const char* bad :
+       {R"({"prefix": "/x", "body": 5})", R"({"prefix": "/x", "content_type": []})"}) {
+    EXPECT_EQ(
+        Http("POST", Url("/_fake/behaviour"), {{"Content-Type", "application/json"}}, bad).status,
+        400)
+        << bad;
+  }
+}
+
 TEST_F(FakeUpstreamTest, DelayedAnswerArrivesLater) {
   fake_.SetBehaviour("/v3beta1/enterprise/self", 200);
   HttpResponse r = Http("GET", Url("/v3beta1/enterprise/self"), DevinAuth());

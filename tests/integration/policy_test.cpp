@@ -167,19 +167,46 @@ TEST_F(PolicyTest, ResponseRedactionRemovesSecretsFromJsonBodies) {
 }
 
 TEST_F(PolicyTest, NonJsonBodyOnARedactedRouteIsWithheld) {
-  // A 2xx non-JSON answer on a route with redactions must not leak: the fake's 200 for an
-  // unknown behaviour status is JSON, so use the HTML error page case via a 200 + delay rule on
-  // a path the fake serves as text: the fake answers problem+json for 404s, so we instead ask
-  // for a path whose redaction rule applies and make the fake answer with status 200 and an
-  // empty body through a behaviour rule.
-  fake_.SetBehaviour("/v2/accounts/sampleAccount/tokens/plain", 0, 200);
-  HttpResponse r = Call("GET", "/devo/v2/accounts/sampleAccount/tokens/plain");
-  // Either the fake's body is JSON (then it is redacted and passed) or it is withheld with 502.
-  if (r.status == 502) {
-    EXPECT_EQ(Json::Parse(r.body).String("/error/reason"), "upstream_unavailable");
-  } else {
-    EXPECT_TRUE(Json::Parse(r.body).ok() || r.body.empty()) << r.body;
-  }
+  // The route's rule redacts "/token" and "/*/token"; the gateway cannot redact what it cannot
+  // parse, so a 2xx body that is not JSON must not reach the caller at all.
+  const std::string route = "/v2/accounts/sampleAccount/tokens/";
+  FakeBehaviour page;
+  page.prefix = route + "page";
+  page.status = 200;
+  page.body = "<html>token=abc</html>";
+  page.content_type = "text/html";
+  fake_.SetBehaviour(page);
+  HttpResponse withheld = Call("GET", "/devo" + route + "page");
+  EXPECT_EQ(withheld.status, 502) << withheld.body;
+  EXPECT_EQ(Json::Parse(withheld.body).String("/error/reason"), "upstream_unavailable")
+      << withheld.body;
+  EXPECT_EQ(withheld.body.find("token=abc"), std::string::npos) << withheld.body;
+  // The upstream did answer: the 502 is the gateway withholding it, not a failed connection.
+  ASSERT_EQ(fake_.WaitForRequests(1).size(), 1u);
+
+  // Redaction applies to 2xx only; an upstream error body passes through untouched.
+  FakeBehaviour missing;
+  missing.prefix = route + "missing";
+  missing.status = 404;
+  missing.body = "<html>no such token=abc</html>";
+  missing.content_type = "text/html";
+  fake_.SetBehaviour(missing);
+  HttpResponse passed = Call("GET", "/devo" + route + "missing");
+  EXPECT_EQ(passed.status, 404);
+  EXPECT_EQ(passed.body, "<html>no such token=abc</html>");
+  EXPECT_EQ(passed.Header("Content-Type"), "text/html");
+
+  // A 2xx JSON body on the same route is redacted, not withheld.
+  FakeBehaviour json;
+  json.prefix = route + "json";
+  json.status = 200;
+  json.body = R"({"id":"t-1","token":"abc"})";
+  json.content_type = "application/json";
+  fake_.SetBehaviour(json);
+  HttpResponse redacted = Call("GET", "/devo" + route + "json");
+  ASSERT_EQ(redacted.status, 200) << redacted.body;
+  EXPECT_EQ(Json::Parse(redacted.body).String("/id"), "t-1") << redacted.body;
+  EXPECT_FALSE(Json::Parse(redacted.body).Has("/token")) << redacted.body;
 }
 
 }  // namespace

@@ -76,11 +76,13 @@ size_t OnHeader(char* data, size_t size, size_t count, void* user) {
   return size * count;
 }
 
-void Configure(CURL* curl, Transfer* transfer, const HttpRequest& request, milliseconds timeout) {
+void Configure(CURL* curl, Transfer* transfer, const HttpRequest& request, milliseconds timeout,
+               const std::string& ca_file) {
   curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
   curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
+  if (!ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file.c_str());
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, transfer->error);
@@ -128,9 +130,10 @@ void Finish(CURL* curl, CURLcode code, Transfer* transfer) {
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
 }
 
-HttpResponse Perform(CURL* curl, const HttpRequest& request, milliseconds timeout) {
+HttpResponse Perform(CURL* curl, const HttpRequest& request, milliseconds timeout,
+                     const std::string& ca_file) {
   Transfer transfer;
-  Configure(curl, &transfer, request, timeout);
+  Configure(curl, &transfer, request, timeout, ca_file);
   CURLcode code = curl_easy_perform(curl);
   Finish(curl, code, &transfer);
   return std::move(transfer.response);
@@ -187,16 +190,16 @@ size_t HttpResponse::HeaderCount(const std::string& name) const {
 }
 
 HttpResponse Http(const std::string& method, const std::string& url, const HeaderList& headers,
-                  const std::string& body, milliseconds timeout) {
+                  const std::string& body, milliseconds timeout, const std::string& ca_file) {
   InitCurlOnce();
   CURL* curl = curl_easy_init();
-  HttpResponse response = Perform(curl, HttpRequest{method, url, headers, body}, timeout);
+  HttpResponse response = Perform(curl, HttpRequest{method, url, headers, body}, timeout, ca_file);
   curl_easy_cleanup(curl);
   return response;
 }
 
 std::vector<HttpResponse> HttpParallel(const std::vector<HttpRequest>& requests,
-                                       milliseconds timeout) {
+                                       milliseconds timeout, const std::string& ca_file) {
   InitCurlOnce();
   CURLM* multi = curl_multi_init();
   // Every request gets its own connection: the point is concurrency at the server.
@@ -206,7 +209,7 @@ std::vector<HttpResponse> HttpParallel(const std::vector<HttpRequest>& requests,
   for (const auto& request : requests) {
     transfers.push_back(std::make_unique<Transfer>());
     CURL* curl = curl_easy_init();
-    Configure(curl, transfers.back().get(), request, timeout);
+    Configure(curl, transfers.back().get(), request, timeout, ca_file);
     curl_easy_setopt(curl, CURLOPT_PRIVATE, transfers.back().get());
     curl_multi_add_handle(multi, curl);
     handles.push_back(curl);
@@ -242,10 +245,10 @@ HttpSession::~HttpSession() { curl_easy_cleanup(curl_); }
 
 HttpResponse HttpSession::Request(const std::string& method, const std::string& url,
                                   const HeaderList& headers, const std::string& body,
-                                  milliseconds timeout) {
+                                  milliseconds timeout, const std::string& ca_file) {
   // Reset clears the options of the previous call but keeps its open connections.
   curl_easy_reset(curl_);
-  HttpResponse response = Perform(curl_, HttpRequest{method, url, headers, body}, timeout);
+  HttpResponse response = Perform(curl_, HttpRequest{method, url, headers, body}, timeout, ca_file);
   total_connections_ += response.new_connections;
   return response;
 }
@@ -377,13 +380,23 @@ std::vector<RecordedRequest> FakeUpstream::WaitForRequests(size_t count,
 
 void FakeUpstream::SetBehaviour(const std::string& prefix, int delay_ms, int status,
                                 std::optional<std::string> retry_after, int times) const {
+  SetBehaviour(FakeBehaviour{prefix, delay_ms, status, std::move(retry_after), times, std::nullopt,
+                             std::nullopt});
+}
+
+void FakeUpstream::SetBehaviour(const FakeBehaviour& behaviour) const {
   rapidjson::Document doc(rapidjson::kObjectType);
   auto& a = doc.GetAllocator();
-  doc.AddMember("prefix", rapidjson::Value(prefix.c_str(), a), a);
-  doc.AddMember("delay_ms", delay_ms, a);
-  if (status != 0) doc.AddMember("status", status, a);
-  if (retry_after) doc.AddMember("retry_after", rapidjson::Value(retry_after->c_str(), a), a);
-  if (times > 0) doc.AddMember("times", times, a);
+  auto text = [&a](const std::string& s) {
+    return rapidjson::Value(s.data(), static_cast<rapidjson::SizeType>(s.size()), a);
+  };
+  doc.AddMember("prefix", text(behaviour.prefix), a);
+  doc.AddMember("delay_ms", behaviour.delay_ms, a);
+  if (behaviour.status != 0) doc.AddMember("status", behaviour.status, a);
+  if (behaviour.retry_after) doc.AddMember("retry_after", text(*behaviour.retry_after), a);
+  if (behaviour.times > 0) doc.AddMember("times", behaviour.times, a);
+  if (behaviour.body) doc.AddMember("body", text(*behaviour.body), a);
+  if (behaviour.content_type) doc.AddMember("content_type", text(*behaviour.content_type), a);
   HttpResponse r = Http("POST", base_url() + "/_fake/behaviour",
                         {{"Content-Type", "application/json"}}, JsonText(doc));
   if (r.status != 201) ADD_FAILURE() << "POST /_fake/behaviour failed: " << r.status << r.body;

@@ -46,7 +46,8 @@ using std::chrono::milliseconds;
 // HTTP client (libcurl easy). Paths are sent as given (CURLOPT_PATH_AS_IS: "/a/../b" stays),
 // proxies from the environment are ignored, and no "Expect: 100-continue" is sent unless the
 // caller adds an Expect header; then the body waits for the server's 100 Continue as long as it
-// takes (a server that never answers it makes the call time out).
+// takes (a server that never answers it makes the call time out). An https:// URL is verified
+// (peer and host name) against `ca_file` when one is given, else against the system's store.
 
 // Request headers in order; a pair with an empty value sends "Name:" with no value.
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
@@ -74,11 +75,13 @@ struct HttpRequest {
 
 // One request on a fresh connection.
 HttpResponse Http(const std::string& method, const std::string& url, const HeaderList& headers = {},
-                  const std::string& body = "", milliseconds timeout = milliseconds(10000));
+                  const std::string& body = "", milliseconds timeout = milliseconds(10000),
+                  const std::string& ca_file = "");
 
 // All requests at once (libcurl multi, one connection each); answers in the order given.
 std::vector<HttpResponse> HttpParallel(const std::vector<HttpRequest>& requests,
-                                       milliseconds timeout = milliseconds(30000));
+                                       milliseconds timeout = milliseconds(30000),
+                                       const std::string& ca_file = "");
 
 // One CURL handle reused across calls, so keep-alive connections are reused; total_connections()
 // tells how many TCP connections the session opened so far.
@@ -91,7 +94,7 @@ class HttpSession {
 
   HttpResponse Request(const std::string& method, const std::string& url,
                        const HeaderList& headers = {}, const std::string& body = "",
-                       milliseconds timeout = milliseconds(10000));
+                       milliseconds timeout = milliseconds(10000), const std::string& ca_file = "");
   long total_connections() const { return total_connections_; }
 
  private:
@@ -129,6 +132,17 @@ struct FakeUpstreamOptions {
   std::string devo_token = "fake-devo-token";
   std::string devo_hmac_key = "fake-devo-key";
   std::string devo_hmac_secret = "fake-devo-secret";
+};
+
+// A behaviour rule (see FakeUpstream::SetBehaviour). Unset optionals leave the answer as it was.
+struct FakeBehaviour {
+  std::string prefix;
+  int delay_ms = 0;
+  int status = 0;  // 0: the model's status
+  std::optional<std::string> retry_after;
+  int times = -1;                           // -1: forever
+  std::optional<std::string> body;          // sent instead of the answer's body
+  std::optional<std::string> content_type;  // replaces the answer's Content-Type
 };
 
 // A request as the fake received it: path and raw query byte for byte, every header in order.
@@ -178,6 +192,9 @@ class FakeUpstream {
   // next `times` matching requests (-1: forever). Rules do not stop recording.
   void SetBehaviour(const std::string& prefix, int delay_ms, int status = 0,
                     std::optional<std::string> retry_after = std::nullopt, int times = -1) const;
+  // The same, plus a replacement body and/or Content-Type (applied after a forced status, so a
+  // test can send e.g. a 200 text/html page or a 404 with its own body).
+  void SetBehaviour(const FakeBehaviour& behaviour) const;
   void ClearBehaviour() const;
   FakeStats Stats() const;
 
