@@ -45,6 +45,7 @@ struct Pending {
   int64_t cooldown_ms = 0;
   std::function<void(LimitDecision)> done;
   Clock::time_point enqueued;
+  bool answered = false;  // `done` ran, or a cooldown got its replies
 };
 
 void BlockSigpipeOnThisThread() {
@@ -131,6 +132,8 @@ class RedisLimiter : public RateLimiter {
     std::unique_lock<std::mutex> lock(mu_);
     while (true) {
       if (queue_.empty()) {
+        // Only an empty queue lets a worker stop: whatever was handed in before the destructor
+        // ran is still answered (by Redis, or by the fallback once it has waited timeout_ms).
         if (stopping_) return;
         if (ProbeDueLocked()) {
           probe_in_flight_ = true;
@@ -227,26 +230,28 @@ class RedisLimiter : public RateLimiter {
       }
       return;
     }
+    // Every failure answers the whole rest of the batch, wherever it happened: a request left
+    // waiting for a NOSCRIPT retry is as unanswered as one that never got a reply, and a
+    // request that is never answered hangs its caller for good.
     if (!connection.Open()) {
-      FailAll(live);
+      FailUnanswered(live);
       return;
     }
     std::vector<Pending*> noscript;
-    std::vector<Pending*> unanswered;
-    if (!RunBatch(live, connection, &noscript, &unanswered)) {
-      FailAll(unanswered);
+    if (!RunBatch(live, connection, &noscript)) {
+      FailUnanswered(live);
       return;
     }
     if (!noscript.empty()) {
       RedisReplyPtr loaded = connection.Command({"SCRIPT", "LOAD", kTokenBucketScript});
       if (loaded == nullptr) {
-        FailAll(noscript);
+        FailUnanswered(live);
         return;
       }
       stats_.script_reloads.fetch_add(1);
       std::vector<Pending*> again;
-      if (!RunBatch(noscript, connection, &again, &unanswered)) {
-        FailAll(unanswered);
+      if (!RunBatch(noscript, connection, &again)) {
+        FailUnanswered(live);
         return;
       }
       for (Pending* pending : again) ScriptError(*pending);
@@ -254,11 +259,11 @@ class RedisLimiter : public RateLimiter {
     RecordSuccess();
   }
 
-  // Pipelines every request of `requests` and answers those that got a reply. Requests answered
-  // NOSCRIPT are left in `noscript`, those without a reply (an I/O failure: the result is then
-  // false) in `unanswered`.
+  // Pipelines every request of `requests` and answers those that got a decision. Requests
+  // answered NOSCRIPT are left in `noscript`; those without a reply (an I/O failure: the result
+  // is then false) stay unanswered.
   bool RunBatch(const std::vector<Pending*>& requests, RedisConnection& connection,
-                std::vector<Pending*>* noscript, std::vector<Pending*>* unanswered) {
+                std::vector<Pending*>* noscript) {
     std::vector<std::vector<std::string>> commands;
     commands.reserve(requests.size() + 1);
     for (const Pending* pending : requests) AppendCommands(*pending, &commands);
@@ -267,13 +272,13 @@ class RedisLimiter : public RateLimiter {
     size_t next = 0;
     for (Pending* pending : requests) {
       const size_t needed = pending->kind == Pending::Kind::kCooldown ? 2 : 1;
-      if (next + needed > replies.size()) {
-        unanswered->push_back(pending);
-        continue;
-      }
+      if (next + needed > replies.size()) continue;
       const redisReply& reply = *replies[next];
       next += needed;
-      if (pending->kind == Pending::Kind::kCooldown) continue;
+      if (pending->kind == Pending::Kind::kCooldown) {
+        pending->answered = true;
+        continue;
+      }
       if (IsNoScript(reply)) {
         noscript->push_back(pending);
         continue;
@@ -283,8 +288,8 @@ class RedisLimiter : public RateLimiter {
         ScriptError(*pending);
         continue;
       }
-      pending->done(
-          ToDecision(pending->request.buckets, evaluation, pending->request.cooldown_upstream));
+      Answer(*pending,
+             ToDecision(pending->request.buckets, evaluation, pending->request.cooldown_upstream));
     }
     return ok;
   }
@@ -312,9 +317,11 @@ class RedisLimiter : public RateLimiter {
   }
 
   // Counted before answering, so a caller that saw the fallback also sees the error.
-  void FailAll(const std::vector<Pending*>& requests) {
+  void FailUnanswered(const std::vector<Pending*>& requests) {
     RecordFailure();
-    for (Pending* pending : requests) Fallback(*pending);
+    for (Pending* pending : requests) {
+      if (!pending->answered) Fallback(*pending);
+    }
   }
 
   // Redis answered, but not with a decision (a wrong-type key, a script failure).
@@ -324,7 +331,10 @@ class RedisLimiter : public RateLimiter {
   }
 
   void Fallback(Pending& pending) {
-    if (pending.kind == Pending::Kind::kCooldown) return;  // already recorded locally
+    if (pending.kind == Pending::Kind::kCooldown) {
+      pending.answered = true;  // already recorded locally
+      return;
+    }
     LimitDecision decision;
     if (config_.on_error == config::RedisOnError::kLocal) {
       stats_.fallbacks.fetch_add(1);
@@ -334,6 +344,11 @@ class RedisLimiter : public RateLimiter {
       decision.outcome = LimitDecision::Outcome::kUnavailable;
       decision.error = "redis unavailable";
     }
+    Answer(pending, std::move(decision));
+  }
+
+  void Answer(Pending& pending, LimitDecision decision) {
+    pending.answered = true;
     pending.done(std::move(decision));
   }
 

@@ -35,7 +35,10 @@ bool IsUpstreamCredentialHeader(std::string_view name) {
 
 // Fields a caller could use to change what the upstream thinks the request is (method
 // overrides), who sent it (forwarding fields the upstream may trust), or that libcurl owns.
-constexpr std::array<std::string_view, 12> kRequestDropped = {"host",
+//
+// X-Original-URL, X-Rewrite-URL and X-Override-URL: backends (Symfony, Laravel, IIS URL
+// Rewrite) route by them, which would reach a path the policy never saw.
+constexpr std::array<std::string_view, 15> kRequestDropped = {"host",
                                                               "content-length",
                                                               "expect",
                                                               "authorization",
@@ -46,7 +49,10 @@ constexpr std::array<std::string_view, 12> kRequestDropped = {"host",
                                                               "forwarded",
                                                               "x-real-ip",
                                                               "x-request-id",
-                                                              "proxy-authorization"};
+                                                              "proxy-authorization",
+                                                              "x-original-url",
+                                                              "x-rewrite-url",
+                                                              "x-override-url"};
 
 constexpr std::array<std::string_view, 3> kResponseDropped = {"set-cookie", "content-length",
                                                               "x-request-id"};
@@ -84,13 +90,10 @@ struct UrlParts {
   std::string_view rest;  // path, query and fragment
 };
 
-// Splits an absolute http(s) URL. Userinfo is refused: a Location carrying credentials is
-// never rewritten to a gateway path.
-bool SplitUrl(std::string_view url, UrlParts* out) {
-  size_t sep = url.find("://");
-  if (sep == std::string_view::npos || sep == 0) return false;
-  out->scheme = url.substr(0, sep);
-  std::string_view after = url.substr(sep + 3);
+// Splits "host[:port]" + rest (what follows "//"); the port defaults to the scheme's. Userinfo is
+// refused: a Location carrying credentials is never rewritten to a gateway path.
+bool SplitAuthority(std::string_view scheme, std::string_view after, UrlParts* out) {
+  out->scheme = scheme;
   size_t end = after.find_first_of("/?#");
   std::string_view authority = after.substr(0, end);
   out->rest = end == std::string_view::npos ? std::string_view() : after.substr(end);
@@ -113,6 +116,40 @@ bool SplitUrl(std::string_view url, UrlParts* out) {
       return false;
     }
   }
+  return true;
+}
+
+// Splits an absolute http(s) URL.
+bool SplitUrl(std::string_view url, UrlParts* out) {
+  size_t sep = url.find("://");
+  if (sep == std::string_view::npos || sep == 0) return false;
+  return SplitAuthority(url.substr(0, sep), url.substr(sep + 3), out);
+}
+
+bool SameOrigin(const UrlParts& a, const UrlParts& b) {
+  // Scheme and host are case-insensitive; the port is compared as written (digits).
+  return HeaderNameEquals(a.scheme, b.scheme) && HeaderNameEquals(a.host, b.host) &&
+         a.port == b.port;
+}
+
+// The path, query and fragment `location` points to on the base's origin; false when it
+// points elsewhere or is a relative-path reference (resolving those needs the request path).
+bool RestOnBaseOrigin(std::string_view location, const UrlParts& base, std::string_view* rest) {
+  UrlParts loc;
+  if (location.substr(0, 2) == "//") {
+    // Network-path reference: the base's scheme applies.
+    if (!SplitAuthority(base.scheme, location.substr(2), &loc) || !SameOrigin(loc, base)) {
+      return false;
+    }
+    *rest = loc.rest;
+    return true;
+  }
+  if (!location.empty() && location.front() == '/') {
+    *rest = location;
+    return true;
+  }
+  if (!SplitUrl(location, &loc) || !SameOrigin(loc, base)) return false;
+  *rest = loc.rest;
   return true;
 }
 
@@ -176,27 +213,28 @@ HeaderList FilterResponseHeaders(const HeaderList& from_upstream, const std::str
 
 std::string RewriteLocation(std::string_view location, const std::string& base_url,
                             const std::string& upstream_name) {
-  UrlParts loc;
   UrlParts base;
-  if (!SplitUrl(location, &loc) || !SplitUrl(base_url, &base)) return std::string(location);
-  // Scheme and host are case-insensitive; the path is not.
-  if (!HeaderNameEquals(loc.scheme, base.scheme) || !HeaderNameEquals(loc.host, base.host) ||
-      loc.port != base.port) {
+  std::string_view rest;
+  if (!SplitUrl(base_url, &base) || !RestOnBaseOrigin(location, base, &rest)) {
     return std::string(location);
   }
   std::string_view prefix = base.rest;
   while (!prefix.empty() && prefix.back() == '/') prefix.remove_suffix(1);
-  if (loc.rest.substr(0, prefix.size()) != prefix) return std::string(location);
-  std::string_view tail = loc.rest.substr(prefix.size());
+  // The path is case-sensitive.
+  if (rest.substr(0, prefix.size()) != prefix) return std::string(location);
+  std::string_view tail = rest.substr(prefix.size());
   // "/api" must not capture "/apikeys": the prefix has to end at a segment boundary.
   if (!tail.empty() && tail.front() != '/' && tail.front() != '?' && tail.front() != '#') {
     return std::string(location);
   }
+  // The base path itself maps to "/{name}": the gateway refuses "/{name}/" (an empty segment).
+  if (tail.size() >= 1 && tail.front() == '/' &&
+      (tail.size() == 1 || tail[1] == '?' || tail[1] == '#')) {
+    tail.remove_prefix(1);
+  }
   std::string out;
-  out.reserve(upstream_name.size() + tail.size() + 2);
-  out.append("/").append(upstream_name);
-  if (tail.empty() || tail.front() != '/') out.push_back('/');
-  out.append(tail);
+  out.reserve(upstream_name.size() + tail.size() + 1);
+  out.append("/").append(upstream_name).append(tail);
   return out;
 }
 

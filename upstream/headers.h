@@ -24,7 +24,8 @@ bool IsSecretHeader(std::string_view name, const config::UpstreamAuth& auth);
 // and every header it names, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*),
 // Host, Content-Length (libcurl sets it), Expect, Authorization, Cookie, X-HTTP-Method-Override,
 // X-Method-Override, X-HTTP-Method, X-Forwarded-*, Forwarded, X-Real-IP, X-Request-Id (the
-// gateway sets its own), and any header named like the upstream's secret header
+// gateway sets its own), X-Original-URL, X-Rewrite-URL, X-Override-URL (path overrides some
+// backends route by), and any header named like the upstream's secret header
 // (standAloneToken, x-logtrust-*).
 HeaderList FilterRequestHeaders(const HeaderList& from_caller);
 
@@ -36,8 +37,12 @@ HeaderList FilterRequestHeaders(const HeaderList& from_caller);
 HeaderList FilterResponseHeaders(const HeaderList& from_upstream, const std::string& base_url,
                                  const std::string& upstream_name);
 
-// Rewrites a Location value under base_url (same scheme, host, port, path prefix) to the
-// gateway prefix; any other value is returned unchanged.
+// Rewrites a Location value that points under base_url (same scheme, host, port, and under its
+// path prefix at a segment boundary) to `/{upstream_name}` + the rest, query and fragment kept.
+// Accepted forms: absolute ("https://h/api/x"), network-path ("//h/api/x", base's scheme) and
+// path-absolute ("/api/x", on the base's origin). The base path itself ("/api", "/api/",
+// "/api?q") maps to "/{upstream_name}" without a trailing '/'. Anything else (another origin,
+// userinfo, a path outside the prefix, a relative-path reference) is returned unchanged.
 std::string RewriteLocation(std::string_view location, const std::string& base_url,
                             const std::string& upstream_name);
 

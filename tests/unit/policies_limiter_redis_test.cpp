@@ -1,14 +1,23 @@
 // The Redis limiter against a real redis-server: the memory limiter's semantics, exactness
 // across concurrent callers, the keys it leaves, script reloads, cooldowns, and what happens
-// when Redis dies and comes back.
+// when Redis dies and comes back. A scripted fake Redis reproduces the failures a real one
+// cannot be made to show on cue (a connection lost mid-batch after NOSCRIPT replies), to prove
+// every request gets exactly one answer.
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <cstdlib>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -97,6 +106,291 @@ class Inspector {
   }
   redisContext* context_;
 };
+
+// A loopback server speaking just enough RESP to play a scripted Redis: the i-th command it
+// receives (counted across connections) gets script[i]; commands past the script get kSilent.
+class ScriptedRedis {
+ public:
+  enum class Action {
+    kNoScript,  // -NOSCRIPT
+    kOk,        // +OK (what SCRIPT LOAD needs: any non-error reply)
+    kHeld,      // -ERR, but only once Release() was called
+    kHangUp,    // FIN without a reply (the replies before it still arrive)
+    kSilent,    // no reply ever: the client times out
+  };
+
+  explicit ScriptedRedis(std::vector<Action> script) : script_(std::move(script)) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof(addr);
+    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        listen(listen_fd_, 8) != 0 ||
+        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
+      ADD_FAILURE() << "cannot listen on loopback";
+    }
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { AcceptLoop(); });
+  }
+
+  ~ScriptedRedis() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      released_ = true;
+      if (conn_fd_ >= 0) shutdown(conn_fd_, SHUT_RDWR);
+    }
+    cv_.notify_all();
+    shutdown(listen_fd_, SHUT_RDWR);
+    thread_.join();
+    close(listen_fd_);
+  }
+
+  int port() const { return port_; }
+
+  void Release() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      released_ = true;
+    }
+    cv_.notify_all();
+  }
+
+  // True once `count` commands arrived (false after a generous deadline).
+  bool WaitForCommands(size_t count) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(30), [&] { return names_.size() >= count; });
+  }
+
+  std::vector<std::string> names() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return names_;
+  }
+
+ private:
+  void AcceptLoop() {
+    while (true) {
+      const int fd = accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0) return;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stopping_) {
+          close(fd);
+          return;
+        }
+        conn_fd_ = fd;
+      }
+      Serve(fd);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        conn_fd_ = -1;
+      }
+      close(fd);
+    }
+  }
+
+  // Answers commands in order until the script hangs up or the client goes away.
+  void Serve(int fd) {
+    std::string buffer;
+    bool replying = true;
+    char chunk[4096];
+    while (true) {
+      std::string name;
+      size_t used = 0;
+      while (replying && (used = ParseCommand(buffer, &name)) > 0) {
+        buffer.erase(0, used);
+        replying = Act(fd, Next(name));
+      }
+      const ssize_t got = recv(fd, chunk, sizeof(chunk), 0);
+      if (got <= 0) return;
+      buffer.append(chunk, static_cast<size_t>(got));
+    }
+  }
+
+  Action Next(const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const size_t index = names_.size();
+    names_.push_back(name);
+    cv_.notify_all();
+    return index < script_.size() ? script_[index] : Action::kSilent;
+  }
+
+  // False once nothing more is to be sent on this connection.
+  bool Act(int fd, Action action) {
+    switch (action) {
+      case Action::kNoScript:
+        return Send(fd, "-NOSCRIPT No matching script.\r\n");
+      case Action::kOk:
+        return Send(fd, "+OK\r\n");
+      case Action::kHeld: {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return released_; });
+        lock.unlock();
+        return Send(fd, "-ERR held\r\n");
+      }
+      case Action::kHangUp:
+        // A FIN, not a close: unread input would turn it into a RST, which may discard the
+        // replies already sent.
+        shutdown(fd, SHUT_WR);
+        return false;
+      case Action::kSilent:
+        return false;
+    }
+    return false;
+  }
+
+  static bool Send(int fd, const std::string& data) {
+    return send(fd, data.data(), data.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(data.size());
+  }
+
+  // One "*N\r\n($len\r\narg\r\n)*N" command at the front of `buffer`: its length, or 0 when
+  // incomplete. `name` gets the first argument.
+  static size_t ParseCommand(const std::string& buffer, std::string* name) {
+    size_t pos = 0;
+    long count = 0;
+    if (!ReadNumber(buffer, '*', &pos, &count)) return 0;
+    for (long i = 0; i < count; ++i) {
+      long length = 0;
+      if (!ReadNumber(buffer, '$', &pos, &length)) return 0;
+      if (buffer.size() < pos + static_cast<size_t>(length) + 2) return 0;
+      if (i == 0) *name = buffer.substr(pos, static_cast<size_t>(length));
+      pos += static_cast<size_t>(length) + 2;
+    }
+    return pos;
+  }
+
+  static bool ReadNumber(const std::string& buffer, char type, size_t* pos, long* value) {
+    const size_t end = buffer.find("\r\n", *pos);
+    if (end == std::string::npos || buffer[*pos] != type) return false;
+    *value = std::strtol(buffer.c_str() + *pos + 1, nullptr, 10);
+    *pos = end + 2;
+    return true;
+  }
+
+  const std::vector<Action> script_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> names_;
+  bool released_ = false;
+  bool stopping_ = false;
+  int conn_fd_ = -1;
+};
+
+config::RedisConfig FakeConfig(const ScriptedRedis& fake, config::RedisOnError on_error,
+                               int timeout_ms) {
+  config::RedisConfig config;
+  config.host = "127.0.0.1";
+  config.port = fake.port();
+  config.timeout_ms = timeout_ms;
+  config.on_error = on_error;
+  return config;
+}
+
+// Counts the answers each request got; read after the limiter is destroyed (its destructor
+// joins the workers, so every answer that will ever come has come).
+struct AnswerLog {
+  explicit AnswerLog(size_t count) : answers(count), outcomes(count) {}
+  std::function<void(LimitDecision)> For(size_t i) {
+    return [this, i](LimitDecision decision) {
+      outcomes[i] = decision.outcome;
+      fallbacks += decision.fallback ? 1 : 0;
+      answers[i].fetch_add(1);
+    };
+  }
+  std::vector<std::atomic<int>> answers;
+  std::vector<Outcome> outcomes;
+  std::atomic<int> fallbacks{0};
+};
+
+// Puts `gate` in a batch of its own, then queues `rest` while the worker waits on the gate's
+// held reply: when the fake releases it, the worker takes all of `rest` as one batch.
+void QueueOneBatchBehindAGate(RateLimiter& limiter, ScriptedRedis& fake, AnswerLog& log,
+                              const std::vector<bool>& peek) {
+  limiter.Acquire(Request({Bucket("gate", 1, 60)}), log.For(0));
+  ASSERT_TRUE(fake.WaitForCommands(1));
+  for (size_t i = 1; i < peek.size(); ++i) {
+    const auto bucket = Bucket("b" + std::to_string(i), 1, 60);
+    if (peek[i]) {
+      limiter.Peek({bucket}, log.For(i));
+    } else {
+      limiter.Acquire(Request({bucket}), log.For(i));
+    }
+  }
+  fake.Release();
+}
+
+using Action = ScriptedRedis::Action;
+
+TEST(RedisLimiterFailureTest, ConnectionLostAfterNoScriptRepliesAnswersTheWholeBatch) {
+  // Batch 2: three NOSCRIPT replies, then the connection goes: the three waiting for the
+  // script reload must be answered like the one that never got a reply.
+  ScriptedRedis fake(
+      {Action::kHeld, Action::kNoScript, Action::kNoScript, Action::kNoScript, Action::kHangUp});
+  // A long timeout: nothing here may fall back because it waited in the queue.
+  auto limiter = MakeRedisLimiter(FakeConfig(fake, config::RedisOnError::kDeny, 10000), 1);
+  AnswerLog log(5);
+  QueueOneBatchBehindAGate(*limiter, fake, log, {false, false, true, false, false});
+  ASSERT_TRUE(fake.WaitForCommands(5));
+  limiter.reset();
+  EXPECT_EQ(fake.names(), std::vector<std::string>(5, "EVALSHA"));
+  for (size_t i = 0; i < log.answers.size(); ++i) {
+    EXPECT_EQ(log.answers[i].load(), 1) << "request " << i;
+    EXPECT_EQ(log.outcomes[i], Outcome::kUnavailable) << "request " << i;
+  }
+}
+
+TEST(RedisLimiterFailureTest, ConnectionLostDuringTheNoScriptRetryAnswersTheWholeBatch) {
+  // Batch 2 is all NOSCRIPT; after SCRIPT LOAD the retry gets NOSCRIPT again for the first
+  // request (would be a script error) and then loses the connection.
+  ScriptedRedis fake({Action::kHeld, Action::kNoScript, Action::kNoScript, Action::kNoScript,
+                      Action::kOk, Action::kNoScript, Action::kHangUp});
+  auto limiter = MakeRedisLimiter(FakeConfig(fake, config::RedisOnError::kLocal, 10000), 1);
+  AnswerLog log(4);
+  QueueOneBatchBehindAGate(*limiter, fake, log, {false, false, true, false});
+  ASSERT_TRUE(fake.WaitForCommands(7));
+  limiter.reset();
+  const std::vector<std::string> names = fake.names();
+  ASSERT_GE(names.size(), 7u);
+  EXPECT_EQ(names[4], "SCRIPT");
+  EXPECT_EQ(names[5], "EVALSHA");
+  for (size_t i = 0; i < log.answers.size(); ++i) {
+    EXPECT_EQ(log.answers[i].load(), 1) << "request " << i;
+    EXPECT_EQ(log.outcomes[i], Outcome::kAllowed) << "request " << i;
+  }
+  EXPECT_EQ(log.fallbacks.load(), 4);
+}
+
+TEST(RedisLimiterFailureTest, DestroyingTheLimiterAnswersEveryQueuedRequest) {
+  for (const auto on_error : {config::RedisOnError::kDeny, config::RedisOnError::kLocal}) {
+    SCOPED_TRACE(on_error == config::RedisOnError::kDeny ? "deny" : "local");
+    // Redis never answers, so the worker is stuck on the first request while the rest are
+    // queued and the limiter is destroyed.
+    ScriptedRedis fake({});
+    auto limiter = MakeRedisLimiter(FakeConfig(fake, on_error, 200), 1);
+    constexpr size_t kCount = 20;
+    AnswerLog log(kCount);
+    limiter->Acquire(Request({Bucket("first", 1000, 1)}), log.For(0));
+    ASSERT_TRUE(fake.WaitForCommands(1));
+    for (size_t i = 1; i < kCount; ++i) {
+      if (i % 2 == 0) {
+        limiter->Peek({Bucket("b", 1000, 1)}, log.For(i));
+      } else {
+        limiter->Acquire(Request({Bucket("b", 1000, 1)}), log.For(i));
+      }
+    }
+    limiter.reset();
+    const Outcome expected =
+        on_error == config::RedisOnError::kDeny ? Outcome::kUnavailable : Outcome::kAllowed;
+    for (size_t i = 0; i < kCount; ++i) {
+      EXPECT_EQ(log.answers[i].load(), 1) << "request " << i;
+      EXPECT_EQ(log.outcomes[i], expected) << "request " << i;
+    }
+  }
+}
 
 class RedisLimiterTest : public ::testing::Test {
  protected:

@@ -59,6 +59,9 @@ INSTANTIATE_TEST_SUITE_P(
         DropCase{"X-Forwarded-For", false}, DropCase{"x-forwarded-host", false},
         DropCase{"X-Forwarded-Proto", false}, DropCase{"Forwarded", false},
         DropCase{"X-Real-IP", false},
+        // path overrides some backends route by
+        DropCase{"X-Original-URL", false}, DropCase{"x-original-url", false},
+        DropCase{"X-Rewrite-URL", false}, DropCase{"X-Override-URL", false},
         // ordinary end-to-end headers pass
         DropCase{"Content-Type", true}, DropCase{"User-Agent", true},
         DropCase{"If-None-Match", true}, DropCase{"X-Custom", true},
@@ -125,11 +128,13 @@ TEST(FilterResponseHeadersTest, DropsHopByHopSetCookieAndLength) {
 }
 
 TEST(FilterResponseHeadersTest, RewritesLocation) {
-  HeaderList in = {{"location", "https://api.devin.ai/v3/sessions/1"}};
+  HeaderList in = {{"location", "https://api.devin.ai/v3/sessions/1"},
+                   {"Location", "/v3beta1/x?y=1"}};
   HeaderList out = FilterResponseHeaders(in, "https://api.devin.ai", "devin");
-  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[0].first, "location");
   EXPECT_EQ(out[0].second, "/devin/v3/sessions/1");
+  EXPECT_EQ(out[1].second, "/devin/v3beta1/x?y=1");
 }
 
 struct LocationCase {
@@ -151,14 +156,18 @@ INSTANTIATE_TEST_SUITE_P(
         // base without a path prefix
         LocationCase{"https://api.devin.ai", "https://api.devin.ai/v3/x?a=1&a=2",
                      "/up/v3/x?a=1&a=2"},
-        LocationCase{"https://api.devin.ai", "https://api.devin.ai", "/up/"},
-        LocationCase{"https://api.devin.ai", "https://api.devin.ai?q=1", "/up/?q=1"},
+        LocationCase{"https://api.devin.ai", "https://api.devin.ai", "/up"},
+        LocationCase{"https://api.devin.ai", "https://api.devin.ai/", "/up"},
+        LocationCase{"https://api.devin.ai", "https://api.devin.ai?q=1", "/up?q=1"},
+        LocationCase{"https://api.devin.ai", "https://api.devin.ai/?q=1#f", "/up?q=1#f"},
         LocationCase{"https://api.devin.ai", "HTTPS://API.Devin.AI/v3", "/up/v3"},
         LocationCase{"https://api.devin.ai", "https://api.devin.ai:443/v3", "/up/v3"},
         // base with a path prefix
         LocationCase{"http://127.0.0.1:8081/api", "http://127.0.0.1:8081/api/v2/t", "/up/v2/t"},
         LocationCase{"http://127.0.0.1:8081/api/", "http://127.0.0.1:8081/api/v2", "/up/v2"},
-        LocationCase{"http://127.0.0.1:8081/api", "http://127.0.0.1:8081/api", "/up/"},
+        LocationCase{"http://127.0.0.1:8081/api", "http://127.0.0.1:8081/api", "/up"},
+        LocationCase{"http://127.0.0.1:8081/api", "http://127.0.0.1:8081/api/", "/up"},
+        LocationCase{"http://127.0.0.1:8081/api/", "http://127.0.0.1:8081/api#f", "/up#f"},
         LocationCase{"http://127.0.0.1:8081/api", "http://127.0.0.1:8081/apikeys",
                      "http://127.0.0.1:8081/apikeys"},
         LocationCase{"http://127.0.0.1:8081/api", "http://127.0.0.1:8081/other",
@@ -174,10 +183,32 @@ INSTANTIATE_TEST_SUITE_P(
                      "https://api.devin.ai:8443/v3"},
         LocationCase{"https://api.devin.ai", "https://user:pw@api.devin.ai/v3",
                      "https://user:pw@api.devin.ai/v3"},
-        // relative: unchanged
-        LocationCase{"https://api.devin.ai", "/v3/sessions", "/v3/sessions"},
+        // path-absolute: on the base's origin, so rewritten when under its path prefix
+        LocationCase{"https://api.devin.ai", "/v3beta1/x?y=1", "/up/v3beta1/x?y=1"},
+        LocationCase{"https://api.devin.ai", "/v3/sessions#top", "/up/v3/sessions#top"},
+        LocationCase{"https://api.devin.ai", "/", "/up"},
+        LocationCase{"https://api.devin.ai", "/?q=1", "/up?q=1"},
+        LocationCase{"http://h:1/api", "/api/v3/x", "/up/v3/x"},
+        LocationCase{"http://h:1/api", "/api/v3/x?a=1#f", "/up/v3/x?a=1#f"},
+        LocationCase{"http://h:1/api", "/api", "/up"},
+        LocationCase{"http://h:1/api", "/api/", "/up"},
+        LocationCase{"http://h:1/api", "/api?q=1", "/up?q=1"},
+        LocationCase{"http://h:1/api/", "/api/v3", "/up/v3"},
+        LocationCase{"http://h:1/api", "/other", "/other"},
+        LocationCase{"http://h:1/api", "/apikeys", "/apikeys"},
+        LocationCase{"http://h:1/api", "/API/v3", "/API/v3"},
+        // network-path: absolute when its host (and the base scheme's port) match, else unchanged
+        LocationCase{"https://api.devin.ai", "//api.devin.ai/v3", "/up/v3"},
+        LocationCase{"https://api.devin.ai", "//API.devin.ai:443/v3?q", "/up/v3?q"},
+        LocationCase{"http://h:1/api", "//h:1/api/v3", "/up/v3"},
+        LocationCase{"http://h:1/api", "//h:1/other", "//h:1/other"},
+        LocationCase{"http://h:1/api", "//h/api/v3", "//h/api/v3"},
+        LocationCase{"https://api.devin.ai", "//evil.example/v3", "//evil.example/v3"},
+        LocationCase{"https://api.devin.ai", "//user@api.devin.ai/v3", "//user@api.devin.ai/v3"},
+        // relative-path: unchanged (resolving it needs the request path)
         LocationCase{"https://api.devin.ai", "sessions/1", "sessions/1"},
-        LocationCase{"https://api.devin.ai", "//api.devin.ai/v3", "//api.devin.ai/v3"}));
+        LocationCase{"https://api.devin.ai", "?page=2", "?page=2"},
+        LocationCase{"https://api.devin.ai", "", ""}));
 
 }  // namespace
 }  // namespace tollgate::upstream
