@@ -4,6 +4,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -31,7 +33,7 @@ struct Pipeline::Context {
   std::string path;   // normalised, relative to the upstream ("/v3beta1/...")
   std::string query;  // raw
   policies::LimitDecision limit;
-  bool limited = false;  // limit holds levels for the response headers
+  std::vector<policies::BucketSpec> buckets;  // what the limit stage charged, for the headers
 };
 
 namespace {
@@ -51,20 +53,27 @@ std::string_view FirstSegment(std::string_view path, std::string_view* rest) {
   return path.substr(1, slash - 1);
 }
 
-// Retry-After as whole seconds (rounded up) from delta-seconds or an HTTP-date; 1 when absent
-// or unreadable (DESIGN.md: an upstream 429 without it still cools the upstream for 1 s).
+// The longest cooldown an upstream's Retry-After can impose: a hostile or broken upstream must
+// not pause every caller on every replica for a year.
+constexpr int64_t kMaxCooldownSeconds = 3600;
+
+// Retry-After as whole seconds from delta-seconds or an HTTP-date, within 1..kMaxCooldownSeconds;
+// 1 when absent or unreadable (DESIGN.md: a 429 without it still cools the upstream for 1 s).
 int64_t ParseRetryAfterSeconds(const std::string* value) {
   if (value == nullptr || value->empty()) return 1;
+  int64_t seconds = 1;
   char* end = nullptr;
+  errno = 0;
   long long n = std::strtoll(value->c_str(), &end, 10);
-  if (end != value->c_str() && *end == '\0') return n > 0 ? n : 1;
   std::tm tm{};
-  if (strptime(value->c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm) != nullptr) {
+  if (end != value->c_str() && *end == '\0') {
+    seconds = errno == ERANGE ? kMaxCooldownSeconds : n;
+  } else if (strptime(value->c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm) != nullptr) {
     time_t when = timegm(&tm);
     time_t now = time(nullptr);
-    return when > now ? static_cast<int64_t>(when - now) : 1;
+    seconds = when > now ? static_cast<int64_t>(when - now) : 1;
   }
-  return 1;
+  return std::clamp<int64_t>(seconds, 1, kMaxCooldownSeconds);
 }
 
 const std::string* FindHeader(const upstream::HeaderList& headers, std::string_view name) {
@@ -299,10 +308,10 @@ void Pipeline::Limit(const std::shared_ptr<Context>& ctx) {
   policies::LimitRequest request;
   request.buckets = ctx->snapshot->BucketsFor(*ctx->upstream, ctx->rule, *ctx->caller);
   request.cooldown_upstream = ctx->upstream->name;
-  auto specs = request.buckets;  // kept for the response headers
-  deps_.limiter->Acquire(std::move(request), [this, ctx, specs](policies::LimitDecision d) {
+  ctx->buckets = request.buckets;  // kept for the response headers
+  deps_.limiter->Acquire(std::move(request), [this, ctx](policies::LimitDecision d) {
     ctx->limit = std::move(d);
-    ctx->limited = !specs.empty();
+    const auto& specs = ctx->buckets;
     AuditRecord& a = ctx->audit;
     a.fallback = ctx->limit.fallback;
     for (size_t i = 0; i < ctx->limit.levels.size() && i < specs.size(); ++i) {
@@ -352,6 +361,18 @@ void Pipeline::Forward(const std::shared_ptr<Context>& ctx) {
   out.url.append(up.base_url).append(ctx->path);
   if (!ctx->query.empty()) out.url.append("?").append(ctx->query);
   out.headers = upstream::FilterRequestHeaders(req.headers);
+  if (ctx->redactor != nullptr) {
+    // Redaction needs the whole, unencoded JSON body: a byte range of it could carry a secret
+    // the redactor cannot recognise, and a compressed one cannot be rewritten.
+    out.headers.erase(std::remove_if(out.headers.begin(), out.headers.end(),
+                                     [](const auto& h) {
+                                       return upstream::HeaderNameEquals(h.first, "range") ||
+                                              upstream::HeaderNameEquals(h.first, "if-range") ||
+                                              upstream::HeaderNameEquals(h.first,
+                                                                         "accept-encoding");
+                                     }),
+                      out.headers.end());
+  }
   out.headers.emplace_back("X-Request-Id", ctx->request_id);
   int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch())
@@ -380,8 +401,9 @@ void Pipeline::OnUpstreamResponse(const std::shared_ptr<Context>& ctx,
     } else {
       deps_.metrics->RecordUpstreamError(up.name,
                                          response.error == E::kConnect ? "connect" : "other");
-      Fail(ctx, 502, "upstream_unavailable", "error",
-           "upstream '" + up.name + "' is unavailable: " + response.error_message);
+      // libcurl's text names internal hosts and ports: it goes to the audit record only.
+      Fail(ctx, 502, "upstream_unavailable", "error", "upstream '" + up.name + "' is unavailable",
+           response.error_message);
     }
     return;
   }
@@ -424,9 +446,9 @@ void Pipeline::OnUpstreamResponse(const std::shared_ptr<Context>& ctx,
 }
 
 void Pipeline::Fail(const std::shared_ptr<Context>& ctx, int status, std::string_view reason,
-                    std::string_view decision, std::string message) {
+                    std::string_view decision, std::string message, std::string audit_error) {
   ctx->audit.decision = std::string(decision);
-  ctx->audit.error = message;
+  ctx->audit.error = audit_error.empty() ? message : std::move(audit_error);
   HttpResponse r = ErrorResponse(status, reason, message, ctx->request_id);
   if (status == 503 && reason == "shutting_down") r.headers.emplace_back("Retry-After", "1");
   if (status == 429) {
@@ -460,9 +482,8 @@ void Pipeline::Fail(const std::shared_ptr<Context>& ctx, int status, std::string
 
 void Pipeline::Finish(const std::shared_ptr<Context>& ctx, HttpResponse response) {
   response.headers.emplace_back("X-Request-Id", ctx->request_id);
-  if (ctx->limited) {
-    auto specs = ctx->snapshot->BucketsFor(*ctx->upstream, ctx->rule, *ctx->caller);
-    AddRateLimitHeaders(specs, ctx->limit.levels, &response.headers);
+  if (!ctx->buckets.empty() && ctx->limit.levels.size() == ctx->buckets.size()) {
+    AddRateLimitHeaders(ctx->buckets, ctx->limit.levels, &response.headers);
   }
   AuditRecord& a = ctx->audit;
   a.status = response.status;

@@ -68,8 +68,10 @@ class Pipeline {
   void Limit(const std::shared_ptr<Context>& ctx);
   void Forward(const std::shared_ptr<Context>& ctx);
   void OnUpstreamResponse(const std::shared_ptr<Context>& ctx, upstream::UpstreamResponse response);
+  // Ends the request with the error envelope. `audit_error`, when given, is what the audit
+  // record says instead of `message` (details a caller should not see).
   void Fail(const std::shared_ptr<Context>& ctx, int status, std::string_view reason,
-            std::string_view decision, std::string message);
+            std::string_view decision, std::string message, std::string audit_error = "");
   void Finish(const std::shared_ptr<Context>& ctx, HttpResponse response);
 
   PipelineDeps deps_;

@@ -58,6 +58,11 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
     out.push_back("audit");
   }
   if (a.tls.has_value() != b.tls.has_value()) out.push_back("tls");
+  if (a.client_header_timeout_ms != b.client_header_timeout_ms) {
+    out.push_back("client_header_timeout_ms");
+  }
+  if (a.client_idle_timeout_ms != b.client_idle_timeout_ms) out.push_back("client_idle_timeout_ms");
+  if (a.upstream_threads != b.upstream_threads) out.push_back("upstream_threads");
   return out;
 }
 
@@ -249,7 +254,12 @@ class Server {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     main_->Shutdown();
     if (admin_) admin_->Shutdown();
-    upstream_.reset();  // fails whatever is left (only after a drain timeout)
+    // Stop the producers of callbacks in pipeline order, so that no late callback reaches a
+    // component already gone (this matters only after a drain timeout): the limiter first (its
+    // answers may start upstream calls), then the upstream client (its answers are audited),
+    // and the audit log last, flushed.
+    limiter_.reset();
+    upstream_.reset();
     audit_->Flush();
     audit_.reset();
     LogInfo("stopped");
