@@ -86,7 +86,7 @@ const std::string* FindHeader(const upstream::HeaderList& headers, std::string_v
 }  // namespace
 
 HttpResponse ErrorResponse(int status, std::string_view reason, std::string_view message,
-                           std::string_view request_id) {
+                           std::string_view request_id, const RateLimitDetails* rate_limit) {
   rapidjson::StringBuffer buf;
   rapidjson::Writer<rapidjson::StringBuffer> w(buf);
   w.StartObject();
@@ -100,6 +100,12 @@ HttpResponse ErrorResponse(int status, std::string_view reason, std::string_view
   WriteJsonString(w, message);
   w.Key("request_id");
   WriteJsonString(w, request_id);
+  if (rate_limit != nullptr) {
+    w.Key("bucket");
+    WriteJsonString(w, rate_limit->bucket);
+    w.Key("retry_after_ms");
+    w.Int64(rate_limit->retry_after_ms);
+  }
   w.EndObject();
   w.EndObject();
   HttpResponse r;
@@ -449,33 +455,15 @@ void Pipeline::Fail(const std::shared_ptr<Context>& ctx, int status, std::string
                     std::string_view decision, std::string message, std::string audit_error) {
   ctx->audit.decision = std::string(decision);
   ctx->audit.error = audit_error.empty() ? message : std::move(audit_error);
-  HttpResponse r = ErrorResponse(status, reason, message, ctx->request_id);
-  if (status == 503 && reason == "shutting_down") r.headers.emplace_back("Retry-After", "1");
+  HttpResponse r;
   if (status == 429) {
-    double retry = ctx->limit.retry_after_seconds;
-    int64_t whole = static_cast<int64_t>(std::ceil(retry > 0 ? retry : 1));
-    r.headers.emplace_back("Retry-After", std::to_string(whole));
-    // Rewrite the envelope with the machine-readable fields a client backs off on.
-    rapidjson::StringBuffer buf;
-    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-    w.StartObject();
-    w.Key("error");
-    w.StartObject();
-    w.Key("code");
-    w.Int(429);
-    w.Key("reason");
-    w.String("rate_limited");
-    w.Key("message");
-    WriteJsonString(w, message);
-    w.Key("request_id");
-    WriteJsonString(w, ctx->request_id);
-    w.Key("bucket");
-    WriteJsonString(w, ctx->audit.bucket);
-    w.Key("retry_after_ms");
-    w.Int64(static_cast<int64_t>(std::ceil((retry > 0 ? retry : 1) * 1000)));
-    w.EndObject();
-    w.EndObject();
-    r.body.assign(buf.GetString(), buf.GetSize());
+    double retry = ctx->limit.retry_after_seconds > 0 ? ctx->limit.retry_after_seconds : 1;
+    RateLimitDetails details{ctx->audit.bucket, static_cast<int64_t>(std::ceil(retry * 1000))};
+    r = ErrorResponse(status, reason, message, ctx->request_id, &details);
+    r.headers.emplace_back("Retry-After", std::to_string(static_cast<int64_t>(std::ceil(retry))));
+  } else {
+    r = ErrorResponse(status, reason, message, ctx->request_id);
+    if (status == 503 && reason == "shutting_down") r.headers.emplace_back("Retry-After", "1");
   }
   Finish(ctx, std::move(r));
 }

@@ -26,8 +26,14 @@ namespace tollgate::gateway {
 
 // The gateway-made error envelope: {"error":{"code","reason","message","request_id"}}.
 // The one place that builds it.
+// A 429 adds the machine-readable fields a client backs off on: `bucket` and `retry_after_ms`.
+struct RateLimitDetails {
+  std::string_view bucket;
+  int64_t retry_after_ms = 0;
+};
 HttpResponse ErrorResponse(int status, std::string_view reason, std::string_view message,
-                           std::string_view request_id);
+                           std::string_view request_id,
+                           const RateLimitDetails* rate_limit = nullptr);
 
 // A valid incoming X-Request-Id is kept: 1..128 visible ASCII characters.
 bool IsValidRequestId(std::string_view id);

@@ -1,15 +1,11 @@
 // The forward path (issue 3): every seed call to Devin and Devo goes through the gateway with only
 // the base URL and the token changed; the upstream gets the real secret and never the caller's
 // key; errors, limits on size and time, and HTTP/1.1 behaviour a client relies on.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <thread>
 
 #include "tests/integration/gateway_fixture.h"
+#include "tests/integration/raw_http.h"
 
 namespace tollgate::testing {
 namespace {
@@ -320,34 +316,8 @@ TEST_F(ForwardTest, KeepAliveWithoutAConnectionHeader) {
   EXPECT_EQ(session.total_connections(), 1);
 }
 
-int ConnectTo(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-std::string ReadSome(int fd, const std::string& until, int timeout_ms) {
-  std::string out;
-  char buf[4096];
-  while (out.find(until) == std::string::npos) {
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, timeout_ms) <= 0) break;
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
-
 TEST_F(ForwardTest, ExpectContinueIsAnsweredBeforeTheBodyIsSent) {
-  int fd = ConnectTo(gateway_->listen_port());
+  int fd = ConnectLoopback(gateway_->listen_port());
   ASSERT_GE(fd, 0);
   std::string body = R"({"name":")" + std::string(2048, 'x') + R"("})";
   std::string head =
@@ -359,10 +329,10 @@ TEST_F(ForwardTest, ExpectContinueIsAnsweredBeforeTheBodyIsSent) {
       std::to_string(body.size()) + "\r\n\r\n";
   ASSERT_EQ(write(fd, head.data(), head.size()), static_cast<ssize_t>(head.size()));
   // The interim answer arrives although no body byte was sent (a client would otherwise wait).
-  std::string interim = ReadSome(fd, "\r\n\r\n", 5000);
+  std::string interim = ReadUntil(fd, "\r\n\r\n", 5000);
   EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
   ASSERT_EQ(write(fd, body.data(), body.size()), static_cast<ssize_t>(body.size()));
-  std::string response = ReadSome(fd, "}", 5000);
+  std::string response = ReadUntil(fd, "}", 5000);
   EXPECT_EQ(response.rfind("HTTP/1.1 201", 0), 0u) << response;
   close(fd);
   auto seen = fake_.WaitForRequests(1);
@@ -372,7 +342,7 @@ TEST_F(ForwardTest, ExpectContinueIsAnsweredBeforeTheBodyIsSent) {
 }
 
 TEST_F(ForwardTest, PipelinedRequestsAreAnsweredInOrder) {
-  int fd = ConnectTo(gateway_->listen_port());
+  int fd = ConnectLoopback(gateway_->listen_port());
   ASSERT_GE(fd, 0);
   std::string req1 =
       "GET /devin/v3beta1/enterprise/self HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
@@ -380,7 +350,7 @@ TEST_F(ForwardTest, PipelinedRequestsAreAnsweredInOrder) {
   std::string req2 = "GET /nope HTTP/1.1\r\nHost: x\r\nX-Request-Id: second\r\n\r\n";
   std::string both = req1 + req2;
   ASSERT_EQ(write(fd, both.data(), both.size()), static_cast<ssize_t>(both.size()));
-  std::string out = ReadSome(fd, "\"request_id\":\"second\"}}", 5000);
+  std::string out = ReadUntil(fd, "\"request_id\":\"second\"}}", 5000);
   close(fd);
   size_t first = out.find("X-Request-Id: first");
   size_t second = out.find("X-Request-Id: second");
@@ -390,13 +360,13 @@ TEST_F(ForwardTest, PipelinedRequestsAreAnsweredInOrder) {
 }
 
 TEST_F(ForwardTest, HeadHasNoBody) {
-  int fd = ConnectTo(gateway_->listen_port());
+  int fd = ConnectLoopback(gateway_->listen_port());
   ASSERT_GE(fd, 0);
   std::string req =
       "HEAD /devin/v3beta1/enterprise/self HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
       kDataKey + "\r\n\r\nGET /_tollgate/health HTTP/1.1\r\nHost: x\r\n\r\n";
   ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
-  std::string out = ReadSome(fd, "{\"status\":\"ok\"}", 5000);
+  std::string out = ReadUntil(fd, "{\"status\":\"ok\"}", 5000);
   close(fd);
   // The HEAD answer's head is followed directly by the next response: no body in between.
   size_t end_of_first = out.find("\r\n\r\n");
