@@ -305,7 +305,7 @@ std::unique_ptr<HttpServer> HttpServer::Start(const HttpServerOptions& options,
     impl->listener.init(static_cast<size_t>(options.threads > 0 ? options.threads : 1),
                         Pistache::Flags<Pistache::Tcp::Options>(Pistache::Tcp::Options::ReuseAddr) |
                             Pistache::Tcp::Options::NoDelay,
-                        "tollgate-http");
+                        "tollgate-http", options.backlog);
     impl->listener.setHandler(std::make_shared<TcpHandler>(&impl->options, &impl->handler,
                                                            &impl->accepted, &impl->registry));
     if (!options.tls_cert_file.empty() && !options.tls_key_file.empty()) {

@@ -63,6 +63,9 @@ struct HttpServerOptions {
   // answered is never timed out here (the upstream timeouts bound it).
   int request_timeout_ms = 30000;
   int idle_timeout_ms = 120000;
+  // Pending-connection queue; Pistache's default (128) drops SYNs in a burst, which costs
+  // clients a 1 s retransmit. The kernel caps it at net.core.somaxconn.
+  int backlog = 4096;
 };
 
 class HttpServer {

@@ -306,6 +306,7 @@ std::unique_ptr<FakeServer> FakeServer::Start(const FakeServerOptions& options,
     endpoint->init(Http::Endpoint::options()
                        .threads(options.threads)
                        .flags(Tcp::Options::ReuseAddr)
+                       .backlog(4096)  // tests open hundreds of connections at once
                        .maxRequestSize(kMaxRequestBytes)
                        .headerTimeout(kHeaderTimeout)
                        .bodyTimeout(kHeaderTimeout));

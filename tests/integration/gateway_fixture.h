@@ -36,7 +36,7 @@ inline std::string StandardConfig(const std::string& extra_top_level = "",
   "audit": {"file": "${AUDIT}"},)" +
          extra_top_level + R"(
   "upstreams": {
-    "devin": {"base_url": "${UPSTREAM}", "timeout_ms": 10000, "connect_timeout_ms": 1000,
+    "devin": {"base_url": "${UPSTREAM}", "timeout_ms": 10000, "connect_timeout_ms": 5000,
               "auth": {"type": "bearer", "secret_env": "IT_DEVIN_TOKEN"}},
     "devo": {"base_url": "${UPSTREAM}", "timeout_ms": 2000,
              "auth": {"type": "header", "header": "standAloneToken", "secret_env": "IT_DEVO_TOKEN"}},
