@@ -384,7 +384,9 @@ std::string SerializeResponse(const HttpResponse& response, bool keep_alive, boo
   bool no_body = response.status < 200 || response.status == 204 || response.status == 304;
   if (!no_body) {
     out.append("Content-Length: ");
-    out.append(std::to_string(response.body.size()));
+    out.append(std::to_string(head_only && response.head_content_length
+                                  ? *response.head_content_length
+                                  : response.body.size()));
     out.append("\r\n");
   }
   out.append(keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -35,6 +36,8 @@ struct HttpResponse {
   int status = 200;
   HeaderList headers;  // Content-Length and Connection are added by SerializeResponse
   std::string body;
+  // For a HEAD request: the length a GET would have had (the upstream's Content-Length).
+  std::optional<uint64_t> head_content_length;
 };
 
 class RequestParser {

@@ -424,6 +424,11 @@ void Pipeline::OnUpstreamResponse(const std::shared_ptr<Context>& ctx,
 
   HttpResponse out;
   out.status = response.status;
+  if (ctx->exchange->request().method == "HEAD") {
+    if (const std::string* length = FindHeader(response.headers, "content-length")) {
+      out.head_content_length = std::strtoull(length->c_str(), nullptr, 10);
+    }
+  }
   out.headers = upstream::FilterResponseHeaders(response.headers, up.base_url, up.name);
   out.body = std::move(response.body);
 

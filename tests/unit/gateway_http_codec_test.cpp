@@ -127,6 +127,11 @@ TEST(HttpCodec, SerializesResponsesWithLengthAndConnection) {
   EXPECT_EQ(SerializeResponse(r, false, true),
             "HTTP/1.1 201 Created\r\nLocation: /devo/v2/x\r\nContent-Length: 2\r\n"
             "Connection: close\r\n\r\n");
+  r.head_content_length = 1234;  // a HEAD answer says how long the GET body would be
+  EXPECT_EQ(SerializeResponse(r, true, true),
+            "HTTP/1.1 201 Created\r\nLocation: /devo/v2/x\r\nContent-Length: 1234\r\n"
+            "Connection: keep-alive\r\n\r\n");
+  r.head_content_length.reset();
   r.status = 204;
   r.body.clear();
   EXPECT_EQ(SerializeResponse(r, true, false),
