@@ -119,6 +119,7 @@ struct Config {
   int threads = 2;
   uint64_t max_body_bytes = 1048576;
   uint64_t max_header_bytes = 16384;
+  uint64_t max_response_bytes = uint64_t{64} << 20;  // larger upstream bodies give 502
   int drain_timeout_ms = 10000;  // graceful shutdown: how long in-flight calls may finish
   // A client that has not sent a whole request head this long after starting one gets 408; a
   // keep-alive connection idle this long is closed (slow or abandoned clients cannot pin

@@ -116,6 +116,7 @@ void ModelBuilder::BuildServer(const Value& root, Config* config) {
   }
   config->threads = IntOr(root, "threads", config->threads);
   config->max_body_bytes = Uint64Or(root, "max_body_bytes", config->max_body_bytes);
+  config->max_response_bytes = Uint64Or(root, "max_response_bytes", config->max_response_bytes);
   config->max_header_bytes = Uint64Or(root, "max_header_bytes", config->max_header_bytes);
   config->drain_timeout_ms = IntOr(root, "drain_timeout_ms", config->drain_timeout_ms);
   config->client_header_timeout_ms =

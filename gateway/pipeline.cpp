@@ -405,8 +405,9 @@ void Pipeline::OnUpstreamResponse(const std::shared_ptr<Context>& ctx,
            "upstream '" + up.name + "' did not answer within " + std::to_string(up.timeout_ms) +
                " ms");
     } else {
-      deps_.metrics->RecordUpstreamError(up.name,
-                                         response.error == E::kConnect ? "connect" : "other");
+      deps_.metrics->RecordUpstreamError(up.name, response.error == E::kConnect    ? "connect"
+                                                  : response.error == E::kTooLarge ? "too_large"
+                                                                                   : "other");
       // libcurl's text names internal hosts and ports: it goes to the audit record only.
       Fail(ctx, 502, "upstream_unavailable", "error", "upstream '" + up.name + "' is unavailable",
            response.error_message);

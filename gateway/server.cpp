@@ -63,6 +63,7 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
   }
   if (a.client_idle_timeout_ms != b.client_idle_timeout_ms) out.push_back("client_idle_timeout_ms");
   if (a.upstream_threads != b.upstream_threads) out.push_back("upstream_threads");
+  if (a.max_response_bytes != b.max_response_bytes) out.push_back("max_response_bytes");
   return out;
 }
 
@@ -99,6 +100,7 @@ class Server {
     limiter_ = cfg.redis ? policies::MakeRedisLimiter(*cfg.redis) : policies::MakeMemoryLimiter();
     upstream::UpstreamClientOptions uo;
     uo.threads = cfg.upstream_threads;
+    uo.max_response_bytes = cfg.max_response_bytes;
     upstream_ = std::make_unique<upstream::UpstreamClient>(uo);
     audit_ = std::make_unique<AuditLog>(cfg.audit, cfg.redis);
     metrics_.MarkConfigLoaded();

@@ -68,6 +68,8 @@ struct Transfer {
   std::function<void(UpstreamResponse)> done;
   UpstreamResponse response;
   bool body_started = false;
+  bool too_large = false;
+  uint64_t max_response_bytes = 0;
   size_t active_index = 0;  // position in the loop's active list while added to the multi
   char error_buffer[CURL_ERROR_SIZE];
 
@@ -83,6 +85,10 @@ struct Transfer {
 size_t OnBody(char* data, size_t size, size_t count, void* user) {
   auto* t = static_cast<Transfer*>(user);
   size_t n = size * count;
+  if (t->response.body.size() + n > t->max_response_bytes) {
+    t->too_large = true;
+    return 0;  // libcurl aborts the transfer with CURLE_WRITE_ERROR
+  }
   t->body_started = true;
   t->response.body.append(data, n);
   return n;
@@ -313,6 +319,7 @@ class EventLoop {
     t->done = nullptr;
     t->response = UpstreamResponse();
     t->body_started = false;
+    t->too_large = false;
     t->error_buffer[0] = '\0';
     free_.push_back(t);
   }
@@ -321,6 +328,7 @@ class EventLoop {
     Transfer* t = Acquire();
     t->request = std::move(p.request);
     t->done = std::move(p.done);
+    t->max_response_bytes = options_.max_response_bytes;
     if (t->easy == nullptr || !Configure(t) || curl_multi_add_handle(multi_, t->easy) != CURLM_OK) {
       stats_->other_errors.fetch_add(1, std::memory_order_relaxed);
       auto done = std::move(t->done);
@@ -449,9 +457,11 @@ class EventLoop {
       response.status = static_cast<int>(status);
       stats_->completed.fetch_add(1, std::memory_order_relaxed);
     } else {
-      response.error = MapError(code);
-      response.error_message =
-          t->error_buffer[0] != '\0' ? t->error_buffer : curl_easy_strerror(code);
+      response.error = t->too_large ? Error::kTooLarge : MapError(code);
+      response.error_message = t->too_large ? "response body larger than " +
+                                                  std::to_string(t->max_response_bytes) + " bytes"
+                               : t->error_buffer[0] != '\0' ? std::string(t->error_buffer)
+                                                            : std::string(curl_easy_strerror(code));
       response.status = 0;
       response.headers.clear();
       response.body.clear();

@@ -29,7 +29,7 @@ struct UpstreamRequest {
 };
 
 struct UpstreamResponse {
-  enum class Error { kNone, kTimeout, kConnect, kShutdown, kOther };
+  enum class Error { kNone, kTimeout, kConnect, kShutdown, kTooLarge, kOther };
   Error error = Error::kNone;
   std::string error_message;  // libcurl's text; never contains request headers
   int status = 0;
@@ -43,6 +43,9 @@ struct UpstreamClientOptions {
   long max_connections = 256;     // CURLMOPT_MAXCONNECTS per thread
   long max_host_connections = 0;  // 0 = unlimited
   std::string ca_file;            // "" = system default (tests may point this at a test CA)
+  // A response body larger than this aborts the transfer (kTooLarge): an upstream cannot make
+  // the gateway buffer without bound.
+  uint64_t max_response_bytes = uint64_t{64} << 20;
 };
 
 // `completed` counts transfers that got an HTTP response (any status); errors are counted by

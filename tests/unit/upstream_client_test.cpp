@@ -122,6 +122,25 @@ TEST_F(UpstreamClientTest, LargeBodiesGoBothWaysWithoutExpectContinue) {
   EXPECT_FALSE(seen[0].Has("Expect"));
 }
 
+TEST_F(UpstreamClientTest, AResponseBodyOverTheLimitIsRefusedNotBuffered) {
+  const std::string big(300000, 'b');
+  TestServer server([&](const ReceivedRequest&) {
+    return Reply{HttpResponse(200, big), false, false};
+  });
+  UpstreamClientOptions options;
+  options.max_response_bytes = 100000;
+  UpstreamClient client(options);
+  UpstreamResponse response = SendAndWait(client, Request("GET", server.Url("/big")));
+  EXPECT_EQ(response.error, Error::kTooLarge) << response.error_message;
+  EXPECT_TRUE(response.body.empty());
+  // Under the limit the same client passes the body whole.
+  options.max_response_bytes = 300000;
+  UpstreamClient roomy(options);
+  UpstreamResponse ok = SendAndWait(roomy, Request("GET", server.Url("/big")));
+  EXPECT_EQ(ok.error, Error::kNone) << ok.error_message;
+  EXPECT_EQ(ok.body.size(), big.size());
+}
+
 TEST_F(UpstreamClientTest, EmptyPostSendsZeroLengthAndNoInventedContentType) {
   TestServer server(Echo);
   UpstreamClient client;
