@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Mutation runner: applies each listed mutant to a scratch copy of the tree, rebuilds only what
+changed, runs the tests that should catch it, and prints killed/survived per mutant.
+
+Mutants live in tests/mutants/*.mut (format in tests/mutants/README.md). A mutant is killed when
+at least one of its test commands fails; it survives when all of them pass. Before any mutant
+runs, each test command is run once on the unmutated tree: a command that fails there would kill
+every mutant and prove nothing, so the run stops.
+
+Usage: tests/mutants/run.sh [--list] [--fail-fast] [ID_OR_GLOB ...]
+"""
+import argparse
+import fnmatch
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TARGETS = {"tollgate", "fake_upstream", "unit_config_tests", "unit_policies_tests",
+           "unit_upstream_tests", "unit_gateway_tests", "integration_tests"}
+
+
+class Mutant:
+    def __init__(self, source, line):
+        self.source, self.line = source, line
+        self.id = self.file = self.why = ""
+        self.tests = []  # [(target, filter or "")]
+        self.original = self.replacement = None
+
+    def where(self):
+        return f"{os.path.relpath(self.source, ROOT)}:{self.line}"
+
+
+def parse(path):
+    """Blocks of `key: value` lines, then <<< original === replacement >>>."""
+    mutants, cur, mode, buf = [], None, None, []
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    for n, line in enumerate(lines, 1):
+        if mode == "orig":
+            if line == "===":
+                cur.original, buf, mode = "\n".join(buf), [], "repl"
+            else:
+                buf.append(line)
+            continue
+        if mode == "repl":
+            if line == ">>>":
+                cur.replacement, buf, mode = "\n".join(buf), [], None
+                mutants.append(cur)
+                cur = None
+            else:
+                buf.append(line)
+            continue
+        if not line.strip() or line.startswith("#"):
+            continue
+        if line == "<<<":
+            if cur is None:
+                sys.exit(f"{path}:{n}: '<<<' before a 'mutant:' line")
+            mode, buf = "orig", []
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            sys.exit(f"{path}:{n}: expected 'key: value', '<<<', '===' or '>>>'")
+        key, value = key.strip(), value.strip()
+        if key == "mutant":
+            if cur is not None:
+                sys.exit(f"{cur.where()}: mutant '{cur.id}' has no <<< ... >>> block")
+            cur = Mutant(path, n)
+            cur.id = value
+        elif cur is None:
+            sys.exit(f"{path}:{n}: '{key}:' before a 'mutant:' line")
+        elif key == "file":
+            cur.file = value
+        elif key == "why":
+            cur.why = value
+        elif key == "tests":
+            for spec in value.split():
+                target, _, filt = spec.partition(":")
+                if target not in TARGETS:
+                    sys.exit(f"{path}:{n}: unknown test target '{target}'")
+                cur.tests.append((target, filt))
+        else:
+            sys.exit(f"{path}:{n}: unknown key '{key}'")
+    if mode is not None or cur is not None:
+        sys.exit(f"{path}: the last mutant is not closed with '>>>'")
+    return mutants
+
+
+def load_all():
+    mutants, seen = [], {}
+    for path in sorted(glob.glob(os.path.join(ROOT, "tests", "mutants", "*.mut"))):
+        for m in parse(path):
+            if m.id in seen:
+                sys.exit(f"{m.where()}: mutant id '{m.id}' already used at {seen[m.id]}")
+            seen[m.id] = m.where()
+            if not (m.file and m.tests and m.why):
+                sys.exit(f"{m.where()}: '{m.id}' needs file:, tests: and why:")
+            mutants.append(m)
+    return mutants
+
+
+def run(cmd, log, cwd=None, timeout=None, env=None):
+    with open(log, "ab") as out:
+        out.write(("\n$ " + " ".join(cmd) + "\n").encode())
+        out.flush()
+        try:
+            return subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                  timeout=timeout, env=env).returncode
+        except subprocess.TimeoutExpired:
+            out.write(b"\n[timed out]\n")
+            return 124
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("ids", nargs="*", help="mutant ids or globs (default: all)")
+    ap.add_argument("--list", action="store_true", help="list the mutants and exit")
+    ap.add_argument("--fail-fast", action="store_true", help="stop at the first survivor")
+    args = ap.parse_args()
+
+    mutants = load_all()
+    if args.ids:
+        mutants = [m for m in mutants if any(fnmatch.fnmatch(m.id, p) for p in args.ids)]
+        if not mutants:
+            sys.exit("no mutant matches " + " ".join(args.ids))
+    if args.list:
+        for m in mutants:
+            print(f"{m.id:44} {m.file:36} {m.why}")
+        print(f"{len(mutants)} mutants")
+        return 0
+
+    work = os.environ.get("MUTANTS_DIR", os.path.join(ROOT, "build-mutants"))
+    src, build, logs = (os.path.join(work, d) for d in ("src", "build", "logs"))
+    shutil.rmtree(logs, ignore_errors=True)
+    os.makedirs(logs)
+    # A scratch copy: a mutant is never written into the checkout, even if this script is killed.
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
+                           check=True, capture_output=True, text=True).stdout.split("\n")
+    for rel in filter(None, files):
+        a, b = os.path.join(ROOT, rel), os.path.join(src, rel)
+        if not os.path.isfile(a) or rel.startswith("build"):
+            continue
+        os.makedirs(os.path.dirname(b), exist_ok=True)
+        with open(a, "rb") as fa:
+            data = fa.read()
+        old = None
+        if os.path.exists(b):
+            with open(b, "rb") as fb:
+                old = fb.read()
+        if old != data:  # unchanged files keep their mtime: the build stays incremental
+            with open(b, "wb") as fb:
+                fb.write(data)
+            shutil.copymode(a, b)
+
+    for m in mutants:  # every mutant must still apply to today's code
+        with open(os.path.join(src, m.file), encoding="utf-8") as f:
+            count = f.read().count(m.original)
+        if count != 1:
+            sys.exit(f"{m.where()}: mutant '{m.id}': its original text occurs {count} times in "
+                     f"{m.file} (must be exactly once): update the mutant to today's code")
+
+    setup_log = os.path.join(logs, "setup.log")
+    cmake = ["cmake", "-S", src, "-B", build, "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+             "-DTOLLGATE_BUILD_BENCH=OFF"]
+    if shutil.which("ccache"):
+        cmake.append("-DCMAKE_CXX_COMPILER_LAUNCHER=ccache")
+    print(f"building the unmutated tree in {build} (log: {setup_log})", flush=True)
+    if run(cmake, setup_log) != 0:
+        sys.exit(f"cmake failed: see {setup_log}")
+
+    def targets_of(m):
+        t = {"tollgate"} | {target for target, _ in m.tests}
+        if "integration_tests" in t:
+            t.add("fake_upstream")
+        return sorted(t)
+
+    def build_targets(targets, log):
+        return run(["cmake", "--build", build, "-j", str(os.cpu_count() or 2), "--target"] +
+                   targets, log)
+
+    def test_cmd(target, filt):
+        cmd = [os.path.join(build, target), "--gtest_brief=1"]
+        if filt:
+            cmd.append("--gtest_filter=" + filt)
+        return cmd
+
+    all_targets = sorted(set().union(*(targets_of(m) for m in mutants)))
+    if build_targets(all_targets, setup_log) != 0:
+        sys.exit(f"the unmutated tree does not build: see {setup_log}")
+    specs = sorted({t for m in mutants for t in m.tests})
+    print(f"checking that the {len(specs)} test selections pass on the unmutated tree", flush=True)
+    for target, filt in specs:
+        if run(test_cmd(target, filt), setup_log, cwd=build, timeout=600) != 0:
+            sys.exit(f"{target}:{filt} fails WITHOUT any mutant: fix that first ({setup_log})")
+
+    killed, survived, invalid = [], [], []
+    start = time.monotonic()
+    for i, m in enumerate(mutants, 1):
+        t0 = time.monotonic()
+        log = os.path.join(logs, m.id + ".log")
+        path = os.path.join(src, m.file)
+        with open(path, encoding="utf-8") as f:
+            original = f.read()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(original.replace(m.original, m.replacement, 1))
+        try:
+            if build_targets(targets_of(m), log) != 0:
+                verdict = "INVALID (does not build)"
+                invalid.append(m)
+            else:
+                by = None
+                for target, filt in m.tests:
+                    if run(test_cmd(target, filt), log, cwd=build, timeout=600) != 0:
+                        by = f"{target}:{filt}" if filt else target
+                        break
+                if by:
+                    verdict = f"killed   by {by}"
+                    killed.append(m)
+                else:
+                    verdict = "SURVIVED"
+                    survived.append(m)
+        finally:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(original)
+        print(f"[{i:2}/{len(mutants)}] {m.id:44} {verdict}  ({time.monotonic() - t0:.0f} s)",
+              flush=True)
+        if (survived or invalid) and args.fail_fast:
+            break
+    build_targets(all_targets, setup_log)  # leave the scratch build matching the checkout
+
+    print(f"\n{len(killed)} killed, {len(survived)} survived, {len(invalid)} invalid, "
+          f"{len(mutants)} listed ({time.monotonic() - start:.0f} s; logs in {logs})")
+    for m in survived + invalid:
+        print(f"  {m.id} ({m.where()}): {m.why}")
+    return 0 if not survived and not invalid and len(killed) == len(mutants) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
