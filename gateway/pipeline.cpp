@@ -343,9 +343,10 @@ void Pipeline::Forward(const std::shared_ptr<Context>& ctx) {
   out.url.append(up.base_url).append(ctx->path);
   if (!ctx->query.empty()) out.url.append("?").append(ctx->query);
   out.headers = upstream::FilterRequestHeaders(req.headers);
-  if (ctx->redactor != nullptr) {
+  if (ctx->redactor != nullptr && !ctx->redactor->empty()) {
     // Redaction needs the whole, unencoded JSON body: a byte range of it could carry a secret
-    // the redactor cannot recognise, and a compressed one cannot be rewritten.
+    // the redactor cannot recognise, and a compressed one cannot be rewritten. (Every allowed
+    // request has a redactor; only a rule with a `redact` list has a non-empty one.)
     out.headers.erase(std::remove_if(out.headers.begin(), out.headers.end(),
                                      [](const auto& h) {
                                        return upstream::HeaderNameEquals(h.first, "range") ||
