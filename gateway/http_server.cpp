@@ -182,6 +182,14 @@ Exchange::Exchange(std::shared_ptr<Connection> connection, HttpRequest request,
       parse_error_status_(parse_error_status),
       parse_error_(std::move(parse_error)) {}
 
+Exchange::Exchange(HttpRequest request, std::string client_ip, ResponseSink sink,
+                   int parse_error_status, std::string parse_error)
+    : sink_(std::move(sink)),
+      request_(std::move(request)),
+      client_ip_(std::move(client_ip)),
+      parse_error_status_(parse_error_status),
+      parse_error_(std::move(parse_error)) {}
+
 Exchange::~Exchange() {
   // A handler that dropped its exchange without answering would stall the connection.
   if (!responded_.load()) {
@@ -195,6 +203,10 @@ Exchange::~Exchange() {
 
 void Exchange::Respond(HttpResponse response) {
   if (responded_.exchange(true)) return;
+  if (!connection_) {
+    sink_(std::move(response));
+    return;
+  }
   connection_->Respond(request_, response, parse_error_status_ != 0);
 }
 

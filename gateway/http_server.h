@@ -25,6 +25,11 @@ class Exchange {
  public:
   Exchange(std::shared_ptr<Connection> connection, HttpRequest request, std::string client_ip,
            int parse_error_status, std::string parse_error);
+  // An exchange without a connection, for driving a handler in-process (tests): Respond hands
+  // the response to `sink` instead of writing it to a socket (once, like a connection's).
+  using ResponseSink = std::function<void(HttpResponse)>;
+  Exchange(HttpRequest request, std::string client_ip, ResponseSink sink,
+           int parse_error_status = 0, std::string parse_error = "");
   ~Exchange();
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
@@ -42,6 +47,7 @@ class Exchange {
 
  private:
   std::shared_ptr<Connection> connection_;
+  ResponseSink sink_;  // set when there is no connection
   HttpRequest request_;
   std::string client_ip_;
   int parse_error_status_;

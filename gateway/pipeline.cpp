@@ -5,10 +5,9 @@
 #include <rapidjson/writer.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <ctime>
+#include <cstdlib>
 #include <random>
 
 #include "gateway/rate_limit_headers.h"
@@ -51,29 +50,6 @@ std::string_view FirstSegment(std::string_view path, std::string_view* rest) {
   }
   *rest = path.substr(slash);
   return path.substr(1, slash - 1);
-}
-
-// The longest cooldown an upstream's Retry-After can impose: a hostile or broken upstream must
-// not pause every caller on every replica for a year.
-constexpr int64_t kMaxCooldownSeconds = 3600;
-
-// Retry-After as whole seconds from delta-seconds or an HTTP-date, within 1..kMaxCooldownSeconds;
-// 1 when absent or unreadable (DESIGN.md: a 429 without it still cools the upstream for 1 s).
-int64_t ParseRetryAfterSeconds(const std::string* value) {
-  if (value == nullptr || value->empty()) return 1;
-  int64_t seconds = 1;
-  char* end = nullptr;
-  errno = 0;
-  long long n = std::strtoll(value->c_str(), &end, 10);
-  std::tm tm{};
-  if (end != value->c_str() && *end == '\0') {
-    seconds = errno == ERANGE ? kMaxCooldownSeconds : n;
-  } else if (strptime(value->c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm) != nullptr) {
-    time_t when = timegm(&tm);
-    time_t now = time(nullptr);
-    seconds = when > now ? static_cast<int64_t>(when - now) : 1;
-  }
-  return std::clamp<int64_t>(seconds, 1, kMaxCooldownSeconds);
 }
 
 const std::string* FindHeader(const upstream::HeaderList& headers, std::string_view name) {
@@ -367,9 +343,10 @@ void Pipeline::Forward(const std::shared_ptr<Context>& ctx) {
   out.url.append(up.base_url).append(ctx->path);
   if (!ctx->query.empty()) out.url.append("?").append(ctx->query);
   out.headers = upstream::FilterRequestHeaders(req.headers);
-  if (ctx->redactor != nullptr) {
+  if (ctx->redactor != nullptr && !ctx->redactor->empty()) {
     // Redaction needs the whole, unencoded JSON body: a byte range of it could carry a secret
-    // the redactor cannot recognise, and a compressed one cannot be rewritten.
+    // the redactor cannot recognise, and a compressed one cannot be rewritten. (Every allowed
+    // request has a redactor; only a rule with a `redact` list has a non-empty one.)
     out.headers.erase(std::remove_if(out.headers.begin(), out.headers.end(),
                                      [](const auto& h) {
                                        return upstream::HeaderNameEquals(h.first, "range") ||
@@ -436,7 +413,8 @@ void Pipeline::OnUpstreamResponse(const std::shared_ptr<Context>& ctx,
   if (response.status == 429) {
     // The upstream's own quota is spent: pause this upstream for every replica, so the shared
     // quota is not burnt further by callers who would only get the same 429.
-    int64_t seconds = ParseRetryAfterSeconds(FindHeader(response.headers, "retry-after"));
+    int64_t seconds = ParseRetryAfterSeconds(FindHeader(response.headers, "retry-after"),
+                                             std::chrono::system_clock::now());
     deps_.limiter->StartCooldown(up.name, seconds * 1000);
     deps_.metrics->RecordUpstreamCooldown(up.name);
     if (!FindHeader(out.headers, "retry-after")) {

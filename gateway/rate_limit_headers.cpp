@@ -1,7 +1,10 @@
 #include "gateway/rate_limit_headers.h"
 
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 
 namespace tollgate::gateway {
@@ -40,6 +43,19 @@ std::string Quote(const std::string& name) {
   }
   out.push_back('"');
   return out;
+}
+
+// RFC 9110 5.6.7: a recipient accepts all three HTTP-date forms, the preferred IMF-fixdate and
+// the obsolete RFC 850 and asctime ones. The whole value must match.
+bool ParseHttpDate(const std::string& text, std::tm* tm) {
+  static constexpr const char* kForms[] = {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT",
+                                           "%a %b %e %H:%M:%S %Y"};
+  for (const char* form : kForms) {
+    *tm = std::tm{};
+    const char* end = strptime(text.c_str(), form, tm);
+    if (end != nullptr && *end == '\0') return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -89,6 +105,23 @@ void AddRateLimitHeaders(const std::vector<policies::BucketSpec>& specs,
   Tighten(headers, "RateLimit-Limit", static_cast<int64_t>(spec.burst), true);
   Tighten(headers, "RateLimit-Remaining", remaining, true);
   Tighten(headers, "RateLimit-Reset", reset, false);
+}
+
+int64_t ParseRetryAfterSeconds(const std::string* value,
+                               std::chrono::system_clock::time_point now) {
+  if (value == nullptr || value->empty()) return 1;
+  int64_t seconds = 1;
+  std::tm tm{};
+  if (std::all_of(value->begin(), value->end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    errno = 0;
+    long long n = std::strtoll(value->c_str(), nullptr, 10);
+    seconds = errno == ERANGE ? kMaxUpstreamCooldownSeconds : n;
+  } else if (ParseHttpDate(*value, &tm)) {
+    time_t when = timegm(&tm);
+    time_t at = std::chrono::system_clock::to_time_t(now);
+    seconds = when > at ? static_cast<int64_t>(when - at) : 1;
+  }
+  return std::clamp<int64_t>(seconds, 1, kMaxUpstreamCooldownSeconds);
 }
 
 }  // namespace tollgate::gateway

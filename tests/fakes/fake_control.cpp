@@ -133,6 +133,27 @@ FakeResponse FakeState::AddBehaviour(const std::string& body) {
       !string_member("content_type", &rule.has_content_type, &rule.content_type)) {
     return DevoErrorResponse(400, "retry_after, body and content_type must be strings");
   }
+  if (doc.HasMember("hold")) {
+    if (!doc["hold"].IsBool()) return DevoErrorResponse(400, "hold must be a boolean");
+    rule.hold = doc["hold"].GetBool();
+  }
+  if (doc.HasMember("headers")) {
+    const auto& headers = doc["headers"];
+    bool ok = headers.IsArray();
+    for (rapidjson::SizeType i = 0; ok && i < headers.Size(); ++i) {
+      const auto& h = headers[i];
+      ok = h.IsObject() && h.HasMember("name") && h["name"].IsString() &&
+           h["name"].GetStringLength() > 0 && h.HasMember("value") && h["value"].IsString();
+      if (ok) {
+        rule.headers.emplace_back(
+            std::string(h["name"].GetString(), h["name"].GetStringLength()),
+            std::string(h["value"].GetString(), h["value"].GetStringLength()));
+      }
+    }
+    if (!ok) {
+      return DevoErrorResponse(400, "headers must be [{\"name\": \"...\", \"value\": \"...\"}]");
+    }
+  }
   std::lock_guard<std::mutex> lock(mu_);
   behaviours_.push_back(std::move(rule));
   return Json(201, "{\"added\":true}");

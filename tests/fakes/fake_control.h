@@ -27,6 +27,8 @@ struct Behaviour {
   std::string body;  // sent instead of the answer's body when has_body
   bool has_content_type = false;
   std::string content_type;  // replaces the answer's Content-Type when has_content_type
+  HeaderList headers;        // added to the answer as given (repeats kept)
+  bool hold = false;         // the answer waits for POST /_fake/release (delay_ms is ignored)
 };
 
 class FakeState {
@@ -44,6 +46,7 @@ class FakeState {
   int64_t in_flight() const { return in_flight_.load(); }
 
   // Serves GET/DELETE /_fake/requests, POST/DELETE /_fake/behaviour, GET /_fake/stats.
+  // (POST /_fake/release, which sends held answers, is served by FakeServer.)
   FakeResponse HandleControl(const FakeRequest& request);
 
  private:

@@ -12,6 +12,8 @@
 #include <cctype>
 #include <chrono>
 #include <functional>
+#include <mutex>
+#include <vector>
 
 #include "tests/fakes/delay_queue.h"
 #include "tests/fakes/fake_control.h"
@@ -135,12 +137,27 @@ struct FakeServer::Impl {
   FakeDevin devin;
   FakeDevo devo;
   DelayQueue delays;
+  std::mutex held_mu;
+  std::vector<std::function<void()>> held;  // answers of `hold` rules, sent by /_fake/release
   std::unique_ptr<Pistache::Http::Endpoint> endpoint;
   bool running = false;
 };
 
 void FakeServer::Impl::Serve(FakeRequest request, std::shared_ptr<Http::ResponseWriter> writer,
                              bool head_only) {
+  if (request.path == "/_fake/release" && request.method == "POST") {
+    std::vector<std::function<void()>> answers;
+    {
+      std::lock_guard<std::mutex> lock(held_mu);
+      answers.swap(held);
+    }
+    for (auto& answer : answers) answer();
+    FakeResponse released;
+    released.headers.emplace_back("Content-Type", "application/json");
+    released.body = "{\"released\":" + std::to_string(answers.size()) + "}";
+    Send(*writer, released, head_only);
+    return;
+  }
   if (request.path.rfind("/_fake/", 0) == 0) {
     Send(*writer, state.HandleControl(request), head_only);
     return;
@@ -177,6 +194,15 @@ void FakeServer::Impl::Serve(FakeRequest request, std::shared_ptr<Http::Response
                 [](const auto& kv) { return strcasecmp(kv.first.c_str(), "Content-Type") == 0; }),
             h.end());
     h.emplace_back("Content-Type", rule.content_type);
+  }
+  for (const auto& header : rule.headers) response.headers.push_back(header);
+  if (rule.hold) {
+    std::lock_guard<std::mutex> lock(held_mu);
+    held.push_back([this, writer, response, head_only] {
+      state.RequestFinished();
+      Send(*writer, response, head_only);
+    });
+    return;
   }
   // in_flight drops before the answer is sent, so a client holding the answer sees it dropped.
   if (rule.delay_ms <= 0) {
@@ -334,6 +360,10 @@ void FakeServer::Shutdown() {
   if (!impl_ || !impl_->running) return;
   impl_->running = false;
   impl_->delays.Stop();
+  {
+    std::lock_guard<std::mutex> lock(impl_->held_mu);
+    impl_->held.clear();
+  }
   impl_->endpoint->shutdown();
 }
 

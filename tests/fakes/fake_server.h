@@ -3,8 +3,9 @@
 //
 // Every API request is recorded with its raw request head (query and headers byte for byte, in
 // order, repeats kept), then answered by its model, then changed by a behaviour rule (forced
-// status, Retry-After, replacement body or Content-Type) and, when a rule says so, answered later
-// from a timer thread so that no Pistache thread ever waits.
+// status, Retry-After, replacement body or Content-Type, extra headers) and, when a rule says
+// so, answered later: from a timer thread (a delay) or when a test posts /_fake/release (a
+// hold), so that no Pistache thread ever waits.
 //
 // Thread-safety: Start/port/Shutdown from one thread; the server runs on its own threads.
 #pragma once

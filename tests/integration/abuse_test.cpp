@@ -68,7 +68,13 @@ long RssKiB(pid_t pid) {
 }
 
 TEST_F(AbuseTest, AFloodWhileARequestIsAnsweredIsNotBuffered) {
-  fake_.SetBehaviour("/v3beta1/enterprise/self", 1500);
+  // The fake holds the call until the flood is written, however long that takes here (the
+  // gateway's 10 s upstream timeout is the only bound, far above a 64 MiB loopback write).
+  FakeBehaviour held;
+  held.prefix = "/v3beta1/enterprise/self";
+  held.hold = true;
+  held.times = 1;
+  fake_.SetBehaviour(held);
   int fd = ConnectLoopback(gateway_->listen_port());
   ASSERT_GE(fd, 0);
   std::string req =
@@ -81,6 +87,8 @@ TEST_F(AbuseTest, AFloodWhileARequestIsAnsweredIsNotBuffered) {
   std::string junk(1 << 20, 'j');
   for (int i = 0; i < 64; ++i) ASSERT_TRUE(WriteAll(fd, junk)) << i;
   long after = RssKiB(gateway_->pid());
+  EXPECT_EQ(fake_.Stats().in_flight, 1);  // the flood landed while the call was in flight
+  ASSERT_EQ(fake_.Release(), 1);
   // The call in flight is still answered, and then the connection is closed.
   std::string answer = ReadUntil(fd, "", 10000);
   close(fd);

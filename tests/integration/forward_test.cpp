@@ -205,34 +205,134 @@ TEST_F(ForwardTest, SecretsNeverReachTheCallerOrTheLogs) {
 }
 
 TEST_F(ForwardTest, HopByHopAndCallerControlledHeadersAreStripped) {
-  HeaderList h = {{"Connection", "keep-alive, X-Drop-Me"},
-                  {"X-Drop-Me", "1"},
-                  {"Keep-Alive", "timeout=5"},
-                  {"TE", "trailers"},
-                  {"Upgrade", "h2c"},
-                  {"Proxy-Authorization", "Basic eA=="},
-                  {"Cookie", "session=abc"},
-                  {"X-HTTP-Method-Override", "DELETE"},
-                  {"X-Method-Override", "DELETE"},
-                  {"X-Forwarded-For", "10.0.0.1"},
-                  {"X-Forwarded-Host", "evil"},
-                  {"standAloneToken", "caller-supplied"},
-                  {"X-Custom", "kept"}};
-  HttpResponse r = Call("GET", "/devo/v2/accounts/sampleAccount/tokens", kDataKey, "", h);
-  EXPECT_EQ(r.status, 200);
+  // Each of these could change what the upstream thinks the request is (method and path
+  // overrides), who sent it (forwarding claims), or carries the caller's credentials or
+  // connection-level state; none may reach the upstream.
+  const HeaderList stripped = {{"Forwarded", "for=10.0.0.1;host=evil.example;proto=https"},
+                               {"X-Forwarded-For", "10.0.0.1"},
+                               {"X-Forwarded-Host", "evil.example"},
+                               {"X-Forwarded-Proto", "https"},
+                               {"X-Forwarded-Prefix", "/admin"},
+                               {"X-Real-IP", "10.0.0.1"},
+                               {"X-HTTP-Method-Override", "DELETE"},
+                               {"X-HTTP-Method", "DELETE"},
+                               {"X-Method-Override", "DELETE"},
+                               {"X-Original-URL", "/v3beta1/enterprise/service-users"},
+                               {"X-Rewrite-URL", "/v3beta1/enterprise/service-users"},
+                               {"X-Override-URL", "/v3beta1/enterprise/service-users"},
+                               {"Cookie", "session=abc"},
+                               {"Proxy-Authorization", "Basic eA=="},
+                               {"Proxy-Connection", "keep-alive"},
+                               {"Keep-Alive", "timeout=5"},
+                               {"TE", "trailers"},
+                               {"Trailer", "X-Checksum"},
+                               {"Upgrade", "h2c"},
+                               // Named hop-by-hop by the caller's own Connection header.
+                               {"Connection", "X-Drop-Me, x-drop-me-too"},
+                               {"X-Drop-Me", "1"},
+                               {"X-Drop-Me-Too", "2"}};
+  HeaderList sent = stripped;
+  sent.emplace_back("standAloneToken", "caller-supplied");
+  sent.emplace_back("X-Custom", "kept");
+  HttpResponse r = Call("GET", "/devo/v2/accounts/sampleAccount/tokens", kDataKey, "", sent);
+  EXPECT_EQ(r.status, 200) << r.body;
   auto seen = fake_.WaitForRequests(1);
   ASSERT_EQ(seen.size(), 1u);
-  for (const char* gone :
-       {"X-Drop-Me", "Keep-Alive", "TE", "Upgrade", "Proxy-Authorization", "Cookie",
-        "X-HTTP-Method-Override", "X-Method-Override", "X-Forwarded-For", "X-Forwarded-Host"}) {
-    EXPECT_FALSE(seen[0].HasHeader(gone)) << gone;
+  for (const auto& [name, value] : stripped) {
+    EXPECT_FALSE(seen[0].HasHeader(name)) << name << ": " << seen[0].Header(name);
   }
+  // The caller's key goes nowhere: this upstream authenticates by its own header only.
+  EXPECT_FALSE(seen[0].HasHeader("Authorization"));
   EXPECT_EQ(seen[0].Header("standAloneToken"), fake_.options().devo_token);
   EXPECT_EQ(seen[0].HeaderCount("standAloneToken"), 1u);
   EXPECT_EQ(seen[0].Header("X-Custom"), "kept");
   EXPECT_EQ(seen[0].method, "GET");
+  EXPECT_EQ(seen[0].path, "/v2/accounts/sampleAccount/tokens");
   EXPECT_EQ(seen[0].Header("X-Request-Id"), r.Header("x-request-id"));
   EXPECT_EQ(seen[0].Header("Host"), fake_.base_url().substr(std::string("http://").size()));
+  ExpectCleanUpstreamRequest(seen[0]);
+}
+
+TEST_F(ForwardTest, ForgedSigningHeadersAreReplacedNotAdded) {
+  std::string body = R"({"query":"from siem.logtrust.web.activity select *","from":1700000000})";
+  HttpResponse r = Call("POST", "/devo-query/search/query", kDataKey, body,
+                        {{"x-logtrust-apikey", "forged-key"},
+                         {"X-Logtrust-Timestamp", "1"},
+                         {"x-logtrust-sign", "forged-sign"}});
+  EXPECT_EQ(r.status, 200) << r.body;  // the fake checks the signature
+  auto seen = fake_.WaitForRequests(1);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].HeaderCount("x-logtrust-apikey"), 1u);
+  EXPECT_EQ(seen[0].HeaderCount("x-logtrust-timestamp"), 1u);
+  EXPECT_EQ(seen[0].HeaderCount("x-logtrust-sign"), 1u);
+  EXPECT_EQ(seen[0].Header("x-logtrust-apikey"), fake_.options().devo_hmac_key);
+  EXPECT_FALSE(seen[0].HasHeader("Authorization"));
+}
+
+TEST_F(ForwardTest, HopByHopAndCookieResponseHeadersStopAtTheGateway) {
+  const HeaderList dropped = {{"Proxy-Authenticate", "Basic realm=\"inner\""},
+                              {"Proxy-Connection", "keep-alive"},
+                              {"Upgrade", "h2c"},
+                              {"TE", "trailers"},
+                              {"Trailer", "X-Checksum"},
+                              {"Keep-Alive", "timeout=5"},
+                              {"Set-Cookie", "upstream_session=inner-value"},
+                              {"X-Request-Id", "upstream-request-id"}};
+  FakeBehaviour extra;
+  extra.prefix = "/v3beta1/enterprise/self";
+  extra.headers = dropped;
+  extra.headers.emplace_back("X-Upstream-Extra", "kept");
+  fake_.SetBehaviour(extra);
+  // The fake does send them: asked directly, it answers with every one.
+  HttpResponse direct = Http("GET", fake_.base_url() + "/v3beta1/enterprise/self",
+                             {{"Authorization", "Bearer " + fake_.options().devin_token}});
+  ASSERT_EQ(direct.status, 200) << direct.body;
+  for (const auto& [name, value] : dropped) {
+    ASSERT_EQ(direct.Header(name), value) << name << " was not sent by the fake";
+  }
+  fake_.ClearRequests();
+
+  HttpResponse r = Call("GET", "/devin/v3beta1/enterprise/self");
+  EXPECT_EQ(r.status, 200) << r.body;
+  for (const auto& [name, value] : dropped) {
+    EXPECT_NE(r.Header(name), value) << name << " reached the caller";
+  }
+  EXPECT_FALSE(r.HasHeader("set-cookie"));
+  EXPECT_FALSE(r.HasHeader("proxy-authenticate"));
+  EXPECT_FALSE(r.HasHeader("upgrade"));
+  EXPECT_FALSE(r.HasHeader("trailer"));
+  EXPECT_FALSE(r.HasHeader("te"));
+  EXPECT_EQ(r.Header("X-Upstream-Extra"), "kept");
+  auto seen = fake_.WaitForRequests(1);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(r.Header("x-request-id"), seen[0].Header("X-Request-Id"));  // the gateway's own
+  EXPECT_EQ(r.HeaderCount("x-request-id"), 1u);
+}
+
+TEST_F(ForwardTest, RangeAndEncodingAreDroppedOnlyOnRedactedRoutes) {
+  // A byte range of a body could carry a secret the redactor cannot see, and a compressed body
+  // cannot be rewritten: on a route with `redact` the upstream is asked for the whole, plain
+  // body. Elsewhere they are the caller's business and pass unchanged.
+  gateway_.reset();
+  StartGateway(StandardConfig("", R"([
+        {"upstream": "devo", "methods": ["GET"], "path": "/v2/accounts/{account}/tokens",
+         "where": {"account": "caller.devo_accounts"}, "redact": ["/*/token"]},
+        {"upstream": "devin", "path": "/**"}])"));
+  const HeaderList partial = {
+      {"Range", "bytes=0-99"}, {"If-Range", "\"v1\""}, {"Accept-Encoding", "gzip, br"}};
+  HttpResponse redacted =
+      Call("GET", "/devo/v2/accounts/sampleAccount/tokens", kDataKey, "", partial);
+  EXPECT_EQ(redacted.status, 200) << redacted.body;
+  HttpResponse plain = Call("GET", "/devin/v3beta1/enterprise/self", kDataKey, "", partial);
+  EXPECT_EQ(plain.status, 200) << plain.body;
+  auto seen = fake_.WaitForRequests(2);
+  ASSERT_EQ(seen.size(), 2u);
+  ASSERT_EQ(seen[0].path, "/v2/accounts/sampleAccount/tokens");
+  for (const auto& [name, value] : partial) {
+    EXPECT_FALSE(seen[0].HasHeader(name)) << name << " reached the upstream on a redacted route";
+    EXPECT_EQ(seen[1].Header(name), value) << name << " was not forwarded on a plain route";
+    EXPECT_EQ(seen[1].HeaderCount(name), 1u) << name;
+  }
 }
 
 TEST_F(ForwardTest, RequestIdIsKeptWhenValidAndGeneratedOtherwise) {
@@ -391,6 +491,82 @@ TEST_F(ForwardTest, ARequestLongerThanPistacheHeaderTimeoutStillCompletes) {
   fake_.SetBehaviour("/v3beta1/enterprise/self", 1500);
   HttpResponse r = Call("GET", "/devin/v3beta1/enterprise/self");
   EXPECT_EQ(r.status, 200);
+}
+
+// The value of one series on the gateway's /metrics, or -1 when it is absent.
+double Metric(const GatewayProcess& g, const std::string& series) {
+  std::string text = Http("GET", g.admin_url() + "/metrics").body;
+  const std::string start = series + " ";
+  for (size_t p = 0; p < text.size();) {
+    size_t e = text.find('\n', p);
+    if (e == std::string::npos) e = text.size();
+    if (text.compare(p, start.size(), start) == 0) {
+      return std::strtod(text.substr(p + start.size(), e - p - start.size()).c_str(), nullptr);
+    }
+    p = e + 1;
+  }
+  return -1;
+}
+
+TEST_F(ForwardTest, AnUpstreamBodyOverMaxResponseBytesIs502AndCountedAsTooLarge) {
+  gateway_.reset();
+  StartGateway(StandardConfig(R"("max_response_bytes": 4096,)"));
+  FakeBehaviour big;
+  big.prefix = "/v3beta1/enterprise/self";
+  big.body = R"({"pad":")" + std::string(10000, 'x') + R"("})";
+  fake_.SetBehaviour(big);
+  HttpResponse r = Call("GET", "/devin/v3beta1/enterprise/self");
+  EXPECT_EQ(r.status, 502) << r.body.substr(0, 200);
+  Json j = Json::Parse(r.body);
+  EXPECT_EQ(j.String("/error/reason"), "upstream_unavailable") << r.body.substr(0, 200);
+  EXPECT_EQ(j.String("/error/message"), "upstream 'devin' is unavailable");
+  EXPECT_EQ(r.body.find("xxxx"), std::string::npos);
+  ASSERT_EQ(fake_.WaitForRequests(1).size(), 1u);  // the upstream did answer
+  // A body within the limit on the same gateway passes whole.
+  FakeBehaviour small = big;
+  small.prefix = "/v3beta1/enterprise/organizations";
+  small.body = R"({"pad":")" + std::string(3000, 'y') + R"("})";
+  fake_.SetBehaviour(small);
+  HttpResponse ok = Call("GET", "/devin/v3beta1/enterprise/organizations");
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(ok.body, small.body);
+
+  EXPECT_EQ(
+      Metric(*gateway_, R"(tollgate_upstream_errors_total{upstream="devin",kind="too_large"})"), 1);
+  EXPECT_EQ(Metric(*gateway_, R"(tollgate_upstream_errors_total{upstream="devin",kind="other"})"),
+            -1);
+  auto lines = gateway_->WaitForAuditLines(2);
+  ASSERT_EQ(lines.size(), 2u);
+  const Json& a = lines[0];
+  EXPECT_EQ(a.String("/request_id"), r.Header("x-request-id"));
+  EXPECT_EQ(a.String("/decision"), "error");
+  EXPECT_EQ(a.Int("/status"), 502);
+  EXPECT_EQ(a.String("/upstream"), "devin");
+  EXPECT_TRUE(a.IsNull("/upstream_status"));
+  EXPECT_EQ(a.String("/error"), "response body larger than 4096 bytes");
+  EXPECT_EQ(lines[1].Int("/status"), 200);
+}
+
+TEST_F(ForwardTest, AnUpstreamRetryAfterBeyondAnHourPausesTheUpstreamForAnHourAtMost) {
+  fake_.SetBehaviour("/v3beta1/enterprise/self", 0, 429, std::string("999999"), 1);
+  HttpResponse passed = Call("GET", "/devin/v3beta1/enterprise/self");
+  EXPECT_EQ(passed.status, 429);
+  EXPECT_EQ(Json::Parse(passed.body).Int("/status"), 429);  // the upstream's own answer
+  // The memory limiter starts the cooldown before the 429 is passed on, so the very next call
+  // meets it, whenever it comes: the gateway answers itself and names at most an hour.
+  HttpResponse local = Call("GET", "/devin/v3beta1/enterprise/organizations");
+  ASSERT_EQ(local.status, 429) << local.body;
+  Json j = Json::Parse(local.body);
+  EXPECT_EQ(j.String("/error/reason"), "rate_limited");
+  EXPECT_EQ(j.String("/error/bucket"), "upstream:devin");
+  int64_t retry_ms = j.Int("/error/retry_after_ms");
+  EXPECT_LE(retry_ms, 3600 * 1000);
+  EXPECT_GT(retry_ms, 3000 * 1000);  // an hour, less however long this test took
+  int64_t retry_after =
+      std::stoll(local.Header("retry-after").empty() ? "-1" : local.Header("retry-after"));
+  EXPECT_LE(retry_after, 3600);
+  EXPECT_GT(retry_after, 3000);
+  EXPECT_EQ(fake_.Requests().size(), 1u);  // the second call never left the gateway
 }
 
 }  // namespace

@@ -380,8 +380,13 @@ std::vector<RecordedRequest> FakeUpstream::WaitForRequests(size_t count,
 
 void FakeUpstream::SetBehaviour(const std::string& prefix, int delay_ms, int status,
                                 std::optional<std::string> retry_after, int times) const {
-  SetBehaviour(FakeBehaviour{prefix, delay_ms, status, std::move(retry_after), times, std::nullopt,
-                             std::nullopt});
+  FakeBehaviour behaviour;
+  behaviour.prefix = prefix;
+  behaviour.delay_ms = delay_ms;
+  behaviour.status = status;
+  behaviour.retry_after = std::move(retry_after);
+  behaviour.times = times;
+  SetBehaviour(behaviour);
 }
 
 void FakeUpstream::SetBehaviour(const FakeBehaviour& behaviour) const {
@@ -397,6 +402,17 @@ void FakeUpstream::SetBehaviour(const FakeBehaviour& behaviour) const {
   if (behaviour.times > 0) doc.AddMember("times", behaviour.times, a);
   if (behaviour.body) doc.AddMember("body", text(*behaviour.body), a);
   if (behaviour.content_type) doc.AddMember("content_type", text(*behaviour.content_type), a);
+  if (behaviour.hold) doc.AddMember("hold", true, a);
+  if (!behaviour.headers.empty()) {
+    rapidjson::Value headers(rapidjson::kArrayType);
+    for (const auto& [name, value] : behaviour.headers) {
+      rapidjson::Value header(rapidjson::kObjectType);
+      header.AddMember("name", text(name), a);
+      header.AddMember("value", text(value), a);
+      headers.PushBack(header, a);
+    }
+    doc.AddMember("headers", headers, a);
+  }
   HttpResponse r = Http("POST", base_url() + "/_fake/behaviour",
                         {{"Content-Type", "application/json"}}, JsonText(doc));
   if (r.status != 201) ADD_FAILURE() << "POST /_fake/behaviour failed: " << r.status << r.body;
@@ -405,6 +421,12 @@ void FakeUpstream::SetBehaviour(const FakeBehaviour& behaviour) const {
 void FakeUpstream::ClearBehaviour() const {
   HttpResponse r = Http("DELETE", base_url() + "/_fake/behaviour");
   if (r.status != 200) ADD_FAILURE() << "DELETE /_fake/behaviour failed: " << r.status;
+}
+
+int FakeUpstream::Release() const {
+  HttpResponse r = Http("POST", base_url() + "/_fake/release");
+  if (r.status != 200) ADD_FAILURE() << "POST /_fake/release failed: " << r.status << r.body;
+  return static_cast<int>(Json::Parse(r.body).Int("/released", -1));
 }
 
 FakeStats FakeUpstream::Stats() const {

@@ -143,6 +143,8 @@ struct FakeBehaviour {
   int times = -1;                           // -1: forever
   std::optional<std::string> body;          // sent instead of the answer's body
   std::optional<std::string> content_type;  // replaces the answer's Content-Type
+  HeaderList headers;                       // added to the answer as given (repeats kept)
+  bool hold = false;  // the answer waits for FakeUpstream::Release() (delay_ms is ignored)
 };
 
 // A request as the fake received it: path and raw query byte for byte, every header in order.
@@ -196,6 +198,8 @@ class FakeUpstream {
   // test can send e.g. a 200 text/html page or a 404 with its own body).
   void SetBehaviour(const FakeBehaviour& behaviour) const;
   void ClearBehaviour() const;
+  // Sends every answer a `hold` rule is keeping back; returns how many.
+  int Release() const;
   FakeStats Stats() const;
 
   int Stop();  // SIGTERM; returns the waitpid status (the destructor also stops it)

@@ -1,5 +1,6 @@
 // Unit tests for the pure parts of the gateway: the error envelope, request ids, the rate-limit
-// response fields, and caller authentication against a snapshot.
+// response fields, the reading of an upstream's Retry-After, and caller authentication against a
+// snapshot.
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
@@ -114,6 +115,71 @@ TEST(RateLimitHeaders, NothingWhenOnlyShadowBucketsApply) {
   HeaderList h;
   AddRateLimitHeaders(specs, levels, &h);
   EXPECT_TRUE(h.empty());
+}
+
+// 2026-01-01T00:00:00Z, a Thursday: the HTTP-date cases are relative to it.
+std::chrono::system_clock::time_point NewYear2026() {
+  return std::chrono::system_clock::from_time_t(1767225600);
+}
+
+int64_t RetryAfter(const std::string& value) {
+  return ParseRetryAfterSeconds(&value, NewYear2026());
+}
+
+TEST(ParseRetryAfterSeconds, AbsentOrEmptyIsOneSecond) {
+  EXPECT_EQ(ParseRetryAfterSeconds(nullptr, NewYear2026()), 1);
+  EXPECT_EQ(RetryAfter(""), 1);
+}
+
+TEST(ParseRetryAfterSeconds, DeltaSecondsWithinOneSecondToOneHour) {
+  EXPECT_EQ(RetryAfter("1"), 1);
+  EXPECT_EQ(RetryAfter("120"), 120);
+  EXPECT_EQ(RetryAfter("0120"), 120);
+  EXPECT_EQ(RetryAfter("0"), 1);  // "now" still cools the upstream for the minimum
+  EXPECT_EQ(RetryAfter("3599"), 3599);
+  EXPECT_EQ(RetryAfter("3600"), kMaxUpstreamCooldownSeconds);
+  EXPECT_EQ(kMaxUpstreamCooldownSeconds, 3600);
+}
+
+TEST(ParseRetryAfterSeconds, AHostileValueIsCappedAtOneHour) {
+  EXPECT_EQ(RetryAfter("3601"), 3600);
+  EXPECT_EQ(RetryAfter("999999"), 3600);
+  EXPECT_EQ(RetryAfter("31536000"), 3600);  // a year
+  // Past the range of long long (strtoll's ERANGE): still the cap, not an overflowed value.
+  EXPECT_EQ(RetryAfter("123456789012345678901234567890"), 3600);
+  EXPECT_EQ(RetryAfter("999999999999999999999999999999"), 3600);
+}
+
+TEST(ParseRetryAfterSeconds, NegativeAndGarbageAreOneSecond) {
+  EXPECT_EQ(RetryAfter("-5"), 1);
+  EXPECT_EQ(RetryAfter("-123456789012345678901234567890"), 1);
+  EXPECT_EQ(RetryAfter("+5"), 1);
+  EXPECT_EQ(RetryAfter("soon"), 1);
+  EXPECT_EQ(RetryAfter("12abc"), 1);
+  EXPECT_EQ(RetryAfter("1.5"), 1);
+  EXPECT_EQ(RetryAfter("0x10"), 1);
+  EXPECT_EQ(RetryAfter("Thu, 01 Jan 2026 00:02:00 GMT trailing"), 1);
+  EXPECT_EQ(RetryAfter("Thu, 32 Jan 2026 00:02:00 GMT"), 1);
+}
+
+TEST(ParseRetryAfterSeconds, HttpDateInTheFutureIsTheSecondsUntilIt) {
+  EXPECT_EQ(RetryAfter("Thu, 01 Jan 2026 00:02:00 GMT"), 120);
+  EXPECT_EQ(RetryAfter("Thu, 01 Jan 2026 00:00:01 GMT"), 1);
+  EXPECT_EQ(RetryAfter("Thu, 01 Jan 2026 00:59:59 GMT"), 3599);
+  // The obsolete forms a recipient must also accept (RFC 9110 5.6.7).
+  EXPECT_EQ(RetryAfter("Thursday, 01-Jan-26 00:02:00 GMT"), 120);
+  EXPECT_EQ(RetryAfter("Thu Jan  1 00:02:00 2026"), 120);
+}
+
+TEST(ParseRetryAfterSeconds, HttpDateFarAheadIsCapped) {
+  EXPECT_EQ(RetryAfter("Thu, 01 Jan 2026 01:00:01 GMT"), 3600);
+  EXPECT_EQ(RetryAfter("Fri, 01 Jan 2027 00:00:00 GMT"), 3600);
+}
+
+TEST(ParseRetryAfterSeconds, HttpDateNowOrInThePastIsOneSecond) {
+  EXPECT_EQ(RetryAfter("Thu, 01 Jan 2026 00:00:00 GMT"), 1);
+  EXPECT_EQ(RetryAfter("Wed, 31 Dec 2025 23:00:00 GMT"), 1);
+  EXPECT_EQ(RetryAfter("Sun, 06 Nov 1994 08:49:37 GMT"), 1);
 }
 
 std::shared_ptr<const Snapshot> MakeSnapshot() {

@@ -53,6 +53,37 @@ TEST(InjectUpstreamAuthTest, NamedHeader) {
   EXPECT_EQ(headers, expected);
 }
 
+TEST(InjectUpstreamAuthTest, NamedHeaderReplacesACallerCopyOfACustomName) {
+  // FilterRequestHeaders knows Devo's header names, not every upstream's: the injection itself
+  // must remove a caller-supplied copy, whatever its case, so the upstream sees one credential.
+  config::UpstreamAuth auth;
+  auth.type = config::AuthType::kHeader;
+  auth.header = "X-Api-Token";
+  auth.secret = "real-token";
+  HeaderList headers = {{"x-api-token", "forged"}, {"Accept", "*/*"}, {"X-API-TOKEN", "again"}};
+  InjectUpstreamAuth(auth, "", 0, &headers);
+  HeaderList expected = {{"Accept", "*/*"}, {"X-Api-Token", "real-token"}};
+  EXPECT_EQ(headers, expected);
+}
+
+TEST(InjectUpstreamAuthTest, DevoHmacReplacesEveryForgedSigningHeader) {
+  config::UpstreamAuth auth;
+  auth.type = config::AuthType::kDevoHmac;
+  auth.key = "myApiKey";
+  auth.secret = "mySecret";
+  HeaderList headers = {{"X-Logtrust-Apikey", "forged-key"},
+                        {"x-logtrust-timestamp", "1"},
+                        {"X-LOGTRUST-SIGN", "forged"},
+                        {"Accept", "*/*"}};
+  InjectUpstreamAuth(auth, "", 1700000000000, &headers);
+  HeaderList expected = {
+      {"Accept", "*/*"},
+      {"x-logtrust-apikey", "myApiKey"},
+      {"x-logtrust-timestamp", "1700000000000"},
+      {"x-logtrust-sign", "209ea601e2bc8a139acbbe3501361b5f2e3fbb1af8076aec0d329288ecd3f9db"}};
+  EXPECT_EQ(headers, expected);
+}
+
 TEST(InjectUpstreamAuthTest, DevoHmacSignsKeyBodyTimestamp) {
   config::UpstreamAuth auth;
   auth.type = config::AuthType::kDevoHmac;

@@ -127,6 +127,49 @@ TEST(FilterResponseHeadersTest, DropsHopByHopSetCookieAndLength) {
   EXPECT_EQ(FilterResponseHeaders(in, "https://api.devin.ai", "devin"), expected);
 }
 
+class ResponseHeaderTableTest : public ::testing::TestWithParam<DropCase> {};
+
+TEST_P(ResponseHeaderTableTest, PassesOnlySafeHeaders) {
+  const DropCase& c = GetParam();
+  HeaderList in = {{"Content-Type", "application/json"}, {c.name, "v"}};
+  HeaderList out = FilterResponseHeaders(in, "https://api.devin.ai", "devin");
+  EXPECT_EQ(Contains(out, c.name), c.forwarded) << c.name;
+  EXPECT_TRUE(Contains(out, "Content-Type"));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, ResponseHeaderTableTest,
+    ::testing::Values(
+        // hop-by-hop (RFC 9110 7.6.1) and the proxy hop's own fields
+        DropCase{"Connection", false}, DropCase{"Keep-Alive", false}, DropCase{"TE", false},
+        DropCase{"te", false}, DropCase{"Trailer", false}, DropCase{"Trailers", false},
+        DropCase{"Transfer-Encoding", false}, DropCase{"Upgrade", false},
+        DropCase{"UPGRADE", false}, DropCase{"Proxy-Authenticate", false},
+        DropCase{"proxy-authenticate", false}, DropCase{"Proxy-Authentication-Info", false},
+        DropCase{"Proxy-Connection", false}, DropCase{"Proxy-Status", false},
+        // the upstream's cookies are its business with the gateway, not with the caller
+        DropCase{"Set-Cookie", false}, DropCase{"set-cookie", false},
+        // the gateway's own
+        DropCase{"Content-Length", false}, DropCase{"X-Request-Id", false},
+        // end-to-end fields pass
+        DropCase{"Cache-Control", true}, DropCase{"ETag", true}, DropCase{"Vary", true},
+        DropCase{"Content-Encoding", true}, DropCase{"Retry-After", true},
+        DropCase{"WWW-Authenticate", true}, DropCase{"x-devo-cid", true},
+        DropCase{"RateLimit-Remaining", true}, DropCase{"X-Proxy-Hint", true}));
+
+TEST(FilterResponseHeadersTest, DropsWhatEveryUpstreamConnectionHeaderNames) {
+  HeaderList in = {{"Connection", "X-A"},
+                   {"connection", " x-b ,\tKeep-Alive,"},
+                   {"x-a", "1"},
+                   {"X-B", "2"},
+                   {"X-C", "3"},
+                   {"Content-Type", "application/json"},
+                   {"X-A-Longer", "not named"}};
+  HeaderList expected = {
+      {"X-C", "3"}, {"Content-Type", "application/json"}, {"X-A-Longer", "not named"}};
+  EXPECT_EQ(FilterResponseHeaders(in, "https://api.devin.ai", "devin"), expected);
+}
+
 TEST(FilterResponseHeadersTest, RewritesLocation) {
   HeaderList in = {{"location", "https://api.devin.ai/v3/sessions/1"},
                    {"Location", "/v3beta1/x?y=1"}};
