@@ -249,7 +249,7 @@ std::string Metrics::Render(const MetricsSnapshot& g) const {
   RenderCounters(&out, "tollgate_upstream_responses_total",
                  "Responses received from upstreams, by status class.", *upstream_responses_);
   RenderCounters(&out, "tollgate_upstream_errors_total",
-                 "Upstream calls that got no response (timeout, connect, other).",
+                 "Upstream calls that got no usable response (timeout, connect, too_large, other).",
                  *upstream_errors_);
   RenderCounters(&out, "tollgate_ratelimit_decisions_total",
                  "Token-bucket decisions, by bucket and result.", *limit_decisions_);

@@ -52,7 +52,7 @@ class Metrics {
                      double latency_seconds);
   // One call per upstream response received (any status).
   void RecordUpstream(std::string_view upstream, int status, double seconds);
-  // `kind`: "timeout", "connect" or "other".
+  // `kind`: "timeout", "connect", "too_large" (over max_response_bytes) or "other".
   void RecordUpstreamError(std::string_view upstream, std::string_view kind);
   // `result`: "allowed", "limited" or "would_limit".
   void RecordLimit(std::string_view bucket, std::string_view result);
