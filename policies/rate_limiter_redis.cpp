@@ -244,7 +244,10 @@ class RedisLimiter : public RateLimiter {
     }
     if (!noscript.empty()) {
       RedisReplyPtr loaded = connection.Command({"SCRIPT", "LOAD", kTokenBucketScript});
-      if (loaded == nullptr) {
+      // An error reply (NOPERM for a user without SCRIPT, OOM, a read-only replica) leaves the
+      // script unknown: retrying EVALSHA would only be answered NOSCRIPT again. It is a failure
+      // of this Redis, counted towards the breaker like a lost connection, not a reload.
+      if (loaded == nullptr || loaded->type == REDIS_REPLY_ERROR) {
         FailUnanswered(live);
         return;
       }
