@@ -190,6 +190,7 @@ class RedisLimiter : public RateLimiter {
     breaker_open_ = false;
     probe_in_flight_ = false;
     backoff_ = kFirstBackoff;
+    stats_.breaker_backoff_ms.store(0);
     ready_.store(true);
   }
 
@@ -206,6 +207,7 @@ class RedisLimiter : public RateLimiter {
       backoff_ = kFirstBackoff;
       open_until_ = Clock::now() + backoff_;
     }
+    stats_.breaker_backoff_ms.store(breaker_open_ ? backoff_.count() : 0);
     ready_.store(!(breaker_open_ && config_.on_error == config::RedisOnError::kDeny));
   }
 
