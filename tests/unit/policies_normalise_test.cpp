@@ -121,6 +121,9 @@ const BadTarget kBadTargets[] = {
     {"/a/%F1%80%80%C0", "UTF-8"},
     {"/a/%F1%80%80", "UTF-8"},
     {"/a/%C2%41", "UTF-8"},
+    // A raw byte cannot sit inside an encoded sequence, even when the sequence then completes.
+    {"/a/%C3a%A9", "UTF-8"},
+    {"/a/%E2%82/%AC", "UTF-8"},
     // Empty segments and trailing slash.
     {"//a", "empty path segment"},
     {"/a//b", "empty path segment"},
