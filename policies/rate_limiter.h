@@ -66,6 +66,8 @@ struct LimiterStats {
   std::atomic<uint64_t> breaker_skips{
       0};  // decisions that skipped Redis while the breaker was open
   std::atomic<uint64_t> script_reloads{0};  // NOSCRIPT answered by reloading the script
+  // How long the open circuit breaker skips Redis before its next probe; 0 while it is closed.
+  std::atomic<int64_t> breaker_backoff_ms{0};
 };
 
 class RateLimiter {

@@ -190,6 +190,7 @@ class RedisLimiter : public RateLimiter {
     breaker_open_ = false;
     probe_in_flight_ = false;
     backoff_ = kFirstBackoff;
+    stats_.breaker_backoff_ms.store(0);
     ready_.store(true);
   }
 
@@ -206,6 +207,7 @@ class RedisLimiter : public RateLimiter {
       backoff_ = kFirstBackoff;
       open_until_ = Clock::now() + backoff_;
     }
+    stats_.breaker_backoff_ms.store(breaker_open_ ? backoff_.count() : 0);
     ready_.store(!(breaker_open_ && config_.on_error == config::RedisOnError::kDeny));
   }
 
@@ -244,7 +246,10 @@ class RedisLimiter : public RateLimiter {
     }
     if (!noscript.empty()) {
       RedisReplyPtr loaded = connection.Command({"SCRIPT", "LOAD", kTokenBucketScript});
-      if (loaded == nullptr) {
+      // An error reply (NOPERM for a user without SCRIPT, OOM, a read-only replica) leaves the
+      // script unknown: retrying EVALSHA would only be answered NOSCRIPT again. It is a failure
+      // of this Redis, counted towards the breaker like a lost connection, not a reload.
+      if (loaded == nullptr || loaded->type == REDIS_REPLY_ERROR) {
         FailUnanswered(live);
         return;
       }

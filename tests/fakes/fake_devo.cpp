@@ -102,9 +102,11 @@ FakeResponse FakeDevo::Tokens(const FakeRequest& request, const std::vector<std:
   std::vector<Token>& tokens = AccountLocked(account);
   if (s.size() == 4) {
     if (m == "GET") {
+      // Like the real tokens API, the list carries every token's value: a gateway route that
+      // shows lists to callers must redact "/*/token".
       std::string body = "[";
       for (size_t i = 0; i < tokens.size(); ++i) {
-        body += (i ? "," : "") + TokenJson(account, tokens[i], false);
+        body += (i ? "," : "") + TokenJson(account, tokens[i], true);
       }
       return Json(200, body + "]");
     }

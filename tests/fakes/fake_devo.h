@@ -1,6 +1,6 @@
 // A small in-memory model of two Devo APIs:
-// - tokens API v2 under /v2/accounts/{account}/tokens (list without token values, get with the
-//   value, create -> 201 + absolute Location, enable, disable, rename, delete), authenticated by
+// - tokens API v2 under /v2/accounts/{account}/tokens (list and get with the token values,
+//   create -> 201 + absolute Location, enable, disable, rename, delete), authenticated by
 //   `standAloneToken: <token>` or `Authorization: Bearer <token>`;
 // - the query API, POST /search/query, authenticated by the HMAC headers x-logtrust-apikey,
 //   x-logtrust-timestamp and x-logtrust-sign = hex HMAC-SHA256(secret, apikey + body + timestamp).

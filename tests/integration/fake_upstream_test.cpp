@@ -170,14 +170,21 @@ TEST_F(FakeUpstreamTest, DevoTokenLifecycleWithAbsoluteLocation) {
   std::string id = Json::Parse(created.body).String("/id");
   EXPECT_EQ(created.Header("Location"), fake_.base_url() + "/v2/accounts/acme/tokens/" + id);
 
+  // The list carries every token's value, like the real API: the same value a get answers.
   HttpResponse list = Http("GET", Url("/v2/accounts/acme/tokens"), DevoAuth());
   Json items = Json::Parse(list.body);
   ASSERT_GE(items.Size(""), 3u);
   for (size_t i = 0; i < items.Size(""); ++i) {
-    EXPECT_FALSE(items.Has("/" + std::to_string(i) + "/token")) << list.body;
+    const std::string at = "/" + std::to_string(i);
+    const std::string value = items.String(at + "/token");
+    EXPECT_EQ(value.rfind("devo-value-", 0), 0u) << list.body;
+    HttpResponse single =
+        Http("GET", Url("/v2/accounts/acme/tokens/" + items.String(at + "/id")), DevoAuth());
+    EXPECT_EQ(Json::Parse(single.body).String("/token"), value) << single.body;
   }
   std::string one = "/v2/accounts/acme/tokens/" + id;
-  EXPECT_FALSE(Json::Parse(Http("GET", Url(one), DevoAuth()).body).String("/token").empty());
+  EXPECT_EQ(Json::Parse(Http("GET", Url(one), DevoAuth()).body).String("/token"),
+            Json::Parse(created.body).String("/token"));
 
   HttpResponse disabled = Http("POST", Url(one + "/disable"), DevoAuth());
   EXPECT_FALSE(Json::Parse(disabled.body).Bool("/enabled", true));

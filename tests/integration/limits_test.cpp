@@ -12,7 +12,6 @@
 
 #include <cmath>
 #include <functional>
-#include <iostream>
 #include <optional>
 #include <thread>
 
@@ -121,6 +120,38 @@ std::optional<std::string> RedisCall(int port, const std::vector<std::string>& a
     }
     freeReplyObject(reply);
   }
+  redisFree(c);
+  return out;
+}
+
+// Makes Redis log every command it runs in its slow log (read back by LoggedCommands).
+bool LogEveryRedisCommand(int port) {
+  return RedisCall(port, {"CONFIG", "SET", "slowlog-max-len", "100000"}) == "OK" &&
+         RedisCall(port, {"CONFIG", "SET", "slowlog-log-slower-than", "0"}) == "OK";
+}
+
+// Every command in Redis's slow log, oldest first, as its arguments.
+std::vector<std::vector<std::string>> LoggedCommands(int port) {
+  std::vector<std::vector<std::string>> out;
+  redisContext* c = redisConnect("127.0.0.1", port);
+  if (c == nullptr || c->err) {
+    if (c) redisFree(c);
+    return out;
+  }
+  auto* reply = static_cast<redisReply*>(redisCommand(c, "SLOWLOG GET -1"));
+  if (reply != nullptr && reply->type == REDIS_REPLY_ARRAY) {
+    for (size_t i = reply->elements; i-- > 0;) {
+      const redisReply* entry = reply->element[i];
+      if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 4) continue;
+      const redisReply* args = entry->element[3];
+      std::vector<std::string> command;
+      for (size_t a = 0; a < args->elements; ++a) {
+        command.emplace_back(args->element[a]->str, args->element[a]->len);
+      }
+      out.push_back(std::move(command));
+    }
+  }
+  if (reply != nullptr) freeReplyObject(reply);
   redisFree(c);
   return out;
 }
@@ -418,6 +449,18 @@ TEST_F(LimitTest, RateLimitHeadersDescribeTheTightestBucket) {
   EXPECT_FALSE(health.HasHeader("ratelimit-policy"));
 }
 
+// Without the breaker every one of `requests` would try Redis (and wait timeout_ms for a silent
+// one). With it, three failures open it and only probes try again, one per back-off (250 ms
+// doubling to 5 s): even a run stretched to a minute by a busy machine makes about a dozen.
+void ExpectTheBreakerSparedMostRequests(const GatewayProcess& g, int requests) {
+  const double errors = Metric(g, "tollgate_redis_errors_total");
+  const double skips = Metric(g, "tollgate_redis_breaker_skips_total");
+  EXPECT_GE(errors, 3);
+  EXPECT_LE(errors, 30);
+  EXPECT_GE(skips, requests - 30);
+  EXPECT_LE(skips, requests - 3);
+}
+
 TEST_F(LimitTest, DeadRedisFallsBackToLocalBucketsWithoutWaitingOnEveryRequest) {
   redis_.Stop();
   LimitConfig c;
@@ -426,15 +469,11 @@ TEST_F(LimitTest, DeadRedisFallsBackToLocalBucketsWithoutWaitingOnEveryRequest) 
   auto g = StartGateway(c);
   ASSERT_TRUE(g->started());
   std::vector<HttpResponse> responses;
-  auto start = Clock::now();
   for (int i = 0; i < 100; ++i) responses.push_back(Get(*g, kSelf));
-  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  std::cout << "[   INFO   ] 100 requests with Redis dead: " << seconds << " s\n";
-  EXPECT_LT(seconds, 10.0);                    // generous: 100 x timeout_ms would be 20 s
   EXPECT_EQ(CountStatus(responses, 200), 5u);  // the local bucket is exact too
   EXPECT_EQ(CountStatus(responses, 429), 95u);
-  EXPECT_GT(Metric(*g, "tollgate_redis_breaker_skips_total"), 0);
-  EXPECT_GT(Metric(*g, "tollgate_ratelimit_fallbacks_total"), 0);
+  ExpectTheBreakerSparedMostRequests(*g, 100);
+  EXPECT_EQ(Metric(*g, "tollgate_ratelimit_fallbacks_total"), 100);
   auto lines = g->WaitForAuditLines(100);
   ASSERT_EQ(lines.size(), 100u);
   EXPECT_TRUE(lines.back().Bool("/limiter_fallback"));
@@ -474,15 +513,11 @@ TEST_F(LimitTest, ARedisThatNeverAnswersCostsTheTimeoutOnlyUntilTheBreakerOpens)
   auto g = StartGateway(c);
   ASSERT_TRUE(g->started());
   std::vector<HttpResponse> responses;
-  auto start = Clock::now();
   for (int i = 0; i < 100; ++i) responses.push_back(Get(*g, kSelf));
-  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  std::cout << "[   INFO   ] 100 requests with Redis silent: " << seconds << " s\n";
-  EXPECT_LT(seconds, 10.0);
   EXPECT_EQ(CountStatus(responses, 200) + CountStatus(responses, 429), 100u);
   EXPECT_EQ(CountStatus(responses, 200), 5u);
-  EXPECT_GT(Metric(*g, "tollgate_redis_breaker_skips_total"), 0);
-  EXPECT_GT(Metric(*g, "tollgate_ratelimit_fallbacks_total"), 0);
+  ExpectTheBreakerSparedMostRequests(*g, 100);
+  EXPECT_EQ(Metric(*g, "tollgate_ratelimit_fallbacks_total"), 100);
 }
 
 TEST_F(LimitTest, RedisKilledMidRunWithLocalFallbackKeepsServingAndIsUsedAgainAfterARestart) {
@@ -563,22 +598,30 @@ TEST_F(LimitTest, AnUpstream429PausesThatUpstreamForEveryReplica) {
   auto a = StartGateway(c);
   auto b = StartGateway(c);
   ASSERT_TRUE(a->started() && b->started());
-  fake_.SetBehaviour(prefix, 0, 429, "2", 1);
+  // A minute: every call below lands inside it, however busy the machine.
+  fake_.SetBehaviour(prefix, 0, 429, "60", 1);
 
   HttpResponse upstream429 = Get(*a, kSelf);
   ASSERT_EQ(upstream429.status, 429);
-  EXPECT_EQ(upstream429.Header("retry-after"), "2");
+  EXPECT_EQ(upstream429.Header("retry-after"), "60");
   EXPECT_FALSE(Json::Parse(upstream429.body).Has("/error/reason")) << "passed through untouched";
   // The cooldown is written to Redis next to answering; wait for it rather than race it.
   ASSERT_TRUE(WaitUntil([&] {
     return RedisCall(redis_.port(), {"EXISTS", "tollgate:cooldown:devin"}) == "1";
   }));
 
+  // Held by Redis for the upstream's Retry-After, so it ends by itself.
+  const auto pttl = RedisCall(redis_.port(), {"PTTL", "tollgate:cooldown:devin"});
+  ASSERT_TRUE(pttl.has_value());
+  EXPECT_GT(std::stoll(*pttl), 0);
+  EXPECT_LE(std::stoll(*pttl), 60000);
+
   for (const GatewayProcess* g : {b.get(), a.get()}) {
     for (const std::string& key : {kDataKey, kOpsKey}) {
       HttpResponse local = Get(*g, kSelf, key);
       ExpectLocal429(local, "upstream:devin");
-      EXPECT_LE(std::stoll(local.Header("retry-after")), 2);
+      EXPECT_LE(std::stoll(local.Header("retry-after")), 60);
+      EXPECT_LE(Json::Parse(local.body).Int("/error/retry_after_ms"), 60000);
     }
   }
   ExpectLocal429(Get(*b, kOrganizations), "upstream:devin");  // the whole upstream pauses
@@ -586,7 +629,8 @@ TEST_F(LimitTest, AnUpstream429PausesThatUpstreamForEveryReplica) {
   EXPECT_EQ(fake_.Stats().requests, 1);
   EXPECT_EQ(Metric(*a, R"(tollgate_upstream_cooldowns_total{upstream="devin"})"), 1);
 
-  // After the cooldown both replicas forward again.
+  // When Redis lets the cooldown lapse (brought forward here), both replicas forward again.
+  ASSERT_EQ(RedisCall(redis_.port(), {"PEXPIRE", "tollgate:cooldown:devin", "1"}), "1");
   EXPECT_TRUE(WaitUntil([&] { return Get(*b, kSelf).status == 200; }));
   EXPECT_EQ(Get(*a, kSelf).status, 200);
 }
@@ -597,17 +641,28 @@ TEST_F(LimitTest, AnUpstream429WithoutRetryAfterCoolsForOneSecond) {
   c.redis = RedisMember("local");
   auto g = StartGateway(c);
   ASSERT_TRUE(g->started());
+  ASSERT_TRUE(LogEveryRedisCommand(redis_.port()));
   fake_.SetBehaviour(prefix, 0, 429, std::nullopt, 1);
   HttpResponse upstream429 = Get(*g, kSelf);
   ASSERT_EQ(upstream429.status, 429);
   EXPECT_EQ(upstream429.Header("retry-after"), "1");  // added by the gateway
-  // The very next call (milliseconds later) finds the 1 s cooldown running.
-  HttpResponse local = Get(*g, kSelf);
-  ExpectLocal429(local, "upstream:devin");
-  EXPECT_EQ(local.Header("retry-after"), "1");
-  EXPECT_LE(Json::Parse(local.body).Int("/error/retry_after_ms"), 1000);
+  // A call that must land inside one second would be a race on a busy machine: what the gateway
+  // asked Redis for is checked instead (a cooldown key living 1000 ms).
+  std::vector<std::string> set;
+  ASSERT_TRUE(WaitUntil([&] {
+    for (const auto& command : LoggedCommands(redis_.port())) {
+      if (command.size() >= 2 && command[0] == "SET" && command[1] == "tollgate:cooldown:devin") {
+        set = command;
+      }
+    }
+    return !set.empty();
+  }));
+  EXPECT_EQ(set,
+            (std::vector<std::string>{"SET", "tollgate:cooldown:devin", "1", "PX", "1000", "NX"}));
   EXPECT_EQ(UpstreamCallsUnder(prefix), 1u);
+  // And it ends by itself: the upstream is called again (a deadline, not a window).
   EXPECT_TRUE(WaitUntil([&] { return Get(*g, kSelf).status == 200; }));
+  EXPECT_EQ(UpstreamCallsUnder(prefix), 2u);
 }
 
 TEST_F(LimitTest, TheMemoryLimiterEnforcesTheBurstExactly) {

@@ -123,6 +123,16 @@ std::vector<Case> Cases() {
         {100000, 1, Status::kAllowed, {0}},
         {250000, 1, Status::kAllowed, {0.5}},
         {10 * kSecond, 0, Status::kAllowed, {10}}}},
+      // 3 a second does not divide a token: 333333.3 µs each. The refill must stop at the
+      // burst exactly when the time to full (rounded up) has passed, and not a unit above it.
+      {"refill_stops_at_the_burst_when_the_rate_does_not_divide_it",
+       {Bucket("a", 3, 1, 1)},
+       {{0, 1, Status::kAllowed, {0}},
+        {0, 1, Status::kLimited, {0}, 333334},
+        {333333, 0, Status::kAllowed, {0.999999}},
+        {333333, 1, Status::kLimited, {0.999999}, 1},
+        {333334, 0, Status::kAllowed, {1}},
+        {333334, 1, Status::kAllowed, {0}}}},
       {"burst_defaults_to_rate_and_caps_refill",
        {Bucket("a", 3, 60)},
        {{0, 3, Status::kAllowed, {0}},

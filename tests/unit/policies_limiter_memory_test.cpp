@@ -19,8 +19,9 @@ using Outcome = LimitDecision::Outcome;
 constexpr int64_t kSecond = 1000000;
 
 BucketSpec Bucket(const std::string& name, uint64_t tokens, uint64_t period, uint64_t burst = 0,
-                  bool shadow = false) {
+                  bool shadow = false, uint64_t cost = 1) {
   BucketSpec spec;
+  spec.cost = cost;
   spec.key = "bucket:" + name + ":_shared";
   spec.name = name;
   spec.rate = config::Rate{tokens, period};
@@ -90,6 +91,22 @@ TEST_F(MemoryLimiterTest, RejectedRequestTakesNothingFromAnyBucket) {
   EXPECT_EQ(limited.limited_by, "narrow");
   EXPECT_DOUBLE_EQ(limited.levels[0].remaining, 9);
   EXPECT_DOUBLE_EQ(PeekNow(limiter_, {wide}).levels[0].remaining, 9);
+}
+
+TEST_F(MemoryLimiterTest, CostIsTakenFromEveryBucketOrFromNone) {
+  const auto wide = Bucket("wide", 1, 86400, 10, false, 4);
+  const auto narrow = Bucket("narrow", 1, 86400, 6, false, 4);
+  const LimitDecision first = AcquireNow(limiter_, Request({wide, narrow}));
+  ASSERT_EQ(first.outcome, Outcome::kAllowed);
+  EXPECT_DOUBLE_EQ(first.levels[0].remaining, 6);
+  EXPECT_DOUBLE_EQ(first.levels[1].remaining, 2);
+  const LimitDecision second = AcquireNow(limiter_, Request({wide, narrow}));
+  EXPECT_EQ(second.outcome, Outcome::kLimited);
+  EXPECT_EQ(second.limited_by, "narrow");
+  EXPECT_DOUBLE_EQ(second.retry_after_seconds, 2 * 86400);  // two tokens of one a day
+  EXPECT_DOUBLE_EQ(PeekNow(limiter_, {wide}).levels[0].remaining, 6);
+  EXPECT_EQ(AcquireNow(limiter_, Request({wide})).outcome, Outcome::kAllowed);
+  EXPECT_EQ(AcquireNow(limiter_, Request({wide})).outcome, Outcome::kLimited);
 }
 
 TEST_F(MemoryLimiterTest, ShadowBucketReportsWouldLimitButAllows) {

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdlib>
 #include <future>
 #include <memory>
@@ -75,6 +76,17 @@ LimitDecision PeekSync(RateLimiter& limiter, std::vector<BucketSpec> buckets) {
   return future.get();
 }
 
+// Polls `probe` until it holds, for at most `limit` (a deadline, not an assertion on time).
+template <typename Probe>
+bool Eventually(Probe probe, milliseconds limit = milliseconds(20000)) {
+  const auto deadline = steady_clock::now() + limit;
+  while (steady_clock::now() < deadline) {
+    if (probe()) return true;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return false;
+}
+
 // A plain hiredis context for looking at what the limiter left in Redis.
 class Inspector {
  public:
@@ -114,7 +126,7 @@ class ScriptedRedis {
   enum class Action {
     kNoScript,  // -NOSCRIPT
     kOk,        // +OK (what SCRIPT LOAD needs: any non-error reply)
-    kHeld,      // -ERR, but only once Release() was called
+    kHeld,      // -ERR, but only once Release() was called (each kHeld takes one Release())
     kHangUp,    // FIN without a reply (the replies before it still arrive)
     kSilent,    // no reply ever: the client times out
   };
@@ -138,7 +150,7 @@ class ScriptedRedis {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stopping_ = true;
-      released_ = true;
+      releases_ = SIZE_MAX;
       if (conn_fd_ >= 0) shutdown(conn_fd_, SHUT_RDWR);
     }
     cv_.notify_all();
@@ -149,23 +161,30 @@ class ScriptedRedis {
 
   int port() const { return port_; }
 
+  // Lets the oldest held reply (or the next one to be held) go.
   void Release() {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      released_ = true;
+      if (releases_ != SIZE_MAX) ++releases_;
     }
     cv_.notify_all();
   }
 
   // True once `count` commands arrived (false after a generous deadline).
-  bool WaitForCommands(size_t count) {
+  bool WaitForCommands(size_t count, std::chrono::seconds limit = std::chrono::seconds(30)) {
     std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, std::chrono::seconds(30), [&] { return names_.size() >= count; });
+    return cv_.wait_for(lock, limit, [&] { return names_.size() >= count; });
   }
 
   std::vector<std::string> names() {
     std::lock_guard<std::mutex> lock(mu_);
     return names_;
+  }
+
+  // When the i-th command arrived.
+  std::chrono::steady_clock::time_point arrival(size_t i) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return arrivals_.at(i);
   }
 
  private:
@@ -212,6 +231,7 @@ class ScriptedRedis {
     std::lock_guard<std::mutex> lock(mu_);
     const size_t index = names_.size();
     names_.push_back(name);
+    arrivals_.push_back(std::chrono::steady_clock::now());
     cv_.notify_all();
     return index < script_.size() ? script_[index] : Action::kSilent;
   }
@@ -225,7 +245,8 @@ class ScriptedRedis {
         return Send(fd, "+OK\r\n");
       case Action::kHeld: {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return released_; });
+        const size_t mine = holds_++;
+        cv_.wait(lock, [&] { return releases_ > mine; });
         lock.unlock();
         return Send(fd, "-ERR held\r\n");
       }
@@ -275,7 +296,9 @@ class ScriptedRedis {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::string> names_;
-  bool released_ = false;
+  std::vector<std::chrono::steady_clock::time_point> arrivals_;
+  size_t holds_ = 0;     // kHeld replies begun
+  size_t releases_ = 0;  // Release() calls (SIZE_MAX: everything goes)
   bool stopping_ = false;
   int conn_fd_ = -1;
 };
@@ -392,6 +415,83 @@ TEST(RedisLimiterFailureTest, DestroyingTheLimiterAnswersEveryQueuedRequest) {
   }
 }
 
+// The breaker's back-off, observed without timing windows: every probe (a PING) is held by the
+// fake until the test has read the back-off, so the value cannot move under the test's feet.
+// Times are only ever lower bounds (a busy machine makes a probe later, never earlier).
+TEST(RedisLimiterFailureTest, TheBreakerBackOffDoublesUpToItsCapAndEachFailedProbeReArmsIt) {
+  std::vector<Action> script(3, Action::kHangUp);               // three lost connections open it
+  for (int i = 0; i < 5; ++i) script.push_back(Action::kHeld);  // five probes, each failing
+  for (int i = 0; i < 4; ++i) script.push_back(Action::kHangUp);
+  ScriptedRedis fake(script);
+  auto limiter = MakeRedisLimiter(FakeConfig(fake, config::RedisOnError::kDeny, 10000), 1);
+  const auto bucket = Bucket("a", 1000, 1);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(limiter->stats().breaker_backoff_ms.load(), 0) << "closed before failure " << i;
+    EXPECT_EQ(AcquireSync(*limiter, Request({bucket})).outcome, Outcome::kUnavailable);
+  }
+  EXPECT_EQ(limiter->stats().breaker_backoff_ms.load(), 250);
+  EXPECT_FALSE(limiter->Ready());
+
+  const int64_t expected[] = {250, 500, 1000, 2000, 4000};
+  steady_clock::time_point released;
+  for (size_t k = 0; k < 5; ++k) {
+    SCOPED_TRACE("probe " + std::to_string(k));
+    ASSERT_TRUE(fake.WaitForCommands(4 + k, seconds(10))) << "the breaker was not re-armed";
+    EXPECT_EQ(fake.names()[3 + k], "PING");
+    EXPECT_EQ(limiter->stats().breaker_backoff_ms.load(), expected[k]);
+    if (k > 0) {
+      // The previous probe failed after `released`; this one waited the back-off from there.
+      EXPECT_GE(fake.arrival(3 + k) - released, milliseconds(expected[k]));
+    }
+    if (k == 1) {
+      // A request while a probe is out is decided without Redis, and does not become a probe.
+      AnswerLog log(1);
+      limiter->Acquire(Request({bucket}), log.For(0));
+      released = steady_clock::now();
+      fake.Release();
+      ASSERT_TRUE(Eventually([&] { return log.answers[0].load() == 1; }));
+      EXPECT_EQ(log.outcomes[0], Outcome::kUnavailable);
+      EXPECT_EQ(limiter->stats().breaker_skips.load(), 1u);
+      continue;
+    }
+    released = steady_clock::now();
+    fake.Release();
+  }
+  // 4000 ms doubled is capped at 5000.
+  ASSERT_TRUE(Eventually([&] { return limiter->stats().breaker_backoff_ms.load() != 4000; }));
+  EXPECT_EQ(limiter->stats().breaker_backoff_ms.load(), 5000);
+  EXPECT_FALSE(limiter->Ready());
+  EXPECT_EQ(fake.names().size(), 8u);  // three requests, five probes; the skipped one sent nothing
+}
+
+TEST(RedisLimiterFailureTest, AfterARecoveryTheNextOutageStartsAtTheFirstBackOff) {
+  std::vector<Action> script(3, Action::kHangUp);
+  script.push_back(Action::kHeld);                                // probe 1 fails: back-off 500
+  script.push_back(Action::kOk);                                  // probe 2 answers: closed
+  for (int i = 0; i < 3; ++i) script.push_back(Action::kHangUp);  // the next outage
+  for (int i = 0; i < 4; ++i) script.push_back(Action::kHangUp);  // its probes
+  ScriptedRedis fake(script);
+  auto limiter = MakeRedisLimiter(FakeConfig(fake, config::RedisOnError::kDeny, 10000), 1);
+  const auto bucket = Bucket("a", 1000, 1);
+  for (int i = 0; i < 3; ++i) AcquireSync(*limiter, Request({bucket}));
+  ASSERT_TRUE(fake.WaitForCommands(4, seconds(10)));
+  fake.Release();
+  ASSERT_TRUE(fake.WaitForCommands(5, seconds(10)));
+  EXPECT_EQ(fake.names()[4], "PING");
+  ASSERT_TRUE(Eventually([&] { return limiter->Ready(); }));
+  EXPECT_EQ(limiter->stats().breaker_backoff_ms.load(), 0);
+  EXPECT_EQ(limiter->stats().redis_errors.load(), 4u);
+
+  // Closed again, and counting from zero: the next failures reach Redis until there are three.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(limiter->stats().breaker_backoff_ms.load(), 0) << "open after " << i << " failures";
+    EXPECT_EQ(AcquireSync(*limiter, Request({bucket})).outcome, Outcome::kUnavailable);
+  }
+  EXPECT_EQ(limiter->stats().breaker_skips.load(), 0u);
+  EXPECT_EQ(limiter->stats().breaker_backoff_ms.load(), 250);
+  EXPECT_FALSE(limiter->Ready());
+}
+
 class RedisLimiterTest : public ::testing::Test {
  protected:
   config::RedisConfig Config(config::RedisOnError on_error = config::RedisOnError::kLocal) {
@@ -402,17 +502,6 @@ class RedisLimiterTest : public ::testing::Test {
     config.timeout_ms = 2000;
     config.on_error = on_error;
     return config;
-  }
-
-  // Polls `probe` until it holds, for at most `limit` (a deadline, not an assertion on time).
-  template <typename Probe>
-  static bool Eventually(Probe probe, milliseconds limit = milliseconds(20000)) {
-    const auto deadline = steady_clock::now() + limit;
-    while (steady_clock::now() < deadline) {
-      if (probe()) return true;
-      std::this_thread::sleep_for(milliseconds(20));
-    }
-    return false;
   }
 
   testing::RedisServer redis_;
@@ -532,11 +621,161 @@ TEST_F(RedisLimiterTest, CooldownFromAnyReplicaBlocksAndExpires) {
   EXPECT_EQ(AcquireSync(*limiter, Request({bucket}, "devo")).outcome, Outcome::kCooldown);
   EXPECT_GT(redis.Integer({"PTTL", "tollgate:cooldown:devo"}), 1000);
 
-  limiter->StartCooldown("devin", 300);
-  EXPECT_EQ(AcquireSync(*limiter, Request({bucket}, "devin")).outcome, Outcome::kCooldown);
+  // A cooldown of this replica's own: shared through Redis with a time to live, so it ends by
+  // itself. (A minute: the call below must land inside it however busy the machine is.)
+  limiter->StartCooldown("devin", 60000);
+  const LimitDecision devin = AcquireSync(*limiter, Request({bucket}, "devin"));
+  EXPECT_EQ(devin.outcome, Outcome::kCooldown);
+  EXPECT_EQ(devin.limited_by, "devin");
+  EXPECT_GT(devin.retry_after_seconds, 0);
+  EXPECT_LE(devin.retry_after_seconds, 60);
+  EXPECT_FALSE(devin.fallback);
+  const long long pttl = redis.Integer({"PTTL", "tollgate:cooldown:devin"});
+  EXPECT_GT(pttl, 0);
+  EXPECT_LE(pttl, 60000);
+  // Nothing was taken while cooling: the bucket is as full as it started.
+  EXPECT_NEAR(PeekSync(*limiter, {bucket}).levels[0].remaining, 999, 1.001);
+  // Once Redis lets it lapse (brought forward here), the upstream is open again.
+  ASSERT_EQ(redis.Integer({"PEXPIRE", "tollgate:cooldown:devin", "1"}), 1);
   EXPECT_TRUE(Eventually([&] {
     return AcquireSync(*limiter, Request({bucket}, "devin")).outcome == Outcome::kAllowed;
   }));
+}
+
+TEST_F(RedisLimiterTest, PeekTakesNothingAndWritesNothing) {
+  auto limiter = MakeRedisLimiter(Config(), 1);
+  const auto bucket = Bucket("a", 1, 86400, 3);
+  Inspector redis(redis_.port());
+  for (int i = 0; i < 2; ++i) {
+    const LimitDecision peeked = PeekSync(*limiter, {bucket});
+    EXPECT_FALSE(peeked.fallback);
+    EXPECT_NEAR(peeked.levels[0].remaining, 3, 0.001);
+  }
+  EXPECT_EQ(redis.Integer({"EXISTS", "tollgate:bucket:a:_shared"}), 0);
+  EXPECT_NEAR(AcquireSync(*limiter, Request({bucket})).levels[0].remaining, 2, 0.001);
+  EXPECT_NEAR(PeekSync(*limiter, {bucket}).levels[0].remaining, 2, 0.001);
+  EXPECT_NEAR(PeekSync(*limiter, {bucket}).levels[0].remaining, 2, 0.001);
+  EXPECT_NEAR(AcquireSync(*limiter, Request({bucket})).levels[0].remaining, 1, 0.001);
+}
+
+TEST_F(RedisLimiterTest, CostIsTakenFromEveryBucketOrFromNone) {
+  auto limiter = MakeRedisLimiter(Config(), 1);
+  // Rates of one a day: nothing refills between the calls.
+  const auto wide = Bucket("wide", 1, 86400, 10, false, 4);
+  const auto narrow = Bucket("narrow", 1, 86400, 6, false, 4);
+  const LimitDecision first = AcquireSync(*limiter, Request({wide, narrow}));
+  ASSERT_EQ(first.outcome, Outcome::kAllowed);
+  EXPECT_NEAR(first.levels[0].remaining, 6, 0.001);
+  EXPECT_NEAR(first.levels[1].remaining, 2, 0.001);
+
+  Inspector redis(redis_.port());
+  const std::string wide_key = "tollgate:bucket:wide:_shared";
+  const std::string level = redis.String({"HGET", wide_key, "l"});
+  const std::string stamp = redis.String({"HGET", wide_key, "t"});
+  EXPECT_EQ(level, std::to_string(6LL * 86400 * 1000000));
+  // "narrow" holds 2 of the 4 needed: refused, and "wide" keeps its 6 to the microsecond.
+  const LimitDecision second = AcquireSync(*limiter, Request({wide, narrow}));
+  EXPECT_EQ(second.outcome, Outcome::kLimited);
+  EXPECT_EQ(second.limited_by, "narrow");
+  EXPECT_NEAR(second.retry_after_seconds, 2 * 86400, 1);
+  EXPECT_EQ(redis.String({"HGET", wide_key, "l"}), level);
+  EXPECT_EQ(redis.String({"HGET", wide_key, "t"}), stamp);
+  // "wide" alone still has one more request of cost 4 in it, and then not another.
+  EXPECT_EQ(AcquireSync(*limiter, Request({wide})).outcome, Outcome::kAllowed);
+  EXPECT_EQ(AcquireSync(*limiter, Request({wide})).outcome, Outcome::kLimited);
+}
+
+TEST_F(RedisLimiterTest, AShadowBucketNeverRefusesButSaysItWould) {
+  auto limiter = MakeRedisLimiter(Config(), 1);
+  const auto real = Bucket("real", 1, 86400, 10);
+  const auto shadow = Bucket("trial", 1, 86400, 1, true);
+  const LimitDecision first = AcquireSync(*limiter, Request({real, shadow}));
+  EXPECT_EQ(first.outcome, Outcome::kAllowed);
+  EXPECT_FALSE(first.would_limit);
+  for (int i = 0; i < 3; ++i) {
+    const LimitDecision later = AcquireSync(*limiter, Request({real, shadow}));
+    EXPECT_EQ(later.outcome, Outcome::kAllowed);
+    EXPECT_TRUE(later.would_limit);
+    EXPECT_TRUE(later.limited_by.empty());
+    EXPECT_FALSE(later.fallback);
+    EXPECT_NEAR(later.levels[0].remaining, 8 - i, 0.001);  // the real bucket still pays
+    EXPECT_NEAR(later.levels[1].remaining, 0, 0.001);
+  }
+}
+
+// Redis answered, but with an error instead of a decision: under `deny` the caller is refused
+// (503), under `local` the per-process buckets decide. Neither may be taken as "allowed".
+TEST_F(RedisLimiterTest, AScriptErrorIsNeverTakenAsAnAllow) {
+  Inspector redis(redis_.port());
+  const std::string key = "tollgate:bucket:a:_shared";
+  // A key of the wrong type under the bucket's name: the script's HMGET fails (WRONGTYPE).
+  ASSERT_EQ(redis.String({"SET", key, "not a hash"}), "OK");
+  const auto bucket = Bucket("a", 1, 86400, 1);
+
+  auto deny = MakeRedisLimiter(Config(config::RedisOnError::kDeny), 1);
+  for (int i = 0; i < 2; ++i) {
+    const LimitDecision decision = AcquireSync(*deny, Request({bucket}));
+    EXPECT_EQ(decision.outcome, Outcome::kUnavailable) << i;
+    EXPECT_EQ(decision.error, "redis unavailable");
+  }
+  EXPECT_EQ(deny->stats().redis_errors.load(), 2u);
+
+  auto local = MakeRedisLimiter(Config(config::RedisOnError::kLocal), 1);
+  const LimitDecision first = AcquireSync(*local, Request({bucket}));
+  EXPECT_EQ(first.outcome, Outcome::kAllowed);
+  EXPECT_TRUE(first.fallback);
+  const LimitDecision second = AcquireSync(*local, Request({bucket}));
+  EXPECT_EQ(second.outcome, Outcome::kLimited);  // the local bucket of burst 1, not a pass
+  EXPECT_EQ(second.limited_by, "a");
+  EXPECT_TRUE(second.fallback);
+  EXPECT_EQ(local->stats().fallbacks.load(), 2u);
+  EXPECT_EQ(local->stats().redis_errors.load(), 2u);
+  EXPECT_EQ(redis.String({"GET", key}), "not a hash");  // nothing written over it
+
+  // One bad key is not an outage: other buckets are still decided by Redis.
+  const LimitDecision other = AcquireSync(*local, Request({Bucket("b", 1, 86400, 1)}));
+  EXPECT_EQ(other.outcome, Outcome::kAllowed);
+  EXPECT_FALSE(other.fallback);
+}
+
+// Calls of `command` ("evalsha", "script|load") Redis counted: those it ran (failed ones too)
+// plus those it refused to run (ACL).
+long long CommandCalls(Inspector& redis, const std::string& command) {
+  const std::string info = redis.String({"INFO", "commandstats"});
+  const std::string start = "cmdstat_" + command + ":";
+  const size_t at = info.find(start);
+  if (at == std::string::npos) return 0;
+  const std::string line = info.substr(at, info.find("\r\n", at) - at);
+  long long total = 0;
+  for (const std::string field : {":calls=", ",rejected_calls="}) {
+    const size_t p = line.find(field);
+    if (p != std::string::npos) total += std::atoll(line.c_str() + p + field.size());
+  }
+  return total;
+}
+
+TEST_F(RedisLimiterTest, ARefusedScriptLoadIsAFailureNotAReload) {
+  Inspector admin(redis_.port());
+  // A user that may run EVALSHA (and so be told NOSCRIPT) but not SCRIPT LOAD.
+  ASSERT_EQ(admin.String({"ACL", "SETUSER", "noscript", "on", ">pw", "~*", "+@all", "-script"}),
+            "OK");
+  config::RedisConfig config = Config();
+  config.username = "noscript";
+  config.password = "pw";
+  auto limiter = MakeRedisLimiter(config, 1);
+  const auto bucket = Bucket("a", 1, 86400, 1);
+  const LimitDecision first = AcquireSync(*limiter, Request({bucket}));
+  EXPECT_EQ(first.outcome, Outcome::kAllowed);
+  EXPECT_TRUE(first.fallback);
+  const LimitDecision second = AcquireSync(*limiter, Request({bucket}));
+  EXPECT_EQ(second.outcome, Outcome::kLimited);
+  EXPECT_TRUE(second.fallback);
+  EXPECT_EQ(limiter->stats().script_reloads.load(), 0u);
+  EXPECT_EQ(limiter->stats().redis_errors.load(), 2u);
+  // Each refused load ends the attempt: EVALSHA is not sent again only to hear NOSCRIPT again.
+  EXPECT_EQ(CommandCalls(admin, "script|load"), 2);
+  EXPECT_EQ(CommandCalls(admin, "evalsha"), 2);
+  EXPECT_EQ(admin.Integer({"EXISTS", "tollgate:bucket:a:_shared"}), 0);
 }
 
 TEST_F(RedisLimiterTest, AuthenticatesAndSelectsTheDatabase) {
