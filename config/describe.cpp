@@ -43,7 +43,7 @@ std::string Join(const std::vector<std::string>& items) {
 std::string DescribeConfig(const Config& config) {
   std::ostringstream out;
   out << "config: " << (config.source_path.empty() ? "(string)" : config.source_path) << "\n";
-  out << "listen: " << config.listen << (config.tls ? " (TLS)" : "")
+  out << "listen: " << config.listen
       << ", admin: " << (config.admin_listen.empty() ? "none" : config.admin_listen) << ", "
       << config.threads << " threads, " << config.upstream_threads
       << " upstream thread(s), max body " << config.max_body_bytes << " bytes\n";

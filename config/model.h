@@ -107,11 +107,6 @@ struct AuditConfig {
   size_t queue_capacity = 65536;  // records held before writers feel back-pressure
 };
 
-struct TlsConfig {
-  std::string cert_file;
-  std::string key_file;
-};
-
 struct Config {
   std::string source_path;  // the file it was loaded from ("" when loaded from a string)
   std::string listen = "127.0.0.1:8080";
@@ -127,7 +122,6 @@ struct Config {
   int client_header_timeout_ms = 30000;
   int client_idle_timeout_ms = 120000;
   int upstream_threads = 2;  // libcurl multi event-loop threads (2 measured faster on 2 cores)
-  std::optional<TlsConfig> tls;
   std::optional<RedisConfig> redis;
   AuditConfig audit;
   std::map<std::string, Upstream> upstreams;

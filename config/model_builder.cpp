@@ -124,10 +124,13 @@ void ModelBuilder::BuildServer(const Value& root, Config* config) {
   config->client_idle_timeout_ms =
       IntOr(root, "client_idle_timeout_ms", config->client_idle_timeout_ms);
   config->upstream_threads = IntOr(root, "upstream_threads", config->upstream_threads);
-  auto tls = root.FindMember("tls");
-  if (tls != root.MemberEnd()) {
-    config->tls =
-        TlsConfig{tls->value["cert_file"].GetString(), tls->value["key_file"].GetString()};
+  if (root.HasMember("tls")) {
+    // Pistache 0.0.5 does the TLS handshake on its one accept thread with no timeout, so a client
+    // that connects and never speaks stalls every new connection: the listener's TLS was dropped
+    // (0.2.0) rather than offered with that hole. It can come back with a non-blocking handshake.
+    Error("/tls",
+          "TLS on the listener is not supported: terminate TLS in front of tollgate (a load "
+          "balancer, an ingress or stunnel) and keep \"listen\" on loopback or a private network");
   }
 }
 

@@ -3,11 +3,15 @@
 # Idempotent; run as root (or with sudo available). Nothing is downloaded but Debian packages.
 set -euo pipefail
 
+# clang and libclang-rt-14-dev build and run the libFuzzer target (tests/fuzz/run.sh, CI):
+# libclang_rt.fuzzer for Debian 12's clang-14 is in libclang-rt-14-dev, which clang only
+# recommends, so --no-install-recommends would skip it.
 packages=(
   build-essential cmake pkg-config git ca-certificates curl
   libpistache-dev rapidjson-dev libcurl4-openssl-dev libhiredis-dev libssl-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   redis-server nginx-light wrk procps python3
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -124,9 +124,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Writes a response (or an interim 100) in order with anything written before.
   //
-  // Fast path: when Pistache's transport holds nothing queued for this connection and the peer
-  // is plain TCP, send straight from this thread. That saves, per response, two copies of the
-  // bytes, a promise, an eventfd wake-up of the reactor and two epoll_ctl calls. It is safe
+  // Fast path: when Pistache's transport holds nothing queued for this connection, send
+  // straight from this thread. That saves, per response, two copies of the bytes, a promise,
+  // an eventfd wake-up of the reactor and two epoll_ctl calls. It is safe
   // against fd reuse because Pistache calls onDisconnection (which takes mu_, held here)
   // before it closes the fd. Whatever the socket does not take at once goes through the
   // transport's queue, and every later write follows it there until the queue drains.
@@ -134,7 +134,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (closed_) return;
     auto peer = peer_.lock();
     if (!peer) return;
-    if (queued_writes_ == 0 && peer->ssl() == nullptr) {
+    if (queued_writes_ == 0) {
       ssize_t n = ::send(peer->fd(), bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n == static_cast<ssize_t>(bytes.size())) {
         if (close_after) ::shutdown(peer->fd(), SHUT_RDWR);
@@ -320,9 +320,6 @@ std::unique_ptr<HttpServer> HttpServer::Start(const HttpServerOptions& options,
                         "tollgate-http", options.backlog);
     impl->listener.setHandler(std::make_shared<TcpHandler>(&impl->options, &impl->handler,
                                                            &impl->accepted, &impl->registry));
-    if (!options.tls_cert_file.empty() && !options.tls_key_file.empty()) {
-      impl->listener.setupSSL(options.tls_cert_file, options.tls_key_file, false, nullptr);
-    }
     impl->listener.bind(address);
     impl->listener.runThreaded();
     impl->running = true;

@@ -1,5 +1,6 @@
-// The front-end HTTP/1.1 server: Pistache's TCP listener, reactor and transport (and its TLS),
-// with tollgate's own codec (http_codec.h) on top.
+// The front-end HTTP/1.1 server: Pistache's TCP listener, reactor and transport, with
+// tollgate's own codec (http_codec.h) on top. Plain TCP only: Pistache 0.0.5's TLS handshake
+// blocks its single accept thread, so TLS is terminated in front of tollgate (README).
 //
 // Each complete request becomes an Exchange handed to the RequestHandler on a reactor thread.
 // The handler may answer at once or later from any thread (Exchange::Respond is thread-safe and
@@ -62,8 +63,6 @@ struct HttpServerOptions {
   int threads = 2;
   size_t max_header_bytes = 16384;
   size_t max_body_bytes = 1048576;
-  std::string tls_cert_file;  // both set = TLS
-  std::string tls_key_file;
   // A request started but not wholly received within this long is answered 408 and its
   // connection closed; a keep-alive connection idle this long is closed. A request being
   // answered is never timed out here (the upstream timeouts bound it).

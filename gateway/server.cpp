@@ -57,7 +57,6 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
   if (a.audit.file != b.audit.file || a.audit.redis_stream != b.audit.redis_stream) {
     out.push_back("audit");
   }
-  if (a.tls.has_value() != b.tls.has_value()) out.push_back("tls");
   if (a.client_header_timeout_ms != b.client_header_timeout_ms) {
     out.push_back("client_header_timeout_ms");
   }
@@ -115,10 +114,6 @@ class Server {
     main_options.max_body_bytes = cfg.max_body_bytes;
     main_options.request_timeout_ms = cfg.client_header_timeout_ms;
     main_options.idle_timeout_ms = cfg.client_idle_timeout_ms;
-    if (cfg.tls) {
-      main_options.tls_cert_file = cfg.tls->cert_file;
-      main_options.tls_key_file = cfg.tls->key_file;
-    }
     std::string error;
     main_ = HttpServer::Start(
         main_options, [this](std::shared_ptr<Exchange> e) { pipeline_->Handle(std::move(e)); },

@@ -84,6 +84,43 @@ void CheckPath(const std::string& path) {
   }
 }
 
+// The bytes the path's escapes stand for must be UTF-8 as RFC 3629 defines it: shortest form
+// only, no UTF-16 surrogates, nothing above U+10FFFF. An upstream that decodes an overlong form
+// (%C0%AE) could see a '.' the normaliser never saw. Written apart from the normaliser's own
+// validator (it decodes code points instead of tracking byte ranges), so one can check the other.
+void CheckUtf8(const std::string& path) {
+  std::string bytes;
+  for (size_t i = 0; i < path.size(); ++i) {
+    if (path[i] == '%' && i + 2 < path.size()) {
+      bytes.push_back(static_cast<char>(HexValue(path[i + 1]) * 16 + HexValue(path[i + 2])));
+      i += 2;
+    } else {
+      bytes.push_back(path[i]);
+    }
+  }
+  static constexpr uint32_t kShortest[] = {0, 0, 0x80, 0x800, 0x10000};
+  for (size_t i = 0; i < bytes.size();) {
+    auto lead = static_cast<unsigned char>(bytes[i]);
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t length = lead >= 0xF8 ? 0 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 0;
+    if (length == 0) Fail("UTF-8: stray continuation or invalid lead byte", path);
+    if (i + length > bytes.size()) Fail("UTF-8: truncated sequence", path);
+    uint32_t code_point = lead & (0x7Fu >> length);
+    for (size_t k = 1; k < length; ++k) {
+      auto next = static_cast<unsigned char>(bytes[i + k]);
+      if ((next & 0xC0) != 0x80) Fail("UTF-8: missing continuation byte", path);
+      code_point = (code_point << 6) | (next & 0x3Fu);
+    }
+    if (code_point < kShortest[length]) Fail("UTF-8: overlong form", path);
+    if (code_point >= 0xD800 && code_point <= 0xDFFF) Fail("UTF-8: UTF-16 surrogate", path);
+    if (code_point > 0x10FFFF) Fail("UTF-8: code point above U+10FFFF", path);
+    i += length;
+  }
+}
+
 void CheckQuery(const std::string& query) {
   for (char ch : query) {
     auto c = static_cast<unsigned char>(ch);
@@ -116,6 +153,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   CheckPath(first.path);
+  CheckUtf8(first.path);
   CheckQuery(first.query);
 
   std::string again = first.path + (first.query.empty() ? "" : "?" + first.query);

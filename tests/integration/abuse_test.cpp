@@ -7,15 +7,39 @@
 
 #include "tests/integration/gateway_fixture.h"
 #include "tests/integration/raw_http.h"
+#include "tests/unit/upstream_test_server.h"
 
 namespace tollgate::testing {
 namespace {
+
+// An upstream whose answers the test releases: a request whose path starts with /held waits
+// until Release(), any other is answered at once (200, a small JSON body).
+upstream::testing::Reply HeldUpstreamAnswer(const upstream::testing::ReceivedRequest& request) {
+  upstream::testing::Reply reply;
+  reply.raw = upstream::testing::HttpResponse(200, R"({"held":true})",
+                                              "Content-Type: application/json\r\n");
+  reply.gated = request.target.rfind("/held", 0) == 0;
+  return reply;
+}
 
 class AbuseTest : public GatewayTest {
  protected:
   void SetUp() override {
     GatewayTest::SetUp();
     StartGateway(StandardConfig());
+  }
+
+  // Restarts the gateway with devin, devo and devo-query on `upstream` instead of the fake, and
+  // devin's timeout at a minute, so a held call is never cut by it.
+  void RestartBefore(const upstream::testing::TestServer& upstream) {
+    gateway_.reset();
+    std::string config = StandardConfig();
+    const std::string timeout = R"("timeout_ms": 10000,)";
+    config.replace(config.find(timeout), timeout.size(), R"("timeout_ms": 60000,)");
+    GatewayOptions options = StandardOptions(fake_, config);
+    options.upstream = upstream.Url("");
+    gateway_ = std::make_unique<GatewayProcess>(options);
+    ASSERT_TRUE(gateway_->started()) << gateway_->log();
   }
 
   void ExpectStillServing() {
@@ -68,31 +92,26 @@ long RssKiB(pid_t pid) {
 }
 
 TEST_F(AbuseTest, AFloodWhileARequestIsAnsweredIsNotBuffered) {
-  // The fake holds the call until the flood is written, however long that takes here (the
-  // gateway's 10 s upstream timeout is the only bound, far above a 64 MiB loopback write).
-  FakeBehaviour held;
-  held.prefix = "/v3beta1/enterprise/self";
-  held.hold = true;
-  held.times = 1;
-  fake_.SetBehaviour(held);
+  // The upstream holds the call until the whole flood was written, however long that takes.
+  upstream::testing::TestServer upstream(HeldUpstreamAnswer);
+  RestartBefore(upstream);
   int fd = ConnectLoopback(gateway_->listen_port());
   ASSERT_GE(fd, 0);
   std::string req =
-      "GET /devin/v3beta1/enterprise/self HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-      kDataKey + "\r\n\r\n";
+      "GET /devin/held/self HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + kDataKey + "\r\n\r\n";
   ASSERT_TRUE(WriteAll(fd, req));
-  ASSERT_EQ(fake_.WaitForRequests(1).size(), 1u);
+  ASSERT_TRUE(upstream.WaitForRequests(1, milliseconds(10000))) << gateway_->log();
   long before = RssKiB(gateway_->pid());
   // 64 MiB of junk while the call is in flight: read and dropped beyond the cap.
   std::string junk(1 << 20, 'j');
   for (int i = 0; i < 64; ++i) ASSERT_TRUE(WriteAll(fd, junk)) << i;
   long after = RssKiB(gateway_->pid());
-  EXPECT_EQ(fake_.Stats().in_flight, 1);  // the flood landed while the call was in flight
-  ASSERT_EQ(fake_.Release(), 1);
+  upstream.Release();
   // The call in flight is still answered, and then the connection is closed.
   std::string answer = ReadUntil(fd, "", 10000);
   close(fd);
   EXPECT_EQ(StatusOf(answer), 200) << answer.substr(0, 200);
+  EXPECT_NE(answer.find(R"({"held":true})"), std::string::npos) << answer.substr(0, 400);
   EXPECT_NE(answer.find("Connection: close"), std::string::npos);
   EXPECT_LT(after - before, 16 * 1024) << "RSS grew from " << before << " to " << after << " KiB";
   ExpectStillServing();

@@ -3,16 +3,19 @@
 // after client_idle_timeout_ms, and a request waiting on its upstream is never cut by either.
 #include "tests/integration/gateway_fixture.h"
 #include "tests/integration/raw_http.h"
+#include "tests/unit/upstream_test_server.h"
 
 namespace tollgate::testing {
 namespace {
+
+const std::string kTimeouts = R"(
+  "client_header_timeout_ms": 300, "client_idle_timeout_ms": 600,)";
 
 class ClientTimeoutsTest : public GatewayTest {
  protected:
   void SetUp() override {
     GatewayTest::SetUp();
-    StartGateway(StandardConfig(R"(
-  "client_header_timeout_ms": 300, "client_idle_timeout_ms": 600,)"));
+    StartGateway(StandardConfig(kTimeouts));
   }
 };
 
@@ -49,10 +52,51 @@ TEST_F(ClientTimeoutsTest, AnIdleKeepAliveConnectionIsClosed) {
   close(fd);
 }
 
+// The call is held by an upstream the test releases, and two witness connections opened after
+// the call started show that both client timeouts have fired meanwhile: an idle one is closed, an
+// unfinished request gets its 408. The held call's connection, older than both, must survive.
 TEST_F(ClientTimeoutsTest, ACallWaitingOnItsUpstreamIsNotTimedOut) {
-  fake_.SetBehaviour("/v3beta1/enterprise/self", 1500);  // longer than both client timeouts
-  HttpResponse r = Call("GET", "/devin/v3beta1/enterprise/self");
-  EXPECT_EQ(r.status, 200);
+  upstream::testing::TestServer upstream([](const upstream::testing::ReceivedRequest&) {
+    upstream::testing::Reply reply;
+    reply.raw = upstream::testing::HttpResponse(200, R"({"held":true})",
+                                                "Content-Type: application/json\r\n");
+    reply.gated = true;
+    return reply;
+  });
+  GatewayOptions options = StandardOptions(fake_, StandardConfig(kTimeouts));
+  options.upstream = upstream.Url("");
+  gateway_ = std::make_unique<GatewayProcess>(options);
+  ASSERT_TRUE(gateway_->started()) << gateway_->log();
+
+  int held = ConnectLoopback(gateway_->listen_port());
+  ASSERT_GE(held, 0);
+  std::string req =
+      "GET /devin/v3beta1/enterprise/self HTTP/1.1\r\nHost: x\r\nAuthorization: "
+      "Bearer " +
+      kDataKey + "\r\n\r\n";
+  ASSERT_EQ(write(held, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  ASSERT_TRUE(upstream.WaitForRequests(1, milliseconds(10000))) << gateway_->log();
+
+  int idle = ConnectLoopback(gateway_->listen_port());
+  int unfinished = ConnectLoopback(gateway_->listen_port());
+  ASSERT_GE(idle, 0);
+  ASSERT_GE(unfinished, 0);
+  std::string partial = "GET /_tollgate/health HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+  ASSERT_EQ(write(unfinished, partial.data(), partial.size()),
+            static_cast<ssize_t>(partial.size()));
+  EXPECT_EQ(StatusOf(ReadUntil(unfinished, "", 10000)), 408);
+  char c;
+  pollfd p{idle, POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 10000), 1);
+  EXPECT_EQ(read(idle, &c, 1), 0);  // closed by the gateway
+  close(idle);
+  close(unfinished);
+
+  upstream.Release();
+  std::string answer = ReadUntil(held, R"({"held":true})", 10000);
+  close(held);
+  EXPECT_EQ(StatusOf(answer), 200) << answer;
+  EXPECT_NE(answer.find(R"({"held":true})"), std::string::npos) << answer;
 }
 
 }  // namespace

@@ -8,16 +8,46 @@
 
 #include <cstdio>
 #include <functional>
-#include <iostream>
 #include <optional>
 #include <regex>
 #include <set>
 #include <thread>
 
 #include "tests/integration/gateway_fixture.h"
+#include "tests/unit/upstream_test_server.h"
 
 namespace tollgate::testing {
 namespace {
+
+// An upstream whose answers the test releases: a request whose path starts with /held is held
+// until Release(), any other is answered at once; both get 200 with kHeldBody. A drain or a
+// reload can then happen while a call is provably in flight, with no timing window.
+using HeldUpstream = upstream::testing::TestServer;
+const std::string kHeldBody = R"({"name":"held-record","token":"held-token-value"})";
+
+upstream::testing::Reply HeldUpstreamAnswer(const upstream::testing::ReceivedRequest& request) {
+  upstream::testing::Reply reply;
+  reply.raw = upstream::testing::HttpResponse(200, kHeldBody, "Content-Type: application/json\r\n");
+  reply.gated = request.target.rfind("/held", 0) == 0;
+  return reply;
+}
+
+// Releases the held upstream and joins the test's caller thread however the test ends, so a
+// failed assertion cannot leave a thread running or a call held.
+class ReleaseAndJoin {
+ public:
+  ReleaseAndJoin(HeldUpstream* upstream, std::thread* thread)
+      : upstream_(upstream), thread_(thread) {}
+  ~ReleaseAndJoin() { Now(); }
+  void Now() {
+    upstream_->Release();
+    if (thread_->joinable()) thread_->join();
+  }
+
+ private:
+  HeldUpstream* upstream_;
+  std::thread* thread_;
+};
 
 const std::string kNewKey = "tg_it_new_team_key_abcdefghij";
 const std::string kStandardAudit = R"("audit": {"file": "${AUDIT}"},)";
@@ -175,6 +205,13 @@ class OperationsTest : public GatewayTest {
     return Http(method, gateway_->admin_url() + path);
   }
   std::string Metrics() { return Admin("GET", "/metrics").body; }
+  // The gateway with ${UPSTREAM} (devin, devo, devo-query) on `upstream` instead of the fake.
+  void StartGatewayBefore(const HeldUpstream& upstream, const std::string& config) {
+    GatewayOptions options = StandardOptions(fake_, config);
+    options.upstream = upstream.Url("");
+    gateway_ = std::make_unique<GatewayProcess>(options);
+    ASSERT_TRUE(gateway_->started()) << gateway_->log();
+  }
   // Polls /metrics until the sample equals `want` (counters are bumped just after the response
   // is sent); returns the last value seen.
   std::optional<double> WaitForMetric(const std::string& name,
@@ -412,10 +449,32 @@ TEST_F(OperationsTest, HealthReadinessAndUnknownAdminPaths) {
   EXPECT_TRUE(j.Bool("/ready")) << ready.body;
   EXPECT_TRUE(j.Bool("/config"));
   EXPECT_FALSE(j.Bool("/draining", true));
-  EXPECT_EQ(Admin("GET", "/nope").status, 404);
-  EXPECT_EQ(Admin("GET", "/reload").status, 405);
+  HttpResponse unknown = Admin("GET", "/nope");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_EQ(Json::Parse(unknown.body).String("/error/reason"), "not_found") << unknown.body;
+  EXPECT_EQ(Admin("POST", "/healthz").status, 405);
   // The admin endpoints are not on the main listener.
   EXPECT_EQ(Http("GET", gateway_->url() + "/metrics").status, 404);
+}
+
+// Reload changes what the gateway does, so only POST does it: a GET (a crawler, a prefetch, a
+// health checker pointed at the wrong path) is refused and the config on disk is not applied.
+TEST_F(OperationsTest, ReloadIsPostOnly) {
+  StartGateway(StandardConfig());
+  gateway_->WriteConfig(ConfigWithNewCaller(StandardConfig()));
+  for (const char* method : {"GET", "HEAD", "PUT"}) {
+    SCOPED_TRACE(method);
+    HttpResponse r = Admin(method, "/reload");
+    EXPECT_EQ(r.status, 405);
+    if (std::string(method) != "HEAD") {
+      EXPECT_EQ(Json::Parse(r.body).String("/error/reason"), "method_not_allowed") << r.body;
+    }
+  }
+  EXPECT_EQ(Call("GET", "/devin/v3beta1/enterprise/self", kNewKey).status, 401);
+  EXPECT_EQ(MetricValue(Metrics(), "tollgate_config_reloads_total", {{"result", "success"}}), 0);
+  // The same file is valid: a POST applies it.
+  EXPECT_EQ(Admin("POST", "/reload").status, 200);
+  EXPECT_EQ(Call("GET", "/devin/v3beta1/enterprise/self", kNewKey).status, 200);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -459,11 +518,20 @@ TEST_F(OperationsTest, PostReloadRejectsAnInvalidConfigAndKeepsTheOldOne) {
   EXPECT_EQ(Call("GET", "/devin/v3beta1/enterprise/self").status, 200);
   EXPECT_EQ(Call("GET", "/devin/v3beta1/enterprise/self", kNewKey).status, 401);
 
-  EXPECT_TRUE(WaitForLogCount("the running config stays in force", 2)) << gateway_->log();
+  // A config asking for TLS on the listener (dropped in 0.2.0) is refused like any other error.
+  gateway_->WriteConfig(ConfigWithNewCaller(StandardConfig(R"(
+  "tls": {"cert_file": "/etc/tollgate/cert.pem", "key_file": "/etc/tollgate/key.pem"},)")));
+  HttpResponse tls = Admin("POST", "/reload");
+  EXPECT_EQ(tls.status, 400);
+  EXPECT_NE(tls.body.find("/tls: TLS on the listener is not supported"), std::string::npos)
+      << tls.body;
+  EXPECT_EQ(Call("GET", "/devin/v3beta1/enterprise/self", kNewKey).status, 401);
+
+  EXPECT_TRUE(WaitForLogCount("the running config stays in force", 3)) << gateway_->log();
   EXPECT_NE(gateway_->log().find(kUndefinedRolePointer), std::string::npos);
   std::string text = Metrics();
   EXPECT_EQ(MetricValue(text, "tollgate_config_reloads_total", {{"result", "success"}}), 0);
-  EXPECT_EQ(MetricValue(text, "tollgate_config_reloads_total", {{"result", "failure"}}), 2);
+  EXPECT_EQ(MetricValue(text, "tollgate_config_reloads_total", {{"result", "failure"}}), 3);
 }
 
 TEST_F(OperationsTest, SighupReloadsValidAndKeepsTheOldConfigOnInvalid) {
@@ -485,101 +553,174 @@ TEST_F(OperationsTest, SighupReloadsValidAndKeepsTheOldConfigOnInvalid) {
   EXPECT_EQ(MetricValue(text, "tollgate_config_reloads_total", {{"result", "failure"}}), 1);
 }
 
+// A call keeps the config it started with to its end (here: the redaction of its answer), and
+// the call after the reload gets the new one. The upstream holds the first call until the
+// reload has been answered, so the reload happens mid-call every time.
 TEST_F(OperationsTest, ACallInFlightFinishesWithTheConfigItStartedWith) {
-  StartGateway(StandardConfig());
-  fake_.SetBehaviour("/v3beta1/enterprise/self", 1500, 0, std::nullopt, 1);
+  const std::string redacted_rules = R"([
+        {"upstream": "devin", "path": "/**", "redact": ["/token"]},
+        {"upstream": "devo", "path": "/**"},
+        {"upstream": "devo-query", "path": "/**"}])";
+  const std::string plain_rules = R"([
+        {"upstream": "devin", "path": "/**"},
+        {"upstream": "devo", "path": "/**"},
+        {"upstream": "devo-query", "path": "/**"}])";
+  HeldUpstream upstream(HeldUpstreamAnswer);
+  StartGatewayBefore(upstream, StandardConfig("", redacted_rules));
+
   HttpResponse held;
-  std::thread caller([&] { held = Call("GET", "/devin/v3beta1/enterprise/self", kOpsKey); });
-  bool in_flight = WaitUntil([&] { return fake_.Stats().in_flight >= 1; });
-  EXPECT_TRUE(in_flight);
-  // The reload removes the ops team while its call is held by the upstream.
+  std::thread caller([&] { held = Call("GET", "/devin/held/record", kOpsKey); });
+  ReleaseAndJoin release(&upstream, &caller);
+  ASSERT_TRUE(upstream.WaitForRequests(1, milliseconds(10000))) << gateway_->log();
+
+  // The reload removes the ops team and the redaction while the ops team's call is held.
   gateway_->WriteConfig(
-      ReplaceOnce(StandardConfig(),
+      ReplaceOnce(StandardConfig("", plain_rules),
                   R"("ops-team": {"key_sha256": ["${OPS_HASH}"], "roles": ["everything"]},)", ""));
   HttpResponse reload = Admin("POST", "/reload");
   EXPECT_EQ(reload.status, 200) << reload.body;
-  // Still held after the reload answered: the reload happened mid-call (else the test proves
-  // less, but nothing it asserts is wrong).
-  bool reloaded_mid_call = fake_.Stats().in_flight == 1;
-  EXPECT_EQ(Call("GET", "/devin/v3beta1/enterprise/self", kOpsKey).status, 401);
-  caller.join();
-  EXPECT_EQ(held.status, 200) << held.body << held.error;
+  // New calls get the new config: the ops team is unknown, answers are no longer redacted.
+  EXPECT_EQ(Call("GET", "/devin/free/record", kOpsKey).status, 401);
+  HttpResponse after = Call("GET", "/devin/free/record");
+  EXPECT_EQ(after.status, 200) << after.body;
+  EXPECT_EQ(Json::Parse(after.body).String("/token"), "held-token-value") << after.body;
+  EXPECT_EQ(upstream.received().size(), 2u);  // the held call and `after`; no answer yet
 
-  auto lines = gateway_->WaitForAuditLines(2);
-  ASSERT_EQ(lines.size(), 2u);
+  release.Now();
+  // The held call ends with the old config: the ops team's call, its answer redacted.
+  EXPECT_EQ(held.status, 200) << held.body << held.error;
+  Json body = Json::Parse(held.body);
+  EXPECT_EQ(body.String("/name"), "held-record") << held.body;
+  EXPECT_FALSE(body.Has("/token")) << held.body;
+  EXPECT_EQ(held.body.find("held-token-value"), std::string::npos) << held.body;
+
+  auto lines = gateway_->WaitForAuditLines(3);
+  ASSERT_EQ(lines.size(), 3u);
   int found = 0;
   for (const auto& line : lines) {
     if (line.String("/request_id") != held.Header("x-request-id")) continue;
     ++found;
     EXPECT_EQ(line.String("/caller"), "ops-team");
+    EXPECT_EQ(line.String("/rule"), "/**");
     EXPECT_EQ(line.String("/decision"), "allowed");
     EXPECT_EQ(line.Int("/status"), 200);
   }
   EXPECT_EQ(found, 1);
-  if (!reloaded_mid_call) std::cerr << "note: the held call ended before the reload\n";
 }
 
 // ---------------------------------------------------------------------------------------------
 // 7. SIGTERM drains the calls in flight.
 
+// The upstream holds every call until the test has checked the gateway mid-drain, so each check
+// below sees the drain under way, every time.
 TEST_F(OperationsTest, SigtermFinishesEveryCallInFlightThenExitsZero) {
-  StartGateway(StandardConfig());
+  HeldUpstream upstream(HeldUpstreamAnswer);
+  StartGatewayBefore(upstream, StandardConfig(R"(
+  "drain_timeout_ms": 60000,)"));
   const size_t n = 20;
-  fake_.SetBehaviour("/v3beta1/organizations/org-held", 2000);
   std::vector<HttpRequest> requests;
   for (size_t i = 0; i < n; ++i) {
     HttpRequest r;
-    r.url = gateway_->url() + "/devin/v3beta1/organizations/org-held/sessions";
+    r.url = gateway_->url() + "/devin/held/sessions/" + std::to_string(i);
     r.headers = Bearer(kDataKey);
     requests.push_back(std::move(r));
   }
   std::vector<HttpResponse> results;
-  std::thread held([&] { results = HttpParallel(requests); });
-  bool all_held = WaitUntil([&] { return fake_.Stats().in_flight >= static_cast<int64_t>(n); });
-  EXPECT_TRUE(all_held) << "in flight: " << fake_.Stats().in_flight;
+  std::thread callers([&] { results = HttpParallel(requests); });
+  ReleaseAndJoin release(&upstream, &callers);
+  ASSERT_TRUE(upstream.WaitForRequests(n, milliseconds(15000)))
+      << "held: " << upstream.received().size() << "\n"
+      << gateway_->log();
   gateway_->Signal(SIGTERM);
-
-  // While it drains, readiness turns false and new calls are turned away. Once the log says it
-  // is draining, an answer received while the upstream still holds a call was given mid-drain
-  // (the drain cannot end before the upstream answers), so these checks race with nothing.
   ASSERT_TRUE(gateway_->WaitForLog("draining 20 in-flight request(s)")) << gateway_->log();
-  HttpResponse ready = Admin("GET", "/readyz");
-  bool ready_mid_drain = fake_.Stats().in_flight > 0;
-  HttpResponse turned_away = Call("GET", "/devin/v3beta1/enterprise/self");
-  bool turned_away_mid_drain = fake_.Stats().in_flight > 0;
-  if (ready_mid_drain) {
-    EXPECT_EQ(ready.status, 503) << ready.body;
-    EXPECT_TRUE(Json::Parse(ready.body).Bool("/draining")) << ready.body;
-    EXPECT_FALSE(Json::Parse(ready.body).Bool("/ready", true)) << ready.body;
-  }
-  if (turned_away_mid_drain) {
-    EXPECT_EQ(turned_away.status, 503);
-    EXPECT_EQ(Json::Parse(turned_away.body).String("/error/reason"), "shutting_down");
-  }
-  if (!ready_mid_drain || !turned_away_mid_drain) {
-    std::cerr << "note: the drain ended before the readiness and turn-away checks\n";
-  }
 
-  held.join();
+  // Mid-drain: alive, not ready, and new calls are turned away (with a hint to retry) without
+  // reaching the upstream.
+  EXPECT_EQ(Admin("GET", "/healthz").status, 200);
+  HttpResponse ready = Admin("GET", "/readyz");
+  EXPECT_EQ(ready.status, 503) << ready.body;
+  Json readiness = Json::Parse(ready.body);
+  EXPECT_FALSE(readiness.Bool("/ready", true)) << ready.body;
+  EXPECT_TRUE(readiness.Bool("/draining")) << ready.body;
+  EXPECT_TRUE(readiness.Bool("/config")) << ready.body;
+  HttpResponse turned_away = Call("GET", "/devin/v3beta1/enterprise/self");
+  EXPECT_EQ(turned_away.status, 503) << turned_away.body;
+  Json envelope = Json::Parse(turned_away.body);
+  EXPECT_EQ(envelope.String("/error/reason"), "shutting_down") << turned_away.body;
+  EXPECT_EQ(envelope.Int("/error/code"), 503);
+  EXPECT_EQ(turned_away.Header("Retry-After"), "1");
+  EXPECT_EQ(turned_away.HeaderCount("Retry-After"), 1u);
+  EXPECT_FALSE(turned_away.Header("X-Request-Id").empty());
+  EXPECT_EQ(upstream.received().size(), n);
+  // The drain lasts as long as calls are held (up to drain_timeout_ms, a minute here).
+  EXPECT_EQ(gateway_->Wait(milliseconds(1000)), -1) << "exited with calls in flight\n"
+                                                    << gateway_->log();
+
+  release.Now();
   ASSERT_EQ(results.size(), n);
-  for (const auto& r : results) EXPECT_EQ(r.status, 200) << r.error;
+  for (const auto& r : results) {
+    EXPECT_EQ(r.status, 200) << r.error;
+    EXPECT_EQ(r.body, kHeldBody);
+  }
   int status = gateway_->Wait(milliseconds(15000));
   EXPECT_TRUE(WIFEXITED(status)) << status;
   EXPECT_EQ(WEXITSTATUS(status), 0) << gateway_->log();
   // Flushed on shutdown: exactly one line per held call, and one for the turned-away call.
-  std::map<std::string, int> lines_per_id;
-  std::map<std::string, std::string> decision_per_id;
-  for (const auto& line : gateway_->AuditLines()) {
+  std::map<std::string, std::vector<Json>> lines_per_id;
+  auto lines = gateway_->AuditLines();
+  EXPECT_EQ(lines.size(), n + 1);
+  for (const auto& line : lines) {
     EXPECT_TRUE(line.ok());
-    ++lines_per_id[line.String("/request_id")];
-    decision_per_id[line.String("/request_id")] = line.String("/decision");
+    lines_per_id[line.String("/request_id")].push_back(line);
   }
   for (const auto& r : results) {
-    EXPECT_EQ(lines_per_id[r.Header("x-request-id")], 1) << r.Header("x-request-id");
+    const auto& mine = lines_per_id[r.Header("x-request-id")];
+    ASSERT_EQ(mine.size(), 1u) << r.Header("x-request-id");
+    EXPECT_EQ(mine[0].String("/decision"), "allowed");
+    EXPECT_EQ(mine[0].Int("/status"), 200);
   }
-  if (turned_away_mid_drain) {
-    EXPECT_EQ(lines_per_id[turned_away.Header("x-request-id")], 1);
-    EXPECT_EQ(decision_per_id[turned_away.Header("x-request-id")], "error");
+  const auto& away = lines_per_id[turned_away.Header("x-request-id")];
+  ASSERT_EQ(away.size(), 1u);
+  EXPECT_EQ(away[0].String("/decision"), "error");
+  EXPECT_EQ(away[0].Int("/status"), 503);
+  EXPECT_EQ(away[0].String("/path"), "/devin/v3beta1/enterprise/self");
+}
+
+// A drain does not wait forever: past drain_timeout_ms the calls still held are cut off, each
+// still gets its one audit line, and the gateway exits 0.
+TEST_F(OperationsTest, ADrainPastItsTimeoutCutsTheHeldCallsOffAndExitsZero) {
+  HeldUpstream upstream(HeldUpstreamAnswer);
+  StartGatewayBefore(upstream, StandardConfig(R"(
+  "drain_timeout_ms": 200,)"));
+  const size_t n = 3;
+  std::vector<HttpRequest> requests;
+  for (size_t i = 0; i < n; ++i) {
+    HttpRequest r;
+    r.url = gateway_->url() + "/devin/held/never/" + std::to_string(i);
+    r.headers = Bearer(kDataKey);
+    requests.push_back(std::move(r));
+  }
+  std::vector<HttpResponse> results;
+  std::thread callers([&] { results = HttpParallel(requests); });
+  ReleaseAndJoin release(&upstream, &callers);
+  ASSERT_TRUE(upstream.WaitForRequests(n, milliseconds(15000))) << gateway_->log();
+  gateway_->Signal(SIGTERM);
+  // Exits by itself although the upstream never answers.
+  int status = gateway_->Wait(milliseconds(20000));
+  ASSERT_NE(status, -1) << "still draining after 20 s\n" << gateway_->log();
+  EXPECT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << gateway_->log();
+  EXPECT_NE(gateway_->log().find("drain timeout: 3 request(s) still in flight are cut off"),
+            std::string::npos)
+      << gateway_->log();
+  release.Now();
+  ASSERT_EQ(results.size(), n);
+  for (const auto& r : results) EXPECT_NE(r.status, 200) << r.body;
+  auto lines = gateway_->AuditLines();
+  EXPECT_EQ(lines.size(), n);
+  for (const auto& line : lines) {
+    EXPECT_EQ(line.String("/decision"), "error") << line.String("/error");
+    EXPECT_EQ(line.Int("/status"), 502);
   }
 }
 

@@ -314,5 +314,27 @@ TEST(ConfigErrors, AuditStreamNeedsRedis) {
   EXPECT_TRUE(HasError(result, "/audit/redis_stream", "redis")) << AllErrors(result);
 }
 
+// The listener's TLS was dropped in 0.2.0 (Pistache 0.0.5 does the handshake on its one accept
+// thread with no timeout: one silent client stalls every new connection). A config that still
+// asks for it is refused, whatever its shape, with one error at /tls that says where TLS goes
+// instead; it is never silently served as plain HTTP.
+TEST(ConfigErrors, ListenerTlsIsRefusedSayingWhereToTerminateIt) {
+  for (const char* tls :
+       {R"({"cert_file": "/etc/tollgate/cert.pem", "key_file": "/etc/tollgate/key.pem"})", "{}",
+        "null", "false"}) {
+    SCOPED_TRACE(tls);
+    LoadResult result = Load({{"/tls", tls}});
+    EXPECT_FALSE(result.ok());
+    ASSERT_EQ(result.errors.size(), 1u) << AllErrors(result);
+    EXPECT_EQ(result.errors[0].pointer, "/tls");
+    const std::string& message = result.errors[0].message;
+    EXPECT_NE(message.find("not supported"), std::string::npos) << message;
+    EXPECT_NE(message.find("terminate TLS in front of tollgate"), std::string::npos) << message;
+    for (const char* where : {"load balancer", "ingress", "stunnel"}) {
+      EXPECT_NE(message.find(where), std::string::npos) << where << ": " << message;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tollgate::config

@@ -20,7 +20,6 @@ constexpr const char* kFullConfig = R"json({
   "max_header_bytes": 8192,
   "drain_timeout_ms": 2500,
   "upstream_threads": 2,
-  "tls": {"cert_file": "/etc/tollgate/cert.pem", "key_file": "/etc/tollgate/key.pem"},
   "redis": {"url": "redis://redis.internal:6380/2", "username": "tollgate",
             "password_file": "/run/secrets/redis", "timeout_ms": 75, "on_error": "deny",
             "key_prefix": "tg:"},
@@ -85,9 +84,6 @@ TEST(LoadConfig, FullConfigFillsEveryModelField) {
   EXPECT_EQ(config.max_header_bytes, 8192u);
   EXPECT_EQ(config.drain_timeout_ms, 2500);
   EXPECT_EQ(config.upstream_threads, 2);
-  ASSERT_TRUE(config.tls);
-  EXPECT_EQ(config.tls->cert_file, "/etc/tollgate/cert.pem");
-  EXPECT_EQ(config.tls->key_file, "/etc/tollgate/key.pem");
 
   ASSERT_TRUE(config.redis);
   EXPECT_EQ(config.redis->url, "redis://redis.internal:6380/2");
@@ -199,7 +195,6 @@ TEST(LoadConfig, MinimalConfigTakesTheModelDefaults) {
   EXPECT_EQ(config.max_body_bytes, defaults.max_body_bytes);
   EXPECT_EQ(config.max_header_bytes, defaults.max_header_bytes);
   EXPECT_FALSE(config.redis);
-  EXPECT_FALSE(config.tls);
   EXPECT_EQ(config.audit.file, "-");
   EXPECT_TRUE(config.roles.empty());
   EXPECT_TRUE(config.callers.empty());

@@ -120,6 +120,28 @@ INSTANTIATE_TEST_SUITE_P(
                   "NOT_SET_ANYWHERE"}),
     [](const ::testing::TestParamInfo<BadConfig>& info) { return std::string(info.param.name); });
 
+// The listener's TLS was dropped in 0.2.0 (see ConfigErrors.ListenerTlsIsRefused...): serve
+// refuses such a config at start, exit 2, naming /tls and where to terminate TLS instead, rather
+// than serving plain HTTP where the operator asked for HTTPS. check-config says the same.
+TEST(Cli, ServeRefusesListenerTlsNamingThePointer) {
+  TempDir dir;
+  std::string path = dir.Write(
+      "tls.json", "{\"listen\": \"127.0.0.1:" + std::to_string(FreePort()) +
+                      "\", \"tls\": {\"cert_file\": \"/etc/tollgate/cert.pem\", \"key_file\": "
+                      "\"/etc/tollgate/key.pem\"}, " UP "}");
+  std::string out;
+  // A serve that wrongly started would listen until the 10 s timeout kills it (not exit 2).
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "serve", "--config", path}, &out, {{"T", "x"}},
+                       std::chrono::milliseconds(10000)),
+            2)
+      << out;
+  EXPECT_NE(out.find("/tls: TLS on the listener is not supported"), std::string::npos) << out;
+  EXPECT_NE(out.find("terminate TLS in front of tollgate"), std::string::npos) << out;
+  EXPECT_EQ(out.find("listening"), std::string::npos) << out;
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--config", path}, &out, {{"T", "x"}}), 2);
+  EXPECT_NE(out.find("/tls: TLS on the listener is not supported"), std::string::npos) << out;
+}
+
 TEST(Cli, CheckConfigRejectsTheSameKeyOnTwoCallers) {
   TempDir dir;
   std::string h = std::string(kHash);
