@@ -253,6 +253,9 @@ std::string MaskQuery(std::string_view raw_query) {
 // The Redis Stream sink, used only by the writer thread. Records that did not reach Redis wait
 // in `pending_` and go out again with later batches; a batch that failed kMaxAttempts times, or
 // that no longer fits under kMaxPendingRecords, is dropped and counted: the file already has it.
+// An attempt is charged to the batches it concerned: every pending batch when Redis could not be
+// reached, only the batch sent when Redis refused some of its lines (the batches queued behind it
+// were not tried, so a record Redis keeps refusing cannot use up their attempts).
 // A record whose reply was lost to an I/O error may be added twice (at least once, not exactly).
 class AuditLog::StreamSink {
  public:
@@ -279,7 +282,7 @@ class AuditLog::StreamSink {
     if (ctx_ == nullptr) {
       if (std::chrono::steady_clock::now() < next_connect_) return;
       if (!Connect()) {
-        Failed();
+        Failed(pending_.size());
         return;
       }
     }
@@ -293,7 +296,7 @@ class AuditLog::StreamSink {
         continue;
       }
       if (!io_ok) Disconnect();
-      Failed();
+      Failed(1);
       return;
     }
     backoff_ = std::chrono::milliseconds(0);
@@ -400,11 +403,12 @@ class AuditLog::StreamSink {
     ctx_ = nullptr;
   }
 
-  void Failed() {
+  // Charges one attempt to the first `tried` pending batches, drops those out of attempts.
+  void Failed(size_t tried) {
     log_->stream_errors_.fetch_add(1, std::memory_order_relaxed);
     backoff_ = std::clamp(backoff_ * 2, kMinBackoff, kMaxBackoff);
     next_connect_ = std::chrono::steady_clock::now() + backoff_;
-    for (Pending& batch : pending_) ++batch.attempts;
+    for (size_t i = 0; i < tried && i < pending_.size(); ++i) ++pending_[i].attempts;
     while (!pending_.empty() && pending_.front().attempts >= kMaxAttempts) DropFront();
   }
 

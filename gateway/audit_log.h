@@ -3,7 +3,8 @@
 // Records are queued by the request threads and written by one background writer thread, in
 // batches, to a file (or stdout) and optionally to a Redis Stream (XADD ... MAXLEN ~). The file
 // is the record of truth: it gets every record, in submission order; the stream is best effort
-// (records that cannot reach Redis are retried for a few batches, then counted as dropped).
+// (a record Redis refuses or cannot be reached for is sent again, up to 5 attempts, then counted
+// as dropped; one refused record costs the others of its batch nothing).
 // A full queue blocks Submit (back-pressure) rather than dropping a record: an audit trail with
 // holes is worse than a slower gateway.
 //

@@ -850,5 +850,31 @@ TEST(AuditLogStream, OneRefusedLineCostsTheOthersOfItsBatchNothing) {
   EXPECT_EQ(Lines(held.Finish()).size(), 3u);
 }
 
+// A record Redis keeps refusing must not use up the attempts of the records queued behind it:
+// a later record refused once (a passing error) still gets its retry and is written.
+TEST(AuditLogStream, ARecordRefusedForeverDoesNotUseUpTheAttemptsOfLaterOnes) {
+  Watchdog watchdog(std::chrono::seconds(90), "ARecordRefusedForever");
+  int flaky_refusals = 0;  // guarded by ScriptedRedis's lock
+  ScriptedRedis redis([&](const std::vector<std::string>& c) {
+    if (c[0] != "XADD") return std::string("+OK\r\n");
+    const std::string id = ScriptedRedis::RequestIdOf(c.back());
+    if (id == "t0-0") return kXaddRefused;
+    if (id == "t1-0" && flaky_refusals++ == 0) return kXaddRefused;
+    return kXaddOk;
+  });
+  config::AuditConfig audit = FileConfig("");
+  audit.redis_stream = "tollgate:audit";
+  AuditLog log(audit, RedisAt(redis.port()));
+  log.Submit(Numbered(0, 0));
+  log.Flush();  // sent once and refused: it waits for a retry
+  log.Submit(Numbered(1, 0));
+  log.Flush();
+  EXPECT_TRUE(WaitUntil([&] { return log.stream_written() + log.stream_dropped() == 2; }));
+  EXPECT_EQ(log.stream_written(), 1u);
+  EXPECT_EQ(log.stream_dropped(), 1u);
+  EXPECT_EQ(redis.XaddsOf("t0-0"), 5);
+  EXPECT_EQ(redis.XaddsOf("t1-0"), 2);
+}
+
 }  // namespace
 }  // namespace tollgate::gateway
