@@ -447,6 +447,14 @@ bool WaitUntil(const std::function<bool()>& done,
   return true;
 }
 
+size_t Count(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
 // The records of the batch are all in the queue before the writer takes any of them, and a
 // submitter that finds the queue full waits (blocked, not spinning, not dropping) until the
 // writer makes room; then every record is written exactly once, in each thread's order.
@@ -508,13 +516,121 @@ TEST(AuditLog, FullQueueBlocksSubmitUntilTheWriterMakesRoom) {
   EXPECT_EQ(seen.size(), lines.size());
 }
 
-TEST(AuditLog, UnwritableFileIsCountedNotFatal) {
+// A full disk: write() fails with ENOSPC. The records are counted as dropped (not as written),
+// the failure is reported once on stderr, each batch costs one write attempt (no retry loop, the
+// writer moves on), and the gateway's requests are not held up.
+TEST(AuditLog, FullDiskRecordsAreCountedAsDroppedReportedOnceAndNotRetried) {
+  Watchdog watchdog(std::chrono::seconds(30), "FullDisk");
+  ::testing::internal::CaptureStderr();
+  {
+    AuditLog log(FileConfig("/dev/full"), std::nullopt);
+    for (int i = 0; i < 5; ++i) {
+      log.Submit(Numbered(0, i));
+      log.Flush();  // one record per batch: one write attempt each
+    }
+    EXPECT_EQ(log.written(), 0u);
+    EXPECT_EQ(log.file_dropped(), 5u);
+    EXPECT_EQ(log.file_errors(), 5u);
+    EXPECT_EQ(log.queue_depth(), 0);
+  }
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(Count(err, "tollgate: audit: write to /dev/full failed: No space left on device"), 1u)
+      << err;
+}
+
+// A directory that vanished under the log (the file cannot be reopened after a rotation): the
+// records of that time are counted as dropped and reported; once the directory is back, the
+// next batch opens the file again by itself and records are written again.
+TEST(AuditLog, VanishedDirectoryDropsAndCountsRecordsUntilItIsBack) {
+  Watchdog watchdog(std::chrono::seconds(60), "VanishedDirectory");
   testing::TempDir dir;
-  AuditLog log(FileConfig(dir.path() + "/missing/dir/audit.log"), std::nullopt);
-  log.Submit(Numbered(0, 0));
+  const std::string sub = dir.path() + "/logs";
+  const std::string path = sub + "/audit.log";
+  ASSERT_EQ(mkdir(sub.c_str(), 0700), 0);
+  ::testing::internal::CaptureStderr();
+  AuditLog log(FileConfig(path), std::nullopt);
+  for (int i = 0; i < 2; ++i) log.Submit(Numbered(0, i));
   log.Flush();
-  EXPECT_EQ(log.written(), 1u);
+  EXPECT_EQ(log.written(), 2u);
+  ASSERT_EQ(std::rename(path.c_str(), (dir.path() + "/rotated.log").c_str()), 0);
+  ASSERT_EQ(rmdir(sub.c_str()), 0);
+
+  log.Reopen();
+  for (int i = 0; i < 3; ++i) log.Submit(Numbered(1, i));
+  log.Flush();
+  EXPECT_EQ(log.written(), 2u);
+  EXPECT_EQ(log.file_dropped(), 3u);
   EXPECT_GT(log.file_errors(), 0u);
+
+  ASSERT_EQ(mkdir(sub.c_str(), 0700), 0);
+  for (int i = 0; i < 4; ++i) log.Submit(Numbered(2, i));
+  log.Flush();
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(Count(err, "tollgate: audit: cannot open " + path + ": No such file or directory"), 1u)
+      << err;
+  EXPECT_EQ(Count(err, "tollgate: audit: writing to " + path + " again"), 1u) << err;
+  EXPECT_EQ(log.written(), 6u);
+  EXPECT_EQ(log.file_dropped(), 3u);
+  const std::vector<std::string> lines = Lines(testing::ReadFile(path));
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_STREQ(Parse(lines[0])["request_id"].GetString(), "t2-0");
+  EXPECT_EQ(Lines(testing::ReadFile(dir.path() + "/rotated.log")).size(), 2u);
+}
+
+TEST(AuditLog, UnopenableFileIsCountedNotFatal) {
+  testing::TempDir dir;
+  ::testing::internal::CaptureStderr();
+  {
+    AuditLog log(FileConfig(dir.path() + "/missing/dir/audit.log"), std::nullopt);
+    log.Submit(Numbered(0, 0));
+    log.Flush();
+    EXPECT_EQ(log.written(), 0u);
+    EXPECT_EQ(log.file_dropped(), 1u);
+    EXPECT_GT(log.file_errors(), 0u);
+  }
+  EXPECT_NE(::testing::internal::GetCapturedStderr().find("cannot open"), std::string::npos);
+}
+
+// A write that stops part-way (the disk filled up inside a record: here RLIMIT_FSIZE, in a child
+// process) leaves a fragment; the record it cut is counted as dropped, and once writing works
+// again the next record starts on a line of its own instead of being glued to the fragment.
+TEST(AuditLogDeathTest, TornRecordIsCountedAndTheNextRecordStartsOnItsOwnLine) {
+  testing::TempDir dir;
+  const std::string path = dir.Write("audit.log", "{\"earlier\":1}\n");
+  const size_t record_size = SerializeAuditRecord(Numbered(0, 0)).size() + 1;
+  EXPECT_EXIT(
+      {
+        signal(SIGXFSZ, SIG_IGN);  // a write past the limit then fails with EFBIG
+        rlimit limit{};
+        getrlimit(RLIMIT_FSIZE, &limit);
+        const rlim_t hard_limit = limit.rlim_cur;
+        limit.rlim_cur = 14 + record_size + record_size / 2;  // room for 1.5 records
+        setrlimit(RLIMIT_FSIZE, &limit);
+        AuditLog log(FileConfig(path), std::nullopt);
+        for (int i = 0; i < 2; ++i) {
+          log.Submit(Numbered(0, i));
+          log.Flush();
+        }
+        const uint64_t written_while_full = log.written();
+        limit.rlim_cur = hard_limit;  // space again
+        setrlimit(RLIMIT_FSIZE, &limit);
+        for (int i = 0; i < 2; ++i) log.Submit(Numbered(1, i));
+        log.Flush();
+        std::fprintf(stderr, "written %llu then %llu, dropped %llu\n",
+                     static_cast<unsigned long long>(written_while_full),
+                     static_cast<unsigned long long>(log.written()),
+                     static_cast<unsigned long long>(log.file_dropped()));
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(0), "written 1 then 3, dropped 1");
+  const std::vector<std::string> lines = Lines(testing::ReadFile(path));
+  ASSERT_EQ(lines.size(), 5u) << testing::ReadFile(path);
+  EXPECT_EQ(lines[0], "{\"earlier\":1}");
+  EXPECT_STREQ(Parse(lines[1])["request_id"].GetString(), "t0-0");
+  EXPECT_EQ(lines[2].rfind("{\"ts\":\"", 0), 0u) << lines[2];  // the fragment of t0-1
+  EXPECT_LT(lines[2].size(), record_size - 1);
+  EXPECT_STREQ(Parse(lines[3])["request_id"].GetString(), "t1-0");
+  EXPECT_STREQ(Parse(lines[4])["request_id"].GetString(), "t1-1");
 }
 
 // A hiredis connection for the test's own checks.
