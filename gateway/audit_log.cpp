@@ -4,6 +4,7 @@
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <rapidjson/writer.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -253,6 +254,9 @@ std::string MaskQuery(std::string_view raw_query) {
 // The Redis Stream sink, used only by the writer thread. Records that did not reach Redis wait
 // in `pending_` and go out again with later batches; a batch that failed kMaxAttempts times, or
 // that no longer fits under kMaxPendingRecords, is dropped and counted: the file already has it.
+// An attempt is charged to the batches it concerned: every pending batch when Redis could not be
+// reached, only the batch sent when Redis refused some of its lines (the batches queued behind it
+// were not tried, so a record Redis keeps refusing cannot use up their attempts).
 // A record whose reply was lost to an I/O error may be added twice (at least once, not exactly).
 class AuditLog::StreamSink {
  public:
@@ -279,7 +283,7 @@ class AuditLog::StreamSink {
     if (ctx_ == nullptr) {
       if (std::chrono::steady_clock::now() < next_connect_) return;
       if (!Connect()) {
-        Failed();
+        Failed(pending_.size());
         return;
       }
     }
@@ -293,7 +297,7 @@ class AuditLog::StreamSink {
         continue;
       }
       if (!io_ok) Disconnect();
-      Failed();
+      Failed(1);
       return;
     }
     backoff_ = std::chrono::milliseconds(0);
@@ -400,11 +404,12 @@ class AuditLog::StreamSink {
     ctx_ = nullptr;
   }
 
-  void Failed() {
+  // Charges one attempt to the first `tried` pending batches, drops those out of attempts.
+  void Failed(size_t tried) {
     log_->stream_errors_.fetch_add(1, std::memory_order_relaxed);
     backoff_ = std::clamp(backoff_ * 2, kMinBackoff, kMaxBackoff);
     next_connect_ = std::chrono::steady_clock::now() + backoff_;
-    for (Pending& batch : pending_) ++batch.attempts;
+    for (size_t i = 0; i < tried && i < pending_.size(); ++i) ++pending_[i].attempts;
     while (!pending_.empty() && pending_.front().attempts >= kMaxAttempts) DropFront();
   }
 
@@ -529,22 +534,24 @@ void AuditLog::Run() {
       continue;
     }
     buffer.clear();
+    size_t lost = 0;  // records of this batch that did not reach the file
     for (const AuditRecord& record : batch) {
       const size_t start = buffer.size();
       AppendAuditRecord(record, &buffer);
       if (stream_ != nullptr) stream_lines.emplace_back(buffer, start);
       buffer.push_back('\n');
       if (buffer.size() >= kWriteChunk) {
-        WriteFile(buffer);
+        lost += WriteFile(buffer);
         buffer.clear();
       }
     }
-    WriteFile(buffer);
+    lost += WriteFile(buffer);
     if (stream_ != nullptr) {
       stream_->Send(std::move(stream_lines));
       stream_lines.clear();
     }
-    written_.fetch_add(batch.size(), std::memory_order_relaxed);
+    written_.fetch_add(batch.size() - lost, std::memory_order_relaxed);
+    if (lost > 0) file_dropped_.fetch_add(lost, std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> lock(mu_);
       completed_ += batch.size();
@@ -569,7 +576,11 @@ void AuditLog::OpenFile() {
   fd_ = open(config_.file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (fd_ >= 0) {
     fd_owned_ = true;
-    file_failing_ = false;
+    // A file that ends inside a record (a full disk, a crash) gets that fragment ended first.
+    struct stat st {};
+    char last = '\n';
+    torn_line_ = fstat(fd_, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+                 pread(fd_, &last, 1, st.st_size - 1) == 1 && last != '\n';
     return;
   }
   file_errors_.fetch_add(1, std::memory_order_relaxed);
@@ -580,24 +591,48 @@ void AuditLog::OpenFile() {
   }
 }
 
-void AuditLog::WriteFile(const std::string& data) {
-  if (fd_ < 0 || data.empty()) return;
+size_t AuditLog::WriteFile(const std::string& data) {
+  if (config_.file.empty() || data.empty()) return 0;
+  // A record is in the file once its newline is: whatever follows the last byte written is lost.
+  const auto lost_after = [&data](size_t done) {
+    return static_cast<size_t>(
+        std::count(data.begin() + static_cast<ptrdiff_t>(done), data.end(), '\n'));
+  };
+  if (fd_ < 0) return lost_after(0);  // OpenFile failed and said so
+  if (torn_line_) {
+    // An earlier write stopped inside a record: end that fragment, so the next record does not
+    // run into it and become unreadable too.
+    if (write(fd_, "\n", 1) != 1) return FileFailed(lost_after(0));
+    torn_line_ = false;
+  }
   size_t done = 0;
   while (done < data.size()) {
     const ssize_t n = write(fd_, data.data() + done, data.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      file_errors_.fetch_add(1, std::memory_order_relaxed);
-      if (!file_failing_) {
-        std::fprintf(stderr, "tollgate: audit: write to %s failed: %s\n", config_.file.c_str(),
-                     std::strerror(errno));
-        file_failing_ = true;
-      }
-      return;
+      // No retry here (ENOSPC, EIO, EFBIG... do not pass by themselves): the records are counted
+      // as lost and the writer moves on, so a full disk cannot stall every request behind it.
+      torn_line_ = done > 0 && data[done - 1] != '\n';
+      return FileFailed(lost_after(done));
     }
     done += static_cast<size_t>(n);
   }
-  file_failing_ = false;
+  if (file_failing_) {
+    std::fprintf(stderr, "tollgate: audit: writing to %s again\n", config_.file.c_str());
+    file_failing_ = false;
+  }
+  return 0;
+}
+
+size_t AuditLog::FileFailed(size_t lost) {
+  const int error = errno;
+  file_errors_.fetch_add(1, std::memory_order_relaxed);
+  if (!file_failing_) {
+    std::fprintf(stderr, "tollgate: audit: write to %s failed: %s\n", config_.file.c_str(),
+                 std::strerror(error));
+    file_failing_ = true;
+  }
+  return lost;
 }
 
 }  // namespace tollgate::gateway

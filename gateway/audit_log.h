@@ -2,8 +2,10 @@
 //
 // Records are queued by the request threads and written by one background writer thread, in
 // batches, to a file (or stdout) and optionally to a Redis Stream (XADD ... MAXLEN ~). The file
-// is the record of truth: it gets every record, in submission order; the stream is best effort
-// (records that cannot reach Redis are retried for a few batches, then counted as dropped).
+// is the record of truth: it gets every record, in submission order (a record it cannot take,
+// e.g. on a full disk, is counted and reported, never claimed written); the stream is best
+// effort (a record Redis refuses or cannot be reached for is sent again, up to 5 attempts, then
+// counted as dropped; one refused record costs the others of its batch nothing).
 // A full queue blocks Submit (back-pressure) rather than dropping a record: an audit trail with
 // holes is worse than a slower gateway.
 //
@@ -84,7 +86,12 @@ class AuditLog {
   void Flush();
 
   int64_t queue_depth() const;
+  // Records the file took (every record when there is no file sink). A record the file could
+  // not take (open or write failed: a full disk, a vanished directory) is not retried: it is
+  // counted in file_dropped() instead, and the failure is reported once on stderr (and again
+  // when writing works again). file_errors() counts failed open and write calls.
   uint64_t written() const { return written_.load(std::memory_order_relaxed); }
+  uint64_t file_dropped() const { return file_dropped_.load(std::memory_order_relaxed); }
   uint64_t file_errors() const { return file_errors_.load(std::memory_order_relaxed); }
   uint64_t stream_written() const { return stream_written_.load(std::memory_order_relaxed); }
   uint64_t stream_errors() const { return stream_errors_.load(std::memory_order_relaxed); }
@@ -94,7 +101,9 @@ class AuditLog {
   class StreamSink;
   void Run();
   void OpenFile();
-  void WriteFile(const std::string& data);
+  // Writes whole lines; returns how many of them (records) did not reach the file.
+  size_t WriteFile(const std::string& data);
+  size_t FileFailed(size_t lost);  // counts and reports a failed write; returns `lost`
 
   const config::AuditConfig config_;
   const size_t capacity_;
@@ -118,10 +127,12 @@ class AuditLog {
   int fd_ = -1;
   bool fd_owned_ = false;
   bool file_failing_ = false;
+  bool torn_line_ = false;  // the file ends inside a record (a write stopped part-way)
   std::unique_ptr<StreamSink> stream_;
 
   std::atomic<uint64_t> written_{0};
   std::atomic<uint64_t> file_errors_{0};
+  std::atomic<uint64_t> file_dropped_{0};
   std::atomic<uint64_t> stream_written_{0};
   std::atomic<uint64_t> stream_errors_{0};
   std::atomic<uint64_t> stream_dropped_{0};

@@ -1,11 +1,26 @@
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -192,6 +207,29 @@ TEST(MaskQuery, MasksSecretLookingNamesOnly) {
   for (const auto& [in, want] : cases) EXPECT_EQ(MaskQuery(in), want) << in;
 }
 
+TEST(MaskQuery, DecodesEscapesInNamesSoAnEncodingCannotCarryASecretPast) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"to%6Ben=a", "to%6Ben=***"},
+      {"pass%77ord=b&x=1", "pass%77ord=***&x=1"},
+      {"%53ECRET=c", "%53ECRET=***"},
+      {"si%67nature=d", "si%67nature=***"},
+      {"standAloneToken=e&x-logtrust-apikey=f", "standAloneToken=***&x-logtrust-apikey=***"},
+      // A broken escape is matched as written (and does not read past the name).
+      {"tok%=g&k%6=h", "tok%=g&k%6=h"},
+  };
+  for (const auto& [in, want] : cases) EXPECT_EQ(MaskQuery(in), want) << in;
+}
+
+// Each secret-looking word masks on its own, in any case: a name that holds only that word
+// (and no other word of the list) is masked.
+TEST(MaskQuery, EverySecretWordMasksByItself) {
+  for (const char* name :
+       {"token", "KEY", "Secret", "password", "passwd", "sig", "auth", "credential"}) {
+    EXPECT_EQ(MaskQuery(std::string("x=1&") + name + "=v"), std::string("x=1&") + name + "=***")
+        << name;
+  }
+}
+
 config::AuditConfig FileConfig(const std::string& path, size_t capacity = 1024) {
   config::AuditConfig c;
   c.file = path;
@@ -245,7 +283,8 @@ TEST(AuditLog, WritesEveryRecordFromSeveralThreadsExactlyOnce) {
   ExpectEachExactlyOnce(testing::ReadFile(path), 4, 2500);
 }
 
-TEST(AuditLog, FullQueueBlocksInsteadOfDropping) {
+// Many submitters on a tiny queue: every wake-up reaches them (none is lost), nothing dropped.
+TEST(AuditLog, TinyQueueUnderLoadLosesNothing) {
   testing::TempDir dir;
   const std::string path = dir.path() + "/audit.log";
   {
@@ -304,13 +343,294 @@ TEST(AuditLog, WithoutSinksRecordsAreStillAccounted) {
   EXPECT_EQ(log.file_errors(), 0u);
 }
 
-TEST(AuditLog, UnwritableFileIsCountedNotFatal) {
+// ---------------------------------------------------------------------------------------------
+// Helpers for the tests that hold the writer or must not hang.
+
+// Aborts the test binary (with a message) unless disarmed within `limit`: a test whose failure
+// mode is "the writer hangs" fails instead of blocking the suite forever.
+class Watchdog {
+ public:
+  Watchdog(std::chrono::seconds limit, std::string what)
+      : thread_([this, limit, what = std::move(what)] {
+          std::unique_lock<std::mutex> lock(mu_);
+          if (!cv_.wait_for(lock, limit, [this] { return disarmed_; })) {
+            std::fprintf(stderr, "watchdog: %s did not finish within %lld s\n", what.c_str(),
+                         static_cast<long long>(limit.count()));
+            std::abort();
+          }
+        }) {}
+  ~Watchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      disarmed_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool disarmed_ = false;
+  std::thread thread_;
+};
+
+// An AuditLog whose file is a FIFO nobody reads yet: the writer blocks in open() before its
+// first batch, so records pile up in the queue. Release() starts reading, which lets the writer
+// go; Finish() destroys the log (everything submitted is written) and returns what was read.
+class HeldAuditLog {
+ public:
+  HeldAuditLog(const testing::TempDir& dir, config::AuditConfig audit,
+               const std::optional<config::RedisConfig>& redis = std::nullopt)
+      : path_(dir.path() + "/audit.fifo") {
+    EXPECT_EQ(mkfifo(path_.c_str(), 0600), 0) << std::strerror(errno);
+    audit.file = path_;
+    log_ = std::make_unique<AuditLog>(audit, redis);
+  }
+  ~HeldAuditLog() { Finish(); }
+
+  AuditLog& log() { return *log_; }
+  void Release() {
+    if (released_) return;
+    released_ = true;
+    reader_ = std::thread([this] {
+      const int fd = open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) return;
+      char buf[65536];
+      for (;;) {
+        const ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;  // EOF: the writer closed the FIFO
+        std::lock_guard<std::mutex> lock(mu_);
+        data_.append(buf, static_cast<size_t>(n));
+      }
+      close(fd);
+    });
+  }
+  // Everything read so far (complete or not).
+  std::string Read() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return data_;
+  }
+  std::string Finish() {
+    Release();
+    log_.reset();
+    if (reader_.joinable()) reader_.join();
+    return Read();
+  }
+
+ private:
+  std::string path_;
+  std::unique_ptr<AuditLog> log_;
+  bool released_ = false;
+  std::thread reader_;
+  mutable std::mutex mu_;
+  std::string data_;
+};
+
+pid_t ThreadId() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
+// The scheduler state of one of this process's threads ('R', 'S', ...), or 0 once it is gone.
+char ThreadState(pid_t tid) {
+  const std::string stat = testing::ReadFile("/proc/self/task/" + std::to_string(tid) + "/stat");
+  const size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : 0;
+}
+
+bool WaitUntil(const std::function<bool()>& done,
+               std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+size_t Count(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+// The records of the batch are all in the queue before the writer takes any of them, and a
+// submitter that finds the queue full waits (blocked, not spinning, not dropping) until the
+// writer makes room; then every record is written exactly once, in each thread's order.
+TEST(AuditLog, FullQueueBlocksSubmitUntilTheWriterMakesRoom) {
+  Watchdog watchdog(std::chrono::seconds(60), "FullQueueBlocksSubmitUntilTheWriterMakesRoom");
   testing::TempDir dir;
-  AuditLog log(FileConfig(dir.path() + "/missing/dir/audit.log"), std::nullopt);
-  log.Submit(Numbered(0, 0));
+  HeldAuditLog held(dir, FileConfig("", 4));
+  for (int i = 0; i < 4; ++i) held.log().Submit(Numbered(0, i));  // room: returns at once
+  ASSERT_EQ(held.log().queue_depth(), 4);
+
+  constexpr int kThreads = 3;
+  constexpr int kPerThread = 100;
+  std::atomic<int> returned{0};
+  std::atomic<pid_t> tids[kThreads] = {};
+  std::vector<std::thread> submitters;
+  for (int t = 1; t <= kThreads; ++t) {
+    submitters.emplace_back([&, t] {
+      tids[t - 1] = ThreadId();
+      for (int i = 0; i < kPerThread; ++i) {
+        held.log().Submit(Numbered(t, i));
+        ++returned;
+      }
+    });
+  }
+  // Every submitter ends up asleep inside its first Submit (or, if Submit does not block, one of
+  // them returns, which ends the wait too).
+  const bool all_asleep = WaitUntil([&] {
+    if (returned > 0) return true;
+    for (const auto& tid : tids) {
+      if (tid == 0 || ThreadState(tid) != 'S') return false;
+    }
+    return true;
+  });
+  EXPECT_TRUE(all_asleep);
+  EXPECT_EQ(returned, 0) << "Submit returned while the queue was full";
+  EXPECT_EQ(held.log().queue_depth(), 4);
+  // Still blocked a moment later: nothing but the writer can let them go.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(returned, 0);
+  EXPECT_EQ(held.log().queue_depth(), 4);
+
+  held.Release();
+  for (auto& s : submitters) s.join();
+  EXPECT_EQ(returned, kThreads * kPerThread);
+  const std::vector<std::string> lines = Lines(held.Finish());
+  ASSERT_EQ(lines.size(), static_cast<size_t>(4 + kThreads * kPerThread));
+  std::map<std::string, int> seen;
+  std::map<int, int> next_of_thread;
+  for (size_t n = 0; n < lines.size(); ++n) {
+    const std::string id = Parse(lines[n])["request_id"].GetString();
+    EXPECT_EQ(++seen[id], 1) << id << " written twice";
+    if (n < 4) {
+      EXPECT_EQ(id, "t0-" + std::to_string(n));
+    }
+    const int thread = std::stoi(id.substr(1, id.find('-') - 1));
+    const int i = std::stoi(id.substr(id.find('-') + 1));
+    EXPECT_EQ(i, next_of_thread[thread]++) << "out of order: " << id;
+  }
+  EXPECT_EQ(seen.size(), lines.size());
+}
+
+// A full disk: write() fails with ENOSPC. The records are counted as dropped (not as written),
+// the failure is reported once on stderr, each batch costs one write attempt (no retry loop, the
+// writer moves on), and the gateway's requests are not held up.
+TEST(AuditLog, FullDiskRecordsAreCountedAsDroppedReportedOnceAndNotRetried) {
+  Watchdog watchdog(std::chrono::seconds(30), "FullDisk");
+  ::testing::internal::CaptureStderr();
+  {
+    AuditLog log(FileConfig("/dev/full"), std::nullopt);
+    for (int i = 0; i < 5; ++i) {
+      log.Submit(Numbered(0, i));
+      log.Flush();  // one record per batch: one write attempt each
+    }
+    EXPECT_EQ(log.written(), 0u);
+    EXPECT_EQ(log.file_dropped(), 5u);
+    EXPECT_EQ(log.file_errors(), 5u);
+    EXPECT_EQ(log.queue_depth(), 0);
+  }
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(Count(err, "tollgate: audit: write to /dev/full failed: No space left on device"), 1u)
+      << err;
+}
+
+// A directory that vanished under the log (the file cannot be reopened after a rotation): the
+// records of that time are counted as dropped and reported; once the directory is back, the
+// next batch opens the file again by itself and records are written again.
+TEST(AuditLog, VanishedDirectoryDropsAndCountsRecordsUntilItIsBack) {
+  Watchdog watchdog(std::chrono::seconds(60), "VanishedDirectory");
+  testing::TempDir dir;
+  const std::string sub = dir.path() + "/logs";
+  const std::string path = sub + "/audit.log";
+  ASSERT_EQ(mkdir(sub.c_str(), 0700), 0);
+  ::testing::internal::CaptureStderr();
+  AuditLog log(FileConfig(path), std::nullopt);
+  for (int i = 0; i < 2; ++i) log.Submit(Numbered(0, i));
   log.Flush();
-  EXPECT_EQ(log.written(), 1u);
+  EXPECT_EQ(log.written(), 2u);
+  ASSERT_EQ(std::rename(path.c_str(), (dir.path() + "/rotated.log").c_str()), 0);
+  ASSERT_EQ(rmdir(sub.c_str()), 0);
+
+  log.Reopen();
+  for (int i = 0; i < 3; ++i) log.Submit(Numbered(1, i));
+  log.Flush();
+  EXPECT_EQ(log.written(), 2u);
+  EXPECT_EQ(log.file_dropped(), 3u);
   EXPECT_GT(log.file_errors(), 0u);
+
+  ASSERT_EQ(mkdir(sub.c_str(), 0700), 0);
+  for (int i = 0; i < 4; ++i) log.Submit(Numbered(2, i));
+  log.Flush();
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(Count(err, "tollgate: audit: cannot open " + path + ": No such file or directory"), 1u)
+      << err;
+  EXPECT_EQ(Count(err, "tollgate: audit: writing to " + path + " again"), 1u) << err;
+  EXPECT_EQ(log.written(), 6u);
+  EXPECT_EQ(log.file_dropped(), 3u);
+  const std::vector<std::string> lines = Lines(testing::ReadFile(path));
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_STREQ(Parse(lines[0])["request_id"].GetString(), "t2-0");
+  EXPECT_EQ(Lines(testing::ReadFile(dir.path() + "/rotated.log")).size(), 2u);
+}
+
+TEST(AuditLog, UnopenableFileIsCountedNotFatal) {
+  testing::TempDir dir;
+  ::testing::internal::CaptureStderr();
+  {
+    AuditLog log(FileConfig(dir.path() + "/missing/dir/audit.log"), std::nullopt);
+    log.Submit(Numbered(0, 0));
+    log.Flush();
+    EXPECT_EQ(log.written(), 0u);
+    EXPECT_EQ(log.file_dropped(), 1u);
+    EXPECT_GT(log.file_errors(), 0u);
+  }
+  EXPECT_NE(::testing::internal::GetCapturedStderr().find("cannot open"), std::string::npos);
+}
+
+// A write that stops part-way (the disk filled up inside a record: here RLIMIT_FSIZE, in a child
+// process) leaves a fragment; the record it cut is counted as dropped, and once writing works
+// again the next record starts on a line of its own instead of being glued to the fragment.
+TEST(AuditLogDeathTest, TornRecordIsCountedAndTheNextRecordStartsOnItsOwnLine) {
+  testing::TempDir dir;
+  const std::string path = dir.Write("audit.log", "{\"earlier\":1}\n");
+  const size_t record_size = SerializeAuditRecord(Numbered(0, 0)).size() + 1;
+  EXPECT_EXIT(
+      {
+        signal(SIGXFSZ, SIG_IGN);  // a write past the limit then fails with EFBIG
+        rlimit limit{};
+        getrlimit(RLIMIT_FSIZE, &limit);
+        const rlim_t hard_limit = limit.rlim_cur;
+        limit.rlim_cur = 14 + record_size + record_size / 2;  // room for 1.5 records
+        setrlimit(RLIMIT_FSIZE, &limit);
+        AuditLog log(FileConfig(path), std::nullopt);
+        for (int i = 0; i < 2; ++i) {
+          log.Submit(Numbered(0, i));
+          log.Flush();
+        }
+        const uint64_t written_while_full = log.written();
+        limit.rlim_cur = hard_limit;  // space again
+        setrlimit(RLIMIT_FSIZE, &limit);
+        for (int i = 0; i < 2; ++i) log.Submit(Numbered(1, i));
+        log.Flush();
+        std::fprintf(stderr, "written %llu then %llu, dropped %llu\n",
+                     static_cast<unsigned long long>(written_while_full),
+                     static_cast<unsigned long long>(log.written()),
+                     static_cast<unsigned long long>(log.file_dropped()));
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(0), "written 1 then 3, dropped 1");
+  const std::vector<std::string> lines = Lines(testing::ReadFile(path));
+  ASSERT_EQ(lines.size(), 5u) << testing::ReadFile(path);
+  EXPECT_EQ(lines[0], "{\"earlier\":1}");
+  EXPECT_STREQ(Parse(lines[1])["request_id"].GetString(), "t0-0");
+  EXPECT_EQ(lines[2].rfind("{\"ts\":\"", 0), 0u) << lines[2];  // the fragment of t0-1
+  EXPECT_LT(lines[2].size(), record_size - 1);
+  EXPECT_STREQ(Parse(lines[3])["request_id"].GetString(), "t1-0");
+  EXPECT_STREQ(Parse(lines[4])["request_id"].GetString(), "t1-1");
 }
 
 // A hiredis connection for the test's own checks.
@@ -319,6 +639,51 @@ class RedisProbe {
   explicit RedisProbe(int port) : ctx_(redisConnect("127.0.0.1", port)) {}
   ~RedisProbe() {
     if (ctx_ != nullptr) redisFree(ctx_);
+  }
+  // Runs one command; returns its reply as text (status, string, integer, or "ERR: ..."), and
+  // an array's elements joined by newlines.
+  std::string Command(const std::vector<std::string>& args) {
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (const std::string& a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    auto* reply = static_cast<redisReply*>(
+        redisCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lens.data()));
+    EXPECT_NE(reply, nullptr) << args[0];
+    if (reply == nullptr) return "";
+    std::string out;
+    switch (reply->type) {
+      case REDIS_REPLY_INTEGER:
+        out = std::to_string(reply->integer);
+        break;
+      case REDIS_REPLY_ERROR:
+        out = "ERR: " + std::string(reply->str, reply->len);
+        break;
+      case REDIS_REPLY_STRING:
+      case REDIS_REPLY_STATUS:
+        out.assign(reply->str, reply->len);
+        break;
+      case REDIS_REPLY_ARRAY:
+        for (size_t i = 0; i < reply->elements; ++i) {
+          if (reply->element[i]->type == REDIS_REPLY_STRING) {
+            out.append(reply->element[i]->str, reply->element[i]->len).push_back('\n');
+          }
+        }
+        break;
+      default:
+        break;
+    }
+    freeReplyObject(reply);
+    return out;
+  }
+  // `calls` of one command from INFO commandstats (0 when never called).
+  long long Calls(const std::string& command) {
+    const std::string info = Command({"INFO", "commandstats"});
+    const std::string tag = "cmdstat_" + command + ":calls=";
+    const size_t at = info.find(tag);
+    return at == std::string::npos ? 0 : std::stoll(info.substr(at + tag.size()));
   }
   long long XLen(const std::string& key) {
     auto* reply = static_cast<redisReply*>(redisCommand(ctx_, "XLEN %s", key.c_str()));
@@ -354,6 +719,63 @@ config::RedisConfig RedisAt(int port) {
   redis.port = port;
   redis.url = "redis://127.0.0.1:" + std::to_string(port) + "/0";
   return redis;
+}
+
+// A Redis that requires a password, with an ACL user for the gateway, and the gateway's records
+// in database 5: they arrive there (and only there) when the stream sends AUTH user password and
+// SELECT 5 on connecting.
+TEST(AuditLogStream, SendsAuthWithUserAndSelectsTheDatabase) {
+  testing::RedisServer redis;
+  {
+    RedisProbe admin(redis.port());
+    ASSERT_EQ(admin.Command({"ACL", "SETUSER", "auditor", "on", ">auditor-pw", "~*", "+@all"}),
+              "OK");
+    ASSERT_EQ(admin.Command({"CONFIG", "SET", "requirepass", "admin-pw"}), "OK");
+  }
+  config::RedisConfig cfg = RedisAt(redis.port());
+  cfg.url = "redis://127.0.0.1:" + std::to_string(redis.port()) + "/5";
+  cfg.db = 5;
+  cfg.username = "auditor";
+  cfg.password = "auditor-pw";
+  config::AuditConfig audit = FileConfig("");
+  audit.redis_stream = "tollgate:audit";
+  {
+    AuditLog log(audit, cfg);
+    for (int i = 0; i < 20; ++i) log.Submit(Numbered(0, i));
+    log.Flush();
+    EXPECT_EQ(log.stream_written(), 20u);
+    EXPECT_EQ(log.stream_errors(), 0u);
+    EXPECT_EQ(log.stream_dropped(), 0u);
+  }
+  RedisProbe probe(redis.port());
+  ASSERT_EQ(probe.Command({"AUTH", "admin-pw"}), "OK");
+  EXPECT_EQ(probe.Command({"EXISTS", "tollgate:audit"}), "0") << "records went to db 0";
+  ASSERT_EQ(probe.Command({"SELECT", "5"}), "OK");
+  const std::vector<std::string> records = probe.Records("tollgate:audit");
+  ASSERT_EQ(records.size(), 20u);
+  EXPECT_STREQ(Parse(records[0])["request_id"].GetString(), "t0-0");
+  EXPECT_STREQ(Parse(records[19])["request_id"].GetString(), "t0-19");
+}
+
+// A stream key that holds another type: Redis refuses every XADD (WRONGTYPE). Each record is
+// tried exactly 5 times (the first send and 4 retries), then counted as dropped; the file has it.
+TEST(AuditLogStream, RefusedRecordIsTriedFiveTimesThenDroppedButTheFileHasIt) {
+  Watchdog watchdog(std::chrono::seconds(90), "RefusedRecordIsTriedFiveTimes");
+  testing::RedisServer redis;
+  RedisProbe probe(redis.port());
+  ASSERT_EQ(probe.Command({"SET", "tollgate:audit", "not a stream"}), "OK");
+  testing::TempDir dir;
+  config::AuditConfig audit = FileConfig(dir.path() + "/audit.log");
+  audit.redis_stream = "tollgate:audit";
+  AuditLog log(audit, RedisAt(redis.port()));
+  log.Submit(Numbered(0, 0));
+  log.Flush();
+  EXPECT_TRUE(WaitUntil([&] { return log.stream_dropped() > 0; }));
+  EXPECT_EQ(log.stream_dropped(), 1u);
+  EXPECT_EQ(log.stream_written(), 0u);
+  EXPECT_EQ(probe.Calls("xadd"), 5);
+  EXPECT_EQ(Lines(testing::ReadFile(dir.path() + "/audit.log")).size(), 1u);
+  EXPECT_EQ(log.written(), 1u);
 }
 
 TEST(AuditLogStream, RedisStreamGetsTheSameRecordsAsTheFile) {
@@ -414,6 +836,160 @@ TEST(AuditLogStream, RedisOutageNeverCostsTheFileARecord) {
   RedisProbe probe(redis.port());
   EXPECT_EQ(probe.XLen("tollgate:audit"), static_cast<long long>(log.stream_written()));
   EXPECT_EQ(Lines(testing::ReadFile(path)).size(), 20u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A scripted Redis (RESP over TCP on loopback) for errors a real Redis gives only by chance: it
+// answers each command with what `answer` returns (raw RESP) and records every command.
+class ScriptedRedis {
+ public:
+  using Answer = std::function<std::string(const std::vector<std::string>&)>;
+  explicit ScriptedRedis(Answer answer) : answer_(std::move(answer)) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), len), 0);
+    EXPECT_EQ(listen(listen_fd_, 8), 0);
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~ScriptedRedis() {
+    stop_ = true;
+    thread_.join();
+    close(listen_fd_);
+  }
+  int port() const { return port_; }
+  // How many XADDs carried a record whose request_id is `id`.
+  int XaddsOf(const std::string& id) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    int n = 0;
+    for (const auto& c : commands_) {
+      if (c.size() == 8 && c[0] == "XADD" && RequestIdOf(c[7]) == id) ++n;
+    }
+    return n;
+  }
+  static std::string RequestIdOf(const std::string& line) {
+    rapidjson::Document doc;
+    doc.Parse(line.data(), line.size());
+    return doc.IsObject() && doc.HasMember("request_id") ? doc["request_id"].GetString() : "";
+  }
+
+ private:
+  void Serve() {
+    int client = -1;
+    std::string in;
+    while (!stop_) {
+      pollfd p{client >= 0 ? client : listen_fd_, POLLIN, 0};
+      if (poll(&p, 1, 20) <= 0) continue;
+      if (client < 0) {
+        client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        continue;
+      }
+      char buf[65536];
+      const ssize_t n = read(client, buf, sizeof buf);
+      if (n <= 0) {
+        close(client);
+        client = -1;
+        in.clear();
+        continue;
+      }
+      in.append(buf, static_cast<size_t>(n));
+      std::vector<std::string> command;
+      std::string out;
+      while (ParseCommand(&in, &command)) {
+        std::lock_guard<std::mutex> lock(mu_);
+        commands_.push_back(command);
+        out += answer_(command);
+      }
+      if (!out.empty() && write(client, out.data(), out.size()) != ssize_t(out.size())) {
+        ADD_FAILURE() << "short write to the audit writer";
+      }
+    }
+    if (client >= 0) close(client);
+  }
+  // Takes one complete "*N\r\n$len\r\n...\r\n" command off the front of `in`.
+  static bool ParseCommand(std::string* in, std::vector<std::string>* command) {
+    command->clear();
+    if (in->empty() || (*in)[0] != '*') return false;
+    size_t pos = in->find("\r\n");
+    if (pos == std::string::npos) return false;
+    const int count = std::stoi(in->substr(1, pos - 1));
+    pos += 2;
+    for (int i = 0; i < count; ++i) {
+      const size_t eol = in->find("\r\n", pos);
+      if (eol == std::string::npos || (*in)[pos] != '$') return false;
+      const size_t len = std::stoul(in->substr(pos + 1, eol - pos - 1));
+      if (in->size() < eol + 2 + len + 2) return false;
+      command->push_back(in->substr(eol + 2, len));
+      pos = eol + 2 + len + 2;
+    }
+    in->erase(0, pos);
+    return true;
+  }
+
+  Answer answer_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  mutable std::mutex mu_;
+  std::vector<std::vector<std::string>> commands_;
+  std::thread thread_;
+};
+
+const std::string kXaddOk = "$3\r\n1-0\r\n";
+const std::string kXaddRefused = "-ERR refused by the test\r\n";
+
+// One batch [good, bad, good]: Redis refuses the middle line only. The good lines are written
+// once each (not retried, not lost), the refused one is tried 5 times in all, then dropped.
+TEST(AuditLogStream, OneRefusedLineCostsTheOthersOfItsBatchNothing) {
+  Watchdog watchdog(std::chrono::seconds(90), "OneRefusedLine");
+  ScriptedRedis redis([](const std::vector<std::string>& c) {
+    if (c[0] != "XADD") return std::string("+OK\r\n");
+    return ScriptedRedis::RequestIdOf(c.back()) == "t0-1" ? kXaddRefused : kXaddOk;
+  });
+  testing::TempDir dir;
+  config::AuditConfig audit = FileConfig("");
+  audit.redis_stream = "tollgate:audit";
+  HeldAuditLog held(dir, audit, RedisAt(redis.port()));
+  for (int i = 0; i < 3; ++i) held.log().Submit(Numbered(0, i));  // queued: one batch
+  held.Release();
+  held.log().Flush();
+  EXPECT_TRUE(WaitUntil([&] { return held.log().stream_dropped() > 0; }));
+  EXPECT_EQ(held.log().stream_written(), 2u);
+  EXPECT_EQ(held.log().stream_dropped(), 1u);
+  EXPECT_EQ(redis.XaddsOf("t0-0"), 1);
+  EXPECT_EQ(redis.XaddsOf("t0-2"), 1);
+  EXPECT_EQ(redis.XaddsOf("t0-1"), 5);
+  EXPECT_EQ(Lines(held.Finish()).size(), 3u);
+}
+
+// A record Redis keeps refusing must not use up the attempts of the records queued behind it:
+// a later record refused once (a passing error) still gets its retry and is written.
+TEST(AuditLogStream, ARecordRefusedForeverDoesNotUseUpTheAttemptsOfLaterOnes) {
+  Watchdog watchdog(std::chrono::seconds(90), "ARecordRefusedForever");
+  int flaky_refusals = 0;  // guarded by ScriptedRedis's lock
+  ScriptedRedis redis([&](const std::vector<std::string>& c) {
+    if (c[0] != "XADD") return std::string("+OK\r\n");
+    const std::string id = ScriptedRedis::RequestIdOf(c.back());
+    if (id == "t0-0") return kXaddRefused;
+    if (id == "t1-0" && flaky_refusals++ == 0) return kXaddRefused;
+    return kXaddOk;
+  });
+  config::AuditConfig audit = FileConfig("");
+  audit.redis_stream = "tollgate:audit";
+  AuditLog log(audit, RedisAt(redis.port()));
+  log.Submit(Numbered(0, 0));
+  log.Flush();  // sent once and refused: it waits for a retry
+  log.Submit(Numbered(1, 0));
+  log.Flush();
+  EXPECT_TRUE(WaitUntil([&] { return log.stream_written() + log.stream_dropped() == 2; }));
+  EXPECT_EQ(log.stream_written(), 1u);
+  EXPECT_EQ(log.stream_dropped(), 1u);
+  EXPECT_EQ(redis.XaddsOf("t0-0"), 5);
+  EXPECT_EQ(redis.XaddsOf("t1-0"), 2);
 }
 
 }  // namespace
