@@ -7,8 +7,10 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -50,20 +53,61 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::map<std::string, st
   _exit(127);
 }
 
-}  // namespace
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+// True when 127.0.0.1:port answers an inline PING with +PONG within a second.
+bool Pings(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int port = ntohs(addr.sin_port);
+  addr.sin_port = htons(port);
+  bool ok = false;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      write(fd, "PING\r\n", 6) == 6) {
+    pollfd p{fd, POLLIN, 0};
+    char buf[16] = {0};
+    ok = poll(&p, 1, 1000) == 1 && read(fd, buf, sizeof buf - 1) >= 7 &&
+         std::strncmp(buf, "+PONG\r\n", 7) == 0;
+  }
   close(fd);
-  return port;
+  return ok;
+}
+
+}  // namespace
+
+int FreePort() {
+  // The kernel may hand the same just-closed port to another test binary that CTest runs
+  // beside this one, before either child binds it. A port is therefore also claimed in a
+  // registry shared by every test process on the machine: a lock file per port, held (flock)
+  // until this process exits. A port claimed by a live process is skipped.
+  static const std::string registry = [] {
+    std::string dir = "/tmp/tollgate-test-ports";
+    mkdir(dir.c_str(), 0777);
+    return dir;
+  }();
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    socklen_t len = sizeof addr;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    int port = ntohs(addr.sin_port);
+    close(fd);
+    std::string path = registry + "/" + std::to_string(port);
+    int lock = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (lock < 0) return port;  // no registry (read-only /tmp): the kernel's word alone
+    if (flock(lock, LOCK_EX | LOCK_NB) == 0) {
+      // Held, on purpose, for the life of this process. A port this process claimed before
+      // is locked by it already (flock is per open file), so check that too.
+      static std::set<int> mine;
+      if (mine.insert(port).second) return port;
+    }
+    close(lock);
+  }
+  ADD_FAILURE() << "no free loopback port found";
+  return 0;
 }
 
 bool WaitForPort(int port, std::chrono::milliseconds timeout) {
@@ -247,13 +291,26 @@ std::string RedisServer::url() const { return "redis://127.0.0.1:" + std::to_str
 
 void RedisServer::Start() {
   if (process_.running()) return;
-  process_ = ChildProcess(
-      {"/usr/bin/redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save",
-       "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"},
-      {}, "/dev/null");
-  if (!WaitForPort(port_, std::chrono::milliseconds(10000))) {
-    ADD_FAILURE() << "redis-server did not start on port " << port_;
+  // Something else may have bound the port between FreePort() and redis-server's bind (a test
+  // server that binds port 0 itself): then redis-server exits, and whatever answers on the port
+  // is not it. Only a PONG from a running child counts; otherwise try another port (a restart
+  // keeps its port: a test restarting Redis means "the same address again").
+  const bool first_start = !started_once_;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    process_ = ChildProcess(
+        {"/usr/bin/redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save",
+         "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"},
+        {}, "/dev/null");
+    if (WaitForPort(port_, std::chrono::milliseconds(10000)) && process_.running() &&
+        Pings(port_)) {
+      started_once_ = true;
+      return;
+    }
+    process_.Stop(std::chrono::milliseconds(1000));
+    if (!first_start) break;
+    port_ = FreePort();
   }
+  ADD_FAILURE() << "redis-server did not start on port " << port_;
 }
 
 void RedisServer::Stop() {

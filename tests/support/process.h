@@ -14,7 +14,8 @@
 
 namespace tollgate::testing {
 
-// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close).
+// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close), and that
+// no other test process on this machine was handed (a lock-file registry in /tmp).
 int FreePort();
 
 // True once something accepts TCP connections on 127.0.0.1:port, false after `timeout`.
@@ -80,6 +81,7 @@ class RedisServer {
 
  private:
   int port_;
+  bool started_once_ = false;
   ChildProcess process_;
 };
 
