@@ -5,13 +5,15 @@ set -euo pipefail
 
 # clang and libclang-rt-14-dev build and run the libFuzzer target (tests/fuzz/run.sh, CI):
 # libclang_rt.fuzzer for Debian 12's clang-14 is in libclang-rt-14-dev, which clang only
-# recommends, so --no-install-recommends would skip it.
+# recommends, so --no-install-recommends would skip it. gcovr reports coverage
+# (tests/coverage.sh); ccache keeps the mutation runner's rebuilds short (tests/mutants/run.sh).
 packages=(
   build-essential cmake pkg-config git ca-certificates curl
   libpistache-dev rapidjson-dev libcurl4-openssl-dev libhiredis-dev libssl-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   redis-server nginx-light wrk procps python3
   clang libclang-rt-14-dev
+  gcovr ccache
 )
 
 missing=()

@@ -276,6 +276,9 @@ std::string Metrics::Render(const MetricsSnapshot& g) const {
   AppendScalar(&out, "tollgate_audit_stream_dropped_total", "counter",
                "Audit records given up on for the Redis stream (the file has them).",
                std::to_string(g.audit_stream_dropped));
+  AppendScalar(&out, "tollgate_audit_file_dropped_total", "counter",
+               "Audit records the audit file could not take (disk full, file gone); alert on it.",
+               std::to_string(g.audit_file_dropped));
 
   const policies::LimiterStats* l = g.limiter;
   AppendScalar(&out, "tollgate_limiter_ready", "gauge",
@@ -290,6 +293,10 @@ std::string Metrics::Render(const MetricsSnapshot& g) const {
   AppendScalar(&out, "tollgate_redis_breaker_skips_total", "counter",
                "Rate-limit decisions that skipped Redis while its circuit breaker was open.",
                std::to_string(Load(l ? &l->breaker_skips : nullptr)));
+  AppendScalar(
+      &out, "tollgate_redis_breaker_backoff_seconds", "gauge",
+      "How long the open Redis circuit breaker skips Redis before its next probe (0: closed).",
+      FormatDouble(static_cast<double>(l ? l->breaker_backoff_ms.load() : 0) / 1000.0));
   AppendScalar(&out, "tollgate_redis_script_reloads_total", "counter",
                "Rate-limit scripts reloaded after NOSCRIPT.",
                std::to_string(Load(l ? &l->script_reloads : nullptr)));

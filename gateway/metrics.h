@@ -34,6 +34,7 @@ struct MetricsSnapshot {
   const upstream::UpstreamClientStats* upstream = nullptr;  // may be null
   uint64_t upstream_in_flight = 0;
   uint64_t audit_stream_dropped = 0;
+  uint64_t audit_file_dropped = 0;  // records the audit file could not take (disk full...)
 };
 
 class Metrics {

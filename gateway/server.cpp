@@ -181,6 +181,7 @@ class Server {
       m.audit_written = audit_->written();
       m.audit_stream_errors = audit_->stream_errors();
       m.audit_stream_dropped = audit_->stream_dropped();
+      m.audit_file_dropped = audit_->file_dropped();
       m.limiter = &limiter_->stats();
       m.limiter_ready = limiter_->Ready();
       m.limiter_backend = limiter_->Describe();

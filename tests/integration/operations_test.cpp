@@ -439,6 +439,22 @@ TEST_F(OperationsTest, MetricsCountRequestsByUpstreamDecisionAndClass) {
   EXPECT_EQ(raw.Header("content-type").rfind("text/plain", 0), 0u);
 }
 
+TEST_F(OperationsTest, AuditRecordsAFullDiskRefusesAreCountedAsDroppedNotWritten) {
+  std::string config = StandardConfig();
+  const std::string sink = R"("audit": {"file": "${AUDIT}"})";
+  ASSERT_NE(config.find(sink), std::string::npos);
+  config.replace(config.find(sink), sink.size(), R"("audit": {"file": "/dev/full"})");
+  StartGateway(config);
+  const int calls = 3;
+  for (int i = 0; i < calls; ++i) {
+    EXPECT_EQ(Call("GET", "/devin/v3beta1/enterprise/self").status, 200);
+  }
+  // Every call is still answered; its record is counted where an operator alerts on it.
+  EXPECT_EQ(WaitForMetric("tollgate_audit_file_dropped_total", {}, calls), calls);
+  EXPECT_EQ(MetricValue(Metrics(), "tollgate_audit_records_total"), 0);
+  EXPECT_TRUE(WaitForLogCount("audit: write to /dev/full failed", 1)) << gateway_->log();
+}
+
 TEST_F(OperationsTest, HealthReadinessAndUnknownAdminPaths) {
   StartGateway(StandardConfig());
   HttpResponse health = Admin("GET", "/healthz");

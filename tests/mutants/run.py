@@ -7,7 +7,7 @@ at least one of its test commands fails; it survives when all of them pass. Befo
 runs, each test command is run once on the unmutated tree: a command that fails there would kill
 every mutant and prove nothing, so the run stops.
 
-Usage: tests/mutants/run.sh [--list] [--fail-fast] [ID_OR_GLOB ...]
+Usage: tests/mutants/run.sh [--list] [--fail-fast] [--jobs N] [ID_OR_GLOB ...]
 """
 import argparse
 import fnmatch
@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -119,6 +120,8 @@ def main():
     ap.add_argument("ids", nargs="*", help="mutant ids or globs (default: all)")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     ap.add_argument("--fail-fast", action="store_true", help="stop at the first survivor")
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="mutants tried at once, each in its own scratch tree (default 2)")
     args = ap.parse_args()
 
     mutants = load_all()
@@ -132,111 +135,148 @@ def main():
         print(f"{len(mutants)} mutants")
         return 0
 
-    work = os.environ.get("MUTANTS_DIR", os.path.join(ROOT, "build-mutants"))
-    src, build, logs = (os.path.join(work, d) for d in ("src", "build", "logs"))
+    work = os.path.realpath(os.environ.get("MUTANTS_DIR", os.path.join(ROOT, "build-mutants")))
+    logs = os.path.join(work, "logs")
     shutil.rmtree(logs, ignore_errors=True)
     os.makedirs(logs)
-    # A scratch copy: a mutant is never written into the checkout, even if this script is killed.
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
-                           check=True, capture_output=True, text=True).stdout.split("\n")
-    for rel in filter(None, files):
-        a, b = os.path.join(ROOT, rel), os.path.join(src, rel)
-        if not os.path.isfile(a) or rel.startswith("build"):
-            continue
-        os.makedirs(os.path.dirname(b), exist_ok=True)
-        with open(a, "rb") as fa:
-            data = fa.read()
-        old = None
-        if os.path.exists(b):
-            with open(b, "rb") as fb:
-                old = fb.read()
-        if old != data:  # unchanged files keep their mtime: the build stays incremental
-            with open(b, "wb") as fb:
-                fb.write(data)
-            shutil.copymode(a, b)
+    setup_log = os.path.join(logs, "setup.log")
+    # Every worker's tree has the same layout below `work`, so ccache (paths made relative to
+    # `work`) compiles each file once for all of them.
+    env = dict(os.environ, CCACHE_BASEDIR=work, CCACHE_NOHASHDIR="1")
+    workers = [Worker(os.path.join(work, f"w{k}"), env) for k in range(max(1, args.jobs))]
+    for w in workers:
+        w.sync()
 
     for m in mutants:  # every mutant must still apply to today's code
-        with open(os.path.join(src, m.file), encoding="utf-8") as f:
+        with open(os.path.join(workers[0].src, m.file), encoding="utf-8") as f:
             count = f.read().count(m.original)
         if count != 1:
             sys.exit(f"{m.where()}: mutant '{m.id}': its original text occurs {count} times in "
                      f"{m.file} (must be exactly once): update the mutant to today's code")
 
-    setup_log = os.path.join(logs, "setup.log")
-    cmake = ["cmake", "-S", src, "-B", build, "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
-             "-DTOLLGATE_BUILD_BENCH=OFF"]
-    if shutil.which("ccache"):
-        cmake.append("-DCMAKE_CXX_COMPILER_LAUNCHER=ccache")
-    print(f"building the unmutated tree in {build} (log: {setup_log})", flush=True)
-    if run(cmake, setup_log) != 0:
-        sys.exit(f"cmake failed: see {setup_log}")
+    all_targets = sorted(set().union(*(targets_of(m) for m in mutants)))
+    for w in workers:
+        print(f"building the unmutated tree in {w.build} (log: {setup_log})", flush=True)
+        if w.configure(setup_log) != 0 or w.build_targets(all_targets, setup_log) != 0:
+            sys.exit(f"the unmutated tree does not build: see {setup_log}")
+    # Each target once, with every filter the mutants name for it: all must pass unmutated.
+    filters = {}
+    for m in mutants:
+        for target, filt in m.tests:
+            filters.setdefault(target, set()).add(filt or "*")
+    print(f"checking that the named tests pass on the unmutated tree", flush=True)
+    for target, filts in sorted(filters.items()):
+        if workers[0].test(target, ":".join(sorted(filts)), setup_log) != 0:
+            sys.exit(f"{target} fails WITHOUT any mutant: fix that first (see {setup_log})")
 
-    def targets_of(m):
-        t = {"tollgate"} | {target for target, _ in m.tests}
-        if "integration_tests" in t:
-            t.add("fake_upstream")
-        return sorted(t)
+    results = {}  # id -> "killed" | "survived" | "invalid"
+    lock = threading.Lock()
+    pending = list(enumerate(mutants, 1))
+    stop = threading.Event()
+    start = time.monotonic()
 
-    def build_targets(targets, log):
-        return run(["cmake", "--build", build, "-j", str(os.cpu_count() or 2), "--target"] +
-                   targets, log)
+    def work_on(w):
+        while not stop.is_set():
+            with lock:
+                if not pending:
+                    return
+                i, m = pending.pop(0)
+            t0 = time.monotonic()
+            verdict, by = w.try_mutant(m, os.path.join(logs, m.id + ".log"))
+            with lock:
+                results[m.id] = verdict
+                text = {"killed": f"killed   by {by}", "survived": "SURVIVED",
+                        "invalid": "INVALID (does not build)"}[verdict]
+                print(f"[{i:3}/{len(mutants)}] {m.id:44} {text}  ({time.monotonic() - t0:.0f} s)",
+                      flush=True)
+                if verdict != "killed" and args.fail_fast:
+                    stop.set()
 
-    def test_cmd(target, filt):
-        cmd = [os.path.join(build, target), "--gtest_brief=1"]
+    threads = [threading.Thread(target=work_on, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for w in workers:  # leave the scratch builds matching the checkout
+        w.build_targets(all_targets, setup_log)
+
+    count = lambda v: sum(1 for r in results.values() if r == v)
+    print(f"\n{count('killed')} killed, {count('survived')} survived, {count('invalid')} invalid, "
+          f"{len(mutants)} listed ({time.monotonic() - start:.0f} s with {len(workers)} workers; "
+          f"logs in {logs})")
+    for m in mutants:
+        if results.get(m.id, "not run") != "killed":
+            print(f"  {results.get(m.id, 'not run')}: {m.id} ({m.where()}): {m.why}")
+    return 0 if count("killed") == len(mutants) else 1
+
+
+def targets_of(m):
+    # The unit tests' CMake targets depend on the binary (CLI tests run it), so it is built anyway.
+    t = {"tollgate"} | {target for target, _ in m.tests}
+    if "integration_tests" in t:
+        t.add("fake_upstream")
+    return sorted(t)
+
+
+class Worker:
+    """One scratch copy of the tree and its build directory."""
+
+    def __init__(self, root, env):
+        self.src, self.build, self.env = os.path.join(root, "src"), os.path.join(root, "build"), env
+
+    def sync(self):
+        # A scratch copy: a mutant is never written into the checkout, even if this is killed.
+        files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
+                               check=True, capture_output=True, text=True).stdout.split("\n")
+        for rel in filter(None, files):
+            a, b = os.path.join(ROOT, rel), os.path.join(self.src, rel)
+            if not os.path.isfile(a) or rel.startswith("build"):
+                continue
+            os.makedirs(os.path.dirname(b), exist_ok=True)
+            with open(a, "rb") as fa:
+                data = fa.read()
+            old = None
+            if os.path.exists(b):
+                with open(b, "rb") as fb:
+                    old = fb.read()
+            if old != data:  # unchanged files keep their mtime: the build stays incremental
+                with open(b, "wb") as fb:
+                    fb.write(data)
+                shutil.copymode(a, b)
+
+    def configure(self, log):
+        cmd = ["cmake", "-S", self.src, "-B", self.build, "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+               "-DTOLLGATE_BUILD_BENCH=OFF"]
+        if shutil.which("ccache"):
+            cmd.append("-DCMAKE_CXX_COMPILER_LAUNCHER=ccache")
+        return run(cmd, log, env=self.env)
+
+    def build_targets(self, targets, log):
+        return run(["cmake", "--build", self.build, "-j", str(os.cpu_count() or 2), "--target"] +
+                   targets, log, env=self.env)
+
+    def test(self, target, filt, log):
+        cmd = [os.path.join(self.build, target), "--gtest_brief=1"]
         if filt:
             cmd.append("--gtest_filter=" + filt)
-        return cmd
+        return run(cmd, log, cwd=self.build, timeout=600, env=self.env)
 
-    all_targets = sorted(set().union(*(targets_of(m) for m in mutants)))
-    if build_targets(all_targets, setup_log) != 0:
-        sys.exit(f"the unmutated tree does not build: see {setup_log}")
-    specs = sorted({t for m in mutants for t in m.tests})
-    print(f"checking that the {len(specs)} test selections pass on the unmutated tree", flush=True)
-    for target, filt in specs:
-        if run(test_cmd(target, filt), setup_log, cwd=build, timeout=600) != 0:
-            sys.exit(f"{target}:{filt} fails WITHOUT any mutant: fix that first ({setup_log})")
-
-    killed, survived, invalid = [], [], []
-    start = time.monotonic()
-    for i, m in enumerate(mutants, 1):
-        t0 = time.monotonic()
-        log = os.path.join(logs, m.id + ".log")
-        path = os.path.join(src, m.file)
+    def try_mutant(self, m, log):
+        path = os.path.join(self.src, m.file)
         with open(path, encoding="utf-8") as f:
             original = f.read()
         with open(path, "w", encoding="utf-8") as f:
             f.write(original.replace(m.original, m.replacement, 1))
         try:
-            if build_targets(targets_of(m), log) != 0:
-                verdict = "INVALID (does not build)"
-                invalid.append(m)
-            else:
-                by = None
-                for target, filt in m.tests:
-                    if run(test_cmd(target, filt), log, cwd=build, timeout=600) != 0:
-                        by = f"{target}:{filt}" if filt else target
-                        break
-                if by:
-                    verdict = f"killed   by {by}"
-                    killed.append(m)
-                else:
-                    verdict = "SURVIVED"
-                    survived.append(m)
+            if self.build_targets(targets_of(m), log) != 0:
+                return "invalid", None
+            for target, filt in m.tests:
+                if self.test(target, filt, log) != 0:
+                    return "killed", f"{target}:{filt}" if filt else target
+            return "survived", None
         finally:
             with open(path, "w", encoding="utf-8") as f:
                 f.write(original)
-        print(f"[{i:2}/{len(mutants)}] {m.id:44} {verdict}  ({time.monotonic() - t0:.0f} s)",
-              flush=True)
-        if (survived or invalid) and args.fail_fast:
-            break
-    build_targets(all_targets, setup_log)  # leave the scratch build matching the checkout
-
-    print(f"\n{len(killed)} killed, {len(survived)} survived, {len(invalid)} invalid, "
-          f"{len(mutants)} listed ({time.monotonic() - start:.0f} s; logs in {logs})")
-    for m in survived + invalid:
-        print(f"  {m.id} ({m.where()}): {m.why}")
-    return 0 if not survived and not invalid and len(killed) == len(mutants) else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

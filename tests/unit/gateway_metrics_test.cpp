@@ -302,6 +302,7 @@ TEST(Metrics, SnapshotValuesAreRendered) {
   limiter.redis_errors = 3;
   limiter.fallbacks = 2;
   limiter.breaker_skips = 7;
+  limiter.breaker_backoff_ms = 1500;
   upstream::UpstreamClientStats client;
   client.started = 10;
   client.completed = 9;
@@ -312,6 +313,7 @@ TEST(Metrics, SnapshotValuesAreRendered) {
   g.audit_written = 1000;
   g.audit_stream_errors = 4;
   g.audit_stream_dropped = 6;
+  g.audit_file_dropped = 8;
   g.limiter = &limiter;
   g.limiter_ready = true;
   g.limiter_backend = "redis 127.0.0.1:6379/0";
@@ -326,6 +328,8 @@ TEST(Metrics, SnapshotValuesAreRendered) {
   EXPECT_EQ(e.Value("tollgate_redis_errors_total"), 3);
   EXPECT_EQ(e.Value("tollgate_ratelimit_fallbacks_total"), 2);
   EXPECT_EQ(e.Value("tollgate_redis_breaker_skips_total"), 7);
+  EXPECT_EQ(e.Value("tollgate_audit_file_dropped_total"), 8);
+  EXPECT_DOUBLE_EQ(e.Value("tollgate_redis_breaker_backoff_seconds"), 1.5);
   EXPECT_EQ(e.Value("tollgate_limiter_ready", {{"backend", "redis 127.0.0.1:6379/0"}}), 1);
   EXPECT_EQ(e.Value("tollgate_upstream_in_flight"), 1);
   EXPECT_EQ(e.Value("tollgate_upstream_transfers_total", {{"result", "started"}}), 10);

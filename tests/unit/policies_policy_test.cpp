@@ -166,6 +166,19 @@ TEST_F(PolicyTest, WhereChecksTheBoundParameter) {
             Outcome::kNoMatch);
 }
 
+TEST_F(PolicyTest, WhereComparesWholeValuesNotPrefixesOrSuffixes) {
+  auto caller = MakeCaller({"devin-operator"}, {{"devin_orgs", {"org-1"}}});
+  for (const char* org : {"org-10", "org-1x", "org-", "xorg-1", "org-1%20", "org"}) {
+    EXPECT_EQ(
+        Decide(caller, "POST", "devin", std::string("/v3beta1/organizations/") + org + "/sessions")
+            .outcome,
+        Outcome::kNoMatch)
+        << org;
+  }
+  EXPECT_EQ(Decide(caller, "POST", "devin", "/v3beta1/organizations/org-1/sessions").outcome,
+            Outcome::kAllow);
+}
+
 TEST_F(PolicyTest, WhereStarAllowsAnyValue) {
   auto caller = MakeCaller({"devo-token-reader"}, {{"devo_accounts", {"*"}}});
   PolicyDecision d = Decide(caller, "GET", "devo", "/v2/accounts/whatever/tokens/t1");
