@@ -165,6 +165,22 @@ TEST_F(AuditFieldsTest, AllowedButTheUpstreamFailed) {
   EXPECT_TRUE(line.IsNull("/error"));
 }
 
+TEST_F(AuditFieldsTest, UpstreamRequestIdFallsBackToTheUpstreamsXRequestId) {
+  // Devin answers with its own X-Request-Id (no x-devo-cid): the audit line keeps it, so an
+  // operator can quote it to the upstream's support; the caller sees only the gateway's id.
+  FakeBehaviour b;
+  b.prefix = "/v3beta1/enterprise/self";
+  b.headers = {{"X-Request-Id", "devin-req-4711"}};
+  fake_.SetBehaviour(b);
+  Json line;
+  HttpResponse r = CallAudited("GET", "/devin/v3beta1/enterprise/self", kDataKey, "", &line);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(line.String("/upstream_request_id"), "devin-req-4711");
+  EXPECT_EQ(r.HeaderCount("x-request-id"), 1u);
+  EXPECT_EQ(r.Header("x-request-id"), line.String("/request_id"));
+  EXPECT_NE(r.Header("x-request-id"), "devin-req-4711");
+}
+
 TEST_F(AuditFieldsTest, UnauthenticatedUnknownKey) {
   ExpectUnauthenticated("tg_audit_fields_unknown_key", std::nullopt, "unknown key");
 }
