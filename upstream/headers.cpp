@@ -1,6 +1,8 @@
 #include "upstream/headers.h"
 
+#include <algorithm>
 #include <array>
+#include <vector>
 
 namespace tollgate::upstream {
 namespace {
@@ -79,9 +81,31 @@ std::vector<std::string_view> ConnectionTokens(const HeaderList& headers) {
   return tokens;
 }
 
-bool NamedIn(std::string_view name, const std::vector<std::string_view>& tokens) {
-  return IsOneOf(name, tokens.data(), tokens.size());
+// Orders header names the way HeaderNameEquals compares them: two names are equivalent under
+// this order exactly when HeaderNameEquals says they are equal.
+bool HeaderNameLess(std::string_view a, std::string_view b) {
+  return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+    return static_cast<unsigned char>(LowerAscii(x)) < static_cast<unsigned char>(LowerAscii(y));
+  });
 }
+
+// The fields a message's Connection headers name. The sender chooses up to max_header_bytes of
+// fields and tokens, so comparing every field with every token would be quadratic (milliseconds
+// of a loop's time for a 16 KiB head); the names are kept sorted instead, and filtering a head
+// costs O((fields + tokens) log tokens). Holds views into the headers it was built from.
+class ConnectionNamedFields {
+ public:
+  explicit ConnectionNamedFields(const HeaderList& headers) : names_(ConnectionTokens(headers)) {
+    std::sort(names_.begin(), names_.end(), HeaderNameLess);
+  }
+
+  bool Contains(std::string_view name) const {
+    return std::binary_search(names_.begin(), names_.end(), name, HeaderNameLess);
+  }
+
+ private:
+  std::vector<std::string_view> names_;
+};
 
 struct UrlParts {
   std::string_view scheme;
@@ -176,14 +200,14 @@ bool IsSecretHeader(std::string_view name, const config::UpstreamAuth& auth) {
 }
 
 HeaderList FilterRequestHeaders(const HeaderList& from_caller) {
-  std::vector<std::string_view> named = ConnectionTokens(from_caller);
+  const ConnectionNamedFields named(from_caller);
   HeaderList out;
   out.reserve(from_caller.size());
   for (const auto& header : from_caller) {
     const std::string& name = header.first;
     if (IsHopByHop(name) || IsOneOf(name, kRequestDropped.data(), kRequestDropped.size()) ||
         HasPrefixIgnoreCase(name, "x-forwarded-") || IsUpstreamCredentialHeader(name) ||
-        NamedIn(name, named)) {
+        named.Contains(name)) {
       continue;
     }
     out.push_back(header);
@@ -193,13 +217,13 @@ HeaderList FilterRequestHeaders(const HeaderList& from_caller) {
 
 HeaderList FilterResponseHeaders(const HeaderList& from_upstream, const std::string& base_url,
                                  const std::string& upstream_name) {
-  std::vector<std::string_view> named = ConnectionTokens(from_upstream);
+  const ConnectionNamedFields named(from_upstream);
   HeaderList out;
   out.reserve(from_upstream.size());
   for (const auto& header : from_upstream) {
     const std::string& name = header.first;
     if (IsHopByHop(name) || IsOneOf(name, kResponseDropped.data(), kResponseDropped.size()) ||
-        NamedIn(name, named)) {
+        named.Contains(name)) {
       continue;
     }
     if (HeaderNameEquals(name, "location")) {

@@ -26,7 +26,8 @@ bool IsSecretHeader(std::string_view name, const config::UpstreamAuth& auth);
 // X-Method-Override, X-HTTP-Method, X-Forwarded-*, Forwarded, X-Real-IP, X-Request-Id (the
 // gateway sets its own), X-Original-URL, X-Rewrite-URL, X-Override-URL (path overrides some
 // backends route by), and any header named like the upstream's secret header
-// (standAloneToken, x-logtrust-*).
+// (standAloneToken, x-logtrust-*). Costs O((headers + Connection tokens) log tokens), whatever
+// the caller packs into its head; the response filter likewise.
 HeaderList FilterRequestHeaders(const HeaderList& from_caller);
 
 // Response headers from the upstream that may be passed to the caller: drops hop-by-hop

@@ -3,7 +3,9 @@
 #include <benchmark/benchmark.h>
 
 #include <condition_variable>
+#include <cstdio>
 #include <mutex>
+#include <string>
 
 #include "tests/unit/upstream_test_server.h"
 #include "upstream/headers.h"
@@ -26,11 +28,72 @@ HeaderList CallerHeaders() {
           {"X-Trace", "abc"}};
 }
 
+// A typical 10-header request.
 void BM_FilterRequestHeaders(benchmark::State& state) {
   HeaderList in = CallerHeaders();
   for (auto _ : state) benchmark::DoNotOptimize(FilterRequestHeaders(in));
 }
 BENCHMARK(BM_FilterRequestHeaders);
+
+// A head of `fields` fields "X-Field-NNNN: v" and one Connection header listing `tokens` tokens.
+// The tokens name the upper half of the fields and as many absent fields, all of one length and
+// prefix, so comparing a name with a token reads the whole name: the worst case for a filter that
+// compares every field with every token. Without the prefix ("NNNN: v", still valid field names)
+// more of both fit in the same bytes.
+HeaderList HeadFullOfConnectionTokens(int fields, int tokens, bool prefixed) {
+  auto field_name = [prefixed](int i) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "%s%04d", prefixed ? "X-Field-" : "", i);
+    return std::string(name);
+  };
+  HeaderList head;
+  std::string connection;
+  for (int i = 0; i < tokens; ++i) {
+    if (i > 0) connection += ", ";
+    connection += field_name(fields / 2 + i);
+  }
+  head.emplace_back("Connection", connection);
+  for (int i = 0; i < fields; ++i) head.emplace_back(field_name(i), "v");
+  return head;
+}
+
+size_t HeadBytes(const HeaderList& head) {
+  size_t bytes = 0;
+  for (const auto& [name, value] : head) bytes += name.size() + 2 + value.size() + 2;
+  return bytes;
+}
+
+HeaderList HeadFromArgs(const benchmark::State& state) {
+  return HeadFullOfConnectionTokens(static_cast<int>(state.range(0)),
+                                    static_cast<int>(state.range(1)), state.range(2) != 0);
+}
+
+// fields/tokens/prefixed: 500/500/1 and 900/1350/0 each fill about the default 16 KiB
+// max_header_bytes (head_bytes reports the size); 250/250/1 shows how the cost grows.
+void BM_FilterRequestHeadersConnectionTokens(benchmark::State& state) {
+  HeaderList in = HeadFromArgs(state);
+  for (auto _ : state) benchmark::DoNotOptimize(FilterRequestHeaders(in));
+  state.counters["head_bytes"] = static_cast<double>(HeadBytes(in));
+}
+BENCHMARK(BM_FilterRequestHeadersConnectionTokens)
+    ->ArgNames({"fields", "tokens", "prefixed"})
+    ->Args({250, 250, 1})
+    ->Args({500, 500, 1})
+    ->Args({900, 1350, 0})
+    ->Unit(benchmark::kMicrosecond);
+
+// The same head from an upstream: the response filter has the same shape.
+void BM_FilterResponseHeadersConnectionTokens(benchmark::State& state) {
+  HeaderList in = HeadFromArgs(state);
+  const std::string base_url = "https://api.devin.ai";
+  const std::string name = "devin";
+  for (auto _ : state) benchmark::DoNotOptimize(FilterResponseHeaders(in, base_url, name));
+  state.counters["head_bytes"] = static_cast<double>(HeadBytes(in));
+}
+BENCHMARK(BM_FilterResponseHeadersConnectionTokens)
+    ->ArgNames({"fields", "tokens", "prefixed"})
+    ->Args({500, 500, 1})
+    ->Unit(benchmark::kMicrosecond);
 
 void BM_InjectDevoHmac(benchmark::State& state) {
   config::UpstreamAuth auth;

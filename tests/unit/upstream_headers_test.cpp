@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <string>
 
 #include "upstream/headers.h"
@@ -86,6 +87,140 @@ TEST(FilterRequestHeadersTest, KeepsOrderValuesAndDuplicates) {
   HeaderList in = {{"X-B", "1"}, {"Cookie", "c=1"}, {"X-A", "2"}, {"X-B", "3"}};
   HeaderList expected = {{"X-B", "1"}, {"X-A", "2"}, {"X-B", "3"}};
   EXPECT_EQ(FilterRequestHeaders(in), expected);
+}
+
+// The tests below send many Connection tokens, in orders and mixes of case that a lookup in
+// sorted tokens gets wrong if the order and the comparison disagree.
+
+std::string FieldName(int i) { return "X-Field-" + std::to_string(1000 + i); }
+
+TEST(FilterRequestHeadersTest, ManyConnectionHeadersEachNamingOneField) {
+  // 200 Connection headers, in a shuffled order, naming fields 0, 7, 14, ..., 196 and fields
+  // that are absent; the fields are sent twice, once in each case.
+  HeaderList in;
+  for (int k = 0; k < 200; ++k) {
+    int i = (k * 11) % 200;
+    in.emplace_back("Connection", FieldName(i % 7 == 0 ? i : 200 + i));
+  }
+  HeaderList expected;
+  for (int i = 0; i < 200; ++i) {
+    in.emplace_back(FieldName(i), "a");
+    std::string lower = FieldName(i);
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    in.emplace_back(lower, "b");
+    if (i % 7 != 0) {
+      expected.emplace_back(FieldName(i), "a");
+      expected.emplace_back(lower, "b");
+    }
+  }
+  EXPECT_EQ(FilterRequestHeaders(in), expected);
+}
+
+TEST(FilterRequestHeadersTest, OneConnectionHeaderWithHundredsOfTokensInAnyOrder) {
+  // One header listing 100 tokens (every third field, from the last one down), plus fields that
+  // no token names but that sort between, before and after the named ones.
+  std::string tokens;
+  for (int i = 299; i >= 0; i -= 3) tokens += FieldName(i) + (i % 2 == 0 ? "," : " ,\t");
+  HeaderList in = {{"Connection", tokens}};
+  HeaderList expected;
+  for (int i = 0; i < 300; ++i) {
+    in.emplace_back(FieldName(i), "v");
+    if ((299 - i) % 3 != 0) expected.emplace_back(FieldName(i), "v");
+  }
+  for (const char* unnamed : {"X-Field-", "X-Field-1", "X-Field-10", "X-Field-12990", "X-Field-2",
+                              "X-Field-9999", "A", "Z", "~"}) {
+    in.emplace_back(unnamed, "kept");
+    expected.emplace_back(unnamed, "kept");
+  }
+  EXPECT_EQ(FilterRequestHeaders(in), expected);
+}
+
+TEST(FilterRequestHeadersTest, RepeatedEmptyAndPaddedTokens) {
+  HeaderList in = {{"Connection", ""},
+                   {"Connection", ",, ,\t,"},
+                   {"Connection", "X-A,X-A, X-A ,\tX-B\t\t,,  X-C"},
+                   {"Connection", " x-a "},
+                   {"X-A", "1"},
+                   {"X-B", "2"},
+                   {"X-C", "3"},
+                   {"X-A-B", "4"},
+                   {"X-", "5"},
+                   {"X-D", "6"}};
+  HeaderList expected = {{"X-A-B", "4"}, {"X-", "5"}, {"X-D", "6"}};
+  EXPECT_EQ(FilterRequestHeaders(in), expected);
+}
+
+TEST(FilterRequestHeadersTest, ConnectionTokensInAnyCase) {
+  // Tokens alternate case, and each field is sent in the other case: ordering the tokens by
+  // their bytes ('X' < 'x') would put them out of the order a case-insensitive lookup walks.
+  std::string tokens;
+  HeaderList in;
+  for (char c = 'a'; c <= 'z'; ++c) {
+    std::string upper = std::string("X-HOP-") + static_cast<char>(std::toupper(c));
+    std::string lower = std::string("x-hop-") + c;
+    bool upper_token = (c - 'a') % 2 == 0;
+    tokens += (upper_token ? upper : lower) + ",";
+    in.emplace_back(upper_token ? lower : upper, "v");
+  }
+  in.insert(in.begin(), {"connection", tokens});
+  in.emplace_back("x-hop-kept", "v");
+  in.emplace_back("X-HOP-KEPT", "v");
+  HeaderList expected = {{"x-hop-kept", "v"}, {"X-HOP-KEPT", "v"}};
+  EXPECT_EQ(FilterRequestHeaders(in), expected);
+}
+
+TEST(FilterRequestHeadersTest, ATokenDropsEveryCopyOfTheFieldItNames) {
+  HeaderList in = {{"X-Dup", "1"},          {"Accept", "a"}, {"x-dup", "2"},
+                   {"Connection", "X-DUP"}, {"X-Dup", "3"},  {"X-Trace", "t"}};
+  HeaderList expected = {{"Accept", "a"}, {"X-Trace", "t"}};
+  EXPECT_EQ(FilterRequestHeaders(in), expected);
+}
+
+TEST(FilterRequestHeadersTest, TokensNamingFieldsDroppedAnywayChangeNothingElse) {
+  HeaderList in = {{"Connection",
+                    "Keep-Alive, Connection, X-Forwarded-For, Cookie, "
+                    "Transfer-Encoding, standAloneToken, x-logtrust-sign"},
+                   {"Keep-Alive", "timeout=5"},
+                   {"X-Forwarded-For", "10.0.0.1"},
+                   {"Cookie", "c=1"},
+                   {"Transfer-Encoding", "chunked"},
+                   {"standAloneToken", "t"},
+                   {"X-Logtrust-Sign", "s"},
+                   {"Accept", "application/json"},
+                   {"X-Forwarded", "kept"}};
+  HeaderList expected = {{"Accept", "application/json"}, {"X-Forwarded", "kept"}};
+  EXPECT_EQ(FilterRequestHeaders(in), expected);
+}
+
+TEST(FilterRequestHeadersTest, TokensNamingAuthorizationAndHostStillDropThem) {
+  HeaderList in = {{"Connection", "authorization, HOST"},
+                   {"Host", "gw"},
+                   {"Authorization", "Bearer caller-key"},
+                   {"Proxy-Authorization", "Basic x"},
+                   {"Accept", "application/json"}};
+  HeaderList expected = {{"Accept", "application/json"}};
+  EXPECT_EQ(FilterRequestHeaders(in), expected);
+}
+
+TEST(FilterResponseHeadersTest, ManyConnectionTokensInAnyOrderAndCase) {
+  // One header naming every other field, from the last one down, a quarter of them upper-cased.
+  std::string tokens;
+  for (int i = 299; i >= 0; i -= 2) {
+    std::string token = FieldName(i);
+    if (i % 4 == 1) {
+      for (char& c : token) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    }
+    tokens += token + ", ";
+  }
+  HeaderList in = {{"Connection", tokens}, {"Location", "https://api.devin.ai/v3/x"}};
+  HeaderList expected = {{"Location", "/devin/v3/x"}};
+  for (int i = 0; i < 300; ++i) {
+    in.emplace_back(FieldName(i), "v");
+    if (i % 2 == 0) expected.emplace_back(FieldName(i), "v");
+  }
+  in.emplace_back("Content-Type", "application/json");
+  expected.emplace_back("Content-Type", "application/json");
+  EXPECT_EQ(FilterResponseHeaders(in, "https://api.devin.ai", "devin"), expected);
 }
 
 TEST(IsSecretHeaderTest, KnowsEverySecretHeader) {
