@@ -463,7 +463,7 @@ size_t Count(const std::string& text, const std::string& needle) {
 // finish while the writer is still stuck. Once the sink moves, every admitted record is written
 // exactly once and in order, no refused one is, and the places are free again.
 TEST(AuditLog, FullQueueRefusesReservationsAndNoCallWaitsForAStalledWriter) {
-  Watchdog watchdog(std::chrono::seconds(45), "FullQueueRefusesReservations");
+  Watchdog watchdog(std::chrono::seconds(30), "FullQueueRefusesReservations");
   testing::TempDir dir;
   HeldAuditLog held(dir, FileConfig("", 4));
   AuditLog& log = held.log();
@@ -487,7 +487,7 @@ TEST(AuditLog, FullQueueRefusesReservationsAndNoCallWaitsForAStalledWriter) {
     returned = true;
   });
   // Only an upper bound on "does not hang": nothing but Release() lets the writer go.
-  EXPECT_TRUE(WaitUntil([&] { return returned.load(); }, std::chrono::seconds(20)))
+  EXPECT_TRUE(WaitUntil([&] { return returned.load(); }, std::chrono::seconds(10)))
       << "a call waited for the stalled writer";
   EXPECT_EQ(log.queue_depth(), 4);
   EXPECT_EQ(log.slots_used(), 4u);
