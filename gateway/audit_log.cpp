@@ -451,18 +451,33 @@ AuditLog::~AuditLog() {
   writer_.join();
 }
 
-void AuditLog::Submit(AuditRecord&& record) {
-  std::unique_lock<std::mutex> lock(mu_);
-  if (queue_.size() >= capacity_) {
-    ++blocked_submitters_;
-    space_cv_.wait(lock, [this] { return queue_.size() < capacity_; });
-    --blocked_submitters_;
+void AuditLog::Slot::Reset() {
+  if (log_ != nullptr) log_->used_.fetch_sub(1, std::memory_order_relaxed);
+  log_ = nullptr;
+}
+
+AuditLog::Slot AuditLog::Reserve() {
+  size_t used = used_.load(std::memory_order_relaxed);
+  while (used < capacity_) {
+    if (used_.compare_exchange_weak(used, used + 1, std::memory_order_relaxed)) return Slot(this);
   }
+  return Slot();
+}
+
+bool AuditLog::Submit(Slot slot, AuditRecord&& record) {
+  if (!slot) {
+    slot = Reserve();
+    if (!slot) return false;
+  }
+  // The place now holds the record: the writer gives it back once the record is written.
+  slot.log_ = nullptr;
+  std::unique_lock<std::mutex> lock(mu_);
   queue_.push_back(std::move(record));
   ++submitted_;
-  const bool wake = writer_waiting_ || (lingering_ && queue_.size() >= capacity_ / 2);
+  const bool wake = writer_waiting_ || (lingering_ && Crowded());
   lock.unlock();
   if (wake) writer_cv_.notify_one();
+  return true;
 }
 
 void AuditLog::Reopen() {
@@ -506,11 +521,11 @@ void AuditLog::Run() {
       if (busy) {
         // Under load, linger a moment un-notified instead of being woken for every record: the
         // request threads then skip a futex wake per call, and batches (one write each) grow.
-        // A full-ish queue, a flush, a reopen or a stop still wakes the writer at once.
+        // A full-ish queue (or no free place), a flush, a reopen or a stop still wakes the
+        // writer at once.
         lingering_ = true;
         writer_cv_.wait_for(lock, kLinger, [this] {
-          return queue_.size() >= capacity_ / 2 || stopping_ || reopen_requested_ ||
-                 flush_waiters_ > 0;
+          return Crowded() || stopping_ || reopen_requested_ || flush_waiters_ > 0;
         });
         lingering_ = false;
       }
@@ -524,7 +539,6 @@ void AuditLog::Run() {
       batch.swap(queue_);
       reopen = std::exchange(reopen_requested_, false);
       stop = stopping_ && batch.empty();
-      if (blocked_submitters_ > 0 && !batch.empty()) space_cv_.notify_all();
     }
     if (reopen || (fd_ < 0 && !config_.file.empty() && !batch.empty())) OpenFile();
     busy = !batch.empty();
@@ -552,6 +566,10 @@ void AuditLog::Run() {
     }
     written_.fetch_add(batch.size() - lost, std::memory_order_relaxed);
     if (lost > 0) file_dropped_.fetch_add(lost, std::memory_order_relaxed);
+    // Only now are the batch's places free: a writer stuck in write() keeps holding them, so the
+    // bound counts every record not yet through the sink. (Before Flush is told, so that its
+    // return means the places of every record it waited for are free again.)
+    used_.fetch_sub(batch.size(), std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> lock(mu_);
       completed_ += batch.size();

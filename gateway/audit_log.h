@@ -6,8 +6,14 @@
 // e.g. on a full disk, is counted and reported, never claimed written); the stream is best
 // effort (a record Redis refuses or cannot be reached for is sent again, up to 5 attempts, then
 // counted as dropped; one refused record costs the others of its batch nothing).
-// A full queue blocks Submit (back-pressure) rather than dropping a record: an audit trail with
-// holes is worse than a slower gateway.
+// The queue is bounded (audit.queue_capacity) and nobody ever waits on it: a request reserves
+// its record's place with Reserve() when it is admitted, before anything is forwarded, and that
+// place stays its own until the writer has written the record. When every place is taken (a
+// stalled sink: stdout piped to a stuck reader, a hung NFS file) Reserve refuses at once and
+// the gateway refuses the request (503 `audit_unavailable`) rather than forward a call it
+// cannot audit; a request already admitted always has room for its record. So the request-path
+// threads (reactor, upstream client, Redis limiter) never block on the audit sink, and no
+// admitted call loses its record.
 //
 // Records never hold secrets: no keys, no bodies, no credential headers; the query string is
 // masked by MaskQuery when a record is serialised.
@@ -27,6 +33,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "config/model.h"
@@ -77,8 +84,41 @@ class AuditLog {
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
 
-  // Cheap unless the queue is full, in which case it blocks until the writer makes room.
-  void Submit(AuditRecord&& record);
+  // One place in the queue, reserved for one record (a request's, at admission). Move-only.
+  // Submit fills it; dropped unused (the request ended without a record, e.g. its callback was
+  // discarded at shutdown) it gives the place back. Converts to false when Reserve refused.
+  // Every Slot must be submitted or dropped before its AuditLog is destroyed.
+  class Slot {
+   public:
+    Slot() = default;
+    Slot(Slot&& other) noexcept : log_(std::exchange(other.log_, nullptr)) {}
+    Slot& operator=(Slot&& other) noexcept {
+      if (this != &other) {
+        Reset();
+        log_ = std::exchange(other.log_, nullptr);
+      }
+      return *this;
+    }
+    ~Slot() { Reset(); }
+    explicit operator bool() const { return log_ != nullptr; }
+
+   private:
+    friend class AuditLog;
+    explicit Slot(AuditLog* log) : log_(log) {}
+    void Reset();  // gives the place back, if held
+    AuditLog* log_ = nullptr;
+  };
+
+  // Never blocks, takes no lock. An empty Slot when every place is taken: queued records, records
+  // the writer has not finished writing, and places reserved by calls in flight together reach
+  // queue_capacity.
+  Slot Reserve();
+  // Queues `record` in the place `slot` reserved: never blocks, never fails (returns true).
+  // With an empty slot (a record no request reserved a place for) it takes a free place if there
+  // is one, and otherwise refuses the record (returns false; `record` is left untouched): it
+  // never waits for the writer either.
+  bool Submit(Slot slot, AuditRecord&& record);
+  bool Submit(AuditRecord&& record) { return Submit(Slot(), std::move(record)); }
   // Reopens the file (for logrotate) before the writer's next batch. Returns at once.
   void Reopen();
   // Blocks until every record submitted before the call is written to the file and sent to the
@@ -86,6 +126,9 @@ class AuditLog {
   void Flush();
 
   int64_t queue_depth() const;
+  // Places taken (reserved, queued or being written), at most capacity().
+  size_t slots_used() const { return used_.load(std::memory_order_relaxed); }
+  size_t capacity() const { return capacity_; }
   // Records the file took (every record when there is no file sink). A record the file could
   // not take (open or write failed: a full disk, a vanished directory) is not retried: it is
   // counted in file_dropped() instead, and the failure is reported once on stderr (and again
@@ -105,12 +148,20 @@ class AuditLog {
   size_t WriteFile(const std::string& data);
   size_t FileFailed(size_t lost);  // counts and reports a failed write; returns `lost`
 
+  // True when the writer should not linger: half the queue is waiting, or no place is free.
+  // Called with mu_ held.
+  bool Crowded() const {
+    return queue_.size() >= capacity_ / 2 || used_.load(std::memory_order_relaxed) >= capacity_;
+  }
+
   const config::AuditConfig config_;
   const size_t capacity_;
+  // Places taken: +1 by Reserve, -1 by an unused Slot, -n by the writer once it has written a
+  // batch of n. Never above capacity_.
+  std::atomic<size_t> used_{0};
 
   mutable std::mutex mu_;
   std::condition_variable writer_cv_;  // the writer waits for records, Reopen or stop
-  std::condition_variable space_cv_;   // blocked submitters wait for room
   std::condition_variable done_cv_;    // Flush waits for the writer to catch up
   std::vector<AuditRecord> queue_;
   bool writer_waiting_ = false;
@@ -118,7 +169,6 @@ class AuditLog {
   static constexpr std::chrono::milliseconds kLinger{2};
   bool reopen_requested_ = false;
   bool stopping_ = false;
-  size_t blocked_submitters_ = 0;
   size_t flush_waiters_ = 0;
   uint64_t submitted_ = 0;  // sequence numbers, guarded by mu_
   uint64_t completed_ = 0;

@@ -225,6 +225,8 @@ void Metrics::RecordUpstreamCooldown(std::string_view upstream) {
   cooldowns_->Get({upstream}).fetch_add(1, std::memory_order_relaxed);
 }
 
+void Metrics::RecordAuditRefused() { audit_refused_.fetch_add(1, std::memory_order_relaxed); }
+
 void Metrics::RecordReload(bool ok) {
   (ok ? reload_success_ : reload_failure_).fetch_add(1, std::memory_order_relaxed);
   if (ok) MarkConfigLoaded();
@@ -279,6 +281,14 @@ std::string Metrics::Render(const MetricsSnapshot& g) const {
   AppendScalar(&out, "tollgate_audit_file_dropped_total", "counter",
                "Audit records the audit file could not take (disk full, file gone); alert on it.",
                std::to_string(g.audit_file_dropped));
+  AppendScalar(&out, "tollgate_audit_slots_used", "gauge",
+               "Audit queue places taken: records queued or being written, and places reserved "
+               "by calls in flight. At audit.queue_capacity new requests are refused.",
+               std::to_string(g.audit_slots_used));
+  AppendScalar(&out, "tollgate_audit_refused_total", "counter",
+               "Requests refused with 503 audit_unavailable because the audit queue had no free "
+               "place (a stalled audit sink); they have no audit record.",
+               std::to_string(audit_refused_.load(std::memory_order_relaxed)));
 
   const policies::LimiterStats* l = g.limiter;
   AppendScalar(&out, "tollgate_limiter_ready", "gauge",

@@ -35,6 +35,7 @@ struct MetricsSnapshot {
   uint64_t upstream_in_flight = 0;
   uint64_t audit_stream_dropped = 0;
   uint64_t audit_file_dropped = 0;  // records the audit file could not take (disk full...)
+  int64_t audit_slots_used = 0;     // audit places taken (reserved, queued or being written)
 };
 
 class Metrics {
@@ -58,6 +59,9 @@ class Metrics {
   // `result`: "allowed", "limited" or "would_limit".
   void RecordLimit(std::string_view bucket, std::string_view result);
   void RecordUpstreamCooldown(std::string_view upstream);
+  // A request refused at admission (503 audit_unavailable): no audit place was free, so it has
+  // no audit record and is counted here instead.
+  void RecordAuditRefused();
   // A reload attempt; a success also sets the last-success timestamp.
   void RecordReload(bool ok);
   // Sets the last-success timestamp for the config loaded at start, without counting a reload.
@@ -80,6 +84,7 @@ class Metrics {
   std::unique_ptr<Family<std::atomic<uint64_t>>> upstream_errors_;
   std::unique_ptr<Family<std::atomic<uint64_t>>> limit_decisions_;
   std::unique_ptr<Family<std::atomic<uint64_t>>> cooldowns_;
+  std::atomic<uint64_t> audit_refused_{0};
   std::atomic<uint64_t> reload_success_{0};
   std::atomic<uint64_t> reload_failure_{0};
   std::atomic<int64_t> last_reload_success_ms_{0};  // unix time in ms, 0 = never

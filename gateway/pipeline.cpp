@@ -25,6 +25,7 @@ struct Pipeline::Context {
   Clock::time_point start;
   std::string request_id;
   AuditRecord audit;
+  AuditLog::Slot audit_slot;  // reserved at admission: the record always has a place
   const config::Upstream* upstream = nullptr;
   const config::Caller* caller = nullptr;
   const config::Rule* rule = nullptr;
@@ -57,6 +58,11 @@ const std::string* FindHeader(const upstream::HeaderList& headers, std::string_v
     if (upstream::HeaderNameEquals(k, name)) return &v;
   }
   return nullptr;
+}
+
+std::string RequestIdOf(const HttpRequest& req) {
+  const std::string* incoming_id = req.Header("x-request-id");
+  return incoming_id && IsValidRequestId(*incoming_id) ? *incoming_id : NewRequestId();
 }
 
 }  // namespace
@@ -128,14 +134,21 @@ bool Pipeline::Drain(std::chrono::milliseconds timeout) {
 }
 
 void Pipeline::Handle(std::shared_ptr<Exchange> exchange) {
+  // 0. admit: the audit record's place is reserved before anything else happens, so nothing is
+  // forwarded without its record and Finish never waits for the audit writer.
+  AuditLog::Slot slot = deps_.audit->Reserve();
+  if (!slot) {
+    Refuse(exchange);
+    return;
+  }
   in_flight_.fetch_add(1);
   auto ctx = std::make_shared<Context>();
   ctx->exchange = std::move(exchange);
+  ctx->audit_slot = std::move(slot);
   ctx->snapshot = snapshot();
   ctx->start = Clock::now();
   const HttpRequest& req = ctx->exchange->request();
-  const std::string* incoming_id = req.Header("x-request-id");
-  ctx->request_id = incoming_id && IsValidRequestId(*incoming_id) ? *incoming_id : NewRequestId();
+  ctx->request_id = RequestIdOf(req);
   AuditRecord& a = ctx->audit;
   a.ts = std::chrono::system_clock::now();
   a.request_id = ctx->request_id;
@@ -160,6 +173,33 @@ void Pipeline::Handle(std::shared_ptr<Exchange> exchange) {
     return;
   }
   Route(ctx);
+}
+
+void Pipeline::Refuse(const std::shared_ptr<Exchange>& exchange) {
+  const Clock::time_point start = Clock::now();
+  const HttpRequest& req = exchange->request();
+  const std::string request_id = RequestIdOf(req);
+  HttpResponse r;
+  if (exchange->parse_error_status() == 0 &&
+      std::string_view(req.target).substr(0, req.target.find('?')) == "/_tollgate/health") {
+    // Liveness on the main listener keeps answering (it forwards nothing); this answer has no
+    // audit record, as there is no place for one.
+    r.headers.emplace_back("Content-Type", "application/json");
+    r.body = R"({"status":"ok"})";
+    r.headers.emplace_back("X-Request-Id", request_id);
+    exchange->Respond(std::move(r));
+    return;
+  }
+  r = ErrorResponse(503, "audit_unavailable",
+                    "the audit log cannot take more records (its sink is stalled); retry shortly",
+                    request_id);
+  r.headers.emplace_back("Retry-After", "1");
+  r.headers.emplace_back("X-Request-Id", request_id);
+  exchange->Respond(std::move(r));
+  // Not audited (there is no place for the record): counted instead.
+  deps_.metrics->RecordAuditRefused();
+  deps_.metrics->RecordRequest("", "error", 503,
+                               std::chrono::duration<double>(Clock::now() - start).count());
 }
 
 void Pipeline::Route(const std::shared_ptr<Context>& ctx) {
@@ -467,7 +507,7 @@ void Pipeline::Finish(const std::shared_ptr<Context>& ctx, HttpResponse response
   int status = response.status;
   ctx->exchange->Respond(std::move(response));
   deps_.metrics->RecordRequest(upstream_name, decision, status, seconds);
-  deps_.audit->Submit(std::move(ctx->audit));
+  deps_.audit->Submit(std::move(ctx->audit_slot), std::move(ctx->audit));
   if (in_flight_.fetch_sub(1) == 1) {
     std::lock_guard<std::mutex> lock(drain_mu_);
     drained_.notify_all();

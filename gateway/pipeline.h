@@ -3,8 +3,15 @@
 // function that either continues or ends the request with a local reply; every ending goes
 // through Finish(), which writes exactly one audit record and one metrics sample.
 //
-// The pipeline never blocks a front-end thread: the limiter and the upstream client call back
-// on their own threads, and the response is sent from there. Thread-safe: the current
+// Admission comes first: a request reserves its audit record's place (AuditLog::Reserve) before
+// anything else. When the audit queue has no free place (a stalled sink) the request is refused
+// at once with 503 `audit_unavailable` and `Retry-After: 1`, forwarded nowhere, and counted in
+// tollgate_audit_refused_total since it cannot be audited (`/_tollgate/health` still answers 200,
+// unaudited). An admitted request always has room for its record.
+//
+// The pipeline never blocks a thread: the limiter and the upstream client call back on their
+// own threads, and the response is sent from there; Finish queues the audit record into its
+// reserved place without waiting, whatever the audit sink does. Thread-safe: the current
 // Snapshot is swapped atomically, and each request keeps the one it started with.
 #pragma once
 
@@ -69,6 +76,8 @@ class Pipeline {
   struct Context;  // one request's state, defined in pipeline.cpp
 
  private:
+  // Answers a request that got no audit place: 503 audit_unavailable (health: 200), unaudited.
+  void Refuse(const std::shared_ptr<Exchange>& exchange);
   void Route(const std::shared_ptr<Context>& ctx);
   void Internal(const std::shared_ptr<Context>& ctx, std::string_view path);
   void Limit(const std::shared_ptr<Context>& ctx);

@@ -169,9 +169,14 @@ class Server {
       bool config_ok = pipeline_->snapshot() != nullptr;
       bool limiter_ok = limiter_->Ready();
       bool ready = config_ok && limiter_ok && !pipeline_->draining();
+      // No free audit place: new requests are being refused (503 audit_unavailable), so the
+      // load balancer should send them elsewhere until the audit sink moves again.
+      bool audit_ok = audit_->slots_used() < audit_->capacity();
+      if (!audit_ok) ready = false;
       std::string body = std::string("{\"ready\":") + (ready ? "true" : "false") +
                          ",\"config\":" + (config_ok ? "true" : "false") +
                          ",\"limiter\":" + (limiter_ok ? "true" : "false") +
+                         ",\"audit\":" + (audit_ok ? "true" : "false") +
                          ",\"draining\":" + (pipeline_->draining() ? "true" : "false") + "}";
       exchange->Respond(Json(ready ? 200 : 503, body));
     } else if (path == "/metrics" && get) {
@@ -182,6 +187,7 @@ class Server {
       m.audit_stream_errors = audit_->stream_errors();
       m.audit_stream_dropped = audit_->stream_dropped();
       m.audit_file_dropped = audit_->file_dropped();
+      m.audit_slots_used = static_cast<int64_t>(audit_->slots_used());
       m.limiter = &limiter_->stats();
       m.limiter_ready = limiter_->Ready();
       m.limiter_backend = limiter_->Describe();

@@ -8,7 +8,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -247,12 +246,49 @@ AuditRecord Numbered(int thread, int i) {
   return r;
 }
 
+// Aborts the test binary (with a message) unless disarmed within `limit`: a test whose failure
+// mode is "the writer hangs" fails instead of blocking the suite forever.
+class Watchdog {
+ public:
+  Watchdog(std::chrono::seconds limit, std::string what)
+      : thread_([this, limit, what = std::move(what)] {
+          std::unique_lock<std::mutex> lock(mu_);
+          if (!cv_.wait_for(lock, limit, [this] { return disarmed_; })) {
+            std::fprintf(stderr, "watchdog: %s did not finish within %lld s\n", what.c_str(),
+                         static_cast<long long>(limit.count()));
+            std::abort();
+          }
+        }) {}
+  ~Watchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      disarmed_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool disarmed_ = false;
+  std::thread thread_;
+};
+
+// Submits one record, again and again while the queue has no free place (Submit never waits:
+// it refuses, and the writer gives places back as it writes).
+void SubmitUntilTaken(AuditLog* log, int thread, int i) {
+  while (!log->Submit(Numbered(thread, i))) {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+}
+
 // Submits threads x per_thread records concurrently.
 void SubmitFromThreads(AuditLog* log, int threads, int per_thread) {
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([=] {
-      for (int i = 0; i < per_thread; ++i) log->Submit(Numbered(t, i));
+      for (int i = 0; i < per_thread; ++i) SubmitUntilTaken(log, t, i);
     });
   }
   for (auto& w : workers) w.join();
@@ -283,8 +319,11 @@ TEST(AuditLog, WritesEveryRecordFromSeveralThreadsExactlyOnce) {
   ExpectEachExactlyOnce(testing::ReadFile(path), 4, 2500);
 }
 
-// Many submitters on a tiny queue: every wake-up reaches them (none is lost), nothing dropped.
-TEST(AuditLog, TinyQueueUnderLoadLosesNothing) {
+// Many submitters on a tiny queue, each submitting a refused record again until it is taken:
+// the writer gives every place back once its record is written (else they would wait forever),
+// and every record taken is written exactly once.
+TEST(AuditLog, TinyQueueUnderLoadWritesEveryRecordTakenExactlyOnce) {
+  Watchdog watchdog(std::chrono::seconds(120), "TinyQueueUnderLoad");
   testing::TempDir dir;
   const std::string path = dir.path() + "/audit.log";
   {
@@ -346,35 +385,6 @@ TEST(AuditLog, WithoutSinksRecordsAreStillAccounted) {
 // ---------------------------------------------------------------------------------------------
 // Helpers for the tests that hold the writer or must not hang.
 
-// Aborts the test binary (with a message) unless disarmed within `limit`: a test whose failure
-// mode is "the writer hangs" fails instead of blocking the suite forever.
-class Watchdog {
- public:
-  Watchdog(std::chrono::seconds limit, std::string what)
-      : thread_([this, limit, what = std::move(what)] {
-          std::unique_lock<std::mutex> lock(mu_);
-          if (!cv_.wait_for(lock, limit, [this] { return disarmed_; })) {
-            std::fprintf(stderr, "watchdog: %s did not finish within %lld s\n", what.c_str(),
-                         static_cast<long long>(limit.count()));
-            std::abort();
-          }
-        }) {}
-  ~Watchdog() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      disarmed_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool disarmed_ = false;
-  std::thread thread_;
-};
-
 // An AuditLog whose file is a FIFO nobody reads yet: the writer blocks in open() before its
 // first batch, so records pile up in the queue. Release() starts reading, which lets the writer
 // go; Finish() destroys the log (everything submitted is written) and returns what was read.
@@ -428,15 +438,6 @@ class HeldAuditLog {
   std::string data_;
 };
 
-pid_t ThreadId() { return static_cast<pid_t>(syscall(SYS_gettid)); }
-
-// The scheduler state of one of this process's threads ('R', 'S', ...), or 0 once it is gone.
-char ThreadState(pid_t tid) {
-  const std::string stat = testing::ReadFile("/proc/self/task/" + std::to_string(tid) + "/stat");
-  const size_t paren = stat.rfind(')');
-  return paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : 0;
-}
-
 bool WaitUntil(const std::function<bool()>& done,
                std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -455,65 +456,56 @@ size_t Count(const std::string& text, const std::string& needle) {
   return n;
 }
 
-// The records of the batch are all in the queue before the writer takes any of them, and a
-// submitter that finds the queue full waits (blocked, not spinning, not dropping) until the
-// writer makes room; then every record is written exactly once, in each thread's order.
-TEST(AuditLog, FullQueueBlocksSubmitUntilTheWriterMakesRoom) {
-  Watchdog watchdog(std::chrono::seconds(60), "FullQueueBlocksSubmitUntilTheWriterMakesRoom");
+// A stalled sink: the writer is stuck opening a FIFO nobody reads, so nothing leaves the queue.
+// Places are reserved up to the capacity and the next reservation is refused; a place dropped
+// unused is given back; records go into their reserved places, and a record without one is
+// refused. None of these calls waits for the writer: they run on another thread, which has to
+// finish while the writer is still stuck. Once the sink moves, every admitted record is written
+// exactly once and in order, no refused one is, and the places are free again.
+TEST(AuditLog, FullQueueRefusesReservationsAndNoCallWaitsForAStalledWriter) {
+  Watchdog watchdog(std::chrono::seconds(30), "FullQueueRefusesReservations");
   testing::TempDir dir;
   HeldAuditLog held(dir, FileConfig("", 4));
-  for (int i = 0; i < 4; ++i) held.log().Submit(Numbered(0, i));  // room: returns at once
-  ASSERT_EQ(held.log().queue_depth(), 4);
-
-  constexpr int kThreads = 3;
-  constexpr int kPerThread = 100;
-  std::atomic<int> returned{0};
-  std::atomic<pid_t> tids[kThreads] = {};
-  std::vector<std::thread> submitters;
-  for (int t = 1; t <= kThreads; ++t) {
-    submitters.emplace_back([&, t] {
-      tids[t - 1] = ThreadId();
-      for (int i = 0; i < kPerThread; ++i) {
-        held.log().Submit(Numbered(t, i));
-        ++returned;
-      }
-    });
-  }
-  // Every submitter ends up asleep inside its first Submit (or, if Submit does not block, one of
-  // them returns, which ends the wait too).
-  const bool all_asleep = WaitUntil([&] {
-    if (returned > 0) return true;
-    for (const auto& tid : tids) {
-      if (tid == 0 || ThreadState(tid) != 'S') return false;
+  AuditLog& log = held.log();
+  std::atomic<bool> returned{false};
+  std::thread caller([&] {
+    std::vector<AuditLog::Slot> slots;
+    for (int i = 0; i < 4; ++i) {
+      slots.push_back(log.Reserve());
+      EXPECT_TRUE(slots.back()) << "reservation " << i << " of a queue of 4 refused";
     }
-    return true;
+    EXPECT_FALSE(log.Reserve()) << "a fifth place reserved in a queue of 4";
+    EXPECT_FALSE(log.Submit(Numbered(9, 0))) << "a record without a place was queued";
+    slots.pop_back();  // a request that ends without a record gives its place back
+    slots.push_back(log.Reserve());
+    EXPECT_TRUE(slots.back()) << "the place given back is not free again";
+    EXPECT_FALSE(log.Reserve());
+    for (int i = 0; i < 4; ++i) EXPECT_TRUE(log.Submit(std::move(slots[i]), Numbered(0, i)));
+    // Queued records keep their places until they are written.
+    EXPECT_FALSE(log.Reserve()) << "a place reserved while 4 records wait in a queue of 4";
+    EXPECT_FALSE(log.Submit(Numbered(9, 1)));
+    returned = true;
   });
-  EXPECT_TRUE(all_asleep);
-  EXPECT_EQ(returned, 0) << "Submit returned while the queue was full";
-  EXPECT_EQ(held.log().queue_depth(), 4);
-  // Still blocked a moment later: nothing but the writer can let them go.
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  EXPECT_EQ(returned, 0);
-  EXPECT_EQ(held.log().queue_depth(), 4);
+  // Only an upper bound on "does not hang": nothing but Release() lets the writer go.
+  EXPECT_TRUE(WaitUntil([&] { return returned.load(); }, std::chrono::seconds(10)))
+      << "a call waited for the stalled writer";
+  EXPECT_EQ(log.queue_depth(), 4);
+  EXPECT_EQ(log.slots_used(), 4u);
+  EXPECT_EQ(log.written(), 0u);
 
-  held.Release();
-  for (auto& s : submitters) s.join();
-  EXPECT_EQ(returned, kThreads * kPerThread);
-  const std::vector<std::string> lines = Lines(held.Finish());
-  ASSERT_EQ(lines.size(), static_cast<size_t>(4 + kThreads * kPerThread));
-  std::map<std::string, int> seen;
-  std::map<int, int> next_of_thread;
-  for (size_t n = 0; n < lines.size(); ++n) {
-    const std::string id = Parse(lines[n])["request_id"].GetString();
-    EXPECT_EQ(++seen[id], 1) << id << " written twice";
-    if (n < 4) {
-      EXPECT_EQ(id, "t0-" + std::to_string(n));
-    }
-    const int thread = std::stoi(id.substr(1, id.find('-') - 1));
-    const int i = std::stoi(id.substr(id.find('-') + 1));
-    EXPECT_EQ(i, next_of_thread[thread]++) << "out of order: " << id;
+  held.Release();  // the sink moves (and lets a caller that waited, a failure already, go)
+  caller.join();
+  log.Flush();
+  EXPECT_EQ(log.written(), 4u);
+  EXPECT_EQ(log.slots_used(), 0u);
+  AuditLog::Slot after = log.Reserve();
+  EXPECT_TRUE(after) << "the places of written records were not given back";
+  EXPECT_TRUE(log.Submit(std::move(after), Numbered(0, 4)));
+  std::vector<std::string> ids;
+  for (const std::string& line : Lines(held.Finish())) {
+    ids.push_back(Parse(line)["request_id"].GetString());
   }
-  EXPECT_EQ(seen.size(), lines.size());
+  EXPECT_THAT(ids, ElementsAre("t0-0", "t0-1", "t0-2", "t0-3", "t0-4"));
 }
 
 // A full disk: write() fails with ENOSPC. The records are counted as dropped (not as written),
@@ -800,7 +792,7 @@ TEST(AuditLogStream, StreamIsTrimmedToAboutMaxlen) {
   audit.redis_stream = "audit";
   audit.stream_maxlen = 100;
   AuditLog log(audit, RedisAt(redis.port()));
-  for (int i = 0; i < 2000; ++i) log.Submit(Numbered(0, i));
+  for (int i = 0; i < 2000; ++i) SubmitUntilTaken(&log, 0, i);
   log.Flush();
   RedisProbe probe(redis.port());
   // "MAXLEN ~" trims whole radix-tree nodes (100 entries by default), so the length is inexact.

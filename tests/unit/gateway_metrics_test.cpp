@@ -195,7 +195,8 @@ TEST(Metrics, EmptyRenderIsValidAndHasEveryFamily) {
         "tollgate_upstream_errors_total", "tollgate_ratelimit_decisions_total",
         "tollgate_upstream_cooldowns_total", "tollgate_config_reloads_total",
         "tollgate_audit_records_total", "tollgate_redis_errors_total",
-        "tollgate_ratelimit_fallbacks_total", "tollgate_redis_breaker_skips_total"}) {
+        "tollgate_ratelimit_fallbacks_total", "tollgate_redis_breaker_skips_total",
+        "tollgate_audit_refused_total"}) {
     EXPECT_EQ(e.Type(family), "counter") << family;
   }
   for (const char* family :
@@ -203,8 +204,9 @@ TEST(Metrics, EmptyRenderIsValidAndHasEveryFamily) {
     EXPECT_EQ(e.Type(family), "histogram") << family;
   }
   for (const char* family :
-       {"tollgate_in_flight_requests", "tollgate_audit_queue_depth", "tollgate_limiter_ready",
-        "tollgate_build_info", "tollgate_config_last_reload_success_timestamp_seconds"}) {
+       {"tollgate_in_flight_requests", "tollgate_audit_queue_depth", "tollgate_audit_slots_used",
+        "tollgate_limiter_ready", "tollgate_build_info",
+        "tollgate_config_last_reload_success_timestamp_seconds"}) {
     EXPECT_EQ(e.Type(family), "gauge") << family;
   }
   EXPECT_EQ(e.Value("tollgate_build_info", {{"version", TOLLGATE_VERSION}}), 1);
@@ -288,6 +290,18 @@ TEST(Metrics, UpstreamLimitCooldownAndReloadRecordings) {
   EXPECT_GT(e.Value("tollgate_config_last_reload_success_timestamp_seconds"), 1.7e9);
 }
 
+// A request refused at admission (no audit place) has no audit record: this counter is its trace.
+TEST(Metrics, AuditRefusalsAreCountedOnePerRecording) {
+  Metrics metrics;
+  EXPECT_EQ(Exposition(metrics.Render({})).Value("tollgate_audit_refused_total"), 0);
+  metrics.RecordAuditRefused();
+  metrics.RecordAuditRefused();
+  metrics.RecordAuditRefused();
+  const Exposition e(metrics.Render({}));
+  EXPECT_EQ(e.Value("tollgate_audit_refused_total"), 3);
+  EXPECT_EQ(e.Type("tollgate_audit_refused_total"), "counter");
+}
+
 TEST(Metrics, MarkConfigLoadedSetsTheTimestampWithoutCountingAReload) {
   Metrics metrics;
   metrics.MarkConfigLoaded();
@@ -314,6 +328,7 @@ TEST(Metrics, SnapshotValuesAreRendered) {
   g.audit_stream_errors = 4;
   g.audit_stream_dropped = 6;
   g.audit_file_dropped = 8;
+  g.audit_slots_used = 9;
   g.limiter = &limiter;
   g.limiter_ready = true;
   g.limiter_backend = "redis 127.0.0.1:6379/0";
@@ -329,6 +344,7 @@ TEST(Metrics, SnapshotValuesAreRendered) {
   EXPECT_EQ(e.Value("tollgate_ratelimit_fallbacks_total"), 2);
   EXPECT_EQ(e.Value("tollgate_redis_breaker_skips_total"), 7);
   EXPECT_EQ(e.Value("tollgate_audit_file_dropped_total"), 8);
+  EXPECT_EQ(e.Value("tollgate_audit_slots_used"), 9);
   EXPECT_DOUBLE_EQ(e.Value("tollgate_redis_breaker_backoff_seconds"), 1.5);
   EXPECT_EQ(e.Value("tollgate_limiter_ready", {{"backend", "redis 127.0.0.1:6379/0"}}), 1);
   EXPECT_EQ(e.Value("tollgate_upstream_in_flight"), 1);
