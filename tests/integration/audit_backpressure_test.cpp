@@ -42,16 +42,6 @@ bool WaitUntil(const std::function<bool()>& done, milliseconds timeout = millise
   return true;
 }
 
-// The value of an unlabelled sample in a Prometheus text exposition; -1 when absent.
-double MetricValue(const std::string& text, const std::string& name) {
-  size_t at = 0;
-  while ((at = text.find(name + " ", at)) != std::string::npos) {
-    if (at == 0 || text[at - 1] == '\n') return std::stod(text.substr(at + name.size() + 1));
-    at += name.size();
-  }
-  return -1;
-}
-
 class AuditBackpressureTest : public GatewayTest {
  protected:
   void SetUp() override {
@@ -209,8 +199,10 @@ TEST_F(AuditBackpressureTest, AStalledSinkRefusesNewCallsWhileHealthAndAdmittedC
   EXPECT_FALSE(Json::Parse(ready.body).Bool("/audit", true)) << ready.body;
   HttpResponse metrics = Admin("/metrics");
   ASSERT_EQ(metrics.status, 200);
-  EXPECT_EQ(MetricValue(metrics.body, "tollgate_audit_refused_total"), 2) << metrics.body;
-  EXPECT_EQ(MetricValue(metrics.body, "tollgate_audit_slots_used"), kCapacity) << metrics.body;
+  EXPECT_EQ(MetricValue(metrics.body, "tollgate_audit_refused_total").value_or(-1), 2)
+      << metrics.body;
+  EXPECT_EQ(MetricValue(metrics.body, "tollgate_audit_slots_used").value_or(-1), kCapacity)
+      << metrics.body;
 
   // The admitted call completes: its record goes into the place it reserved, without waiting.
   EXPECT_EQ(fake_.Release(), 1);
@@ -225,7 +217,7 @@ TEST_F(AuditBackpressureTest, AStalledSinkRefusesNewCallsWhileHealthAndAdmittedC
   EXPECT_EQ(after.status, 200) << after.body;
   admitted.push_back("after-drain");
   EXPECT_EQ(fake_.Requests().size(), 2u);
-  EXPECT_EQ(MetricValue(Admin("/metrics").body, "tollgate_audit_refused_total"), 2);
+  EXPECT_EQ(MetricValue(Admin("/metrics").body, "tollgate_audit_refused_total").value_or(-1), 2);
 
   // Every admitted call has exactly one audit line, with its outcome; no refused call has one.
   const int status = gateway_->Stop();  // flushes the audit log and closes the FIFO

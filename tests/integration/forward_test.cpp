@@ -495,17 +495,7 @@ TEST_F(ForwardTest, ARequestLongerThanPistacheHeaderTimeoutStillCompletes) {
 
 // The value of one series on the gateway's /metrics, or -1 when it is absent.
 double Metric(const GatewayProcess& g, const std::string& series) {
-  std::string text = Http("GET", g.admin_url() + "/metrics").body;
-  const std::string start = series + " ";
-  for (size_t p = 0; p < text.size();) {
-    size_t e = text.find('\n', p);
-    if (e == std::string::npos) e = text.size();
-    if (text.compare(p, start.size(), start) == 0) {
-      return std::strtod(text.substr(p + start.size(), e - p - start.size()).c_str(), nullptr);
-    }
-    p = e + 1;
-  }
-  return -1;
+  return MetricValue(Http("GET", g.admin_url() + "/metrics").body, series).value_or(-1);
 }
 
 TEST_F(ForwardTest, AnUpstreamBodyOverMaxResponseBytesIs502AndCountedAsTooLarge) {

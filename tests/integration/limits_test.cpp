@@ -76,22 +76,8 @@ std::string RedisMember(const std::string& on_error, const std::string& url = "$
          url + R"(", "timeout_ms": 200, "on_error": ")" + on_error + R"("},)";
 }
 
-// The value of one sample in Prometheus text (`series` with its labels), or -1 when absent.
-double MetricValue(const std::string& text, const std::string& series) {
-  const std::string start = series + " ";
-  for (size_t p = 0; p < text.size();) {
-    size_t e = text.find('\n', p);
-    if (e == std::string::npos) e = text.size();
-    if (text.compare(p, start.size(), start) == 0) {
-      return std::strtod(text.substr(p + start.size(), e - p - start.size()).c_str(), nullptr);
-    }
-    p = e + 1;
-  }
-  return -1;
-}
-
 double Metric(const GatewayProcess& g, const std::string& series) {
-  return MetricValue(Http("GET", g.admin_url() + "/metrics").body, series);
+  return MetricValue(Http("GET", g.admin_url() + "/metrics").body, series).value_or(-1);
 }
 
 // One command on a fresh connection to the test's Redis; the reply as text ("" for nil).

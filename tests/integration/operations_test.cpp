@@ -101,33 +101,6 @@ std::string ConfigWithUndefinedRole(const std::string& base) {
 const std::string kUndefinedRolePointer = "/callers/data-team/roles/1";
 
 // ---------------------------------------------------------------------------------------------
-// Prometheus text: the value of the sample `name` whose labels are exactly `labels`.
-std::optional<double> MetricValue(const std::string& text, const std::string& name,
-                                  const std::map<std::string, std::string>& labels = {}) {
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string::npos) eol = text.size();
-    std::string line = text.substr(pos, eol - pos);
-    pos = eol + 1;
-    if (line.empty() || line[0] == '#') continue;
-    size_t space = line.rfind(' ');
-    if (space == std::string::npos) continue;
-    std::string series = line.substr(0, space);
-    size_t brace = series.find('{');
-    if (series.substr(0, brace) != name) continue;
-    std::map<std::string, std::string> found;
-    if (brace != std::string::npos) {
-      static const std::regex kLabel(R"re(([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)")re");
-      std::string inner = series.substr(brace);
-      for (std::sregex_iterator it(inner.begin(), inner.end(), kLabel), end; it != end; ++it) {
-        found[(*it)[1]] = (*it)[2];
-      }
-    }
-    if (found == labels) return std::stod(line.substr(space + 1));
-  }
-  return std::nullopt;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Audit line checks.

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cctype>
 #include <functional>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -531,6 +532,42 @@ std::vector<Json> GatewayProcess::WaitForAuditLines(size_t count, milliseconds t
   std::vector<Json> lines;
   WaitUntil([&] { return (lines = AuditLines()).size() >= count; }, timeout);
   return lines;
+}
+
+namespace {
+
+// Adds the labels of a rendered label set ({a="b",c="d"}) to *out.
+void ParseLabels(const std::string& rendered, std::map<std::string, std::string>* out) {
+  static const std::regex kLabel(R"re(([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)")re");
+  for (std::sregex_iterator it(rendered.begin(), rendered.end(), kLabel), end; it != end; ++it) {
+    (*out)[(*it)[1]] = (*it)[2];
+  }
+}
+
+}  // namespace
+
+std::optional<double> MetricValue(const std::string& exposition, const std::string& name,
+                                  const std::map<std::string, std::string>& labels) {
+  std::string bare = name.substr(0, name.find('{'));
+  std::map<std::string, std::string> want = labels;
+  if (bare.size() < name.size()) ParseLabels(name.substr(bare.size()), &want);
+  size_t pos = 0;
+  while (pos < exposition.size()) {
+    size_t eol = exposition.find('\n', pos);
+    if (eol == std::string::npos) eol = exposition.size();
+    std::string line = exposition.substr(pos, eol - pos);
+    pos = eol + 1;
+    if (line.empty() || line[0] == '#') continue;
+    size_t space = line.rfind(' ');
+    if (space == std::string::npos) continue;
+    std::string series = line.substr(0, space);
+    size_t brace = series.find('{');
+    if (series.substr(0, brace) != bare) continue;
+    std::map<std::string, std::string> found;
+    if (brace != std::string::npos) ParseLabels(series.substr(brace), &found);
+    if (found == want) return std::stod(line.substr(space + 1));
+  }
+  return std::nullopt;
 }
 
 }  // namespace tollgate::testing

@@ -103,6 +103,14 @@ class HttpSession {
 };
 
 // ---------------------------------------------------------------------------------------------
+// Prometheus text exposition (GET /metrics): the value of the sample named `name` whose label set
+// is exactly `labels` (in any order); nullopt when there is none. `name` may carry labels as
+// rendered, e.g. R"(tollgate_upstream_errors_total{upstream="devin",kind="too_large"})"; they
+// join `labels`.
+std::optional<double> MetricValue(const std::string& exposition, const std::string& name,
+                                  const std::map<std::string, std::string>& labels = {});
+
+// ---------------------------------------------------------------------------------------------
 // JSON for assertions: parse a body, read members by JSON pointer ("/error/code", "/items/0/id").
 // Copies share one parsed document.
 class Json {

@@ -26,6 +26,7 @@
 #include "gateway/rate_limit_headers.h"
 #include "gateway/snapshot.h"
 #include "policies/rate_limiter.h"
+#include "tests/support/harness.h"
 #include "tests/support/process.h"
 #include "tests/unit/upstream_test_server.h"
 #include "upstream/upstream_auth.h"
@@ -271,17 +272,7 @@ class PipelineTest : public ::testing::Test {
   }
 
   double Metric(const std::string& series) {
-    std::string text = metrics_.Render(MetricsSnapshot{});
-    const std::string start = series + " ";
-    for (size_t p = 0; p < text.size();) {
-      size_t e = text.find('\n', p);
-      if (e == std::string::npos) e = text.size();
-      if (text.compare(p, start.size(), start) == 0) {
-        return std::strtod(text.substr(p + start.size(), e - p - start.size()).c_str(), nullptr);
-      }
-      p = e + 1;
-    }
-    return 0;
+    return testing::MetricValue(metrics_.Render(MetricsSnapshot{}), series).value_or(0);
   }
 
   // The error envelope's fields, and the request id it names is the response header's.
