@@ -178,6 +178,15 @@ class OperationsTest : public GatewayTest {
     return Http(method, gateway_->admin_url() + path);
   }
   std::string Metrics() { return Admin("GET", "/metrics").body; }
+  // `n` calls from the data team to `<prefix>0` .. `<prefix>n-1`, for HttpParallel.
+  std::vector<HttpRequest> HeldCalls(size_t n, const std::string& prefix) const {
+    std::vector<HttpRequest> requests(n);
+    for (size_t i = 0; i < n; ++i) {
+      requests[i].url = gateway_->url() + prefix + std::to_string(i);
+      requests[i].headers = Bearer(kDataKey);
+    }
+    return requests;
+  }
   // The gateway with ${UPSTREAM} (devin, devo, devo-query) on `upstream` instead of the fake.
   void StartGatewayBefore(const HeldUpstream& upstream, const std::string& config) {
     GatewayOptions options = StandardOptions(fake_, config);
@@ -607,15 +616,8 @@ TEST_F(OperationsTest, SigtermFinishesEveryCallInFlightThenExitsZero) {
   StartGatewayBefore(upstream, StandardConfig(R"(
   "drain_timeout_ms": 60000,)"));
   const size_t n = 20;
-  std::vector<HttpRequest> requests;
-  for (size_t i = 0; i < n; ++i) {
-    HttpRequest r;
-    r.url = gateway_->url() + "/devin/held/sessions/" + std::to_string(i);
-    r.headers = Bearer(kDataKey);
-    requests.push_back(std::move(r));
-  }
   std::vector<HttpResponse> results;
-  std::thread callers([&] { results = HttpParallel(requests); });
+  std::thread callers([&] { results = HttpParallel(HeldCalls(n, "/devin/held/sessions/")); });
   ReleaseAndJoin release(&upstream, &callers);
   ASSERT_TRUE(upstream.WaitForRequests(n, milliseconds(15000)))
       << "held: " << upstream.received().size() << "\n"
@@ -682,15 +684,8 @@ TEST_F(OperationsTest, ADrainPastItsTimeoutCutsTheHeldCallsOffAndExitsZero) {
   StartGatewayBefore(upstream, StandardConfig(R"(
   "drain_timeout_ms": 200,)"));
   const size_t n = 3;
-  std::vector<HttpRequest> requests;
-  for (size_t i = 0; i < n; ++i) {
-    HttpRequest r;
-    r.url = gateway_->url() + "/devin/held/never/" + std::to_string(i);
-    r.headers = Bearer(kDataKey);
-    requests.push_back(std::move(r));
-  }
   std::vector<HttpResponse> results;
-  std::thread callers([&] { results = HttpParallel(requests); });
+  std::thread callers([&] { results = HttpParallel(HeldCalls(n, "/devin/held/never/")); });
   ReleaseAndJoin release(&upstream, &callers);
   ASSERT_TRUE(upstream.WaitForRequests(n, milliseconds(15000))) << gateway_->log();
   gateway_->Signal(SIGTERM);
