@@ -24,8 +24,10 @@ struct UpstreamRequest {
   std::string url;     // full URL: base_url + path + ("?" + query)
   HeaderList headers;  // sent exactly as given (already filtered, secret injected)
   std::string body;
-  int timeout_ms = 30000;
+  int timeout_ms = 30000;  // to the response headers (the whole transfer for Send())
   int connect_timeout_ms = 3000;
+  int read_idle_timeout_ms = 60000;  // longest silence between body bytes (StreamClient)
+  int max_duration_ms = 0;           // whole transfer, 0 = unbounded (StreamClient)
 };
 
 struct UpstreamResponse {
