@@ -365,31 +365,54 @@ std::string_view ReasonPhrase(int status) {
   }
 }
 
-std::string SerializeResponse(const HttpResponse& response, bool keep_alive, bool head_only) {
+namespace {
+
+void AppendHead(std::string* out, int status, const HeaderList& headers, BodyFraming framing,
+                uint64_t length, bool keep_alive) {
+  out->append("HTTP/1.1 ");
+  out->append(std::to_string(status));
+  out->push_back(' ');
+  out->append(ReasonPhrase(status));
+  out->append("\r\n");
+  for (const auto& [k, v] : headers) {
+    out->append(k);
+    out->append(": ");
+    out->append(v);
+    out->append("\r\n");
+  }
+  if (framing == BodyFraming::kLength) {
+    out->append("Content-Length: ");
+    out->append(std::to_string(length));
+    out->append("\r\n");
+  } else if (framing == BodyFraming::kChunked) {
+    out->append("Transfer-Encoding: chunked\r\n");
+  }
+  out->append(keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
+}
+
+}  // namespace
+
+std::string SerializeHead(int status, const HeaderList& headers, BodyFraming framing,
+                          uint64_t length, bool keep_alive) {
   std::string out;
-  size_t estimate = 64 + (head_only ? 0 : response.body.size());
+  size_t estimate = 96;
+  for (const auto& [k, v] : headers) estimate += k.size() + v.size() + 4;
+  out.reserve(estimate);
+  AppendHead(&out, status, headers, framing, length, keep_alive);
+  return out;
+}
+
+std::string SerializeResponse(const HttpResponse& response, bool keep_alive, bool head_only) {
+  bool no_body = response.status < 200 || response.status == 204 || response.status == 304;
+  std::string out;
+  size_t estimate = 96 + (head_only ? 0 : response.body.size());
   for (const auto& [k, v] : response.headers) estimate += k.size() + v.size() + 4;
   out.reserve(estimate);
-  out.append("HTTP/1.1 ");
-  out.append(std::to_string(response.status));
-  out.push_back(' ');
-  out.append(ReasonPhrase(response.status));
-  out.append("\r\n");
-  for (const auto& [k, v] : response.headers) {
-    out.append(k);
-    out.append(": ");
-    out.append(v);
-    out.append("\r\n");
-  }
-  bool no_body = response.status < 200 || response.status == 204 || response.status == 304;
-  if (!no_body) {
-    out.append("Content-Length: ");
-    out.append(std::to_string(head_only && response.head_content_length
-                                  ? *response.head_content_length
-                                  : response.body.size()));
-    out.append("\r\n");
-  }
-  out.append(keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
+  AppendHead(&out, response.status, response.headers,
+             no_body ? BodyFraming::kNone : BodyFraming::kLength,
+             head_only && response.head_content_length ? *response.head_content_length
+                                                       : response.body.size(),
+             keep_alive);
   if (!head_only && !no_body) out.append(response.body);
   return out;
 }

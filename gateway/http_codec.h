@@ -99,6 +99,17 @@ class RequestParser {
   std::string error_message_;
 };
 
+// How a response's body is delimited on the wire.
+enum class BodyFraming {
+  kNone,        // 1xx/204/304: no body, no length
+  kLength,      // Content-Length: length
+  kChunked,     // Transfer-Encoding: chunked (HTTP/1.1 callers)
+  kUntilClose,  // neither: the body ends when the connection closes (HTTP/1.0 callers)
+};
+// Status line, headers, the framing header, Connection, and the blank line.
+std::string SerializeHead(int status, const HeaderList& headers, BodyFraming framing,
+                          uint64_t length, bool keep_alive);
+
 // Status line, headers, Content-Length (omitted for 1xx/204/304), Connection, then the body
 // unless `head_only` (a HEAD request: Content-Length still says the length of the GET body).
 std::string SerializeResponse(const HttpResponse& response, bool keep_alive, bool head_only);

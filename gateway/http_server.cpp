@@ -1,178 +1,600 @@
 #include "gateway/http_server.h"
 
-#include <pistache/async.h>
 #include <pistache/listener.h>
 #include <pistache/net.h>
+#include <pistache/os.h>
 #include <pistache/peer.h>
+#include <pistache/reactor.h>
 #include <pistache/tcp.h>
-#include <pthread.h>
+#include <pistache/transport.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
+#include <cstdio>
 #include <mutex>
-#include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace tollgate::gateway {
 
 using Clock = std::chrono::steady_clock;
+namespace Polling = Pistache::Polling;
 
-// Per-connection state, shared by the reactor thread that reads and any thread that answers.
+namespace {
+
+// The tag of a loop's epoll fd in the reactor's poller. Peer fds are tagged with their fd
+// number (below 2^31), so this cannot collide.
+constexpr uint64_t kLoopTag = uint64_t{1} << 40;
+// Read at most this much per recv; a connection's input beyond its limit is not read at all.
+constexpr size_t kReadChunk = 65536;
+// An output buffer that grew past this while streaming is released once it drains.
+constexpr size_t kShrinkAbove = size_t{1} << 20;
+
+}  // namespace
+
+struct ServerShared {
+  HttpServerOptions options;
+  RequestHandler handler;
+  std::atomic<uint64_t> accepted{0};
+  std::atomic<uint64_t> refused{0};
+  std::atomic<int64_t> open{0};
+  std::mutex loops_mu;
+  std::vector<loop::Loop*> loops;  // every serving transport's loop
+};
+
+class LoopTransport;
+
+// One caller connection. Lives on its transport's reactor thread: every method runs there.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(std::weak_ptr<Pistache::Tcp::Peer> peer, std::string client_ip,
-             const HttpServerOptions& options, const RequestHandler* handler)
-      : peer_(std::move(peer)),
-        client_ip_(std::move(client_ip)),
-        parser_(options.max_header_bytes, options.max_body_bytes),
-        max_buffered_(options.max_header_bytes + options.max_body_bytes + 65536),
-        handler_(handler) {}
+  Connection(LoopTransport* transport, std::shared_ptr<Pistache::Tcp::Peer> peer,
+             ServerShared* shared);
+  ~Connection();
 
-  void OnInput(const char* data, size_t len) {
-    std::unique_lock<std::recursive_mutex> lock(mu_);
-    if (closing_) return;
-    if (!busy_ && parser_.buffered() == 0) since_ = Clock::now();  // a request starts
-    if (overflowed_) return;  // discarded: this connection closes after its current answer
-    if (busy_ && parser_.buffered() + len > max_buffered_) {
-      // A client that keeps sending while its request is being answered cannot make the
-      // gateway buffer without bound: the excess is dropped and the connection is closed once
-      // the request in flight is answered. (When idle, the parser's limits answer 413/431.)
-      overflowed_ = true;
-      return;
-    }
-    parser_.Append(std::string_view(data, len));
-    DispatchLocked(lock);
+  loop::Loop* loop() const;
+  bool closed() const { return closed_; }
+
+  // Reactor events for the connection's fd.
+  void OnEvent(bool readable, bool writable, bool hangup);
+  // Closes at once (used for refusals over max_connections and by Shutdown).
+  void Close();
+
+  void Respond(Exchange* exchange, const HttpResponse& response);
+  void StartStream(Exchange* exchange, int status, const HeaderList& headers,
+                   std::optional<uint64_t> content_length);
+  bool WriteBody(std::string_view data);
+  void EndStream();
+  void AbortStream();
+  void Refuse() { refused_ = true; }
+  void Start() { ArmTimer(); }  // the idle timeout runs from the accept
+
+ private:
+  void Pump();
+  void ReadSome();
+  void Dispatch(RequestParser::Status status, HttpRequest request);
+  void FinishAnswer();
+  void Send(const iovec* iov, int count);
+  void Flush();
+  void SetWriteInterest(bool on);
+  void ArmTimer();
+  void OnTimer();
+
+  LoopTransport* transport_;
+  std::shared_ptr<Pistache::Tcp::Peer> peer_;
+  int fd_;
+  ServerShared* shared_;
+  const HttpServerOptions& options_;
+  std::string client_ip_;
+  RequestParser parser_;
+  size_t max_buffered_;
+
+  std::shared_ptr<Exchange> exchange_;  // the request being answered (busy) or null
+  bool keep_alive_ = true;              // of the answer being written
+  bool head_only_ = false;
+  BodyFraming framing_ = BodyFraming::kNone;
+  bool streaming_ = false;
+  bool close_after_flush_ = false;
+  bool closed_ = false;
+  bool refused_ = false;
+  bool pumping_ = false;
+  bool readable_pending_ = true;  // edge-triggered: unread input may be waiting
+  bool peer_eof_ = false;         // the caller finished sending (FIN)
+  bool write_interest_ = false;
+  bool drain_wanted_ = false;  // Write returned false: tell the producer when below kHighWater
+
+  std::string out_;  // unsent output, from out_off_
+  size_t out_off_ = 0;
+  Clock::time_point since_ =
+      Clock::now();  // start of the idle/reading state, or last write progress
+  loop::Loop::TimerId timer_ = 0;
+};
+
+// Pistache's transport for one reactor thread, extended with the loop that thread runs and
+// with tollgate's own handling of its connections' fds (reads with backpressure, direct writes).
+class LoopTransport : public Pistache::Tcp::Transport {
+ public:
+  LoopTransport(const std::shared_ptr<Pistache::Tcp::Handler>& handler, ServerShared* shared)
+      : Pistache::Tcp::Transport(handler), shared_(shared) {}
+
+  std::shared_ptr<Pistache::Aio::Handler> clone() const override;
+
+  void registerPoller(Polling::Epoll& poller) override {
+    Pistache::Tcp::Transport::registerPoller(poller);
+    poller.addFd(loop_.fd(), Pistache::Flags<Polling::NotifyOn>(Polling::NotifyOn::Read),
+                 Polling::Tag(kLoopTag), Polling::Mode::Level);
+    std::lock_guard<std::mutex> lock(shared_->loops_mu);
+    shared_->loops.push_back(&loop_);
   }
 
-  void OnClosed() {
-    std::lock_guard<std::recursive_mutex> lock(mu_);
-    closed_ = true;
+  void onReady(const Pistache::Aio::FdSet& fds) override {
+    loop_.Adopt();
+    std::vector<Polling::Event> rest;
+    for (const auto& entry : fds) {
+      uint64_t tag = entry.getTag().value();
+      if (tag == kLoopTag) {
+        loop_.RunOnce(0);
+        continue;
+      }
+      if (tag < kLoopTag) {
+        auto it = connections_.find(static_cast<int>(tag));
+        if (it != connections_.end()) {
+          // A C-style cast reaches FdSet::Entry's private base, the only place the
+          // EPOLLRDHUP bit (NotifyOn::Shutdown) is visible.
+          const auto& event = (const Polling::Event&)entry;
+          std::shared_ptr<Connection> c = it->second;
+          c->OnEvent(entry.isReadable() || event.flags.hasFlag(Polling::NotifyOn::Shutdown),
+                     entry.isWritable(), entry.isHangup());
+          continue;
+        }
+      }
+      Polling::Event e(entry.getTag());
+      e.flags = Pistache::Flags<Polling::NotifyOn>(Polling::NotifyOn::Read);
+      rest.push_back(std::move(e));
+    }
+    if (!rest.empty()) Pistache::Tcp::Transport::onReady(Pistache::Aio::FdSet(std::move(rest)));
+    loop_.RunHooks();
   }
 
-  void Respond(const HttpRequest& request, const HttpResponse& response, bool force_close) {
-    std::unique_lock<std::recursive_mutex> lock(mu_);
-    bool keep_alive = request.keep_alive && !force_close && !closing_ && !overflowed_;
-    bool head_only = request.method == "HEAD";
-    WriteLocked(SerializeResponse(response, keep_alive, head_only), !keep_alive);
-    busy_ = false;
-    since_ = Clock::now();  // idle, or reading the next pipelined request, from now
-    if (!keep_alive) {
-      closing_ = true;
-      return;
+  loop::Loop& loop() { return loop_; }
+
+  // A new peer, on this thread (from Tcp::Handler::onConnection).
+  void Adopt(const std::shared_ptr<Pistache::Tcp::Peer>& peer) {
+    loop_.Adopt();
+    auto c = std::make_shared<Connection>(this, peer, shared_);
+    shared_->accepted.fetch_add(1, std::memory_order_relaxed);
+    int64_t open = shared_->open.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (static_cast<size_t>(open) > shared_->options.max_connections) {
+      // Over the limit: closed as soon as the reactor has registered it (closing here would
+      // leave Pistache registering a closed fd). The shutdown makes the fd report a hang-up.
+      shared_->refused.fetch_add(1, std::memory_order_relaxed);
+      c->Refuse();
+      ::shutdown(peer->fd(), SHUT_RDWR);
     }
-    // An answer given inside the dispatch loop (a local reply) returns to that loop, which
-    // goes on with the next pipelined request: iteration, not recursion, however long the
-    // pipeline. An answer from another thread starts the loop here.
-    if (dispatching_) return;
-    DispatchLocked(lock);
+    connections_.emplace(peer->fd(), c);
+    c->Start();
   }
 
-  // Called periodically by the server's sweeper. A partial request past request_timeout is
-  // handed to the handler as a 408 (so it is answered and audited like any parse error); an
-  // idle keep-alive connection past idle_timeout is closed.
-  void Expire(Clock::time_point now, const HttpServerOptions& options) {
-    std::unique_lock<std::recursive_mutex> lock(mu_);
-    if (busy_ || closing_ || closed_) return;
-    auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - since_).count();
-    if (parser_.buffered() == 0) {
-      if (age < options.idle_timeout_ms) return;
-      closing_ = true;
-      if (auto peer = peer_.lock()) ::shutdown(peer->fd(), SHUT_RDWR);
-      return;
+  void SetInterest(int fd, bool write) {
+    using Polling::NotifyOn;
+    reactor()->modifyFd(key(), fd,
+                        write ? NotifyOn::Read | NotifyOn::Write | NotifyOn::Shutdown
+                              : NotifyOn::Read | NotifyOn::Shutdown,
+                        Polling::Mode::Edge);
+  }
+
+  // Forgets a connection and closes its fd.
+  void Remove(int fd, const std::shared_ptr<Pistache::Tcp::Peer>& peer) {
+    connections_.erase(fd);
+    if (destroying_) {
+      ::close(fd);  // the reactor is being torn down: it is not to be called any more
+    } else {
+      removePeer(peer);
     }
-    if (age < options.request_timeout_ms) return;
-    busy_ = true;
-    auto exchange =
-        std::make_shared<Exchange>(shared_from_this(), parser_.Partial(), client_ip_, 408,
-                                   "the request was not received within " +
-                                       std::to_string(options.request_timeout_ms) + " ms");
-    lock.unlock();
-    (*handler_)(exchange);
+    shared_->open.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  ~LoopTransport() override {
+    // The reactor thread has stopped; what the connections still hold (exchanges, their
+    // per-request state) is released before the loop's per-loop state.
+    destroying_ = true;
+    auto connections = connections_;
+    for (auto& [fd, c] : connections) c->Close();
+    connections.clear();
+    loop_.ClearLocals();
   }
 
  private:
-  // Hands the next complete request (if any) to the handler. Called with mu_ held; releases
-  // it around the handler call, because the handler may answer inline.
-  void DispatchLocked(std::unique_lock<std::recursive_mutex>& lock) {
-    if (dispatching_) return;
-    dispatching_ = true;
-    while (!busy_ && !closing_ && !closed_) {
+  ServerShared* shared_;
+  loop::Loop loop_;
+  std::unordered_map<int, std::shared_ptr<Connection>> connections_;
+  bool destroying_ = false;
+};
+
+namespace {
+
+class TcpHandler : public Pistache::Tcp::Handler {
+ public:
+  PROTOTYPE_OF(Pistache::Tcp::Handler, TcpHandler)
+
+  void onConnection(const std::shared_ptr<Pistache::Tcp::Peer>& peer) override {
+    static_cast<LoopTransport*>(transport())->Adopt(peer);
+  }
+  // Never called: LoopTransport handles its connections' fds itself.
+  void onInput(const char*, size_t, const std::shared_ptr<Pistache::Tcp::Peer>&) override {}
+};
+
+}  // namespace
+
+std::shared_ptr<Pistache::Aio::Handler> LoopTransport::clone() const {
+  return std::make_shared<LoopTransport>(std::make_shared<TcpHandler>(), shared_);
+}
+
+Connection::Connection(LoopTransport* transport, std::shared_ptr<Pistache::Tcp::Peer> peer,
+                       ServerShared* shared)
+    : transport_(transport),
+      peer_(std::move(peer)),
+      fd_(peer_->fd()),
+      shared_(shared),
+      options_(shared->options),
+      client_ip_(peer_->address().host()),
+      parser_(options_.max_header_bytes, options_.max_body_bytes),
+      max_buffered_(options_.max_header_bytes + options_.max_body_bytes + 65536) {}
+
+Connection::~Connection() {
+  if (timer_ != 0 && !closed_) transport_->loop().Cancel(timer_);
+}
+
+loop::Loop* Connection::loop() const { return &transport_->loop(); }
+
+void Connection::OnEvent(bool readable, bool writable, bool hangup) {
+  auto self = shared_from_this();
+  if (refused_) {
+    Close();
+    return;
+  }
+  if (writable) Flush();
+  if (closed_) return;
+  if (readable || hangup) {
+    readable_pending_ = true;
+    Pump();
+  }
+  if (!closed_ && hangup && !readable_pending_) Close();
+}
+
+// Reads what may be read and dispatches every complete request that may be answered now; one
+// pass at a time (an answer given inline returns here instead of recursing).
+void Connection::Pump() {
+  if (pumping_ || closed_) return;
+  pumping_ = true;
+  auto self = shared_from_this();
+  for (;;) {
+    if (closed_ || close_after_flush_) break;
+    if (!exchange_ && out_.size() - out_off_ < Exchange::kHighWater) {
       HttpRequest request;
       RequestParser::Status status = parser_.Next(&request);
-      if (status == RequestParser::Status::kIncomplete) {
-        if (parser_.TakeContinue()) WriteLocked("HTTP/1.1 100 Continue\r\n\r\n", false);
-        break;
+      if (status != RequestParser::Status::kIncomplete) {
+        Dispatch(status, std::move(request));
+        continue;
       }
-      busy_ = true;
-      std::shared_ptr<Exchange> exchange;
-      if (status == RequestParser::Status::kError) {
-        exchange = std::make_shared<Exchange>(shared_from_this(), std::move(request), client_ip_,
-                                              parser_.error_status(), parser_.error_message());
-      } else {
-        exchange = std::make_shared<Exchange>(shared_from_this(), std::move(request), client_ip_, 0,
-                                              std::string());
+      if (parser_.TakeContinue()) {
+        static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        iovec iov{const_cast<char*>(kContinue), sizeof kContinue - 1};
+        Send(&iov, 1);
       }
-      lock.unlock();
-      (*handler_)(exchange);
-      exchange.reset();
-      lock.lock();
     }
-    dispatching_ = false;
+    // Read only what may be buffered: past the limit, TCP pushes back on the caller.
+    if (!readable_pending_ || peer_eof_ || parser_.buffered() >= max_buffered_) break;
+    size_t before = parser_.buffered();
+    ReadSome();
+    if (parser_.buffered() == before && !peer_eof_) break;  // nothing more to read now
   }
+  pumping_ = false;
+}
 
-  // Writes a response (or an interim 100) in order with anything written before.
-  //
-  // Fast path: when Pistache's transport holds nothing queued for this connection, send
-  // straight from this thread. That saves, per response, two copies of the bytes, a promise,
-  // an eventfd wake-up of the reactor and two epoll_ctl calls. It is safe
-  // against fd reuse because Pistache calls onDisconnection (which takes mu_, held here)
-  // before it closes the fd. Whatever the socket does not take at once goes through the
-  // transport's queue, and every later write follows it there until the queue drains.
-  void WriteLocked(std::string bytes, bool close_after) {
-    if (closed_) return;
-    auto peer = peer_.lock();
-    if (!peer) return;
-    if (queued_writes_ == 0) {
-      ssize_t n = ::send(peer->fd(), bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n == static_cast<ssize_t>(bytes.size())) {
-        if (close_after) ::shutdown(peer->fd(), SHUT_RDWR);
-        return;
-      }
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return;  // gone: the reactor sees it
-      if (n > 0) bytes.erase(0, static_cast<size_t>(n));
+void Connection::ReadSome() {
+  char buffer[kReadChunk];
+  ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+  if (n > 0) {
+    if (!exchange_ && parser_.buffered() == 0) {
+      since_ = Clock::now();  // a request starts
+      ArmTimer();
     }
-    ++queued_writes_;
-    size_t len = bytes.size();
-    std::weak_ptr<Pistache::Tcp::Peer> weak = peer_;
-    auto self = shared_from_this();
-    auto done = [self, weak, close_after] {
-      std::lock_guard<std::recursive_mutex> lock(self->mu_);
-      --self->queued_writes_;
-      if (!close_after || self->closed_) return;
-      if (auto p = weak.lock()) ::shutdown(p->fd(), SHUT_RDWR);
-    };
-    peer->send(Pistache::RawBuffer(std::move(bytes), len))
-        .then([done](ssize_t) { done(); }, [done](std::exception_ptr) { done(); });
+    parser_.Append(std::string_view(buffer, static_cast<size_t>(n)));
+    return;
   }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    readable_pending_ = false;
+    return;
+  }
+  if (n < 0 && errno == EINTR) return;
+  // End of input (or a reset). A caller that half-closes after a complete request still gets
+  // its answer; one that is gone while its answer is produced ends that answer.
+  readable_pending_ = false;
+  peer_eof_ = true;
+  if (n < 0 || (!exchange_ && out_off_ == out_.size())) {
+    Close();
+  } else if (exchange_) {
+    // Whether the caller merely half-closed or is gone, nothing it could still read would be
+    // a complete answer to a request it can no longer follow up: HTTP clients do not
+    // half-close; a closed connection is the caller leaving.
+    Close();
+  }
+}
 
-  // Recursive because a Pistache promise continuation may run inline in peer->send(...).then()
-  // when the write already completed, i.e. on this thread while it holds mu_.
-  std::recursive_mutex mu_;
-  std::weak_ptr<Pistache::Tcp::Peer> peer_;
-  std::string client_ip_;
-  RequestParser parser_;
-  size_t max_buffered_;  // unconsumed input allowed while a request is being answered
-  const RequestHandler* handler_;
-  bool overflowed_ = false;   // input was dropped over max_buffered_: close after this answer
-  bool dispatching_ = false;  // a thread is in DispatchLocked's loop for this connection
-  bool busy_ = false;         // a request was dispatched and not yet answered
-  bool closing_ = false;      // answered with Connection: close
-  bool closed_ = false;       // the peer disconnected
-  int queued_writes_ = 0;     // writes handed to Pistache's transport and not yet done
-  Clock::time_point since_ = Clock::now();  // when the current idle/reading state began
-};
+void Connection::Dispatch(RequestParser::Status status, HttpRequest request) {
+  std::shared_ptr<Exchange> exchange;
+  if (status == RequestParser::Status::kError) {
+    exchange = std::make_shared<Exchange>(shared_from_this(), std::move(request), client_ip_,
+                                          parser_.error_status(), parser_.error_message());
+  } else {
+    exchange = std::make_shared<Exchange>(shared_from_this(), std::move(request), client_ip_, 0,
+                                          std::string());
+  }
+  exchange_ = exchange;
+  if (timer_ != 0) {
+    transport_->loop().Cancel(timer_);
+    timer_ = 0;
+  }
+  shared_->handler(exchange);
+}
+
+void Connection::Respond(Exchange* exchange, const HttpResponse& response) {
+  if (closed_ || exchange != exchange_.get()) return;
+  const HttpRequest& req = exchange->request();
+  keep_alive_ = req.keep_alive && exchange->parse_error_status() == 0;
+  head_only_ = req.method == "HEAD";
+  std::string bytes = SerializeResponse(response, keep_alive_, head_only_);
+  iovec iov{bytes.data(), bytes.size()};
+  Send(&iov, 1);
+  FinishAnswer();
+}
+
+void Connection::StartStream(Exchange* exchange, int status, const HeaderList& headers,
+                             std::optional<uint64_t> content_length) {
+  if (closed_ || exchange != exchange_.get()) return;
+  const HttpRequest& req = exchange->request();
+  keep_alive_ = req.keep_alive;
+  head_only_ = req.method == "HEAD";
+  bool no_body = status < 200 || status == 204 || status == 304;
+  if (no_body) {
+    framing_ = BodyFraming::kNone;
+  } else if (content_length) {
+    framing_ = BodyFraming::kLength;
+  } else if (req.version_minor >= 1) {
+    framing_ = BodyFraming::kChunked;
+  } else {
+    framing_ = BodyFraming::kUntilClose;
+    keep_alive_ = false;
+  }
+  streaming_ = true;
+  std::string head =
+      SerializeHead(status, headers, framing_, content_length.value_or(0), keep_alive_);
+  iovec iov{head.data(), head.size()};
+  Send(&iov, 1);
+}
+
+bool Connection::WriteBody(std::string_view data) {
+  if (closed_ || !streaming_) return false;
+  if (!head_only_ && framing_ != BodyFraming::kNone && !data.empty()) {
+    if (framing_ == BodyFraming::kChunked) {
+      char size_line[24];
+      int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", data.size());
+      iovec iov[3] = {{size_line, static_cast<size_t>(n)},
+                      {const_cast<char*>(data.data()), data.size()},
+                      {const_cast<char*>("\r\n"), 2}};
+      Send(iov, 3);
+    } else {
+      iovec iov{const_cast<char*>(data.data()), data.size()};
+      Send(&iov, 1);
+    }
+  }
+  if (closed_) return false;
+  if (out_.size() - out_off_ >= Exchange::kHighWater) {
+    drain_wanted_ = true;
+    return false;
+  }
+  return true;
+}
+
+void Connection::EndStream() {
+  if (closed_ || !streaming_) return;
+  if (framing_ == BodyFraming::kChunked && !head_only_) {
+    static const char kLast[] = "0\r\n\r\n";
+    iovec iov{const_cast<char*>(kLast), sizeof kLast - 1};
+    Send(&iov, 1);
+  }
+  if (framing_ == BodyFraming::kUntilClose) keep_alive_ = false;
+  FinishAnswer();
+}
+
+void Connection::AbortStream() {
+  if (closed_) return;
+  // What was sent is flushed (as far as the caller takes it), then the connection closes
+  // without a last chunk: the caller sees the body end short, never a complete answer.
+  keep_alive_ = false;
+  FinishAnswer();
+}
+
+// The answer to exchange_ has been handed to Send (all of it).
+void Connection::FinishAnswer() {
+  streaming_ = false;
+  drain_wanted_ = false;
+  exchange_.reset();
+  if (!keep_alive_) {
+    close_after_flush_ = true;
+    if (out_off_ == out_.size()) {
+      ::shutdown(fd_, SHUT_RDWR);
+      Close();
+    }
+    return;
+  }
+  since_ = Clock::now();
+  ArmTimer();
+  Pump();
+}
+
+void Connection::Send(const iovec* iov, int count) {
+  if (closed_) return;
+  size_t total = 0;
+  for (int i = 0; i < count; ++i) total += iov[i].iov_len;
+  if (total == 0) return;
+  size_t sent = 0;
+  if (out_off_ == out_.size()) {
+    msghdr msg{};
+    msg.msg_iov = const_cast<iovec*>(iov);
+    msg.msg_iovlen = static_cast<size_t>(count);
+    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      Close();  // the caller is gone
+      return;
+    }
+    if (n > 0) sent = static_cast<size_t>(n);
+    if (sent == total) return;
+    if (out_off_ > 0) {
+      out_.clear();
+      out_off_ = 0;
+    }
+  }
+  // Keep what the socket did not take, in order.
+  size_t skip = sent;
+  for (int i = 0; i < count; ++i) {
+    size_t len = iov[i].iov_len;
+    if (skip >= len) {
+      skip -= len;
+      continue;
+    }
+    out_.append(static_cast<const char*>(iov[i].iov_base) + skip, len - skip);
+    skip = 0;
+  }
+  if (!write_interest_) {
+    since_ = Clock::now();  // write progress is measured from here
+    SetWriteInterest(true);
+    ArmTimer();
+  }
+}
+
+void Connection::Flush() {
+  auto self = shared_from_this();
+  while (out_off_ < out_.size()) {
+    ssize_t n =
+        ::send(fd_, out_.data() + out_off_, out_.size() - out_off_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      out_off_ += static_cast<size_t>(n);
+      since_ = Clock::now();
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n < 0 && errno == EINTR) continue;
+    Close();
+    return;
+  }
+  if (out_off_ == out_.size()) {
+    out_.clear();
+    out_off_ = 0;
+    if (out_.capacity() > kShrinkAbove) out_.shrink_to_fit();
+    SetWriteInterest(false);
+    if (close_after_flush_) {
+      ::shutdown(fd_, SHUT_RDWR);
+      Close();
+      return;
+    }
+  } else if (out_off_ > kShrinkAbove) {
+    out_.erase(0, out_off_);
+    out_off_ = 0;
+  }
+  if (drain_wanted_ && out_.size() - out_off_ < Exchange::kHighWater) {
+    drain_wanted_ = false;
+    if (exchange_ && exchange_->on_drain_) {
+      auto on_drain = exchange_->on_drain_;
+      on_drain();
+    }
+  }
+  if (!exchange_ && !closed_) Pump();  // pipelined requests held back by a full buffer
+}
+
+void Connection::SetWriteInterest(bool on) {
+  if (write_interest_ == on || closed_) return;
+  write_interest_ = on;
+  transport_->SetInterest(fd_, on);
+}
+
+void Connection::Close() {
+  if (closed_) return;
+  closed_ = true;
+  if (timer_ != 0) {
+    transport_->loop().Cancel(timer_);
+    timer_ = 0;
+  }
+  auto self = shared_from_this();
+  std::shared_ptr<Exchange> exchange = std::move(exchange_);
+  out_.clear();
+  out_off_ = 0;
+  if (peer_) {
+    auto peer = std::move(peer_);
+    transport_->Remove(fd_, peer);
+  }
+  if (exchange && !exchange->ended_ && exchange->on_close_) {
+    auto on_close = std::move(exchange->on_close_);
+    exchange->on_drain_ = nullptr;
+    on_close();
+  }
+}
+
+void Connection::ArmTimer() {
+  if (timer_ != 0 || closed_) return;
+  auto self = std::weak_ptr<Connection>(shared_from_this());
+  int ms = exchange_
+               ? options_.idle_timeout_ms
+               : (parser_.buffered() == 0 ? options_.idle_timeout_ms : options_.request_timeout_ms);
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      since_ + std::chrono::milliseconds(ms) - Clock::now());
+  if (left.count() < 0) left = std::chrono::milliseconds(0);
+  timer_ = transport_->loop().After(left, [self] {
+    if (auto c = self.lock()) {
+      c->timer_ = 0;
+      c->OnTimer();
+    }
+  });
+}
+
+// Request and idle timeouts; and a caller that has not taken any output for idle_timeout_ms
+// while an answer waits for it (a stalled reader cannot hold a stream open forever).
+void Connection::OnTimer() {
+  if (closed_) return;
+  auto now = Clock::now();
+  auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - since_).count();
+  bool output_waiting = out_off_ < out_.size();
+  if (exchange_ || output_waiting) {
+    if (!output_waiting) return;  // the upstream's timeouts bound an answer being produced
+    if (age >= options_.idle_timeout_ms) {
+      Close();
+      return;
+    }
+    ArmTimer();
+    return;
+  }
+  if (parser_.buffered() == 0) {
+    if (age >= options_.idle_timeout_ms) {
+      ::shutdown(fd_, SHUT_RDWR);
+      Close();
+      return;
+    }
+    ArmTimer();
+    return;
+  }
+  if (age < options_.request_timeout_ms) {
+    ArmTimer();
+    return;
+  }
+  auto exchange = std::make_shared<Exchange>(
+      shared_from_this(), parser_.Partial(), client_ip_, 408,
+      "the request was not received within " + std::to_string(options_.request_timeout_ms) + " ms");
+  exchange_ = exchange;
+  shared_->handler(exchange);
+}
 
 Exchange::Exchange(std::shared_ptr<Connection> connection, HttpRequest request,
                    std::string client_ip, int parse_error_status, std::string parse_error)
@@ -198,109 +620,92 @@ Exchange::~Exchange() {
     r.headers.emplace_back("Content-Type", "application/json");
     r.body = R"({"error":{"code":500,"reason":"internal","message":"no response was produced"}})";
     Respond(std::move(r));
+  } else if (streaming_ && !ended_) {
+    AbortStream();
   }
 }
 
+loop::Loop* Exchange::loop() const { return connection_ ? connection_->loop() : nullptr; }
+
+bool Exchange::caller_gone() const { return connection_ && connection_->closed(); }
+
 void Exchange::Respond(HttpResponse response) {
   if (responded_.exchange(true)) return;
+  ended_ = true;
   if (!connection_) {
     sink_(std::move(response));
     return;
   }
-  connection_->Respond(request_, response, parse_error_status_ != 0);
+  loop::Loop* loop = connection_->loop();
+  if (loop->InLoopThread()) {
+    connection_->Respond(this, response);
+    return;
+  }
+  // From another thread: the connection is touched only by its own. The exchange is kept
+  // alive by the closure, since the connection answers it by identity.
+  auto connection = connection_;
+  auto holder = std::make_shared<HttpResponse>(std::move(response));
+  Exchange* self = this;
+  if (!loop->Post([connection, holder, self] { connection->Respond(self, *holder); })) return;
 }
 
-namespace {
-
-constexpr const char* kConnectionKey = "tollgate.connection";
-
-// Every live connection, for the sweeper that enforces the request and idle timeouts.
-class ConnectionRegistry {
- public:
-  void Add(const std::shared_ptr<Connection>& c) {
-    std::lock_guard<std::mutex> lock(mu_);
-    connections_.push_back(c);
+void Exchange::StartStream(int status, const HeaderList& headers,
+                           std::optional<uint64_t> content_length) {
+  if (responded_.exchange(true)) return;
+  streaming_ = true;
+  if (!connection_) {
+    collected_.status = status;
+    collected_.headers = headers;
+    if (request_.method == "HEAD" && content_length)
+      collected_.head_content_length = content_length;
+    return;
   }
-  // The live connections; forgets the ones that are gone.
-  std::vector<std::shared_ptr<Connection>> Live() {
-    std::vector<std::shared_ptr<Connection>> out;
-    std::lock_guard<std::mutex> lock(mu_);
-    size_t kept = 0;
-    for (size_t i = 0; i < connections_.size(); ++i) {
-      if (auto c = connections_[i].lock()) {
-        out.push_back(std::move(c));
-        // (A weak_ptr moved onto itself ends up empty: only move when the slot changes.)
-        if (kept != i) connections_[kept] = std::move(connections_[i]);
-        ++kept;
-      }
-    }
-    connections_.resize(kept);
-    return out;
+  connection_->StartStream(this, status, headers, content_length);
+}
+
+bool Exchange::Write(std::string_view data) {
+  if (!streaming_ || ended_) return false;
+  body_bytes_ += data.size();
+  if (!connection_) {
+    collected_.body.append(data);
+    return true;
   }
+  return connection_->WriteBody(data);
+}
 
- private:
-  std::mutex mu_;
-  std::vector<std::weak_ptr<Connection>> connections_;
-};
-
-class TcpHandler : public Pistache::Tcp::Handler {
- public:
-  PROTOTYPE_OF(Pistache::Tcp::Handler, TcpHandler)
-
-  TcpHandler(const HttpServerOptions* options, const RequestHandler* handler,
-             std::atomic<uint64_t>* accepted, ConnectionRegistry* registry)
-      : options_(options), handler_(handler), accepted_(accepted), registry_(registry) {}
-
-  void onConnection(const std::shared_ptr<Pistache::Tcp::Peer>& peer) override {
-    accepted_->fetch_add(1, std::memory_order_relaxed);
-    auto connection =
-        std::make_shared<Connection>(peer, peer->address().host(), *options_, handler_);
-    peer->putData(kConnectionKey, connection);
-    registry_->Add(connection);
+void Exchange::EndStream() {
+  if (!streaming_ || ended_) return;
+  ended_ = true;
+  on_drain_ = nullptr;
+  on_close_ = nullptr;
+  if (!connection_) {
+    sink_(std::move(collected_));
+    return;
   }
+  connection_->EndStream();
+}
 
-  void onDisconnection(const std::shared_ptr<Pistache::Tcp::Peer>& peer) override {
-    if (auto c = peer->tryGetData(kConnectionKey)) static_cast<Connection*>(c.get())->OnClosed();
+void Exchange::AbortStream() {
+  if (!streaming_ || ended_) return;
+  ended_ = true;
+  on_drain_ = nullptr;
+  on_close_ = nullptr;
+  if (!connection_) {
+    sink_(std::move(collected_));
+    return;
   }
+  connection_->AbortStream();
+}
 
-  void onInput(const char* buffer, size_t len,
-               const std::shared_ptr<Pistache::Tcp::Peer>& peer) override {
-    auto c = peer->tryGetData(kConnectionKey);
-    if (c) static_cast<Connection*>(c.get())->OnInput(buffer, len);
-  }
-
- private:
-  const HttpServerOptions* options_;
-  const RequestHandler* handler_;
-  std::atomic<uint64_t>* accepted_;
-  ConnectionRegistry* registry_;
-};
-
-}  // namespace
+void Exchange::SetStreamCallbacks(std::function<void()> on_drain, std::function<void()> on_close) {
+  on_drain_ = std::move(on_drain);
+  on_close_ = std::move(on_close);
+}
 
 struct HttpServer::Impl {
-  HttpServerOptions options;
-  RequestHandler handler;
-  std::atomic<uint64_t> accepted{0};
-  ConnectionRegistry registry;
-  Pistache::Tcp::Listener listener;
+  ServerShared shared;
+  std::unique_ptr<Pistache::Tcp::Listener> listener;
   bool running = false;
-  std::mutex sweep_mu;
-  std::condition_variable sweep_cv;
-  bool stop_sweeping = false;
-  std::thread sweeper;
-
-  void Sweep() {
-    pthread_setname_np(pthread_self(), "tollgate-sweep");
-    std::unique_lock<std::mutex> lock(sweep_mu);
-    while (!sweep_cv.wait_for(lock, std::chrono::milliseconds(200),
-                              [this] { return stop_sweeping; })) {
-      lock.unlock();
-      auto now = Clock::now();
-      for (const auto& c : registry.Live()) c->Expire(now, options);
-      lock.lock();
-    }
-  }
 };
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -310,20 +715,25 @@ HttpServer::~HttpServer() { Shutdown(); }
 std::unique_ptr<HttpServer> HttpServer::Start(const HttpServerOptions& options,
                                               RequestHandler handler, std::string* error) {
   auto impl = std::make_unique<Impl>();
-  impl->options = options;
-  impl->handler = std::move(handler);
+  impl->shared.options = options;
+  impl->shared.handler = std::move(handler);
   try {
     Pistache::Address address(options.listen);
-    impl->listener.init(static_cast<size_t>(options.threads > 0 ? options.threads : 1),
-                        Pistache::Flags<Pistache::Tcp::Options>(Pistache::Tcp::Options::ReuseAddr) |
-                            Pistache::Tcp::Options::NoDelay,
-                        "tollgate-http", options.backlog);
-    impl->listener.setHandler(std::make_shared<TcpHandler>(&impl->options, &impl->handler,
-                                                           &impl->accepted, &impl->registry));
-    impl->listener.bind(address);
-    impl->listener.runThreaded();
+    impl->listener = std::make_unique<Pistache::Tcp::Listener>();
+    impl->listener->init(
+        static_cast<size_t>(options.threads > 0 ? options.threads : 1),
+        Pistache::Flags<Pistache::Tcp::Options>(Pistache::Tcp::Options::ReuseAddr) |
+            Pistache::Tcp::Options::NoDelay,
+        "tollgate-http", options.backlog);
+    auto handler_proto = std::make_shared<TcpHandler>();
+    ServerShared* shared = &impl->shared;
+    impl->listener->setHandler(handler_proto);
+    impl->listener->setTransportFactory([shared] {
+      return std::make_shared<LoopTransport>(std::make_shared<TcpHandler>(), shared);
+    });
+    impl->listener->bind(address);
+    impl->listener->runThreaded();
     impl->running = true;
-    impl->sweeper = std::thread([raw = impl.get()] { raw->Sweep(); });
   } catch (const std::exception& e) {
     if (error) *error = "cannot listen on " + options.listen + ": " + e.what();
     return nullptr;
@@ -335,19 +745,26 @@ void HttpServer::Shutdown() {
   if (impl_ && impl_->running) {
     impl_->running = false;
     {
-      std::lock_guard<std::mutex> lock(impl_->sweep_mu);
-      impl_->stop_sweeping = true;
+      std::lock_guard<std::mutex> lock(impl_->shared.loops_mu);
+      impl_->shared.loops.clear();
     }
-    impl_->sweep_cv.notify_all();
-    impl_->sweeper.join();
-    impl_->listener.shutdown();
+    // Destroying the listener stops accepting, joins every reactor thread and then destroys the
+    // transports: their connections close and their loops' per-loop state goes, on this thread.
+    impl_->listener.reset();
   }
 }
 
 int HttpServer::port() const {
-  return static_cast<int>(static_cast<uint16_t>(impl_->listener.getPort()));
+  return static_cast<int>(static_cast<uint16_t>(impl_->listener->getPort()));
 }
 
-uint64_t HttpServer::connections_accepted() const { return impl_->accepted.load(); }
+void HttpServer::ForEachLoop(const std::function<void(loop::Loop&)>& fn) {
+  std::lock_guard<std::mutex> lock(impl_->shared.loops_mu);
+  for (loop::Loop* l : impl_->shared.loops) l->Post([l, fn] { fn(*l); });
+}
+
+uint64_t HttpServer::connections_accepted() const { return impl_->shared.accepted.load(); }
+int64_t HttpServer::connections_open() const { return impl_->shared.open.load(); }
+uint64_t HttpServer::connections_refused() const { return impl_->shared.refused.load(); }
 
 }  // namespace tollgate::gateway
