@@ -104,7 +104,7 @@ struct Streamer::Record {
   int64_t body_bytes = 0;     // body (payload) bytes written
   int64_t rows_sent = 0;
   int64_t keepalives_sent = 0;
-  bool blocked = false;  // the last write found the socket full; waiting for room
+  bool blocked = false;  // waiting for the socket to take more (EPOLLOUT)
   bool ended = false;
   std::string ended_by;
   int64_t ended_at_ms = -1;
@@ -309,7 +309,11 @@ void Streamer::Pump(Stream& s) {
       }
     }
     if (budget == 0) {
-      WantWritable(s, true);  // level-triggered: comes back at once if there is room
+      // Level-triggered: comes back at once if there is room. Until then it waits like a
+      // blocked write, which is what a test sees.
+      std::lock_guard<std::mutex> lock(mu_);
+      s.record->blocked = true;
+      WantWritable(s, true);
       return;
     }
     size_t len = std::min(s.out.size() - s.out_off, budget);
