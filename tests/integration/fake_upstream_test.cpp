@@ -548,8 +548,11 @@ TEST_F(FakeUpstreamTest, RowsStreamThroughLibcurlWithoutContentLength) {
   EXPECT_FALSE(r.HasHeader("Content-Length"));
   EXPECT_EQ(r.Header("Content-Type"), "application/json");
   EXPECT_EQ(std::count(r.body.begin(), r.body.end(), '\n'), 3) << r.body;
-  auto record = fake_.Stream(std::stoll(r.Header("x-fake-stream-id")));
+  // The client can read the last chunk before the fake has recorded the end.
+  auto record = fake_.WaitForStream(std::stoll(r.Header("x-fake-stream-id")),
+                                    [](auto& s) { return s.ended; });
   ASSERT_TRUE(record);
+  EXPECT_EQ(record->ended_by, "complete");
   EXPECT_EQ(record->sha256, Sha256Hex(r.body));
   EXPECT_EQ(record->body_bytes, static_cast<int64_t>(r.body.size()));
 }
@@ -755,7 +758,8 @@ TEST_F(FakeUpstreamTest, StreamsNeedTheModelsCredentialsAndValidParameters) {
   int64_t asked = MonotonicMs();
   HttpResponse late = Http("GET", Url("/stream/late?fake_stream=rows&fake_rows=1"));
   EXPECT_EQ(late.status, 200);
-  auto record = fake_.Stream(std::stoll(late.Header("x-fake-stream-id")));
+  auto record = fake_.WaitForStream(std::stoll(late.Header("x-fake-stream-id")),
+                                    [](auto& s) { return s.ended; });
   ASSERT_TRUE(record);
   EXPECT_GE(record->ended_at_ms - asked, 200);
 }
