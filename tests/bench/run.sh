@@ -10,8 +10,14 @@
 #   c  pistache_hello                                (the front-end library's ceiling)
 #   d  tollgate -> (a), in-process limiter
 #   e  tollgate -> (a), Redis limiter (a local redis-server)
-# Then a moderate fixed load (1 thread, 4 connections) against (a) and (e) for the latency tollgate
-# adds. wrk2 (constant-rate load) is not packaged in Debian 12, so that run is closed-loop wrk.
+# For each target: req/s, latency, and the CPU the measured process used per request (utime+stime
+# from /proc/<pid>/stat, of the process and its child processes, over the wrk run, divided by the
+# requests wrk completed). nginx's proxying alone is the CPU of both nginx instances per proxied
+# request minus nginx (a)'s CPU per static request; redis-server's CPU per decision is its CPU
+# over the (e) run divided by (e)'s requests (the bench route has one limit: one decision each).
+# Then a moderate fixed load (1 thread, 4 connections) and a light one (1 connection) against (a)
+# and (e) for the latency tollgate adds. wrk2 (constant-rate load) is not packaged in Debian 12,
+# so those runs are closed-loop wrk.
 #
 # Environment:
 #   BENCH_SECONDS          duration of each throughput run (default 10)
@@ -231,6 +237,7 @@ start_tollgate() {
   [ "$TOLLGATE_OK" = 1 ] || return 1
   start "$TMP/$name.log" "$TOLLGATE" serve --config "$conf"
   local pid=$STARTED
+  TOLLGATE_PID=$pid
   if ! wait_http "tollgate ($name)" "http://127.0.0.1:$admin/readyz" "$pid" ||
     ! wait_http "tollgate ($name)" "http://127.0.0.1:$port/bench/data.json" "$pid" "$AUTH_HEADER"; then
     log "tollgate not ready ($name); last lines of its log:"
@@ -243,7 +250,9 @@ start_tollgate() {
 D_OK=0
 E_OK=0
 tollgate_conf "$PORT_D" "$PORT_D_ADMIN" "$TMP/audit-d.log" >"$TMP/tollgate-d.json"
+TOLLGATE_PID=
 start_tollgate tollgate-d "$PORT_D" "$PORT_D_ADMIN" "$TMP/tollgate-d.json" && D_OK=1
+PID_D=$TOLLGATE_PID
 
 start "$TMP/redis.log" redis-server --bind 127.0.0.1 --port "$PORT_R" --save '' \
   --appendonly no --dir "$TMP"
@@ -262,7 +271,9 @@ if [ "$REDIS_UP" = 1 ]; then
   tollgate_conf "$PORT_E" "$PORT_E_ADMIN" "$TMP/audit-e.log" \
     "\"redis\": {\"url\": \"redis://127.0.0.1:$PORT_R/0\", \"timeout_ms\": 50, \"on_error\": \"local\"}," \
     >"$TMP/tollgate-e.json"
+  TOLLGATE_PID=
   start_tollgate tollgate-e "$PORT_E" "$PORT_E_ADMIN" "$TMP/tollgate-e.json" && E_OK=1
+  PID_E=$TOLLGATE_PID
 else
   log "redis-server did not start; row e will be n/a"
   tail -n 5 "$TMP/redis.log" >&2 || true
@@ -292,15 +303,47 @@ bad_of() {  # wrk's own error lines, e.g. "Non-2xx or 3xx responses: 12"
   grep -E 'Non-2xx|Socket errors' "$1" 2>/dev/null | sed 's/^ *//' | paste -sd';' - || true
 }
 
-declare -A RPS P50 P99 NOTE
+reqs_of() { awk '/ requests in / { print $1 }' "$1" 2>/dev/null; }
+
+# cpu_ticks PID...: utime+stime (clock ticks) of each PID and of its child processes (nginx's
+# workers). Fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends the command name.
+CLK_TCK="$(getconf CLK_TCK)"
+cpu_ticks() {
+  local total=0 pid p t
+  for pid in "$@"; do
+    [ -n "$pid" ] || continue
+    for p in "$pid" $(pgrep -P "$pid" 2>/dev/null || true); do
+      t="$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null)" || t=0
+      total=$((total + ${t:-0}))
+    done
+  done
+  echo "$total"
+}
+# us_per TICKS REQUESTS: microseconds of CPU per request.
+us_per() {
+  awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN {
+    if (n + 0 > 0 && t != "") printf "%.1f", t * 1000000 / hz / n; else print "n/a" }'
+}
+
+declare -A RPS P50 P99 NOTE REQS CPU_SELF CPU_A CPU_R PIDS_OF
+PIDS_OF=([a]="$PID_A" [b]="$PID_B" [c]="$PID_C" [d]="${PID_D:-}" [e]="${PID_E:-}")
 measure() {  # measure KEY OK URL [HEADER]
   local key="$1" ok="$2" url="$3" header="${4:-X-Bench: 1}"
   if [ "$ok" != 1 ]; then
     RPS[$key]="n/a"; P50[$key]="n/a"; P99[$key]="n/a"; NOTE[$key]="not running"
+    REQS[$key]=0; CPU_SELF[$key]=""; CPU_A[$key]=""; CPU_R[$key]=""
     return
   fi
   log "wrk ${WRK_THREADS}t/${CONNECTIONS}c ${SECONDS_RUN}s -> $key"
+  local self0 a0 r0
+  self0="$(cpu_ticks ${PIDS_OF[$key]})"
+  a0="$(cpu_ticks "$PID_A")"
+  r0="$(cpu_ticks "${PID_R:-}")"
   run_wrk "$TMP/wrk-$key.txt" "$WRK_THREADS" "$CONNECTIONS" "$SECONDS_RUN" "$url" "$header"
+  CPU_SELF[$key]=$(($(cpu_ticks ${PIDS_OF[$key]}) - self0))
+  CPU_A[$key]=$(($(cpu_ticks "$PID_A") - a0))
+  CPU_R[$key]=$(($(cpu_ticks "${PID_R:-}") - r0))
+  REQS[$key]="$(reqs_of "$TMP/wrk-$key.txt")"; REQS[$key]="${REQS[$key]:-0}"
   RPS[$key]="$(rps_of "$TMP/wrk-$key.txt")"; RPS[$key]="${RPS[$key]:-n/a}"
   P50[$key]="$(pct_of "$TMP/wrk-$key.txt" 50)"
   P99[$key]="$(pct_of "$TMP/wrk-$key.txt" 99)"
@@ -332,14 +375,41 @@ declare -A NAME=(
 
 echo
 echo "Throughput: wrk -t$WRK_THREADS -c$CONNECTIONS -d${SECONDS_RUN}s, loopback, $(nproc) cores shared with wrk"
-printf '%-30s %12s %10s %10s  %s\n' "target" "req/s" "p50 ms" "p99 ms" ""
+printf '%-30s %12s %10s %10s %12s  %s\n' "target" "req/s" "p50 ms" "p99 ms" "CPU us/req" ""
+declare -A CPU_US
 for k in a b c d e; do
-  printf '%-30s %12s %10s %10s  %s\n' "${NAME[$k]}" "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" "${NOTE[$k]}"
+  CPU_US[$k]="$(us_per "${CPU_SELF[$k]}" "${REQS[$k]}")"
+  printf '%-30s %12s %10s %10s %12s  %s\n' "${NAME[$k]}" "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" \
+    "${CPU_US[$k]}" "${NOTE[$k]}"
 done
+# nginx (a) serves the static file in every run; during (b) it serves (b)'s upstream requests.
+NGINX_BOTH="$(us_per $((${CPU_SELF[b]:-0} + ${CPU_A[b]:-0})) "${REQS[b]}")"
+NGINX_PROXY="$(awk -v x="$NGINX_BOTH" -v y="${CPU_US[a]}" 'BEGIN {
+  if (x ~ /^[0-9.]+$/ && y ~ /^[0-9.]+$/) printf "%.1f", x - y; else print "n/a" }')"
+REDIS_US="$(us_per "${CPU_R[e]:-}" "${REQS[e]}")"
+[ "$E_OK" = 1 ] || REDIS_US="n/a"
+TG_A_E="$(us_per "${CPU_A[e]:-}" "${REQS[e]}")"
 echo
-printf 'ratio e/c (tollgate+redis vs bare pistache): %s\n' "$(ratio "${RPS[e]}" "${RPS[c]}")"
-printf 'ratio e/b (tollgate+redis vs nginx proxy):   %s\n' "$(ratio "${RPS[e]}" "${RPS[b]}")"
-printf 'ratio d/b (tollgate+memory vs nginx proxy):  %s\n' "$(ratio "${RPS[d]}" "${RPS[b]}")"
+echo "CPU per request (utime+stime from /proc over each wrk run; clock tick ${CLK_TCK} Hz):"
+printf '  nginx proxying alone:          %6s us  (nginx a+b %s per proxied request - nginx a %s per static one)\n' \
+  "$NGINX_PROXY" "$NGINX_BOTH" "${CPU_US[a]}"
+printf '  tollgate, memory limiter (d):  %6s us\n' "${CPU_US[d]}"
+printf '  tollgate, redis limiter (e):   %6s us  (+ redis-server %s us per decision; upstream nginx %s us)\n' \
+  "${CPU_US[e]}" "$REDIS_US" "$TG_A_E"
+aim() {  # aim LABEL VALUE OP LIMIT
+  local verdict
+  verdict="$(awk -v v="$2" -v op="$3" -v l="$4" 'BEGIN {
+    if (v !~ /^[0-9.]+$/) { print "n/a"; exit }
+    ok = (op == "<=") ? (v + 0 <= l + 0) : (v + 0 >= l + 0); print ok ? "ok" : "MISSED" }')"
+  printf '%-52s %8s   (aim %s %s)  %s\n' "$1" "$2" "$3" "$4" "$verdict"
+}
+echo
+aim "CPU/req tollgate+redis (e) / nginx proxying" "$(ratio "${CPU_US[e]}" "$NGINX_PROXY")" "<=" 2.0
+aim "CPU/req tollgate+memory (d) / nginx proxying" "$(ratio "${CPU_US[d]}" "$NGINX_PROXY")" "<=" 1.75
+aim "redis-server us per decision (e)" "$REDIS_US" "<=" 12
+aim "throughput e/b (tollgate+redis vs nginx proxy)" "$(ratio "${RPS[e]}" "${RPS[b]}")" ">=" 0.6
+aim "throughput d/b (tollgate+memory vs nginx proxy)" "$(ratio "${RPS[d]}" "${RPS[b]}")" ">=" 0.6
+printf '%-52s %8s\n' "throughput e/c (tollgate+redis vs bare pistache)" "$(ratio "${RPS[e]}" "${RPS[c]}")"
 
 # --- latency added under a moderate, fixed load ------------------------------------------------------
 echo
@@ -348,14 +418,17 @@ lat() {  # lat KEY OK URL [HEADER] -> sets L50[KEY], L99[KEY]
   local key="$1" ok="$2" url="$3" header="${4:-X-Bench: 1}"
   L50[$key]="n/a"; L99[$key]="n/a"
   [ "$ok" = 1 ] || return 0
-  log "wrk 1t/4c ${SECONDS_LATENCY}s -> $key"
-  run_wrk "$TMP/lat-$key.txt" 1 4 "$SECONDS_LATENCY" "$url" "$header"
+  local conns="${5:-4}"
+  log "wrk 1t/${conns}c ${SECONDS_LATENCY}s -> $key"
+  run_wrk "$TMP/lat-$key.txt" 1 "$conns" "$SECONDS_LATENCY" "$url" "$header"
   L50[$key]="$(pct_of "$TMP/lat-$key.txt" 50)"
   L99[$key]="$(pct_of "$TMP/lat-$key.txt" 99)"
 }
 declare -A L50 L99
 lat a 1 "http://127.0.0.1:$PORT_A/data.json"
 lat e "$E_OK" "http://127.0.0.1:$PORT_E/bench/data.json" "$AUTH_HEADER"
+lat a1 1 "http://127.0.0.1:$PORT_A/data.json" "X-Bench: 1" 1
+lat e1 "$E_OK" "http://127.0.0.1:$PORT_E/bench/data.json" "$AUTH_HEADER" 1
 diff_ms() {
   awk -v x="$1" -v y="$2" 'BEGIN { if (x ~ /^[0-9.]+$/ && y ~ /^[0-9.]+$/) printf "%+.3f", x - y; else print "n/a" }'
 }
@@ -364,6 +437,9 @@ printf '%-30s %10s %10s\n' "${NAME[a]}" "${L50[a]}" "${L99[a]}"
 printf '%-30s %10s %10s\n' "${NAME[e]}" "${L50[e]}" "${L99[e]}"
 printf '%-30s %10s %10s\n' "added by tollgate (e - a)" "$(diff_ms "${L50[e]}" "${L50[a]}")" \
   "$(diff_ms "${L99[e]}" "${L99[a]}")"
+printf '%-30s %10s %10s\n' "light load p99 added (-c1)" "$(diff_ms "${L50[e1]}" "${L50[a1]}")" \
+  "$(diff_ms "${L99[e1]}" "${L99[a1]}")"
+echo "  (wrk -t1 -c1: tollgate+redis p50/p99 ${L50[e1]}/${L99[e1]} ms, nginx static ${L50[a1]}/${L99[a1]} ms)"
 echo "(one run on a shared box: p99 is noisy, a negative difference is noise; repeat to compare)"
 
 if [ "$D_OK" != 1 ] || [ "$E_OK" != 1 ]; then

@@ -1,5 +1,6 @@
 #include "tests/fakes/fake_server.h"
 
+#include <fcntl.h>
 #include <pistache/endpoint.h>
 #include <pistache/http.h>
 #include <pistache/http_headers.h>
@@ -19,6 +20,7 @@
 #include "tests/fakes/fake_control.h"
 #include "tests/fakes/fake_devin.h"
 #include "tests/fakes/fake_http.h"
+#include "tests/fakes/fake_stream.h"
 
 namespace tollgate::fake {
 
@@ -129,14 +131,17 @@ struct FakeServer::Impl {
       : devin(options.devin_token),
         devo(options.devo, "http://127.0.0.1:" + std::to_string(bound_port)) {}
 
-  // Answers one request; `writer` may be answered now or from the delay queue.
-  void Serve(FakeRequest request, std::shared_ptr<Http::ResponseWriter> writer, bool head_only);
+  // Answers one request; `writer` may be answered now or from the delay queue. `peer_fd` is the
+  // connection's socket, which a streamed answer takes over (a dup), or -1.
+  void Serve(FakeRequest request, std::shared_ptr<Http::ResponseWriter> writer, bool head_only,
+             int peer_fd);
   void Send(Http::ResponseWriter& writer, const FakeResponse& response, bool head_only);
 
   FakeState state;
   FakeDevin devin;
   FakeDevo devo;
   DelayQueue delays;
+  Streamer streams;
   std::mutex held_mu;
   std::vector<std::function<void()>> held;  // answers of `hold` rules, sent by /_fake/release
   std::unique_ptr<Pistache::Http::Endpoint> endpoint;
@@ -144,7 +149,7 @@ struct FakeServer::Impl {
 };
 
 void FakeServer::Impl::Serve(FakeRequest request, std::shared_ptr<Http::ResponseWriter> writer,
-                             bool head_only) {
+                             bool head_only, int peer_fd) {
   if (request.path == "/_fake/release" && request.method == "POST") {
     std::vector<std::function<void()>> answers;
     {
@@ -156,6 +161,14 @@ void FakeServer::Impl::Serve(FakeRequest request, std::shared_ptr<Http::Response
     released.headers.emplace_back("Content-Type", "application/json");
     released.body = "{\"released\":" + std::to_string(answers.size()) + "}";
     Send(*writer, released, head_only);
+    return;
+  }
+  if (request.path == "/_fake/streams" && (request.method == "GET" || request.method == "DELETE")) {
+    if (request.method == "DELETE") streams.Clear();
+    FakeResponse answer;
+    answer.headers.emplace_back("Content-Type", "application/json");
+    answer.body = streams.StreamsJson();
+    Send(*writer, answer, head_only);
     return;
   }
   if (request.path.rfind("/_fake/", 0) == 0) {
@@ -173,6 +186,8 @@ void FakeServer::Impl::Serve(FakeRequest request, std::shared_ptr<Http::Response
     response = devin.Handle(as_get);
   } else if (devo_path) {
     response = devo.Handle(as_get);
+  } else if (request.path == "/stream" || request.path.rfind("/stream/", 0) == 0) {
+    response.headers.emplace_back("Content-Type", "application/json");  // see fake_stream.h
   } else {
     response = ProblemResponse(404, "no such endpoint: " + request.path);
   }
@@ -196,6 +211,24 @@ void FakeServer::Impl::Serve(FakeRequest request, std::shared_ptr<Http::Response
     h.emplace_back("Content-Type", rule.content_type);
   }
   for (const auto& header : rule.headers) response.headers.push_back(header);
+  StreamSpec spec;
+  std::string spec_error;
+  bool streamed = ParseStreamSpec(request.query, &spec, &spec_error);
+  if (!spec_error.empty()) response = ProblemResponse(400, spec_error);
+  if (streamed && !head_only && rule.status == 0 && !rule.hold && response.status / 100 == 2 &&
+      peer_fd >= 0) {
+    // The connection's socket is shared with Pistache, which keeps reading it (and so notices a
+    // client that leaves) but never writes to it again: no answer goes through `writer`.
+    int fd = fcntl(peer_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd >= 0) {
+      writer->timeout().disarm();  // else Pistache's header timer would write a 408 mid-stream
+      spec.head_delay_ms = rule.delay_ms;
+      state.RequestFinished();
+      streams.Start(fd, spec, response.headers, request);
+      return;
+    }
+    response = ProblemResponse(500, "cannot take over the connection for a stream");
+  }
   if (rule.hold) {
     std::lock_guard<std::mutex> lock(held_mu);
     held.push_back([this, writer, response, head_only] {
@@ -256,8 +289,9 @@ class InnerHandler : public Http::Handler {
       response.headers().add<Header::Connection>(Http::ConnectionControl::KeepAlive);
     }
     bool head_only = request.method() == Http::Method::Head;
+    int peer_fd = peer ? peer->fd() : -1;
     impl_->Serve(std::move(fake), std::make_shared<Http::ResponseWriter>(std::move(response)),
-                 head_only);
+                 head_only, peer_fd);
   }
 
  private:
@@ -360,6 +394,7 @@ void FakeServer::Shutdown() {
   if (!impl_ || !impl_->running) return;
   impl_->running = false;
   impl_->delays.Stop();
+  impl_->streams.Stop();
   {
     std::lock_guard<std::mutex> lock(impl_->held_mu);
     impl_->held.clear();

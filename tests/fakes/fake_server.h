@@ -5,7 +5,9 @@
 // order, repeats kept), then answered by its model, then changed by a behaviour rule (forced
 // status, Retry-After, replacement body or Content-Type, extra headers) and, when a rule says
 // so, answered later: from a timer thread (a delay) or when a test posts /_fake/release (a
-// hold), so that no Pistache thread ever waits.
+// hold), so that no Pistache thread ever waits. A request with `fake_stream=...` in its query
+// gets a streamed answer instead (fake_stream.h), written on the connection's socket by the
+// streamer thread; GET/DELETE /_fake/streams report and forget what each stream did.
 //
 // Thread-safety: Start/port/Shutdown from one thread; the server runs on its own threads.
 #pragma once

@@ -7,6 +7,7 @@
 // Tokens may also come from FAKE_DEVIN_TOKEN, FAKE_DEVO_TOKEN, FAKE_DEVO_HMAC_KEY and
 // FAKE_DEVO_HMAC_SECRET (so they need not appear in a process listing). SIGINT/SIGTERM: exit 0.
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -71,6 +72,12 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // Thousands of open streams hold two descriptors each (Pistache's and the streamer's dup).
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
 
   std::string error;
   auto server = tollgate::fake::FakeServer::Start(options, &error);

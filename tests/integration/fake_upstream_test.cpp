@@ -3,12 +3,19 @@
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <future>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "tests/fakes/pattern.h"
+#include "tests/integration/raw_http.h"
 #include "tests/support/harness.h"
 
 namespace tollgate::testing {
@@ -420,6 +427,341 @@ TEST_F(FakeUpstreamTest, ExitsZeroOnSigtermEvenWithHeldAnswers) {
   EXPECT_TRUE(WIFEXITED(status)) << status;
   EXPECT_EQ(WEXITSTATUS(status), 0);
   EXPECT_EQ(held.get().status, 0);  // the connection closed without an answer
+}
+
+// ---------------------------------------------------------------------------------- streams
+
+// Sends one GET on a new loopback connection; -1 if it cannot connect.
+int SendGet(int port, const std::string& target, int rcvbuf = 0) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return -1;
+  }
+  std::string request = "GET " + target + " HTTP/1.1\r\nHost: fake\r\n\r\n";
+  if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// The answer's head (up to the blank line); what followed it is left in *rest.
+std::string ReadHead(int fd, std::string* rest) {
+  std::string in = ReadUntil(fd, "\r\n\r\n", 10000);
+  size_t end = in.find("\r\n\r\n");
+  if (end == std::string::npos) return in;
+  *rest = in.substr(end + 4);
+  return in.substr(0, end + 4);
+}
+
+int64_t StreamIdOf(const std::string& head) {
+  size_t at = head.find("x-fake-stream-id: ");
+  return at == std::string::npos ? -1 : std::stoll(head.substr(at + 18));
+}
+
+std::string Sha256Hex(const std::string& data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
+  static const char kDigits[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < length; ++i) {
+    hex.push_back(kDigits[digest[i] >> 4]);
+    hex.push_back(kDigits[digest[i] & 15]);
+  }
+  return hex;
+}
+
+// A process's memory figure from /proc/PID/status ("VmRSS", "VmHWM") in KiB, or -1.
+int64_t ProcStatusKb(pid_t pid, const std::string& field) {
+  std::string status = ReadFile("/proc/" + std::to_string(pid) + "/status");
+  size_t at = status.find(field + ":");
+  return at == std::string::npos ? -1 : std::stoll(status.substr(at + field.size() + 1));
+}
+
+std::string PatternOf(uint64_t seed, size_t length) {
+  std::string out;
+  fake::AppendPattern(seed, 0, length, &out);
+  return out;
+}
+
+TEST_F(FakeUpstreamTest, RowsStreamApartInChunksThenTheConnectionCloses) {
+  FakeStreamSpec spec;
+  spec.rows = 4;
+  spec.interval_ms = 150;
+  int fd = SendGet(fake_.port(), "/stream/rows?" + spec.Query());
+  ASSERT_GE(fd, 0);
+  std::string body;
+  std::string head = ReadHead(fd, &body);
+  EXPECT_EQ(StatusOf(head), 200) << head;
+  EXPECT_NE(head.find("Transfer-Encoding: chunked\r\n"), std::string::npos) << head;
+  EXPECT_EQ(head.find("Content-Length"), std::string::npos) << head;
+  // Each row's arrival, seen as soon as its bytes are read.
+  std::vector<int64_t> received(4, -1);
+  for (;;) {
+    for (int k = 0; k < 4; ++k) {
+      if (received[k] < 0 && body.find("\"seq\":" + std::to_string(k) + ",") != std::string::npos) {
+        received[k] = MonotonicMs();
+      }
+    }
+    std::string more = ReadUntil(fd, "", 10000);  // returns on the first read
+    if (more.empty()) break;                      // closed
+    body += more;
+  }
+  close(fd);
+  EXPECT_EQ(body.substr(body.size() - 5), "0\r\n\r\n");
+  auto record = fake_.WaitForStream(StreamIdOf(head), [](auto& r) { return r.ended; });
+  ASSERT_TRUE(record);
+  EXPECT_EQ(record->ended_by, "complete");
+  EXPECT_EQ(record->rows_sent, 4);
+  EXPECT_EQ(record->mode, "rows");
+  std::string unchunked;
+  for (int k = 0; k < 4; ++k) {
+    size_t at = body.find("{\"eventdate\"");
+    ASSERT_NE(at, std::string::npos) << body;
+    size_t end = body.find('\n', at);
+    Json row = Json::Parse(body.substr(at, end - at));
+    unchunked += body.substr(at, end + 1 - at);
+    body.erase(0, end + 1);
+    EXPECT_EQ(row.Int("/seq"), k);
+    // The fake keeps its schedule (row k not before k intervals) and a row is not received
+    // before it was sent.
+    EXPECT_GE(row.Int("/sent_ms"), record->started_at_ms + k * 150);
+    EXPECT_GE(received[k], row.Int("/sent_ms"));
+  }
+  EXPECT_EQ(record->sha256, Sha256Hex(unchunked));
+}
+
+TEST_F(FakeUpstreamTest, RowsStreamThroughLibcurlWithoutContentLength) {
+  FakeStreamSpec spec;
+  spec.rows = 3;
+  spec.interval_ms = 20;
+  HttpResponse r = Http("GET", Url("/stream/rows?" + spec.Query()));
+  ASSERT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.Header("Transfer-Encoding"), "chunked");
+  EXPECT_FALSE(r.HasHeader("Content-Length"));
+  EXPECT_EQ(r.Header("Content-Type"), "application/json");
+  EXPECT_EQ(std::count(r.body.begin(), r.body.end(), '\n'), 3) << r.body;
+  // The client can read the last chunk before the fake has recorded the end.
+  auto record = fake_.WaitForStream(std::stoll(r.Header("x-fake-stream-id")),
+                                    [](auto& s) { return s.ended; });
+  ASSERT_TRUE(record);
+  EXPECT_EQ(record->ended_by, "complete");
+  EXPECT_EQ(record->sha256, Sha256Hex(r.body));
+  EXPECT_EQ(record->body_bytes, static_cast<int64_t>(r.body.size()));
+}
+
+TEST_F(FakeUpstreamTest, ContinuousStreamKeepsAliveUntilTheClientLeaves) {
+  FakeStreamSpec spec;
+  spec.mode = "continuous";
+  spec.interval_ms = 100;
+  int fd = SendGet(fake_.port(), "/stream/live?" + spec.Query());
+  ASSERT_GE(fd, 0);
+  std::string rest;
+  std::string head = ReadHead(fd, &rest);
+  EXPECT_EQ(StatusOf(head), 200) << head;
+  EXPECT_NE(head.find("Transfer-Encoding: chunked\r\n"), std::string::npos) << head;
+  // Rows and keep-alives alternate: row 0, spaces, row 1, spaces, row 2.
+  std::string body = rest + ReadUntil(fd, "\"seq\":2,", 10000);
+  size_t row1 = body.find("\"seq\":1,");
+  size_t row2 = body.find("\"seq\":2,");
+  ASSERT_NE(row2, std::string::npos) << body;
+  EXPECT_NE(body.substr(0, row1).find("4\r\n    \r\n"), std::string::npos) << body;
+  EXPECT_NE(body.substr(row1, row2 - row1).find("4\r\n    \r\n"), std::string::npos) << body;
+  int64_t received = static_cast<int64_t>(head.size() + body.size());
+  int64_t id = StreamIdOf(head);
+  auto open = fake_.Stream(id);
+  ASSERT_TRUE(open);
+  EXPECT_FALSE(open->ended);
+  int64_t closed_at = MonotonicMs();
+  close(fd);
+  auto record = fake_.WaitForStream(id, [](auto& r) { return r.ended; });
+  ASSERT_TRUE(record && record->ended) << "the fake did not notice the client leaving";
+  EXPECT_EQ(record->ended_by, "client_closed");
+  EXPECT_GE(record->ended_at_ms, closed_at);
+  EXPECT_GE(record->bytes_written, received);
+  EXPECT_GE(record->rows_sent, 3);
+  EXPECT_GE(record->keepalives_sent, 2);
+  EXPECT_EQ(fake_.OpenStreams(), 0);
+}
+
+TEST_F(FakeUpstreamTest, BigStreamIsThePatternWithOrWithoutContentLength) {
+  const int64_t kBytes = 8 * 1024 * 1024 + 3;  // not a whole number of pieces
+  const std::string expected = Sha256Hex(PatternOf(7, kBytes));
+  for (bool chunked : {false, true}) {
+    FakeStreamSpec spec;
+    spec.mode = "big";
+    spec.bytes = kBytes;
+    spec.seed = 7;
+    spec.chunked = chunked;
+    HttpResponse r = Http("GET", Url("/stream/big?" + spec.Query()), {}, "", milliseconds(30000));
+    ASSERT_EQ(r.status, 200) << r.error;
+    EXPECT_EQ(r.Header("Content-Type"), "application/octet-stream");
+    if (chunked) {
+      EXPECT_EQ(r.Header("Transfer-Encoding"), "chunked");
+      EXPECT_FALSE(r.HasHeader("Content-Length"));
+    } else {
+      EXPECT_EQ(r.Header("Content-Length"), std::to_string(kBytes));
+    }
+    EXPECT_EQ(Sha256Hex(r.body), expected) << "chunked " << chunked;
+    auto record = fake_.WaitForStream(std::stoll(r.Header("x-fake-stream-id")),
+                                      [](auto& s) { return s.ended; });
+    ASSERT_TRUE(record);
+    EXPECT_EQ(record->ended_by, "complete");
+    EXPECT_EQ(record->sha256, expected);
+    EXPECT_EQ(record->body_bytes, kBytes);
+    EXPECT_EQ(record->content_length, chunked ? -1 : kBytes);
+  }
+  // Another seed is another body.
+  EXPECT_NE(Sha256Hex(PatternOf(8, 64)), Sha256Hex(PatternOf(7, 64)));
+}
+
+TEST_F(FakeUpstreamTest, AGigabyteStreamsWithoutTheFakeHoldingIt) {
+  const int64_t kBytes = int64_t{1} << 30;
+  int64_t hwm_before = ProcStatusKb(fake_.pid(), "VmHWM");
+  FakeStreamSpec spec;
+  spec.mode = "big";
+  spec.bytes = kBytes;
+  int fd = SendGet(fake_.port(), "/stream/gigabyte?" + spec.Query());
+  ASSERT_GE(fd, 0);
+  std::string first;
+  std::string head = ReadHead(fd, &first);
+  ASSERT_NE(head.find("Content-Length: " + std::to_string(kBytes) + "\r\n"), std::string::npos)
+      << head;
+  EVP_MD_CTX* sha = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(sha, EVP_sha256(), nullptr);
+  EVP_DigestUpdate(sha, first.data(), first.size());
+  int64_t received = static_cast<int64_t>(first.size());
+  std::vector<char> buffer(1 << 20);
+  while (received < kBytes) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 30000) <= 0) break;
+    ssize_t n = read(fd, buffer.data(), buffer.size());
+    if (n <= 0) break;
+    EVP_DigestUpdate(sha, buffer.data(), static_cast<size_t>(n));
+    received += n;
+  }
+  close(fd);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(sha, digest, &length);
+  EVP_MD_CTX_free(sha);
+  ASSERT_EQ(received, kBytes);
+  auto record = fake_.WaitForStream(StreamIdOf(head), [](auto& s) { return s.ended; });
+  ASSERT_TRUE(record);
+  EXPECT_EQ(record->ended_by, "complete");
+  static const char kDigits[] = "0123456789abcdef";
+  std::string received_sha;
+  for (unsigned int i = 0; i < length; ++i) {
+    received_sha.push_back(kDigits[digest[i] >> 4]);
+    received_sha.push_back(kDigits[digest[i] & 15]);
+  }
+  EXPECT_EQ(record->sha256, received_sha);
+  EXPECT_EQ(record->body_bytes, kBytes);
+  int64_t hwm_after = ProcStatusKb(fake_.pid(), "VmHWM");
+  EXPECT_LT(hwm_after - hwm_before, 32 * 1024) << hwm_before << " -> " << hwm_after << " KiB";
+}
+
+TEST_F(FakeUpstreamTest, ASlowReaderStopsTheFakesWrites) {
+  const int64_t kBytes = 64 * 1024 * 1024;
+  FakeStreamSpec spec;
+  spec.mode = "big";
+  spec.bytes = kBytes;
+  spec.seed = 3;
+  int fd = SendGet(fake_.port(), "/stream/slow?" + spec.Query(), 64 * 1024);
+  ASSERT_GE(fd, 0);
+  std::string body;
+  std::string head = ReadHead(fd, &body);
+  int64_t id = StreamIdOf(head);
+  // Not reading: the socket fills and the fake waits for room.
+  auto blocked = fake_.WaitForStream(id, [](auto& s) { return s.blocked; });
+  ASSERT_TRUE(blocked && blocked->blocked);
+  EXPECT_LT(blocked->bytes_written, kBytes / 4);
+  for (int i = 0; i < 3; ++i) {
+    std::this_thread::sleep_for(milliseconds(100));
+    auto still = fake_.Stream(id);
+    ASSERT_TRUE(still);
+    EXPECT_EQ(still->bytes_written, blocked->bytes_written);
+    EXPECT_TRUE(still->blocked);
+  }
+  // Reading lets it go on, to the end.
+  std::vector<char> buffer(1 << 20);
+  while (static_cast<int64_t>(body.size()) < kBytes) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 30000) <= 0) break;
+    ssize_t n = read(fd, buffer.data(), buffer.size());
+    if (n <= 0) break;
+    body.append(buffer.data(), static_cast<size_t>(n));
+  }
+  close(fd);
+  auto done = fake_.WaitForStream(id, [](auto& s) { return s.ended; });
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->ended_by, "complete");
+  EXPECT_EQ(done->sha256, Sha256Hex(body));
+  EXPECT_EQ(done->sha256, Sha256Hex(PatternOf(3, kBytes)));
+}
+
+TEST_F(FakeUpstreamTest, HoldsTwoThousandContinuousStreams) {
+  constexpr int kStreams = 2000;
+  FakeStreamSpec spec;
+  spec.mode = "continuous";
+  spec.interval_ms = 1000;
+  int64_t rss_before = ProcStatusKb(fake_.pid(), "VmRSS");
+  std::vector<int> fds;
+  for (int i = 0; i < kStreams; ++i) {
+    int fd = SendGet(fake_.port(), "/stream/many?" + spec.Query());
+    ASSERT_GE(fd, 0) << "connection " << i;
+    fds.push_back(fd);
+  }
+  // Every client gets its head and first row.
+  for (int fd : fds) {
+    std::string in = ReadUntil(fd, "\"seq\":0,", 20000);
+    ASSERT_NE(in.find("\"seq\":0,"), std::string::npos) << in;
+  }
+  EXPECT_EQ(fake_.OpenStreams(), kStreams);
+  int64_t rss_open = ProcStatusKb(fake_.pid(), "VmRSS");
+  EXPECT_LT(rss_open - rss_before, 64 * 1024) << rss_before << " -> " << rss_open << " KiB";
+  for (int fd : fds) close(fd);
+  auto deadline = std::chrono::steady_clock::now() + milliseconds(20000);
+  while (fake_.OpenStreams() != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  EXPECT_EQ(fake_.OpenStreams(), 0);
+  auto streams = fake_.Streams();
+  ASSERT_EQ(streams.size(), static_cast<size_t>(kStreams));
+  for (const auto& s : streams) EXPECT_EQ(s.ended_by, "client_closed") << s.id;
+  fake_.ClearStreams();
+  EXPECT_TRUE(fake_.Streams().empty());
+  // Still serving.
+  EXPECT_EQ(Http("GET", Url("/stream/after")).status, 200);
+}
+
+TEST_F(FakeUpstreamTest, StreamsNeedTheModelsCredentialsAndValidParameters) {
+  EXPECT_EQ(Http("GET", Url("/v3/enterprise/self?fake_stream=rows")).status, 401);
+  HttpResponse devin =
+      Http("GET", Url("/v3/enterprise/self?fake_stream=rows&fake_rows=1"), DevinAuth());
+  EXPECT_EQ(devin.status, 200);
+  EXPECT_EQ(devin.Header("Transfer-Encoding"), "chunked");
+  EXPECT_EQ(Http("GET", Url("/stream/x?fake_stream=sideways")).status, 400);
+  EXPECT_EQ(Http("GET", Url("/stream/x?fake_stream=rows&fake_rows=-1")).status, 400);
+  EXPECT_EQ(Http("GET", Url("/stream/x?fake_stream=rows&fake_interval_ms=0")).status, 400);
+  // A forced status wins over the stream; a delay delays the head.
+  fake_.SetBehaviour("/stream/forced", 0, 503);
+  EXPECT_EQ(Http("GET", Url("/stream/forced?fake_stream=rows")).status, 503);
+  fake_.SetBehaviour("/stream/late", 200);
+  int64_t asked = MonotonicMs();
+  HttpResponse late = Http("GET", Url("/stream/late?fake_stream=rows&fake_rows=1"));
+  EXPECT_EQ(late.status, 200);
+  auto record = fake_.WaitForStream(std::stoll(late.Header("x-fake-stream-id")),
+                                    [](auto& s) { return s.ended; });
+  ASSERT_TRUE(record);
+  EXPECT_GE(record->ended_at_ms - asked, 200);
 }
 
 // ---------------------------------------------------------------------------------- harness

@@ -438,6 +438,90 @@ FakeStats FakeUpstream::Stats() const {
                    json.Int("/in_flight", 0)};
 }
 
+std::string FakeStreamSpec::Query() const {
+  std::string q = "fake_stream=" + mode;
+  if (mode == "rows") q += "&fake_rows=" + std::to_string(rows);
+  if (mode != "big") q += "&fake_interval_ms=" + std::to_string(interval_ms);
+  if (keepalive_ms > 0) q += "&fake_keepalive_ms=" + std::to_string(keepalive_ms);
+  if (mode == "big") q += "&fake_bytes=" + std::to_string(bytes);
+  if (chunked) q += "&fake_chunked=1";
+  if (seed != 0) q += "&fake_seed=" + std::to_string(seed);
+  return q;
+}
+
+int64_t MonotonicMs() {
+  return std::chrono::duration_cast<milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+namespace {
+
+std::optional<std::pair<int64_t, std::vector<FakeStreamRecord>>> ReadStreams(
+    const std::string& base_url) {
+  HttpResponse r = Http("GET", base_url + "/_fake/streams");
+  Json json = Json::Parse(r.body);
+  const rapidjson::Value* list = json.ok() ? json.Get("/streams") : nullptr;
+  if (r.status != 200 || list == nullptr || !list->IsArray()) {
+    ADD_FAILURE() << "GET /_fake/streams failed: " << r.status << " " << r.error << " " << r.body;
+    return std::nullopt;
+  }
+  std::vector<FakeStreamRecord> out;
+  for (rapidjson::SizeType i = 0; i < list->Size(); ++i) {
+    std::string p = "/streams/" + std::to_string(i);
+    FakeStreamRecord s;
+    s.id = json.Int(p + "/id");
+    s.mode = json.String(p + "/mode");
+    s.path = json.String(p + "/path");
+    s.query = json.String(p + "/query");
+    s.content_length = json.Int(p + "/content_length");
+    s.started_at_ms = json.Int(p + "/started_at_ms");
+    s.bytes_written = json.Int(p + "/bytes_written");
+    s.body_bytes = json.Int(p + "/body_bytes");
+    s.rows_sent = json.Int(p + "/rows_sent");
+    s.keepalives_sent = json.Int(p + "/keepalives_sent");
+    s.blocked = json.Bool(p + "/blocked");
+    s.ended = json.Bool(p + "/ended");
+    s.ended_by = json.String(p + "/ended_by");
+    s.ended_at_ms = json.Int(p + "/ended_at_ms");
+    s.sha256 = json.String(p + "/sha256");
+    out.push_back(std::move(s));
+  }
+  return std::make_pair(json.Int("/open", 0), std::move(out));
+}
+
+}  // namespace
+
+std::vector<FakeStreamRecord> FakeUpstream::Streams() const {
+  auto streams = ReadStreams(base_url());
+  return streams ? streams->second : std::vector<FakeStreamRecord>{};
+}
+
+std::optional<FakeStreamRecord> FakeUpstream::Stream(int64_t id) const {
+  for (auto& s : Streams()) {
+    if (s.id == id) return s;
+  }
+  return std::nullopt;
+}
+
+std::optional<FakeStreamRecord> FakeUpstream::WaitForStream(
+    int64_t id, const std::function<bool(const FakeStreamRecord&)>& done,
+    milliseconds timeout) const {
+  std::optional<FakeStreamRecord> last;
+  WaitUntil([&] { return (last = Stream(id)).has_value() && done(*last); }, timeout);
+  return last;
+}
+
+int64_t FakeUpstream::OpenStreams() const {
+  auto streams = ReadStreams(base_url());
+  return streams ? streams->first : -1;
+}
+
+void FakeUpstream::ClearStreams() const {
+  HttpResponse r = Http("DELETE", base_url() + "/_fake/streams");
+  if (r.status != 200) ADD_FAILURE() << "DELETE /_fake/streams failed: " << r.status;
+}
+
 int FakeUpstream::Stop() { return process_.Stop(); }
 
 // -------------------------------------------------------------------------------------- gateway

@@ -27,6 +27,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -175,6 +176,41 @@ struct FakeStats {
   int64_t in_flight = 0;    // API requests received and not yet answered
 };
 
+// A streamed answer (tests/fakes/fake_stream.h): Query() gives the query parameters that ask
+// for it, to append to any /stream/... path (or an authenticated Devin/Devo one).
+struct FakeStreamSpec {
+  std::string mode = "rows";  // rows | continuous | big
+  int64_t rows = 10;          // rows: how many, then the answer ends
+  int64_t interval_ms = 100;  // rows and continuous: between rows (the first at once)
+  int64_t keepalive_ms = 0;   // continuous: 4-space chunks this often; 0: one halfway
+  int64_t bytes = 0;          // big: body size
+  bool chunked = false;       // big: chunked instead of Content-Length
+  uint64_t seed = 0;          // big: pattern seed (tests/fakes/pattern.h)
+  std::string Query() const;  // "fake_stream=rows&fake_rows=10&..."
+};
+
+// What the fake did for one streamed answer (GET /_fake/streams). Times are CLOCK_MONOTONIC ms,
+// the clock of std::chrono::steady_clock, so they compare with the test's own (MonotonicMs()).
+struct FakeStreamRecord {
+  int64_t id = 0;  // also sent as the answer's x-fake-stream-id header
+  std::string mode;
+  std::string path;
+  std::string query;
+  int64_t content_length = -1;  // -1: chunked
+  int64_t started_at_ms = 0;
+  int64_t bytes_written = 0;  // to the socket so far: head, chunk framing and body
+  int64_t body_bytes = 0;     // body bytes written so far
+  int64_t rows_sent = 0;
+  int64_t keepalives_sent = 0;
+  bool blocked = false;  // its last write found the socket full (the reader is not reading)
+  bool ended = false;
+  std::string ended_by;  // complete | client_closed | shutdown
+  int64_t ended_at_ms = -1;
+  std::string sha256;  // hex SHA-256 of the body bytes written, once ended
+};
+
+int64_t MonotonicMs();  // std::chrono::steady_clock now, in ms
+
 class FakeUpstream {
  public:
   // Starts the binary on a free port (credentials passed through the environment) and waits for
@@ -209,6 +245,16 @@ class FakeUpstream {
   // Sends every answer a `hold` rule is keeping back; returns how many.
   int Release() const;
   FakeStats Stats() const;
+
+  // Every streamed answer so far (oldest first), and one by id (nullopt if unknown).
+  std::vector<FakeStreamRecord> Streams() const;
+  std::optional<FakeStreamRecord> Stream(int64_t id) const;
+  // Polls stream `id` until `done(record)` holds; the last record read (nullopt if never seen).
+  std::optional<FakeStreamRecord> WaitForStream(
+      int64_t id, const std::function<bool(const FakeStreamRecord&)>& done,
+      milliseconds timeout = milliseconds(10000)) const;
+  int64_t OpenStreams() const;  // streams not yet ended
+  void ClearStreams() const;    // forgets ended streams
 
   int Stop();  // SIGTERM; returns the waitpid status (the destructor also stops it)
   pid_t pid() const { return process_.pid(); }
