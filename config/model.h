@@ -49,8 +49,10 @@ struct Upstream {
   std::string name;
   std::string base_url;  // no trailing slash
   UpstreamAuth auth;
-  int timeout_ms = 30000;
+  int timeout_ms = 30000;  // to the response headers
   int connect_timeout_ms = 3000;
+  int read_idle_timeout_ms = 60000;  // longest silence between body bytes
+  int max_duration_ms = 0;           // the whole answer; 0 = unbounded
   std::vector<Limit> limits;  // every call to this upstream
 };
 
@@ -121,6 +123,7 @@ struct Config {
   // connections forever).
   int client_header_timeout_ms = 30000;
   int client_idle_timeout_ms = 120000;
+  size_t max_connections = 10000;  // open caller connections; more are closed on arrival
   int upstream_threads = 2;  // libcurl multi event-loop threads (2 measured faster on 2 cores)
   std::optional<RedisConfig> redis;
   AuditConfig audit;

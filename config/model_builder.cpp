@@ -124,6 +124,8 @@ void ModelBuilder::BuildServer(const Value& root, Config* config) {
   config->client_idle_timeout_ms =
       IntOr(root, "client_idle_timeout_ms", config->client_idle_timeout_ms);
   config->upstream_threads = IntOr(root, "upstream_threads", config->upstream_threads);
+  config->max_connections = static_cast<size_t>(
+      Uint64Or(root, "max_connections", static_cast<uint64_t>(config->max_connections)));
   if (root.HasMember("tls")) {
     // Pistache 0.0.5 does the TLS handshake on its one accept thread with no timeout, so a client
     // that connects and never speaks stalls every new connection: the listener's TLS was dropped
@@ -181,6 +183,9 @@ Upstream ModelBuilder::BuildUpstream(const std::string& name, const Value& value
   upstream.auth = BuildAuth(value["auth"], JoinPointer(pointer, "auth"));
   upstream.timeout_ms = IntOr(value, "timeout_ms", upstream.timeout_ms);
   upstream.connect_timeout_ms = IntOr(value, "connect_timeout_ms", upstream.connect_timeout_ms);
+  upstream.read_idle_timeout_ms =
+      IntOr(value, "read_idle_timeout_ms", upstream.read_idle_timeout_ms);
+  upstream.max_duration_ms = IntOr(value, "max_duration_ms", upstream.max_duration_ms);
   upstream.limits = BuildLimits(value, pointer, LimitScope::kShared);
   return upstream;
 }

@@ -190,6 +190,16 @@ void AppendAuditRecord(const AuditRecord& r, std::string* out) {
   } else {
     w.Null();
   }
+  w.Key("ttfb_ms");
+  if (r.ttfb_ms >= 0) {
+    WriteNumber(w, r.ttfb_ms);
+  } else {
+    w.Null();
+  }
+  w.Key("duration_ms");
+  WriteNumber(w, r.duration_ms);
+  w.Key("ended_by");
+  WriteString(w, r.ended_by);
   w.Key("bytes_in");
   w.Uint64(r.bytes_in);
   w.Key("bytes_out");

@@ -314,6 +314,14 @@ std::string Metrics::Render(const MetricsSnapshot& g) const {
   const upstream::UpstreamClientStats* u = g.upstream;
   AppendScalar(&out, "tollgate_upstream_in_flight", "gauge", "Upstream transfers in progress.",
                std::to_string(g.upstream_in_flight));
+  AppendScalar(&out, "tollgate_open_streams", "gauge",
+               "Answers being streamed to callers (status sent, body still flowing).",
+               std::to_string(g.open_streams));
+  AppendScalar(&out, "tollgate_connections_open", "gauge", "Caller connections open now.",
+               std::to_string(g.connections_open));
+  AppendScalar(&out, "tollgate_connections_refused_total", "counter",
+               "Caller connections closed on arrival because max_connections were open.",
+               std::to_string(g.connections_refused));
   AppendHeader(&out, "tollgate_upstream_transfers_total", "counter",
                "Upstream transfers by the HTTP client, by result.");
   const std::pair<const char*, const std::atomic<uint64_t>*> transfers[] = {

@@ -19,8 +19,10 @@ namespace tollgate::gateway {
 
 using Clock = std::chrono::steady_clock;
 
-struct Pipeline::Context {
+struct Pipeline::Context : upstream::StreamSink {
+  Pipeline* pipeline = nullptr;
   std::shared_ptr<Exchange> exchange;
+  loop::Loop* loop = nullptr;  // the loop this request runs on
   std::shared_ptr<const Snapshot> snapshot;
   Clock::time_point start;
   std::string request_id;
@@ -34,6 +36,28 @@ struct Pipeline::Context {
   std::string query;  // raw
   policies::LimitDecision limit;
   std::vector<policies::BucketSpec> buckets;  // what the limit stage charged, for the headers
+
+  // The upstream transfer.
+  upstream::StreamClient* client = nullptr;
+  upstream::StreamClient::TransferId transfer = 0;
+  std::shared_ptr<Context> self;  // keeps the context alive while the transfer runs
+  bool buffered = false;          // a redacted route: the whole answer is collected first
+  bool streaming = false;         // the caller has the status line; the body follows
+  bool too_large = false;         // the buffered answer passed max_response_bytes
+  std::string ended_by;           // set when the gateway ends the transfer (caller gone, drain)
+  int upstream_status = 0;
+  upstream::HeaderList upstream_headers;  // buffered mode
+  std::optional<uint64_t> upstream_length;  // the upstream's Content-Length
+  std::string body;                       // buffered mode
+  Clock::time_point answered;             // when the caller got the status line
+
+  void OnHeaders(int status, upstream::HeaderList headers) override {
+    pipeline->OnUpstreamHeaders(*this, status, std::move(headers));
+  }
+  bool OnData(const char* data, size_t len) override {
+    return pipeline->OnUpstreamData(*this, data, len);
+  }
+  void OnEnd(const upstream::StreamEnd& end) override { pipeline->OnUpstreamEnd(*this, end); }
 };
 
 namespace {
@@ -120,7 +144,12 @@ std::string NewRequestId() {
   return std::string(out, 32);
 }
 
-Pipeline::Pipeline(PipelineDeps deps) : deps_(deps) {}
+Pipeline::Pipeline(PipelineDeps deps) : deps_(std::move(deps)) {}
+
+Pipeline::~Pipeline() {
+  // Its per-loop StreamClient ends what is in flight, calling back into this pipeline.
+  fallback_loop_.reset();
+}
 
 void Pipeline::SetSnapshot(std::shared_ptr<const Snapshot> snapshot) {
   std::atomic_store(&snapshot_, std::move(snapshot));
@@ -134,6 +163,19 @@ bool Pipeline::Drain(std::chrono::milliseconds timeout) {
 }
 
 void Pipeline::Handle(std::shared_ptr<Exchange> exchange) {
+  loop::Loop* loop = exchange->loop();
+  if (loop == nullptr) loop = loop::Loop::Current();
+  if (loop == nullptr) {
+    // A connection-less exchange from a thread without a loop (tests): run it on one.
+    loop::LoopThread* thread;
+    {
+      std::lock_guard<std::mutex> lock(fallback_mu_);
+      if (!fallback_loop_) fallback_loop_ = std::make_unique<loop::LoopThread>("tollgate-pipe");
+      thread = fallback_loop_.get();
+    }
+    thread->loop().Post([this, exchange] { Handle(exchange); });
+    return;
+  }
   // 0. admit: the audit record's place is reserved before anything else happens, so nothing is
   // forwarded without its record and Finish never waits for the audit writer.
   AuditLog::Slot slot = deps_.audit->Reserve();
@@ -143,6 +185,8 @@ void Pipeline::Handle(std::shared_ptr<Exchange> exchange) {
   }
   in_flight_.fetch_add(1);
   auto ctx = std::make_shared<Context>();
+  ctx->pipeline = this;
+  ctx->loop = loop;
   ctx->exchange = std::move(exchange);
   ctx->audit_slot = std::move(slot);
   ctx->snapshot = snapshot();
@@ -173,6 +217,16 @@ void Pipeline::Handle(std::shared_ptr<Exchange> exchange) {
     return;
   }
   Route(ctx);
+}
+
+void Pipeline::OnLoop(const std::shared_ptr<Context>& ctx, std::function<void()> fn) {
+  if (ctx->loop->InLoopThread()) {
+    fn();
+    return;
+  }
+  // A limiter that answers on a thread of its own: the request goes on on its own loop. A loop
+  // that is stopping drops `fn`; the exchange then answers 500 when it is destroyed.
+  ctx->loop->Post(std::move(fn));
 }
 
 void Pipeline::Refuse(const std::shared_ptr<Exchange>& exchange) {
@@ -283,6 +337,7 @@ void Pipeline::Internal(const std::shared_ptr<Context>& ctx, std::string_view pa
   ctx->audit.caller = auth.caller->name;
   auto buckets = ctx->snapshot->BucketsOfCaller(*auth.caller);
   deps_.limiter->Peek(buckets, [this, ctx, buckets](policies::LimitDecision levels) {
+    OnLoop(ctx, [this, ctx, buckets, levels = std::move(levels)] {
     rapidjson::StringBuffer buf;
     rapidjson::Writer<rapidjson::StringBuffer> w(buf);
     w.StartObject();
@@ -323,6 +378,7 @@ void Pipeline::Internal(const std::shared_ptr<Context>& ctx, std::string_view pa
     r.body.assign(buf.GetString(), buf.GetSize());
     ctx->audit.decision = "allowed";
     Finish(ctx, std::move(r));
+    });
   });
 }
 
@@ -332,6 +388,7 @@ void Pipeline::Limit(const std::shared_ptr<Context>& ctx) {
   request.cooldown_upstream = ctx->upstream->name;
   ctx->buckets = request.buckets;  // kept for the response headers
   deps_.limiter->Acquire(std::move(request), [this, ctx](policies::LimitDecision d) {
+    OnLoop(ctx, [this, ctx, d = std::move(d)]() mutable {
     ctx->limit = std::move(d);
     const auto& specs = ctx->buckets;
     AuditRecord& a = ctx->audit;
@@ -371,6 +428,7 @@ void Pipeline::Limit(const std::shared_ptr<Context>& ctx) {
              "rate limiter unavailable: " + ctx->limit.error);
         return;
     }
+    });
   });
 }
 
@@ -383,7 +441,8 @@ void Pipeline::Forward(const std::shared_ptr<Context>& ctx) {
   out.url.append(up.base_url).append(ctx->path);
   if (!ctx->query.empty()) out.url.append("?").append(ctx->query);
   out.headers = upstream::FilterRequestHeaders(req.headers);
-  if (ctx->redactor != nullptr && !ctx->redactor->empty()) {
+  ctx->buffered = ctx->redactor != nullptr && !ctx->redactor->empty();
+  if (ctx->buffered) {
     // Redaction needs the whole, unencoded JSON body: a byte range of it could carry a secret
     // the redactor cannot recognise, and a compressed one cannot be rewritten. (Every allowed
     // request has a redactor; only a rule with a `redact` list has a non-empty one.)
@@ -401,69 +460,178 @@ void Pipeline::Forward(const std::shared_ptr<Context>& ctx) {
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
   upstream::InjectUpstreamAuth(up.auth, req.body, now_ms, &out.headers);
-  out.body = req.body;
+  out.body = ctx->exchange->TakeBody();  // moved, not copied: the request is done with it
   out.timeout_ms = up.timeout_ms;
   out.connect_timeout_ms = up.connect_timeout_ms;
-  deps_.upstream->Send(std::move(out), [this, ctx](upstream::UpstreamResponse response) {
-    OnUpstreamResponse(ctx, std::move(response));
+  out.read_idle_timeout_ms = up.read_idle_timeout_ms;
+  out.max_duration_ms = up.max_duration_ms;
+  loop::Loop* loop = ctx->loop;
+  ctx->client = loop->Local<upstream::StreamClient>(this, [this, loop] {
+    return std::make_shared<upstream::StreamClient>(loop, deps_.upstream_options,
+                                                    deps_.upstream_stats);
   });
+  // The caller going away ends the transfer at once (and frees what it holds).
+  std::weak_ptr<Context> weak = ctx;
+  ctx->exchange->SetStreamCallbacks(nullptr, [this, weak] {
+    auto c = weak.lock();
+    if (!c || c->transfer == 0) return;
+    c->ended_by = draining_.load() ? "draining" : "client_closed";
+    c->client->Abort(c->transfer);
+  });
+  ctx->self = ctx;
+  upstream_in_flight_.fetch_add(1, std::memory_order_relaxed);
+  ctx->transfer = ctx->client->Start(std::move(out), ctx.get());
 }
 
-void Pipeline::OnUpstreamResponse(const std::shared_ptr<Context>& ctx,
-                                  upstream::UpstreamResponse response) {
+void Pipeline::OnUpstreamHeaders(Context& c, int status, upstream::HeaderList headers) {
+  std::shared_ptr<Context> ctx = c.self;
   AuditRecord& a = ctx->audit;
   const config::Upstream& up = *ctx->upstream;
-  using E = upstream::UpstreamResponse::Error;
-  if (response.error != E::kNone) {
-    a.upstream_ms = response.total_ms;
-    if (response.error == E::kTimeout) {
-      deps_.metrics->RecordUpstreamError(up.name, "timeout");
-      Fail(ctx, 504, "upstream_timeout", "error",
-           "upstream '" + up.name + "' did not answer within " + std::to_string(up.timeout_ms) +
-               " ms");
-    } else {
-      deps_.metrics->RecordUpstreamError(up.name, response.error == E::kConnect    ? "connect"
-                                                  : response.error == E::kTooLarge ? "too_large"
-                                                                                   : "other");
-      // libcurl's text names internal hosts and ports: it goes to the audit record only.
-      Fail(ctx, 502, "upstream_unavailable", "error", "upstream '" + up.name + "' is unavailable",
-           response.error_message);
-    }
-    return;
-  }
-  a.upstream_status = response.status;
-  a.upstream_ms = response.total_ms;
-  deps_.metrics->RecordUpstream(up.name, response.status, response.total_ms / 1000.0);
-  if (const std::string* cid = FindHeader(response.headers, "x-devo-cid")) {
+  ctx->upstream_status = status;
+  a.upstream_status = status;
+  a.ttfb_ms = std::chrono::duration<double, std::milli>(Clock::now() - ctx->start).count();
+  deps_.metrics->RecordUpstream(up.name, status, a.ttfb_ms / 1000.0);
+  if (const std::string* cid = FindHeader(headers, "x-devo-cid")) {
     a.upstream_request_id = *cid;
-  } else if (const std::string* rid = FindHeader(response.headers, "x-request-id")) {
+  } else if (const std::string* rid = FindHeader(headers, "x-request-id")) {
     a.upstream_request_id = *rid;
   }
-
-  HttpResponse out;
-  out.status = response.status;
-  if (ctx->exchange->request().method == "HEAD") {
-    if (const std::string* length = FindHeader(response.headers, "content-length")) {
-      out.head_content_length = std::strtoull(length->c_str(), nullptr, 10);
-    }
-  }
-  out.headers = upstream::FilterResponseHeaders(response.headers, up.base_url, up.name);
-  out.body = std::move(response.body);
-
-  if (response.status == 429) {
+  HeaderList out = upstream::FilterResponseHeaders(headers, up.base_url, up.name);
+  if (status == 429) {
     // The upstream's own quota is spent: pause this upstream for every replica, so the shared
     // quota is not burnt further by callers who would only get the same 429.
-    int64_t seconds = ParseRetryAfterSeconds(FindHeader(response.headers, "retry-after"),
+    int64_t seconds = ParseRetryAfterSeconds(FindHeader(headers, "retry-after"),
                                              std::chrono::system_clock::now());
     deps_.limiter->StartCooldown(up.name, seconds * 1000);
     deps_.metrics->RecordUpstreamCooldown(up.name);
-    if (!FindHeader(out.headers, "retry-after")) {
-      out.headers.emplace_back("Retry-After", std::to_string(seconds));
-    }
+    if (!FindHeader(out, "retry-after")) out.emplace_back("Retry-After", std::to_string(seconds));
   }
+  std::optional<uint64_t> length;
+  if (const std::string* value = FindHeader(headers, "content-length")) {
+    length = std::strtoull(value->c_str(), nullptr, 10);
+  }
+  ctx->upstream_length = length;
+  if (ctx->buffered) {
+    ctx->upstream_headers = std::move(out);
+    if (length) ctx->body.reserve(std::min<uint64_t>(*length, deps_.upstream_options.max_response_bytes));
+    return;
+  }
+  out.emplace_back("X-Request-Id", ctx->request_id);
+  if (!ctx->buckets.empty() && ctx->limit.levels.size() == ctx->buckets.size()) {
+    AddRateLimitHeaders(ctx->buckets, ctx->limit.levels, &out);
+  }
+  a.decision = "allowed";
+  a.status = status;
+  ctx->streaming = true;
+  ctx->answered = Clock::now();
+  open_streams_.fetch_add(1, std::memory_order_relaxed);
+  std::weak_ptr<Context> weak = ctx;
+  ctx->exchange->SetStreamCallbacks(
+      [weak] {
+        if (auto c = weak.lock(); c && c->transfer != 0) c->client->Resume(c->transfer);
+      },
+      [this, weak] {
+        auto c = weak.lock();
+        if (!c || c->transfer == 0) return;
+        c->ended_by = draining_.load() ? "draining" : "client_closed";
+        c->client->Abort(c->transfer);
+      });
+  ctx->exchange->StartStream(status, out, length);
+}
 
+bool Pipeline::OnUpstreamData(Context& ctx, const char* data, size_t len) {
+  if (!ctx.buffered) return ctx.exchange->Write(std::string_view(data, len));
+  if (ctx.body.size() + len > deps_.upstream_options.max_response_bytes) {
+    // The redactor needs the whole body and it is over the cap: withheld (502 at the end).
+    ctx.too_large = true;
+    ctx.client->Abort(ctx.transfer);
+    return false;
+  }
+  ctx.body.append(data, len);
+  return true;
+}
+
+void Pipeline::OnUpstreamEnd(Context& c, const upstream::StreamEnd& end) {
+  std::shared_ptr<Context> ctx = std::move(c.self);
+  ctx->transfer = 0;
+  upstream_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+  AuditRecord& a = ctx->audit;
+  a.upstream_ms = end.total_ms;
+  using R = upstream::StreamEndReason;
+  if (ctx->streaming) {
+    open_streams_.fetch_sub(1, std::memory_order_relaxed);
+    std::string_view ended_by = !ctx->ended_by.empty()            ? ctx->ended_by
+                                : end.reason == R::kComplete        ? "complete"
+                                : end.reason == R::kReadIdleTimeout ? "read_idle_timeout"
+                                : end.reason == R::kMaxDuration     ? "max_duration"
+                                : end.reason == R::kShutdown        ? "draining"
+                                                                    : "upstream_closed";
+    if (ended_by == "complete") {
+      ctx->exchange->EndStream();
+    } else {
+      if (ended_by != "client_closed" && ended_by != "draining") {
+        deps_.metrics->RecordUpstreamError(ctx->upstream->name, ended_by);
+        a.error = "the answer was cut short: " + std::string(ended_by) +
+                  (end.error_message.empty() ? "" : " (" + end.error_message + ")");
+      } else if (ended_by == "draining") {
+        a.error = "the gateway shut down before the answer ended";
+      }
+      ctx->exchange->AbortStream();
+    }
+    FinishStream(ctx, ended_by);
+    return;
+  }
+  if (!ctx->ended_by.empty()) {
+    // The caller left (or the gateway is shutting down) before any answer: nobody to answer.
+    a.decision = "allowed";
+    a.error = ctx->ended_by == "draining" ? "the gateway shut down before the upstream answered"
+                                          : "the caller closed the connection before the answer";
+    FinishStream(ctx, ctx->ended_by);
+    return;
+  }
+  if (ctx->too_large) {
+    deps_.metrics->RecordUpstreamError(ctx->upstream->name, "too_large");
+    Fail(ctx, 502, "upstream_unavailable", "error",
+         "upstream '" + ctx->upstream->name + "' is unavailable",
+         "response body larger than " + std::to_string(deps_.upstream_options.max_response_bytes) +
+             " bytes");
+    return;
+  }
+  if (end.reason != R::kComplete) {
+    OnUpstreamFailure(ctx, end);
+    return;
+  }
+  FinishBuffered(ctx);
+}
+
+void Pipeline::OnUpstreamFailure(const std::shared_ptr<Context>& ctx,
+                                 const upstream::StreamEnd& end) {
+  const config::Upstream& up = *ctx->upstream;
+  using R = upstream::StreamEndReason;
+  ctx->audit.upstream_status = 0;
+  if (end.reason == R::kTimeout || end.reason == R::kMaxDuration ||
+      end.reason == R::kReadIdleTimeout) {
+    deps_.metrics->RecordUpstreamError(up.name, "timeout");
+    Fail(ctx, 504, "upstream_timeout", "error",
+         "upstream '" + up.name + "' did not answer within " + std::to_string(up.timeout_ms) +
+             " ms");
+    return;
+  }
+  deps_.metrics->RecordUpstreamError(up.name, end.reason == R::kConnect ? "connect" : "other");
+  // libcurl's text names internal hosts and ports: it goes to the audit record only.
+  Fail(ctx, 502, "upstream_unavailable", "error", "upstream '" + up.name + "' is unavailable",
+       end.error_message.empty() ? std::string(upstream::StreamEndReasonName(end.reason))
+                                 : end.error_message);
+}
+
+void Pipeline::FinishBuffered(const std::shared_ptr<Context>& ctx) {
+  HttpResponse out;
+  out.status = ctx->upstream_status;
+  out.headers = std::move(ctx->upstream_headers);
+  out.body = std::move(ctx->body);
+  if (ctx->exchange->request().method == "HEAD") out.head_content_length = ctx->upstream_length;
   if (const policies::Redactor* redactor = ctx->redactor;
-      redactor && response.status >= 200 && response.status < 300) {
+      redactor && out.status >= 200 && out.status < 300) {
     if (redactor->Apply(&out.body) == policies::Redactor::Outcome::kNotJson) {
       Fail(ctx, 502, "upstream_unavailable", "error",
            "the upstream answered with a body that is not JSON on a route with redactions; "
@@ -471,7 +639,7 @@ void Pipeline::OnUpstreamResponse(const std::shared_ptr<Context>& ctx,
       return;
     }
   }
-  a.decision = "allowed";
+  ctx->audit.decision = "allowed";
   Finish(ctx, std::move(out));
 }
 
@@ -500,13 +668,34 @@ void Pipeline::Finish(const std::shared_ptr<Context>& ctx, HttpResponse response
   AuditRecord& a = ctx->audit;
   a.status = response.status;
   a.bytes_out = ctx->exchange->request().method == "HEAD" ? 0 : response.body.size();
-  double seconds = std::chrono::duration<double>(Clock::now() - ctx->start).count();
-  a.latency_ms = seconds * 1000.0;
-  std::string upstream_name = a.upstream;
-  std::string decision = a.decision;
-  int status = response.status;
+  a.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - ctx->start).count();
+  a.duration_ms = a.latency_ms;
+  a.ended_by = ctx->exchange->caller_gone() ? "client_closed" : "complete";
   ctx->exchange->Respond(std::move(response));
-  deps_.metrics->RecordRequest(upstream_name, decision, status, seconds);
+  Done(ctx);
+}
+
+void Pipeline::FinishStream(const std::shared_ptr<Context>& ctx, std::string_view ended_by) {
+  AuditRecord& a = ctx->audit;
+  auto now = Clock::now();
+  if (ctx->streaming) {
+    a.latency_ms = std::chrono::duration<double, std::milli>(ctx->answered - ctx->start).count();
+  } else {
+    // Nothing was answered: the status says why (499: the caller closed the request, nginx's
+    // convention; 503 when the gateway was shutting down).
+    a.status = ended_by == "draining" ? 503 : 499;
+    a.latency_ms = std::chrono::duration<double, std::milli>(now - ctx->start).count();
+  }
+  a.duration_ms = std::chrono::duration<double, std::milli>(now - ctx->start).count();
+  a.bytes_out = ctx->exchange->body_bytes_sent();
+  a.ended_by = std::string(ended_by);
+  Done(ctx);
+}
+
+// Once per admitted request: metrics, the audit record into its reserved place, in-flight.
+void Pipeline::Done(const std::shared_ptr<Context>& ctx) {
+  AuditRecord& a = ctx->audit;
+  deps_.metrics->RecordRequest(a.upstream, a.decision, a.status, a.duration_ms / 1000.0);
   deps_.audit->Submit(std::move(ctx->audit_slot), std::move(ctx->audit));
   if (in_flight_.fetch_sub(1) == 1) {
     std::lock_guard<std::mutex> lock(drain_mu_);

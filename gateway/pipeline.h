@@ -9,10 +9,17 @@
 // tollgate_audit_refused_total since it cannot be audited (`/_tollgate/health` still answers 200,
 // unaudited). An admitted request always has room for its record.
 //
-// The pipeline never blocks a thread: the limiter and the upstream client call back on their
-// own threads, and the response is sent from there; Finish queues the audit record into its
-// reserved place without waiting, whatever the audit sink does. Thread-safe: the current
-// Snapshot is swapped atomically, and each request keeps the one it started with.
+// Threads: a request runs on the loop of the reactor thread that owns its connection, from
+// Handle to its last byte: the limiter answers on that loop, and the upstream transfer is made by
+// that loop's StreamClient (one per loop, made on first use). Nothing waits: Finish queues the
+// audit record into its reserved place whatever the audit sink does. A connection-less exchange
+// (tests) runs on a loop thread the pipeline keeps for them. The current Snapshot is swapped
+// atomically, and each request keeps the one it started with.
+//
+// Answers stream: the caller gets the upstream's status and headers when they arrive, then the
+// body as it arrives, with backpressure both ways (a caller that reads slowly pauses the
+// transfer). Routes with redactions buffer their answer (capped by max_response_bytes), since
+// the redactor needs the whole JSON body.
 #pragma once
 
 #include <atomic>
@@ -27,6 +34,8 @@
 #include "gateway/metrics.h"
 #include "gateway/snapshot.h"
 #include "policies/rate_limiter.h"
+#include "loop/loop.h"
+#include "upstream/stream_client.h"
 #include "upstream/upstream_client.h"
 
 namespace tollgate::gateway {
@@ -48,14 +57,17 @@ std::string NewRequestId();
 
 struct PipelineDeps {
   policies::RateLimiter* limiter = nullptr;
-  upstream::UpstreamClient* upstream = nullptr;
   AuditLog* audit = nullptr;
   Metrics* metrics = nullptr;
+  // For each loop's StreamClient. max_response_bytes caps the buffered (redacted) answers.
+  upstream::UpstreamClientOptions upstream_options;
+  upstream::UpstreamClientStats* upstream_stats = nullptr;
 };
 
 class Pipeline {
  public:
   explicit Pipeline(PipelineDeps deps);
+  ~Pipeline();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
 
@@ -70,6 +82,9 @@ class Pipeline {
   bool draining() const { return draining_.load(); }
 
   int64_t in_flight() const { return in_flight_.load(); }
+  // Answers being streamed to callers now, and upstream transfers in flight.
+  int64_t open_streams() const { return open_streams_.load(); }
+  int64_t upstream_in_flight() const { return upstream_in_flight_.load(); }
   // Waits until no request is in flight or `timeout` passes; true if drained.
   bool Drain(std::chrono::milliseconds timeout);
 
@@ -82,14 +97,29 @@ class Pipeline {
   void Internal(const std::shared_ptr<Context>& ctx, std::string_view path);
   void Limit(const std::shared_ptr<Context>& ctx);
   void Forward(const std::shared_ptr<Context>& ctx);
-  void OnUpstreamResponse(const std::shared_ptr<Context>& ctx, upstream::UpstreamResponse response);
+  // The upstream transfer's events (Context is its StreamSink).
+  void OnUpstreamHeaders(Context& ctx, int status, upstream::HeaderList headers);
+  bool OnUpstreamData(Context& ctx, const char* data, size_t len);
+  void OnUpstreamEnd(Context& ctx, const upstream::StreamEnd& end);
+  void OnUpstreamFailure(const std::shared_ptr<Context>& ctx, const upstream::StreamEnd& end);
+  void FinishBuffered(const std::shared_ptr<Context>& ctx);
+  // Ends a streamed answer: one audit record and metrics sample, like Finish.
+  void FinishStream(const std::shared_ptr<Context>& ctx, std::string_view ended_by);
+  // Runs `fn` on the request's loop (at once when already there).
+  void OnLoop(const std::shared_ptr<Context>& ctx, std::function<void()> fn);
   // Ends the request with the error envelope. `audit_error`, when given, is what the audit
   // record says instead of `message` (details a caller should not see).
   void Fail(const std::shared_ptr<Context>& ctx, int status, std::string_view reason,
             std::string_view decision, std::string message, std::string audit_error = "");
   void Finish(const std::shared_ptr<Context>& ctx, HttpResponse response);
+  void Done(const std::shared_ptr<Context>& ctx);
 
   PipelineDeps deps_;
+  std::atomic<int64_t> open_streams_{0};
+  std::atomic<int64_t> upstream_in_flight_{0};
+  // Runs the connection-less exchanges (tests); made on first use.
+  std::mutex fallback_mu_;
+  std::unique_ptr<loop::LoopThread> fallback_loop_;
   std::shared_ptr<const Snapshot> snapshot_;  // accessed with std::atomic_load/store
   std::atomic<int64_t> in_flight_{0};
   std::atomic<bool> draining_{false};

@@ -61,7 +61,7 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
     out.push_back("client_header_timeout_ms");
   }
   if (a.client_idle_timeout_ms != b.client_idle_timeout_ms) out.push_back("client_idle_timeout_ms");
-  if (a.upstream_threads != b.upstream_threads) out.push_back("upstream_threads");
+  if (a.max_connections != b.max_connections) out.push_back("max_connections");
   if (a.max_response_bytes != b.max_response_bytes) out.push_back("max_response_bytes");
   return out;
 }
@@ -97,14 +97,15 @@ class Server {
     signal(SIGPIPE, SIG_IGN);
 
     limiter_ = cfg.redis ? policies::MakeRedisLimiter(*cfg.redis) : policies::MakeMemoryLimiter();
-    upstream::UpstreamClientOptions uo;
-    uo.threads = cfg.upstream_threads;
-    uo.max_response_bytes = cfg.max_response_bytes;
-    upstream_ = std::make_unique<upstream::UpstreamClient>(uo);
     audit_ = std::make_unique<AuditLog>(cfg.audit, cfg.redis);
     metrics_.MarkConfigLoaded();
-    pipeline_ = std::make_unique<Pipeline>(
-        PipelineDeps{limiter_.get(), upstream_.get(), audit_.get(), &metrics_});
+    PipelineDeps deps;
+    deps.limiter = limiter_.get();
+    deps.audit = audit_.get();
+    deps.metrics = &metrics_;
+    deps.upstream_options.max_response_bytes = cfg.max_response_bytes;
+    deps.upstream_stats = &upstream_stats_;
+    pipeline_ = std::make_unique<Pipeline>(std::move(deps));
     pipeline_->SetSnapshot(loaded.snapshot);
 
     HttpServerOptions main_options;
@@ -114,6 +115,7 @@ class Server {
     main_options.max_body_bytes = cfg.max_body_bytes;
     main_options.request_timeout_ms = cfg.client_header_timeout_ms;
     main_options.idle_timeout_ms = cfg.client_idle_timeout_ms;
+    main_options.max_connections = cfg.max_connections;
     std::string error;
     main_ = HttpServer::Start(
         main_options, [this](std::shared_ptr<Exchange> e) { pipeline_->Handle(std::move(e)); },
@@ -191,8 +193,11 @@ class Server {
       m.limiter = &limiter_->stats();
       m.limiter_ready = limiter_->Ready();
       m.limiter_backend = limiter_->Describe();
-      m.upstream = &upstream_->stats();
-      m.upstream_in_flight = upstream_->in_flight();
+      m.upstream = &upstream_stats_;
+      m.upstream_in_flight = static_cast<size_t>(pipeline_->upstream_in_flight());
+      m.open_streams = pipeline_->open_streams();
+      m.connections_open = main_->connections_open();
+      m.connections_refused = main_->connections_refused();
       HttpResponse r;
       r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
       r.body = metrics_.Render(m);
@@ -252,18 +257,17 @@ class Server {
     bool drained = pipeline_->Drain(timeout);
     if (!drained) {
       LogWarn("drain timeout: " + std::to_string(pipeline_->in_flight()) +
-              " request(s) still in flight are cut off");
+              " request(s) still in flight are cut off (audited ended_by draining)");
     }
-    // Give the reactor a moment to write the last responses before the sockets close.
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    // Stopping the servers joins their reactor threads, then closes every connection still
+    // open: an answer still streaming ends there (its transfer is aborted and audited
+    // `draining`) and each loop's per-loop state (its StreamClient, its Redis connection) is
+    // destroyed, on this thread. Nothing runs on a loop after this, so the components the loops
+    // called into go next, in pipeline order, and the audit log last, flushed.
     main_->Shutdown();
     if (admin_) admin_->Shutdown();
-    // Stop the producers of callbacks in pipeline order, so that no late callback reaches a
-    // component already gone (this matters only after a drain timeout): the limiter first (its
-    // answers may start upstream calls), then the upstream client (its answers are audited),
-    // and the audit log last, flushed.
+    pipeline_.reset();
     limiter_.reset();
-    upstream_.reset();
     audit_->Flush();
     audit_.reset();
     LogInfo("stopped");
@@ -272,7 +276,7 @@ class Server {
 
   std::string path_;
   std::unique_ptr<policies::RateLimiter> limiter_;
-  std::unique_ptr<upstream::UpstreamClient> upstream_;
+  upstream::UpstreamClientStats upstream_stats_;
   std::unique_ptr<AuditLog> audit_;
   Metrics metrics_;
   std::unique_ptr<Pipeline> pipeline_;
