@@ -99,6 +99,12 @@ class Recorder : public StreamSink {
 
   bool WaitEnd(std::chrono::milliseconds timeout = kWait) { return ended_.WaitFor(1, timeout); }
   bool WaitData(int calls) { return data_.WaitFor(calls); }
+  // True once `calls` chunks arrived; false once the transfer ended short of them.
+  bool WaitDataOrEnd(size_t calls) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, kWait, [&] { return chunks_.size() >= calls || end_.has_value(); });
+    return chunks_.size() >= calls;
+  }
   int data_calls() { return data_.count(); }
   bool ended() { return ended_.count() > 0; }
 
@@ -205,7 +211,7 @@ TEST_F(StreamClientTest, HeadersComeFirstThenEachChunkAsTheServerPacesIt) {
     reply.stream = [&](StreamConn& conn) {
       // Each chunk goes out only once the client handed the previous one to the sink.
       for (int i = 2; i <= 5; ++i) {
-        if (!sink.WaitData(i - 1) || !conn.Write(Chunk("chunk-" + std::to_string(i)))) return;
+        if (!sink.WaitDataOrEnd(i - 1) || !conn.Write(Chunk("chunk-" + std::to_string(i)))) return;
       }
       conn.Write("0\r\n\r\n");
     };
@@ -281,6 +287,7 @@ TEST_F(StreamClientTest, APausedTransferHoldsTheUpstreamAndResumeDeliversTheWhol
   StreamClient::TransferId id = Start(Get(server.Url("/big")), &sink);
   ASSERT_TRUE(stalled.WaitFor(1)) << "the server never found the client holding it off";
   EXPECT_LT(sent_when_stalled.load(), body.size());
+  ASSERT_TRUE(sink.WaitData(1));
   EXPECT_EQ(sink.data_calls(), 1);  // nothing more reached the sink while paused
   EXPECT_FALSE(sink.ended());
   loop_.RunSync([&] { client_->Resume(id); });
@@ -416,8 +423,8 @@ class AbortServer {
           if (r.target != "/stream") return Reply{HttpResponse(200, "next")};
           Reply reply{kChunkedHead + Chunk("c1")};
           reply.stream = [this, sink](StreamConn& conn) {
-            if (sink->WaitData(1)) conn.Write(Chunk("c2"));
-            if (sink->WaitData(2)) conn.Write(Chunk("c3"));
+            if (sink->WaitDataOrEnd(1)) conn.Write(Chunk("c2"));
+            if (sink->WaitDataOrEnd(2)) conn.Write(Chunk("c3"));
             if (conn.WaitClosed(kWait)) closed_.Add();
           };
           return reply;
