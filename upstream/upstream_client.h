@@ -1,10 +1,12 @@
-// The upstream HTTP client: libcurl's multi interface driven by its own event-loop thread(s).
-// Send() only queues the transfer and wakes the loop (curl_multi_wakeup), so a Pistache thread
-// never blocks on an upstream; `done` runs on the client's loop thread when the transfer ends
-// and must not block. Connections are reused (keep-alive, HTTP/2 via ALPN where offered),
-// TLS peers are verified, proxies come from the environment as libcurl reads them.
+// The upstream HTTP client for callers off the event loops: a buffered Send() on top of
+// StreamClient (stream_client.h). It runs `threads` loop threads, each with its own
+// StreamClient; Send() posts the request to one of them (round-robin), the whole response is
+// collected there (up to max_response_bytes) and `done` runs on that loop thread, where it must
+// not block. Connections are reused (keep-alive, HTTP/2 via ALPN where offered), TLS peers are
+// verified, proxies come from the environment (read once per loop).
 // Thread-safe. The destructor fails every transfer still in flight (error kShutdown) and joins;
-// a Send() racing with the destructor gets kShutdown on the calling thread.
+// a Send() racing with or following the start of the destructor gets kShutdown on the calling
+// thread.
 #pragma once
 
 #include <atomic>

@@ -141,6 +141,18 @@ TEST_F(UpstreamClientTest, AResponseBodyOverTheLimitIsRefusedNotBuffered) {
   EXPECT_EQ(ok.body.size(), big.size());
 }
 
+TEST_F(UpstreamClientTest, ASmallBodyOverTheLimitInOneChunkIsRefused) {
+  TestServer server([](const ReceivedRequest&) {
+    return Reply{HttpResponse(200, "eleven-byte"), false, false};
+  });
+  UpstreamClientOptions options;
+  options.max_response_bytes = 10;
+  UpstreamClient client(options);
+  UpstreamResponse response = SendAndWait(client, Request("GET", server.Url("/")));
+  EXPECT_EQ(response.error, Error::kTooLarge) << response.error_message;
+  EXPECT_EQ(client.stats().other_errors.load(), 1u);
+}
+
 TEST_F(UpstreamClientTest, EmptyPostSendsZeroLengthAndNoInventedContentType) {
   TestServer server(Echo);
   UpstreamClient client;

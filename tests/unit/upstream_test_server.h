@@ -1,7 +1,9 @@
 // A tiny HTTP/1.1 server for the upstream client's unit tests: raw sockets, one thread per
 // connection, on a kernel-chosen loopback port. It records every request it parsed and answers
 // with whatever bytes the test's handler returns; it can also hold a request unanswered (to
-// provoke timeouts and shutdowns) or gate answers until the test releases them.
+// provoke timeouts and shutdowns), gate answers until the test releases them, or hand the
+// connection to the test's own writer (streamed answers: paced chunks, endless streams, a
+// writer that sees the client stop reading or close).
 // Thread-safe; the destructor stops and joins everything it started. Header-only because only
 // the tests of this module use it (the unit-test glob takes *_test.cpp files only).
 #pragma once
@@ -14,6 +16,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -48,10 +51,72 @@ struct ReceivedRequest {
   bool Has(const std::string& name) const { return !Values(name).empty(); }
 };
 
+// The connection of one streamed answer, for the test's writer (on the server's thread).
+class StreamConn {
+ public:
+  explicit StreamConn(int fd) : fd_(fd) {}
+
+  // Sends all of `bytes`, blocking while the peer does not read. False once the peer is gone.
+  bool Write(const std::string& bytes) {
+    size_t sent = 0;
+    while (sent < bytes.size()) {
+      ssize_t n = send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      sent += static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+  // Sends from `bytes` at `*offset` on without blocking; true when the peer stopped taking
+  // bytes (no room for `stall`: the client holds the stream), false when everything went out
+  // or the peer is gone. `*offset` says how far it got.
+  bool WriteUntilStalled(const std::string& bytes, size_t* offset,
+                         std::chrono::milliseconds stall) {
+    while (*offset < bytes.size()) {
+      ssize_t n =
+          send(fd_, bytes.data() + *offset, bytes.size() - *offset, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        *offset += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        pollfd p{fd_, POLLOUT, 0};
+        if (poll(&p, 1, static_cast<int>(stall.count())) == 0) return true;
+        continue;
+      }
+      return false;
+    }
+    return false;
+  }
+
+  // True once the peer closed (or reset) the connection; false after `timeout`.
+  bool WaitClosed(std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    char chunk[4096];
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd_, POLLIN | POLLRDHUP, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      ssize_t n = recv(fd_, chunk, sizeof(chunk), MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) return true;
+    }
+    return false;
+  }
+
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
 struct Reply {
+  Reply(std::string raw_bytes = "", bool hold_it = false, bool gated_it = false)  // NOLINT
+      : raw(std::move(raw_bytes)), hold(hold_it), gated(gated_it) {}
+
   std::string raw;     // written back verbatim
   bool hold = false;   // never answer; keep the connection until the peer or the server closes
   bool gated = false;  // answer only once Release() was called
+  // Writes the answer itself (after `raw`); the server then reads the next request, if any.
+  std::function<void(StreamConn&)> stream;
 };
 
 // "HTTP/1.1 <status> X\r\nContent-Length: <n>\r\n<extra_headers>\r\n<body>".
@@ -166,12 +231,9 @@ class TestServer {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [this] { return released_ || stopping_; });
       }
-      size_t sent = 0;
-      while (sent < reply.raw.size()) {
-        ssize_t n = send(fd, reply.raw.data() + sent, reply.raw.size() - sent, MSG_NOSIGNAL);
-        if (n <= 0) return;
-        sent += static_cast<size_t>(n);
-      }
+      StreamConn conn(fd);
+      if (!conn.Write(reply.raw)) return;
+      if (reply.stream) reply.stream(conn);
     }
   }
 
