@@ -205,12 +205,14 @@ class PipelineTest : public ::testing::Test {
     snapshot_ = Snapshot::Build(loaded.config, &error);
     ASSERT_NE(snapshot_, nullptr) << error;
     limiter_ = policies::MakeMemoryLimiter();
-    upstream::UpstreamClientOptions options;
-    options.max_response_bytes = kMaxResponseBytes;
-    client_ = std::make_unique<upstream::UpstreamClient>(options);
     audit_ = std::make_unique<AuditLog>(snapshot_->config().audit, std::nullopt);
-    pipeline_ = std::make_unique<Pipeline>(
-        PipelineDeps{limiter_.get(), client_.get(), audit_.get(), &metrics_});
+    PipelineDeps deps;
+    deps.limiter = limiter_.get();
+    deps.audit = audit_.get();
+    deps.metrics = &metrics_;
+    deps.upstream_options.max_response_bytes = kMaxResponseBytes;
+    deps.upstream_stats = &upstream_stats_;
+    pipeline_ = std::make_unique<Pipeline>(std::move(deps));
     pipeline_->SetSnapshot(snapshot_);
   }
 
@@ -293,7 +295,7 @@ class PipelineTest : public ::testing::Test {
   RefusingPort refusing_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::unique_ptr<policies::RateLimiter> limiter_;
-  std::unique_ptr<upstream::UpstreamClient> client_;
+  upstream::UpstreamClientStats upstream_stats_;
   std::unique_ptr<AuditLog> audit_;
   Metrics metrics_;
   std::unique_ptr<Pipeline> pipeline_;
