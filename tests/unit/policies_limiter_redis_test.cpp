@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "loop/loop.h"
 #include "policies/rate_limiter.h"
 #include "policies/rate_limiter_memory.h"
 #include "tests/support/process.h"
@@ -329,20 +330,23 @@ struct AnswerLog {
   std::atomic<int> fallbacks{0};
 };
 
-// Puts `gate` in a batch of its own, then queues `rest` while the worker waits on the gate's
-// held reply: when the fake releases it, the worker takes all of `rest` as one batch.
+// Sends `gate` in a write of its own, then `rest` while the fake holds the gate's reply: all
+// of `rest` is asked in one iteration of the caller's loop, so it goes out in one write and is
+// in flight (behind the gate) when the fake lets the gate's reply go.
 void QueueOneBatchBehindAGate(RateLimiter& limiter, ScriptedRedis& fake, AnswerLog& log,
-                              const std::vector<bool>& peek) {
-  limiter.Acquire(Request({Bucket("gate", 1, 60)}), log.For(0));
+                              const std::vector<bool>& peek, loop::LoopThread& caller) {
+  caller.RunSync([&] { limiter.Acquire(Request({Bucket("gate", 1, 60)}), log.For(0)); });
   ASSERT_TRUE(fake.WaitForCommands(1));
-  for (size_t i = 1; i < peek.size(); ++i) {
-    const auto bucket = Bucket("b" + std::to_string(i), 1, 60);
-    if (peek[i]) {
-      limiter.Peek({bucket}, log.For(i));
-    } else {
-      limiter.Acquire(Request({bucket}), log.For(i));
+  caller.RunSync([&] {
+    for (size_t i = 1; i < peek.size(); ++i) {
+      const auto bucket = Bucket("b" + std::to_string(i), 1, 60);
+      if (peek[i]) {
+        limiter.Peek({bucket}, log.For(i));
+      } else {
+        limiter.Acquire(Request({bucket}), log.For(i));
+      }
     }
-  }
+  });
   fake.Release();
 }
 
@@ -355,9 +359,11 @@ TEST(RedisLimiterFailureTest, ConnectionLostAfterNoScriptRepliesAnswersTheWholeB
       {Action::kHeld, Action::kNoScript, Action::kNoScript, Action::kNoScript, Action::kHangUp});
   // A long timeout: nothing here may fall back because it waited in the queue.
   auto limiter = MakeRedisLimiter(FakeConfig(fake, config::RedisOnError::kDeny, 10000), 1);
+  auto caller = std::make_unique<loop::LoopThread>("caller");
   AnswerLog log(5);
-  QueueOneBatchBehindAGate(*limiter, fake, log, {false, false, true, false, false});
+  QueueOneBatchBehindAGate(*limiter, fake, log, {false, false, true, false, false}, *caller);
   ASSERT_TRUE(fake.WaitForCommands(5));
+  caller.reset();  // the loop's connection goes with it: whatever it held is answered
   limiter.reset();
   EXPECT_EQ(fake.names(), std::vector<std::string>(5, "EVALSHA"));
   for (size_t i = 0; i < log.answers.size(); ++i) {
@@ -372,9 +378,11 @@ TEST(RedisLimiterFailureTest, ConnectionLostDuringTheNoScriptRetryAnswersTheWhol
   ScriptedRedis fake({Action::kHeld, Action::kNoScript, Action::kNoScript, Action::kNoScript,
                       Action::kOk, Action::kNoScript, Action::kHangUp});
   auto limiter = MakeRedisLimiter(FakeConfig(fake, config::RedisOnError::kLocal, 10000), 1);
+  auto caller = std::make_unique<loop::LoopThread>("caller");
   AnswerLog log(4);
-  QueueOneBatchBehindAGate(*limiter, fake, log, {false, false, true, false});
+  QueueOneBatchBehindAGate(*limiter, fake, log, {false, false, true, false}, *caller);
   ASSERT_TRUE(fake.WaitForCommands(7));
+  caller.reset();
   limiter.reset();
   const std::vector<std::string> names = fake.names();
   ASSERT_GE(names.size(), 7u);
