@@ -286,8 +286,7 @@ class LoopConnection {
     // An error reply (NOPERM for a user without SCRIPT, OOM, a read-only replica) leaves the
     // script unknown: retrying EVALSHA would only be answered NOSCRIPT again. It is a failure
     // of this Redis, counted towards the breaker like a lost connection, not a reload.
-    const redisReply* loaded = &reply;
-    if (loaded == nullptr || loaded->type == REDIS_REPLY_ERROR) {
+    if (reply.type == REDIS_REPLY_ERROR) {
       RecordFailure();
       for (PendingPtr& pending : again) Fallback(*pending);
       return;
