@@ -9,8 +9,9 @@
 // An upstream cooldown (set after the upstream answered 429) rejects every request to that
 // upstream until it expires, checked in the same atomic step.
 //
-// Implementations are thread-safe. `done` may run inline (memory backend) or on the limiter's
-// own thread (Redis backend); it must not block.
+// Implementations are thread-safe. `done` may run inline (memory backend); the Redis backend
+// answers on the calling thread's loop::Loop (a later iteration, never inside Acquire), or on its
+// own loop thread for callers that run no loop. `done` must not block.
 #pragma once
 
 #include <atomic>
@@ -66,6 +67,9 @@ struct LimiterStats {
   std::atomic<uint64_t> breaker_skips{
       0};  // decisions that skipped Redis while the breaker was open
   std::atomic<uint64_t> script_reloads{0};  // NOSCRIPT answered by reloading the script
+  // Writes of queued commands to Redis: at most one per loop iteration and connection, however
+  // many decisions that iteration asked for (decisions / writes is the pipelining factor).
+  std::atomic<uint64_t> redis_writes{0};
   // How long the open circuit breaker skips Redis before its next probe; 0 while it is closed.
   std::atomic<int64_t> breaker_backoff_ms{0};
 };
@@ -87,7 +91,8 @@ class RateLimiter {
 std::unique_ptr<RateLimiter> MakeMemoryLimiter();
 // Never blocks the caller's thread on Redis. Falls back per config.on_error.
 std::unique_ptr<RateLimiter> MakeRedisLimiter(const config::RedisConfig& config);
-// The same with `connections` worker threads, each pipelining on its own connection.
+// The same with `connections` loop threads (each with its own connection) for callers that run
+// no loop; callers on a loop::Loop thread use that loop's connection.
 std::unique_ptr<RateLimiter> MakeRedisLimiter(const config::RedisConfig& config, int connections);
 
 }  // namespace tollgate::policies

@@ -1,27 +1,30 @@
 // The Redis limiter: every decision is one atomic script on the shared Redis, so buckets are
-// exact across replicas. Callers never wait on Redis: requests go to a queue that worker
-// threads drain, each pipelining a whole batch on its own connection (one round trip for many
-// concurrent decisions) and answering through `done` on the worker thread.
+// exact across replicas. Callers never wait on Redis: each loop::Loop that asks gets its own
+// hiredis async connection (a loop local), every command queued during one loop iteration goes
+// out in one write from the loop's iteration hook (one round trip for all the decisions of that
+// iteration), and `done` runs on that loop's thread when the reply arrives. Callers without a
+// loop (tests, the CLI) are handed to the limiter's own loop thread(s) and answered there.
 //
-// When Redis fails, requests fall back per on_error (local buckets or 503). After
-// kFailuresToOpen failures in a row a circuit breaker skips Redis for a back-off, so an outage
-// does not cost `timeout_ms` on every request; a single probe then decides whether to close it.
+// When Redis fails (a lost connection, a command older than timeout_ms, a failed handshake),
+// the connection is dropped and everything pending on it falls back per on_error (local buckets
+// or 503). After kFailuresToOpen failures in a row a loop's circuit breaker skips Redis for a
+// back-off, so an outage does not cost `timeout_ms` on every request; a single probe (the next
+// request, or a PING when there is none) then decides whether to close it. The breaker is per
+// loop; the counters and readiness are process-wide.
 
 #include <pthread.h>
 #include <signal.h>
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <mutex>
-#include <thread>
 #include <utility>
 
+#include "loop/loop.h"
 #include "policies/rate_limiter.h"
 #include "policies/rate_limiter_memory.h"
-#include "policies/redis_connection.h"
+#include "policies/redis_loop_link.h"
 #include "policies/token_bucket.h"
 #include "policies/token_bucket_script.h"
 
@@ -31,11 +34,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr size_t kMaxBatch = 256;
 constexpr int kFailuresToOpen = 3;
 constexpr milliseconds kFirstBackoff{250};
 constexpr milliseconds kMaxBackoff{5000};
-// Redis runs scripts one at a time; a second pipelining connection measured no faster here.
+// Redis runs scripts one at a time; a second connection for loop-less callers measured no faster.
 constexpr int kDefaultConnections = 1;
 
 struct Pending {
@@ -44,9 +46,10 @@ struct Pending {
   LimitRequest request;
   int64_t cooldown_ms = 0;
   std::function<void(LimitDecision)> done;
-  Clock::time_point enqueued;
-  bool answered = false;  // `done` ran, or a cooldown got its replies
+  Clock::time_point deadline;
+  bool retried = false;  // sent again after a SCRIPT LOAD: a second NOSCRIPT is a script error
 };
+using PendingPtr = std::unique_ptr<Pending>;
 
 void BlockSigpipeOnThisThread() {
   sigset_t set;
@@ -60,273 +63,312 @@ bool IsNoScript(const redisReply& reply) {
          std::strncmp(reply.str, "NOSCRIPT", 8) == 0;
 }
 
-class RedisLimiter : public RateLimiter {
+LimitDecision Unavailable() {
+  LimitDecision decision;
+  decision.outcome = LimitDecision::Outcome::kUnavailable;
+  decision.error = "redis unavailable";
+  return decision;
+}
+
+// What the limiter and its per-loop connections share. Held by shared_ptr from both, so a loop's
+// connection destroyed late (its loop's locals cleared after the limiter) still finds it.
+struct Core {
+  explicit Core(const config::RedisConfig& c)
+      : config(c), timeout(milliseconds(c.timeout_ms > 0 ? c.timeout_ms : 50)) {}
+
+  // Decides without Redis, per on_error. A cooldown needs no answer: it is recorded locally.
+  void Fallback(Pending& pending) {
+    if (pending.kind == Pending::Kind::kCooldown) return;
+    LimitDecision decision;
+    if (config.on_error == config::RedisOnError::kLocal) {
+      stats.fallbacks.fetch_add(1);
+      decision = local.Decide(pending.request, pending.kind == Pending::Kind::kAcquire);
+      decision.fallback = true;
+    } else {
+      decision = Unavailable();
+    }
+    pending.done(std::move(decision));
+  }
+
+  const config::RedisConfig config;
+  const milliseconds timeout;
+  MemoryLimiter local;
+  LimiterStats stats;
+  std::atomic<bool> ready{true};
+  std::atomic<bool> stopping{false};  // the limiter is being destroyed
+};
+
+// One loop's connection, its commands in flight and its circuit breaker. Lives in the loop's
+// locals; everything runs on that loop's thread except the destructor, which may run on the
+// thread that clears the locals after the loop stopped: it answers what is still pending by the
+// fallback (inline: the loop no longer runs) and calls nothing on the limiter but Core.
+class LoopConnection {
  public:
-  RedisLimiter(const config::RedisConfig& config, int connections)
-      : config_(config),
-        timeout_(milliseconds(config.timeout_ms > 0 ? config.timeout_ms : 50)),
-        describe_("redis " + config.host + ":" + std::to_string(config.port) + "/" +
-                  std::to_string(config.db)) {
-    for (int i = 0; i < std::max(connections, 1); ++i) {
-      workers_.emplace_back([this] {
-        pthread_setname_np(pthread_self(), "tollgate-redis");
-        WorkerLoop();
-      });
+  static std::shared_ptr<LoopConnection> Make(std::shared_ptr<Core> core, loop::Loop* loop) {
+    BlockSigpipeOnThisThread();  // hiredis writes with write(2)
+    auto connection = std::make_shared<LoopConnection>(std::move(core), loop);
+    std::weak_ptr<LoopConnection> weak = connection;
+    // Hooks live as long as the loop; the connection may go first (Loop::Release).
+    loop->AddIterationHook([weak] {
+      if (auto self = weak.lock()) self->Flush();
+    });
+    return connection;
+  }
+
+  LoopConnection(std::shared_ptr<Core> core, loop::Loop* loop)
+      : core_(std::move(core)), loop_(loop), stats_(core_->stats) {}
+
+  ~LoopConnection() {
+    if (deadline_timer_ != 0) loop_->Cancel(deadline_timer_);
+    if (probe_timer_ != 0) loop_->Cancel(probe_timer_);
+    if (link_ != nullptr) link_->Close();
+    link_.reset();
+    FailAll();
+  }
+
+  void Submit(PendingPtr pending) {
+    if (breaker_open_) {
+      if (probe_in_flight_ || Clock::now() < open_until_) {
+        if (pending->kind != Pending::Kind::kCooldown) stats_.breaker_skips.fetch_add(1);
+        FallbackLater(std::move(pending));
+        return;
+      }
+      probe_in_flight_ = true;  // this request is the probe
     }
-  }
-
-  ~RedisLimiter() override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
+    if (!EnsureLink()) {
+      RecordFailure();
+      FallbackLater(std::move(pending));
+      return;
     }
-    cv_.notify_all();
-    for (std::thread& worker : workers_) worker.join();
+    Send(std::move(pending));
   }
-
-  void Acquire(LimitRequest request, std::function<void(LimitDecision)> done) override {
-    Pending pending;
-    pending.kind = Pending::Kind::kAcquire;
-    pending.request = std::move(request);
-    pending.done = std::move(done);
-    Enqueue(std::move(pending));
-  }
-
-  void Peek(std::vector<BucketSpec> buckets, std::function<void(LimitDecision)> done) override {
-    Pending pending;
-    pending.kind = Pending::Kind::kPeek;
-    pending.request.buckets = std::move(buckets);
-    pending.done = std::move(done);
-    Enqueue(std::move(pending));
-  }
-
-  void StartCooldown(const std::string& upstream, int64_t milliseconds) override {
-    if (upstream.empty() || milliseconds <= 0) return;
-    // Also local, so fallback decisions honour it while Redis is away.
-    local_.StartCooldown(upstream, milliseconds);
-    Pending pending;
-    pending.kind = Pending::Kind::kCooldown;
-    pending.request.cooldown_upstream = upstream;
-    pending.cooldown_ms = milliseconds;
-    Enqueue(std::move(pending));
-  }
-
-  bool Ready() const override { return ready_.load(); }
-  std::string Describe() const override { return describe_; }
-  const LimiterStats& stats() const override { return stats_; }
 
  private:
-  void Enqueue(Pending pending) {
-    pending.enqueued = Clock::now();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(std::move(pending));
+  enum class Type { kHandshake, kDecision, kCooldownSet, kCooldownExpire, kScriptLoad, kProbe };
+  struct Entry {
+    Type type;
+    PendingPtr pending;  // kDecision, kCooldownExpire
+    Clock::time_point deadline;
+  };
+
+  void Flush() {
+    if (link_ != nullptr) link_->Flush();
+  }
+
+  bool EnsureLink() {
+    if (link_ != nullptr) return true;
+    link_ = RedisLoopLink::Connect(
+        loop_, core_->config.host, core_->config.port,
+        [this](const redisReply& reply) { OnReply(reply); }, [this] { Drop(); },
+        &stats_.redis_writes);
+    if (link_ == nullptr) return false;
+    const config::RedisConfig& config = core_->config;
+    const Clock::time_point deadline = Clock::now() + core_->timeout;
+    if (!config.password.empty()) {
+      std::vector<std::string> auth = {"AUTH"};
+      if (!config.username.empty()) auth.push_back(config.username);
+      auth.push_back(config.password);
+      SendCommand(auth, Entry{Type::kHandshake, nullptr, deadline});
     }
-    cv_.notify_one();
-  }
-
-  void WorkerLoop() {
-    BlockSigpipeOnThisThread();
-    RedisConnection connection(config_);
-    std::vector<Pending> batch;
-    std::unique_lock<std::mutex> lock(mu_);
-    while (true) {
-      if (queue_.empty()) {
-        // Only an empty queue lets a worker stop: whatever was handed in before the destructor
-        // ran is still answered (by Redis, or by the fallback once it has waited timeout_ms).
-        if (stopping_) return;
-        if (ProbeDueLocked()) {
-          probe_in_flight_ = true;
-          lock.unlock();
-          Probe(connection);
-          lock.lock();
-        } else if (breaker_open_ && !probe_in_flight_) {
-          cv_.wait_until(lock, open_until_);
-        } else {
-          cv_.wait(lock);
-        }
-        continue;
-      }
-      const size_t count = std::min(queue_.size(), kMaxBatch);
-      for (size_t i = 0; i < count; ++i) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-      lock.unlock();
-      Process(batch, connection);
-      batch.clear();
-      lock.lock();
+    if (config.db != 0) {
+      SendCommand({"SELECT", std::to_string(config.db)},
+                  Entry{Type::kHandshake, nullptr, deadline});
     }
-  }
-
-  bool ProbeDueLocked() const {
-    return breaker_open_ && !probe_in_flight_ && Clock::now() >= open_until_;
-  }
-
-  // Without traffic nothing would close the breaker, and /readyz would stay false.
-  void Probe(RedisConnection& connection) {
-    RedisReplyPtr pong;
-    if (connection.Open()) pong = connection.Command({"PING"});
-    if (pong != nullptr && pong->type != REDIS_REPLY_ERROR) {
-      RecordSuccess();
-    } else {
-      connection.Close();
-      RecordFailure();
-    }
-  }
-
-  // True if this batch may use Redis; while the breaker is open only one probe batch may.
-  bool BreakerAdmits() {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!breaker_open_) return true;
-    if (probe_in_flight_ || Clock::now() < open_until_) return false;
-    probe_in_flight_ = true;
     return true;
   }
 
+  void Send(PendingPtr pending) {
+    const std::string& prefix = core_->config.key_prefix;
+    const Clock::time_point deadline = pending->deadline;
+    switch (pending->kind) {
+      case Pending::Kind::kAcquire: {
+        const auto argv = EvalShaArgv(MakeTokenBucketCall(
+            pending->request.buckets, pending->request.cooldown_upstream, prefix, true));
+        SendCommand(argv, Entry{Type::kDecision, std::move(pending), deadline});
+        break;
+      }
+      case Pending::Kind::kPeek: {
+        const auto argv =
+            EvalShaArgv(MakeTokenBucketCall(pending->request.buckets, "", prefix, false));
+        SendCommand(argv, Entry{Type::kDecision, std::move(pending), deadline});
+        break;
+      }
+      case Pending::Kind::kCooldown: {
+        // NX creates it; GT only ever lengthens one that exists: the longer cooldown wins.
+        const std::string key = prefix + "cooldown:" + pending->request.cooldown_upstream;
+        const std::string ms = std::to_string(pending->cooldown_ms);
+        SendCommand({"SET", key, "1", "PX", ms, "NX"},
+                    Entry{Type::kCooldownSet, nullptr, deadline});
+        SendCommand({"PEXPIRE", key, ms, "GT"},
+                    Entry{Type::kCooldownExpire, std::move(pending), deadline});
+        break;
+      }
+    }
+  }
+
+  void SendCommand(const std::vector<std::string>& argv, Entry entry) {
+    if (link_ == nullptr || !link_->Send(argv)) {
+      // Only a link that is already closing refuses; it is answered with the rest.
+      if (entry.pending != nullptr) FallbackLater(std::move(entry.pending));
+      return;
+    }
+    inflight_.push_back(std::move(entry));
+    ArmDeadline();
+  }
+
+  // One timer watches the oldest command: replies come in order, so nothing behind it can have
+  // been answered while it was not.
+  void ArmDeadline() {
+    if (deadline_timer_ != 0 || inflight_.empty()) return;
+    const auto left = std::chrono::ceil<milliseconds>(inflight_.front().deadline - Clock::now());
+    deadline_timer_ = loop_->After(std::max(left, milliseconds(0)), [this] {
+      deadline_timer_ = 0;
+      if (inflight_.empty()) return;
+      if (Clock::now() >= inflight_.front().deadline) {
+        Drop();  // timed out: hiredis has no timeouts of its own in async mode
+      } else {
+        ArmDeadline();
+      }
+    });
+  }
+
+  void OnReply(const redisReply& reply) {
+    if (inflight_.empty()) return;  // cannot happen: one entry per command sent
+    Entry entry = std::move(inflight_.front());
+    inflight_.pop_front();
+    switch (entry.type) {
+      case Type::kHandshake:
+      case Type::kProbe:
+        if (reply.type == REDIS_REPLY_ERROR) {
+          Drop();
+          return;
+        }
+        RecordSuccess();
+        return;
+      case Type::kCooldownSet:
+      case Type::kCooldownExpire:
+        RecordSuccess();
+        return;
+      case Type::kScriptLoad:
+        OnScriptLoaded(reply);
+        return;
+      case Type::kDecision:
+        break;
+    }
+    RecordSuccess();
+    Pending& pending = *entry.pending;
+    if (IsNoScript(reply)) {
+      if (pending.retried) {
+        ScriptError(pending);
+        return;
+      }
+      awaiting_script_.push_back(std::move(entry.pending));
+      if (!loading_script_) {
+        loading_script_ = true;
+        SendCommand({"SCRIPT", "LOAD", kTokenBucketScript},
+                    Entry{Type::kScriptLoad, nullptr, Clock::now() + core_->timeout});
+      }
+      return;
+    }
+    Evaluation evaluation;
+    if (!ParseTokenBucketReply(reply, pending.request.buckets.size(), &evaluation)) {
+      ScriptError(pending);
+      return;
+    }
+    Answer(pending,
+           ToDecision(pending.request.buckets, evaluation, pending.request.cooldown_upstream));
+  }
+
+  void OnScriptLoaded(const redisReply& reply) {
+    loading_script_ = false;
+    std::vector<PendingPtr> again;
+    again.swap(awaiting_script_);
+    // An error reply (NOPERM for a user without SCRIPT, OOM, a read-only replica) leaves the
+    // script unknown: retrying EVALSHA would only be answered NOSCRIPT again. It is a failure
+    // of this Redis, counted towards the breaker like a lost connection, not a reload.
+    if (reply.type == REDIS_REPLY_ERROR) {
+      RecordFailure();
+      for (PendingPtr& pending : again) Fallback(*pending);
+      return;
+    }
+    stats_.script_reloads.fetch_add(1);
+    RecordSuccess();
+    for (PendingPtr& pending : again) {
+      pending->retried = true;
+      Send(std::move(pending));
+    }
+  }
+
+  // Drops the connection (lost, timed out, refused the handshake) and answers everything
+  // pending on it. Counted before answering, so a caller that saw the fallback also sees the
+  // error.
+  void Drop() {
+    if (link_ != nullptr) link_->Close();
+    link_.reset();
+    RecordFailure();
+    FailAll();
+  }
+
+  void FailAll() {
+    std::deque<Entry> inflight;
+    inflight.swap(inflight_);
+    std::vector<PendingPtr> awaiting;
+    awaiting.swap(awaiting_script_);
+    loading_script_ = false;
+    for (Entry& entry : inflight) {
+      if (entry.pending != nullptr) Fallback(*entry.pending);
+    }
+    for (PendingPtr& pending : awaiting) Fallback(*pending);
+  }
+
   void RecordSuccess() {
-    std::lock_guard<std::mutex> lock(mu_);
-    consecutive_failures_ = 0;
-    breaker_open_ = false;
-    probe_in_flight_ = false;
-    backoff_ = kFirstBackoff;
-    stats_.breaker_backoff_ms.store(0);
-    ready_.store(true);
+    if (consecutive_failures_ != 0 || breaker_open_) {
+      consecutive_failures_ = 0;
+      breaker_open_ = false;
+      probe_in_flight_ = false;
+      backoff_ = kFirstBackoff;
+      stats_.breaker_backoff_ms.store(0);
+    }
+    if (!core_->ready.load(std::memory_order_relaxed)) core_->ready.store(true);
   }
 
   void RecordFailure() {
     stats_.redis_errors.fetch_add(1);
-    std::lock_guard<std::mutex> lock(mu_);
     ++consecutive_failures_;
     if (breaker_open_) {
       backoff_ = std::min(backoff_ * 2, kMaxBackoff);
       open_until_ = Clock::now() + backoff_;
       probe_in_flight_ = false;
+      ScheduleProbe();
     } else if (consecutive_failures_ >= kFailuresToOpen) {
       breaker_open_ = true;
       backoff_ = kFirstBackoff;
       open_until_ = Clock::now() + backoff_;
+      ScheduleProbe();
     }
     stats_.breaker_backoff_ms.store(breaker_open_ ? backoff_.count() : 0);
-    ready_.store(!(breaker_open_ && config_.on_error == config::RedisOnError::kDeny));
+    core_->ready.store(!(breaker_open_ && core_->config.on_error == config::RedisOnError::kDeny));
   }
 
-  void Process(std::vector<Pending>& batch, RedisConnection& connection) {
-    // A request that already waited its whole timeout in the queue is answered now: the
-    // caller was promised an answer within about timeout_ms.
-    const Clock::time_point now = Clock::now();
-    std::vector<Pending*> live;
-    live.reserve(batch.size());
-    for (Pending& pending : batch) {
-      if (now - pending.enqueued > timeout_) {
-        Fallback(pending);
-      } else {
-        live.push_back(&pending);
-      }
-    }
-    if (live.empty()) return;
-    if (!BreakerAdmits()) {
-      for (Pending* pending : live) {
-        if (pending->kind != Pending::Kind::kCooldown) stats_.breaker_skips.fetch_add(1);
-        Fallback(*pending);
-      }
-      return;
-    }
-    // Every failure answers the whole rest of the batch, wherever it happened: a request left
-    // waiting for a NOSCRIPT retry is as unanswered as one that never got a reply, and a
-    // request that is never answered hangs its caller for good.
-    if (!connection.Open()) {
-      FailUnanswered(live);
-      return;
-    }
-    std::vector<Pending*> noscript;
-    if (!RunBatch(live, connection, &noscript)) {
-      FailUnanswered(live);
-      return;
-    }
-    if (!noscript.empty()) {
-      RedisReplyPtr loaded = connection.Command({"SCRIPT", "LOAD", kTokenBucketScript});
-      // An error reply (NOPERM for a user without SCRIPT, OOM, a read-only replica) leaves the
-      // script unknown: retrying EVALSHA would only be answered NOSCRIPT again. It is a failure
-      // of this Redis, counted towards the breaker like a lost connection, not a reload.
-      if (loaded == nullptr || loaded->type == REDIS_REPLY_ERROR) {
-        FailUnanswered(live);
+  // Without traffic nothing would close the breaker, and /readyz would stay false: a PING
+  // probes once the back-off has passed (unless a request became the probe first).
+  void ScheduleProbe() {
+    if (probe_timer_ != 0) loop_->Cancel(probe_timer_);
+    const auto left = std::chrono::ceil<milliseconds>(open_until_ - Clock::now());
+    probe_timer_ = loop_->After(std::max(left, milliseconds(0)), [this] {
+      probe_timer_ = 0;
+      if (!breaker_open_ || probe_in_flight_) return;
+      if (Clock::now() < open_until_) {
+        ScheduleProbe();
         return;
       }
-      stats_.script_reloads.fetch_add(1);
-      std::vector<Pending*> again;
-      if (!RunBatch(noscript, connection, &again)) {
-        FailUnanswered(live);
+      probe_in_flight_ = true;
+      if (!EnsureLink()) {
+        RecordFailure();
         return;
       }
-      for (Pending* pending : again) ScriptError(*pending);
-    }
-    RecordSuccess();
-  }
-
-  // Pipelines every request of `requests` and answers those that got a decision. Requests
-  // answered NOSCRIPT are left in `noscript`; those without a reply (an I/O failure: the result
-  // is then false) stay unanswered.
-  bool RunBatch(const std::vector<Pending*>& requests, RedisConnection& connection,
-                std::vector<Pending*>* noscript) {
-    std::vector<std::vector<std::string>> commands;
-    commands.reserve(requests.size() + 1);
-    for (const Pending* pending : requests) AppendCommands(*pending, &commands);
-    std::vector<RedisReplyPtr> replies;
-    const bool ok = connection.Pipeline(commands, &replies);
-    size_t next = 0;
-    for (Pending* pending : requests) {
-      const size_t needed = pending->kind == Pending::Kind::kCooldown ? 2 : 1;
-      if (next + needed > replies.size()) continue;
-      const redisReply& reply = *replies[next];
-      next += needed;
-      if (pending->kind == Pending::Kind::kCooldown) {
-        pending->answered = true;
-        continue;
-      }
-      if (IsNoScript(reply)) {
-        noscript->push_back(pending);
-        continue;
-      }
-      Evaluation evaluation;
-      if (!ParseTokenBucketReply(reply, pending->request.buckets.size(), &evaluation)) {
-        ScriptError(*pending);
-        continue;
-      }
-      Answer(*pending,
-             ToDecision(pending->request.buckets, evaluation, pending->request.cooldown_upstream));
-    }
-    return ok;
-  }
-
-  void AppendCommands(const Pending& pending, std::vector<std::vector<std::string>>* commands) {
-    const std::string& prefix = config_.key_prefix;
-    switch (pending.kind) {
-      case Pending::Kind::kAcquire:
-        commands->push_back(EvalShaArgv(MakeTokenBucketCall(
-            pending.request.buckets, pending.request.cooldown_upstream, prefix, true)));
-        break;
-      case Pending::Kind::kPeek:
-        commands->push_back(
-            EvalShaArgv(MakeTokenBucketCall(pending.request.buckets, "", prefix, false)));
-        break;
-      case Pending::Kind::kCooldown: {
-        // NX creates it; GT only ever lengthens one that exists: the longer cooldown wins.
-        const std::string key = prefix + "cooldown:" + pending.request.cooldown_upstream;
-        const std::string ms = std::to_string(pending.cooldown_ms);
-        commands->push_back({"SET", key, "1", "PX", ms, "NX"});
-        commands->push_back({"PEXPIRE", key, ms, "GT"});
-        break;
-      }
-    }
-  }
-
-  // Counted before answering, so a caller that saw the fallback also sees the error.
-  void FailUnanswered(const std::vector<Pending*>& requests) {
-    RecordFailure();
-    for (Pending* pending : requests) {
-      if (!pending->answered) Fallback(*pending);
-    }
+      SendCommand({"PING"}, Entry{Type::kProbe, nullptr, Clock::now() + core_->timeout});
+    });
   }
 
   // Redis answered, but not with a decision (a wrong-type key, a script failure).
@@ -335,46 +377,127 @@ class RedisLimiter : public RateLimiter {
     Fallback(pending);
   }
 
-  void Fallback(Pending& pending) {
-    if (pending.kind == Pending::Kind::kCooldown) {
-      pending.answered = true;  // already recorded locally
-      return;
-    }
-    LimitDecision decision;
-    if (config_.on_error == config::RedisOnError::kLocal) {
-      stats_.fallbacks.fetch_add(1);
-      decision = local_.Decide(pending.request, pending.kind == Pending::Kind::kAcquire);
-      decision.fallback = true;
-    } else {
-      decision.outcome = LimitDecision::Outcome::kUnavailable;
-      decision.error = "redis unavailable";
-    }
-    Answer(pending, std::move(decision));
+  void Fallback(Pending& pending) { core_->Fallback(pending); }
+
+  void Answer(Pending& pending, LimitDecision decision) { pending.done(std::move(decision)); }
+
+  // An answer known at once still goes through the loop: a caller never re-enters itself.
+  void FallbackLater(PendingPtr pending) {
+    std::shared_ptr<Pending> held(pending.release());
+    std::shared_ptr<Core> core = core_;
+    if (!loop_->Post([core, held] { core->Fallback(*held); })) core_->Fallback(*held);
   }
 
-  void Answer(Pending& pending, LimitDecision decision) {
-    pending.answered = true;
-    pending.done(std::move(decision));
-  }
+  const std::shared_ptr<Core> core_;
+  loop::Loop* const loop_;
+  LimiterStats& stats_;
+  std::shared_ptr<RedisLoopLink> link_;
+  std::deque<Entry> inflight_;               // one per command sent, in order
+  std::vector<PendingPtr> awaiting_script_;  // answered NOSCRIPT, resent after SCRIPT LOAD
+  bool loading_script_ = false;
+  loop::Loop::TimerId deadline_timer_ = 0;
+  loop::Loop::TimerId probe_timer_ = 0;
 
-  const config::RedisConfig config_;
-  const milliseconds timeout_;
-  const std::string describe_;
-  MemoryLimiter local_;
-  LimiterStats stats_;
-  std::atomic<bool> ready_{true};
-
-  std::mutex mu_;  // guards the queue and the breaker
-  std::condition_variable cv_;
-  std::deque<Pending> queue_;
-  bool stopping_ = false;
   int consecutive_failures_ = 0;
   bool breaker_open_ = false;
   bool probe_in_flight_ = false;
   Clock::time_point open_until_;
   milliseconds backoff_ = kFirstBackoff;
+};
 
-  std::vector<std::thread> workers_;  // last: started once everything above exists
+class RedisLimiter : public RateLimiter {
+ public:
+  RedisLimiter(const config::RedisConfig& config, int connections)
+      : core_(std::make_shared<Core>(config)),
+        describe_("redis " + config.host + ":" + std::to_string(config.port) + "/" +
+                  std::to_string(config.db)) {
+    for (int i = 0; i < std::max(connections, 1); ++i) {
+      threads_.push_back(std::make_unique<loop::LoopThread>("tollgate-redis"));
+    }
+  }
+
+  // Stops the own loop threads first: what they still hold is answered by the fallback (their
+  // connections are released on their threads), anything asked during that gets kUnavailable.
+  ~RedisLimiter() override {
+    core_->stopping.store(true);
+    for (auto& thread : threads_) {
+      thread->RunSync([&] { thread->loop().Release(this); });
+    }
+    threads_.clear();
+  }
+
+  void Acquire(LimitRequest request, std::function<void(LimitDecision)> done) override {
+    auto pending = std::make_unique<Pending>();
+    pending->kind = Pending::Kind::kAcquire;
+    pending->request = std::move(request);
+    pending->done = std::move(done);
+    Submit(std::move(pending));
+  }
+
+  void Peek(std::vector<BucketSpec> buckets, std::function<void(LimitDecision)> done) override {
+    auto pending = std::make_unique<Pending>();
+    pending->kind = Pending::Kind::kPeek;
+    pending->request.buckets = std::move(buckets);
+    pending->done = std::move(done);
+    Submit(std::move(pending));
+  }
+
+  void StartCooldown(const std::string& upstream, int64_t milliseconds) override {
+    if (upstream.empty() || milliseconds <= 0) return;
+    // Also local, so fallback decisions honour it while Redis is away.
+    core_->local.StartCooldown(upstream, milliseconds);
+    auto pending = std::make_unique<Pending>();
+    pending->kind = Pending::Kind::kCooldown;
+    pending->request.cooldown_upstream = upstream;
+    pending->cooldown_ms = milliseconds;
+    pending->done = [](LimitDecision) {};
+    Submit(std::move(pending));
+  }
+
+  bool Ready() const override { return core_->ready.load(); }
+  std::string Describe() const override { return describe_; }
+  const LimiterStats& stats() const override { return core_->stats; }
+
+ private:
+  void Submit(PendingPtr pending) {
+    pending->deadline = Clock::now() + core_->timeout;
+    loop::Loop* loop = loop::Loop::Current();
+    if (loop == nullptr) {
+      // No loop on this thread: one of ours takes it (and answers on its thread).
+      loop::Loop& own = threads_[next_thread_.fetch_add(1) % threads_.size()]->loop();
+      std::shared_ptr<Pending> held(pending.release());
+      loop::Loop* target = &own;
+      if (core_->stopping.load() || !own.Post([this, held, target] {
+            // Handed in before the destructor began: decided by Redis or, once that is too late,
+            // by the fallback, like everything else the limiter held.
+            if (core_->stopping.load()) {
+              core_->Fallback(*held);
+            } else {
+              SubmitOnLoop(target, PendingPtr(new Pending(std::move(*held))));
+            }
+          })) {
+        held->done(Unavailable());  // shut down: answered here, never lost
+      }
+      return;
+    }
+    if (core_->stopping.load()) {
+      std::shared_ptr<Pending> held(pending.release());
+      if (!loop->Post([held] { held->done(Unavailable()); })) held->done(Unavailable());
+      return;
+    }
+    SubmitOnLoop(loop, std::move(pending));
+  }
+
+  void SubmitOnLoop(loop::Loop* loop, PendingPtr pending) {
+    LoopConnection* connection = loop->Local<LoopConnection>(
+        this, [this, loop] { return LoopConnection::Make(core_, loop); });
+    connection->Submit(std::move(pending));
+  }
+
+  const std::shared_ptr<Core> core_;
+  const std::string describe_;
+  std::atomic<size_t> next_thread_{0};
+  std::vector<std::unique_ptr<loop::LoopThread>> threads_;  // last: they run on what is above
 };
 
 }  // namespace

@@ -9,6 +9,11 @@ namespace tollgate::policies {
 // Lua numbers are doubles: every quantity stays an integer below 2^53 (see token_bucket.h), so
 // the arithmetic is exact. Numbers go to Redis through '%.0f' because the default conversion may
 // pick an exponent form. ceil_div corrects the rounded quotient so it is exact too.
+//
+// Cost inside redis-server: per bucket one HMGET and, when taking, one HSET of both fields and
+// one PEXPIRE; one TIME and one PTTL per call. The script builds a single table (the reply, which
+// also holds the first pass's levels and stamps) and reads each ARGV number once per pass: table
+// churn and conversions cost more than the commands themselves (INFO commandstats).
 const char kTokenBucketScript[] = R"lua(
 local function ceil_div(a, b)
   local q = math.floor(a / b)
@@ -16,16 +21,13 @@ local function ceil_div(a, b)
   while q > 0 and (q - 1) * b >= a do q = q - 1 end
   return q
 end
-local function int(x) return string.format('%.0f', x) end
 
 local take = ARGV[1] == '1'
 local ncd = tonumber(ARGV[2])
-local now
-if ARGV[3] ~= '' then
-  now = tonumber(ARGV[3])
-else
+local now = tonumber(ARGV[3])
+if not now then
   local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  now = t[1] * 1000000 + t[2]
 end
 
 local cooldown_ms = 0
@@ -35,60 +37,65 @@ if ncd == 1 then
 end
 if cooldown_ms > 0 then take = false end
 
+-- out[5 + 3i - 2 .. 5 + 3i]: level, stamp (replaced by the reset time), retry of bucket i.
 local n = #KEYS - ncd
-local refill, cap, cost, levels, stamps, retry = {}, {}, {}, {}, {}, {}
-local enough, would_limit, limiting, retry_us = true, 0, 0, 0
+local out = {0, 0, -1, 0, cooldown_ms}
+local enough, limiting, retry_us = true, 0, 0
 for i = 1, n do
-  local a = 4 + (i - 1) * 4
-  refill[i] = tonumber(ARGV[a])
-  cap[i] = tonumber(ARGV[a + 1])
-  cost[i] = tonumber(ARGV[a + 2])
+  local a = i * 4
+  local refill, cap, cost = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local shadow = ARGV[a + 3] == '1'
-  local level, ts = cap[i], now
+  local level, ts = cap, now
   local stored = redis.call('HMGET', KEYS[ncd + i], 'l', 't')
   if stored[1] and stored[2] then
-    level = math.min(tonumber(stored[1]), cap[i])
-    ts = tonumber(stored[2])
+    level, ts = tonumber(stored[1]), tonumber(stored[2])
+    if level > cap then level = cap end
     if now > ts then
-      local deficit = cap[i] - level
+      local deficit = cap - level
       if deficit > 0 then
         local elapsed = now - ts
-        if elapsed >= ceil_div(deficit, refill[i]) then
-          level = cap[i]
+        if elapsed >= ceil_div(deficit, refill) then
+          level = cap
         else
-          level = level + elapsed * refill[i]
+          level = level + elapsed * refill
         end
       end
       ts = now
     end
   end
-  levels[i], stamps[i], retry[i] = level, ts, 0
-  if level < cost[i] then
-    retry[i] = ceil_div(math.min(cost[i], cap[i]) - level, refill[i])
+  local retry = 0
+  if level < cost then
+    retry = ceil_div((cost < cap and cost or cap) - level, refill)
     if shadow then
-      would_limit = 1
+      out[2] = 1
     else
       enough = false
-      if limiting == 0 or retry[i] > retry_us then
-        limiting, retry_us = i, retry[i]
+      if limiting == 0 or retry > retry_us then
+        limiting, retry_us = i, retry
       end
     end
   end
+  local o = 3 + i * 3
+  out[o], out[o + 1], out[o + 2] = level, ts, retry
 end
 
-local status = 0
-if cooldown_ms > 0 then status = 2 elseif not enough then status = 1 end
-local out = {status, would_limit, limiting - 1, retry_us, cooldown_ms}
+if cooldown_ms > 0 then out[1] = 2 elseif not enough then out[1] = 1 end
+out[3], out[4] = limiting - 1, retry_us
 for i = 1, n do
+  local a, o = i * 4, 3 + i * 3
+  local refill, cap = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local level = out[o]
   if enough and take then
-    if levels[i] >= cost[i] then levels[i] = levels[i] - cost[i] end
-    local reset = ceil_div(cap[i] - levels[i], refill[i])
-    redis.call('HSET', KEYS[ncd + i], 'l', int(levels[i]), 't', int(stamps[i]))
-    redis.call('PEXPIRE', KEYS[ncd + i], int(math.max(1, ceil_div(reset, 1000))))
+    local cost = tonumber(ARGV[a + 2])
+    if level >= cost then level = level - cost end
+    local key = KEYS[ncd + i]
+    redis.call('HSET', key, 'l', string.format('%.0f', level), 't', string.format('%.0f', out[o + 1]))
+    local reset = ceil_div(cap - level, refill)
+    redis.call('PEXPIRE', key, string.format('%.0f', math.max(1, ceil_div(reset, 1000))))
+    out[o], out[o + 1] = level, reset
+  else
+    out[o + 1] = ceil_div(cap - level, refill)
   end
-  out[#out + 1] = levels[i]
-  out[#out + 1] = ceil_div(cap[i] - levels[i], refill[i])
-  out[#out + 1] = retry[i]
 end
 return out
 )lua";

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "loop/loop.h"
 #include "policies/rate_limiter.h"
 #include "policies/rate_limiter_memory.h"
 #include "tests/support/process.h"
@@ -329,20 +330,23 @@ struct AnswerLog {
   std::atomic<int> fallbacks{0};
 };
 
-// Puts `gate` in a batch of its own, then queues `rest` while the worker waits on the gate's
-// held reply: when the fake releases it, the worker takes all of `rest` as one batch.
+// Sends `gate` in a write of its own, then `rest` while the fake holds the gate's reply: all
+// of `rest` is asked in one iteration of the caller's loop, so it goes out in one write and is
+// in flight (behind the gate) when the fake lets the gate's reply go.
 void QueueOneBatchBehindAGate(RateLimiter& limiter, ScriptedRedis& fake, AnswerLog& log,
-                              const std::vector<bool>& peek) {
-  limiter.Acquire(Request({Bucket("gate", 1, 60)}), log.For(0));
+                              const std::vector<bool>& peek, loop::LoopThread& caller) {
+  caller.RunSync([&] { limiter.Acquire(Request({Bucket("gate", 1, 60)}), log.For(0)); });
   ASSERT_TRUE(fake.WaitForCommands(1));
-  for (size_t i = 1; i < peek.size(); ++i) {
-    const auto bucket = Bucket("b" + std::to_string(i), 1, 60);
-    if (peek[i]) {
-      limiter.Peek({bucket}, log.For(i));
-    } else {
-      limiter.Acquire(Request({bucket}), log.For(i));
+  caller.RunSync([&] {
+    for (size_t i = 1; i < peek.size(); ++i) {
+      const auto bucket = Bucket("b" + std::to_string(i), 1, 60);
+      if (peek[i]) {
+        limiter.Peek({bucket}, log.For(i));
+      } else {
+        limiter.Acquire(Request({bucket}), log.For(i));
+      }
     }
-  }
+  });
   fake.Release();
 }
 
@@ -355,9 +359,11 @@ TEST(RedisLimiterFailureTest, ConnectionLostAfterNoScriptRepliesAnswersTheWholeB
       {Action::kHeld, Action::kNoScript, Action::kNoScript, Action::kNoScript, Action::kHangUp});
   // A long timeout: nothing here may fall back because it waited in the queue.
   auto limiter = MakeRedisLimiter(FakeConfig(fake, config::RedisOnError::kDeny, 10000), 1);
+  auto caller = std::make_unique<loop::LoopThread>("caller");
   AnswerLog log(5);
-  QueueOneBatchBehindAGate(*limiter, fake, log, {false, false, true, false, false});
+  QueueOneBatchBehindAGate(*limiter, fake, log, {false, false, true, false, false}, *caller);
   ASSERT_TRUE(fake.WaitForCommands(5));
+  caller.reset();  // the loop's connection goes with it: whatever it held is answered
   limiter.reset();
   EXPECT_EQ(fake.names(), std::vector<std::string>(5, "EVALSHA"));
   for (size_t i = 0; i < log.answers.size(); ++i) {
@@ -372,9 +378,11 @@ TEST(RedisLimiterFailureTest, ConnectionLostDuringTheNoScriptRetryAnswersTheWhol
   ScriptedRedis fake({Action::kHeld, Action::kNoScript, Action::kNoScript, Action::kNoScript,
                       Action::kOk, Action::kNoScript, Action::kHangUp});
   auto limiter = MakeRedisLimiter(FakeConfig(fake, config::RedisOnError::kLocal, 10000), 1);
+  auto caller = std::make_unique<loop::LoopThread>("caller");
   AnswerLog log(4);
-  QueueOneBatchBehindAGate(*limiter, fake, log, {false, false, true, false});
+  QueueOneBatchBehindAGate(*limiter, fake, log, {false, false, true, false}, *caller);
   ASSERT_TRUE(fake.WaitForCommands(7));
+  caller.reset();
   limiter.reset();
   const std::vector<std::string> names = fake.names();
   ASSERT_GE(names.size(), 7u);
@@ -464,6 +472,113 @@ TEST(RedisLimiterFailureTest, TheBreakerBackOffDoublesUpToItsCapAndEachFailedPro
   EXPECT_EQ(fake.names().size(), 8u);  // three requests, five probes; the skipped one sent nothing
 }
 
+// Where and when `done` ran for one request asked from a loop.
+struct LoopAnswer {
+  std::atomic<int> count{0};
+  std::atomic<bool> inline_answer{false};  // ran inside Acquire
+  std::atomic<bool> on_loop{false};        // Loop::Current() was the asking loop
+  Outcome outcome = Outcome::kAllowed;
+  bool fallback = false;
+};
+
+// Acquires from `caller`'s thread and waits (generously) for the answer.
+void AcquireFromLoop(RateLimiter& limiter, loop::LoopThread& caller, LimitRequest request,
+                     LoopAnswer* answer) {
+  caller.RunSync([&] {
+    loop::Loop* asking = loop::Loop::Current();
+    bool inside = true;
+    limiter.Acquire(std::move(request), [answer, asking, &inside](LimitDecision decision) {
+      // `inside` is only read when the answer comes inline, while the frame still exists.
+      if (inside) answer->inline_answer = true;
+      answer->on_loop = loop::Loop::Current() == asking;
+      answer->outcome = decision.outcome;
+      answer->fallback = decision.fallback;
+      answer->count.fetch_add(1);
+    });
+    inside = false;
+  });
+  EXPECT_TRUE(Eventually([&] { return answer->count.load() > 0; }, milliseconds(30000)));
+}
+
+TEST(RedisLimiterFailureTest, ARedisThatAcceptsButNeverAnswersTimesOutOnTheAskingLoop) {
+  // Accepts the connection and reads, but never answers anything, not even the AUTH of the
+  // handshake: the connect itself never completes from hiredis's point of view.
+  ScriptedRedis fake({});
+  config::RedisConfig config = FakeConfig(fake, config::RedisOnError::kDeny, 200);
+  config.password = "pw";
+  auto limiter = MakeRedisLimiter(config, 1);
+  auto caller = std::make_unique<loop::LoopThread>("caller");
+  LoopAnswer answer;
+  AcquireFromLoop(*limiter, *caller, Request({Bucket("a", 1000, 1)}), &answer);
+  EXPECT_EQ(answer.count.load(), 1);
+  EXPECT_EQ(answer.outcome, Outcome::kUnavailable);
+  EXPECT_TRUE(answer.on_loop);
+  EXPECT_FALSE(answer.inline_answer);
+  EXPECT_EQ(limiter->stats().redis_errors.load(), 1u);
+  // The fake stops reading after the unanswered AUTH; the EVALSHA was queued behind it.
+  ASSERT_TRUE(fake.WaitForCommands(1));
+  EXPECT_EQ(fake.names()[0], "AUTH");
+  caller.reset();
+}
+
+TEST(RedisLimiterFailureTest, BreakerAndFallbackAnswersComeOnTheAskingLoopNeverInline) {
+  // Three lost connections open the breaker; the fourth request is decided without Redis at
+  // once, which must still reach the caller through its loop, not inside Acquire.
+  ScriptedRedis fake(std::vector<Action>(3, Action::kHangUp));
+  auto limiter = MakeRedisLimiter(FakeConfig(fake, config::RedisOnError::kLocal, 10000), 1);
+  auto caller = std::make_unique<loop::LoopThread>("caller");
+  for (int i = 0; i < 4; ++i) {
+    SCOPED_TRACE("request " + std::to_string(i));
+    LoopAnswer answer;
+    AcquireFromLoop(*limiter, *caller, Request({Bucket("a", 1000, 1)}), &answer);
+    EXPECT_EQ(answer.count.load(), 1);
+    EXPECT_EQ(answer.outcome, Outcome::kAllowed);
+    EXPECT_TRUE(answer.fallback);
+    EXPECT_TRUE(answer.on_loop);
+    EXPECT_FALSE(answer.inline_answer);
+  }
+  EXPECT_EQ(limiter->stats().redis_errors.load(), 3u);
+  EXPECT_EQ(limiter->stats().breaker_skips.load(), 1u);
+  EXPECT_EQ(limiter->stats().breaker_backoff_ms.load(), 250);
+  EXPECT_EQ(fake.names().size(), 3u);
+  caller.reset();
+}
+
+TEST(RedisLimiterFailureTest, ALoopsConnectionDestroyedWithItsLoopAnswersWhatItHeld) {
+  ScriptedRedis fake({});  // never answers
+  auto limiter = MakeRedisLimiter(FakeConfig(fake, config::RedisOnError::kDeny, 60000), 1);
+  auto caller = std::make_unique<loop::LoopThread>("caller");
+  AnswerLog log(3);
+  caller->RunSync([&] {
+    for (size_t i = 0; i < 3; ++i) limiter->Acquire(Request({Bucket("a", 1000, 1)}), log.For(i));
+  });
+  ASSERT_TRUE(fake.WaitForCommands(1));  // it reads no further than the unanswered first
+  caller.reset();  // the loop goes first (as the gateway's reactors do); the limiter lives on
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(log.answers[i].load(), 1) << "request " << i;
+    EXPECT_EQ(log.outcomes[i], Outcome::kUnavailable) << "request " << i;
+  }
+}
+
+TEST(RedisLimiterFailureTest, AnAcquireWhileTheLimiterIsBeingDestroyedIsAnswered) {
+  ScriptedRedis fake({});  // never answers: the first request is still pending at destruction
+  auto limiter = MakeRedisLimiter(FakeConfig(fake, config::RedisOnError::kLocal, 60000), 1);
+  RateLimiter* raw = limiter.get();
+  AnswerLog late(1);
+  std::atomic<int> first{0};
+  limiter->Acquire(Request({Bucket("a", 1000, 1)}), [&](LimitDecision decision) {
+    EXPECT_TRUE(decision.fallback);
+    first.fetch_add(1);
+    // Answered by the destructor: asking again now must still get an answer.
+    raw->Acquire(Request({Bucket("a", 1000, 1)}), late.For(0));
+  });
+  ASSERT_TRUE(fake.WaitForCommands(1));
+  limiter.reset();
+  EXPECT_EQ(first.load(), 1);
+  EXPECT_EQ(late.answers[0].load(), 1);
+  EXPECT_EQ(late.outcomes[0], Outcome::kUnavailable);
+}
+
 TEST(RedisLimiterFailureTest, AfterARecoveryTheNextOutageStartsAtTheFirstBackOff) {
   std::vector<Action> script(3, Action::kHangUp);
   script.push_back(Action::kHeld);                                // probe 1 fails: back-off 500
@@ -547,6 +662,47 @@ TEST_F(RedisLimiterTest, SameDecisionsAsTheMemoryLimiter) {
   EXPECT_NEAR(peeked.levels[0].remaining, 0, 0.001);
   EXPECT_EQ(redis->stats().fallbacks.load(), 0u);
   EXPECT_EQ(redis->stats().redis_errors.load(), 0u);
+}
+
+TEST_F(RedisLimiterTest, AnswersOnTheAskingLoopsThreadNeverInline) {
+  auto limiter = MakeRedisLimiter(Config(), 1);
+  auto caller = std::make_unique<loop::LoopThread>("caller");
+  for (int i = 0; i < 3; ++i) {
+    LoopAnswer answer;
+    AcquireFromLoop(*limiter, *caller, Request({Bucket("a", 1, 86400, 2)}), &answer);
+    EXPECT_EQ(answer.count.load(), 1);
+    EXPECT_TRUE(answer.on_loop) << i;
+    EXPECT_FALSE(answer.inline_answer) << i;
+    EXPECT_FALSE(answer.fallback) << i;
+    EXPECT_EQ(answer.outcome, i < 2 ? Outcome::kAllowed : Outcome::kLimited) << i;
+  }
+  caller.reset();
+}
+
+TEST_F(RedisLimiterTest, DecisionsAskedInOneLoopIterationGoOutInOneWrite) {
+  auto limiter = MakeRedisLimiter(Config(), 1);
+  auto caller = std::make_unique<loop::LoopThread>("caller");
+  LoopAnswer warm;  // connected, script loaded
+  AcquireFromLoop(*limiter, *caller, Request({Bucket("warm", 1000, 1)}), &warm);
+  ASSERT_FALSE(warm.fallback);
+  const uint64_t writes = limiter->stats().redis_writes.load();
+  constexpr size_t kCount = 40;
+  AnswerLog log(kCount);
+  caller->RunSync([&] {
+    for (size_t i = 0; i < kCount; ++i) {
+      limiter->Acquire(Request({Bucket("b" + std::to_string(i % 4), 1000, 1)}, "devin"),
+                       log.For(i));
+    }
+  });
+  ASSERT_TRUE(Eventually([&] {
+    for (auto& answers : log.answers) {
+      if (answers.load() == 0) return false;
+    }
+    return true;
+  }));
+  EXPECT_EQ(log.fallbacks.load(), 0);
+  EXPECT_EQ(limiter->stats().redis_writes.load() - writes, 1u);
+  caller.reset();
 }
 
 TEST_F(RedisLimiterTest, ExactUnderConcurrency) {
