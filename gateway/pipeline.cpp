@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <unordered_set>
 
 #include "gateway/rate_limit_headers.h"
 #include "policies/normalise.h"
@@ -61,6 +62,11 @@ struct Pipeline::Context : upstream::StreamSink {
 };
 
 namespace {
+
+// The transfers running on one loop (a Loop local), for ending them at shutdown.
+struct ActiveTransfers {
+  std::unordered_set<Pipeline::Context*> contexts;
+};
 
 void WriteJsonString(rapidjson::Writer<rapidjson::StringBuffer>& w, std::string_view s) {
   w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
@@ -479,8 +485,23 @@ void Pipeline::Forward(const std::shared_ptr<Context>& ctx) {
     c->client->Abort(c->transfer);
   });
   ctx->self = ctx;
+  loop->Local<ActiveTransfers>(&upstream_in_flight_, [] {
+        return std::make_shared<ActiveTransfers>();
+      })->contexts.insert(ctx.get());
   upstream_in_flight_.fetch_add(1, std::memory_order_relaxed);
   ctx->transfer = ctx->client->Start(std::move(out), ctx.get());
+}
+
+void Pipeline::EndTransfersOn(loop::Loop& loop) {
+  auto* active = loop.Local<ActiveTransfers>(&upstream_in_flight_,
+                                             [] { return std::make_shared<ActiveTransfers>(); });
+  std::vector<std::shared_ptr<Context>> running;
+  for (Context* c : active->contexts) running.push_back(c->self);
+  for (auto& ctx : running) {
+    if (ctx->transfer == 0) continue;
+    ctx->ended_by = "draining";
+    ctx->client->Abort(ctx->transfer);
+  }
 }
 
 void Pipeline::OnUpstreamHeaders(Context& c, int status, upstream::HeaderList headers) {
@@ -554,6 +575,9 @@ bool Pipeline::OnUpstreamData(Context& ctx, const char* data, size_t len) {
 void Pipeline::OnUpstreamEnd(Context& c, const upstream::StreamEnd& end) {
   std::shared_ptr<Context> ctx = std::move(c.self);
   ctx->transfer = 0;
+  ctx->loop->Local<ActiveTransfers>(&upstream_in_flight_, [] {
+        return std::make_shared<ActiveTransfers>();
+      })->contexts.erase(ctx.get());
   upstream_in_flight_.fetch_sub(1, std::memory_order_relaxed);
   AuditRecord& a = ctx->audit;
   a.upstream_ms = end.total_ms;
@@ -581,6 +605,11 @@ void Pipeline::OnUpstreamEnd(Context& c, const upstream::StreamEnd& end) {
     FinishStream(ctx, ended_by);
     return;
   }
+  if (ctx->ended_by == "draining" && !ctx->exchange->caller_gone()) {
+    Fail(ctx, 503, "shutting_down", "error",
+         "the gateway shut down before the upstream answered; retry");
+    return;
+  }
   if (!ctx->ended_by.empty()) {
     // The caller left (or the gateway is shutting down) before any answer: nobody to answer.
     a.decision = "allowed";
@@ -590,6 +619,7 @@ void Pipeline::OnUpstreamEnd(Context& c, const upstream::StreamEnd& end) {
     return;
   }
   if (ctx->too_large) {
+    a.upstream_status = 0;  // its answer was not taken
     deps_.metrics->RecordUpstreamError(ctx->upstream->name, "too_large");
     Fail(ctx, 502, "upstream_unavailable", "error",
          "upstream '" + ctx->upstream->name + "' is unavailable",
@@ -670,7 +700,9 @@ void Pipeline::Finish(const std::shared_ptr<Context>& ctx, HttpResponse response
   a.bytes_out = ctx->exchange->request().method == "HEAD" ? 0 : response.body.size();
   a.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - ctx->start).count();
   a.duration_ms = a.latency_ms;
-  a.ended_by = ctx->exchange->caller_gone() ? "client_closed" : "complete";
+  a.ended_by = !ctx->ended_by.empty()          ? ctx->ended_by
+               : ctx->exchange->caller_gone() ? "client_closed"
+                                              : "complete";
   ctx->exchange->Respond(std::move(response));
   Done(ctx);
 }

@@ -87,6 +87,10 @@ class Pipeline {
   int64_t upstream_in_flight() const { return upstream_in_flight_.load(); }
   // Waits until no request is in flight or `timeout` passes; true if drained.
   bool Drain(std::chrono::milliseconds timeout);
+  // Past the drain timeout, on each loop: every upstream transfer still running there is ended.
+  // A caller still waiting for its status gets 503 `shutting_down`; a stream is cut short. Both
+  // are audited `ended_by: draining`.
+  void EndTransfersOn(loop::Loop& loop);
 
   struct Context;  // one request's state, defined in pipeline.cpp
 

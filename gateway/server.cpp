@@ -257,7 +257,12 @@ class Server {
     bool drained = pipeline_->Drain(timeout);
     if (!drained) {
       LogWarn("drain timeout: " + std::to_string(pipeline_->in_flight()) +
-              " request(s) still in flight are cut off (audited ended_by draining)");
+              " request(s) still in flight are cut off");
+      // Each loop ends its own transfers (503 shutting_down, or a stream cut short), and the
+      // answers get a moment to be written before the connections close.
+      Pipeline* pipeline = pipeline_.get();
+      main_->ForEachLoop([pipeline](loop::Loop& l) { pipeline->EndTransfersOn(l); });
+      pipeline_->Drain(std::chrono::milliseconds(1000));
     }
     // Stopping the servers joins their reactor threads, then closes every connection still
     // open: an answer still streaming ends there (its transfer is aborted and audited

@@ -699,12 +699,18 @@ TEST_F(OperationsTest, ADrainPastItsTimeoutCutsTheHeldCallsOffAndExitsZero) {
       << gateway_->log();
   release.Now();
   ASSERT_EQ(results.size(), n);
-  for (const auto& r : results) EXPECT_NE(r.status, 200) << r.body;
+  // Each caller is told (503 shutting_down, retry elsewhere) rather than left with a closed
+  // connection, and each record says the drain ended it.
+  for (const auto& r : results) {
+    EXPECT_EQ(r.status, 503) << r.body;
+    EXPECT_EQ(Json::Parse(r.body).String("/error/reason"), "shutting_down") << r.body;
+  }
   auto lines = gateway_->AuditLines();
   EXPECT_EQ(lines.size(), n);
   for (const auto& line : lines) {
     EXPECT_EQ(line.String("/decision"), "error") << line.String("/error");
-    EXPECT_EQ(line.Int("/status"), 502);
+    EXPECT_EQ(line.Int("/status"), 503);
+    EXPECT_EQ(line.String("/ended_by"), "draining");
   }
 }
 

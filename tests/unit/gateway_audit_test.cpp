@@ -79,6 +79,9 @@ AuditRecord FullRecord() {
   r.upstream_status = 201;
   r.latency_ms = 12.5;
   r.upstream_ms = 10.25;
+  r.ttfb_ms = 3.5;
+  r.duration_ms = 14.75;
+  r.ended_by = "client_closed";
   r.bytes_in = 42;
   r.bytes_out = 1234;
   r.bucket = "sessions";
@@ -99,7 +102,8 @@ TEST(SerializeAuditRecord, WritesEveryFieldInOrder) {
   EXPECT_THAT(names,
               ElementsAre("ts", "request_id", "caller", "client_ip", "method", "upstream", "path",
                           "query", "rule", "decision", "status", "upstream_status", "latency_ms",
-                          "upstream_ms", "bytes_in", "bytes_out", "bucket", "remaining",
+                          "upstream_ms", "ttfb_ms", "duration_ms", "ended_by", "bytes_in",
+                          "bytes_out", "bucket", "remaining",
                           "upstream_request_id", "error", "would_limit", "limiter_fallback"));
   EXPECT_STREQ(doc["ts"].GetString(), "2026-11-25T12:00:00.123Z");
   EXPECT_STREQ(doc["request_id"].GetString(), "req-1");
@@ -115,6 +119,9 @@ TEST(SerializeAuditRecord, WritesEveryFieldInOrder) {
   EXPECT_EQ(doc["upstream_status"].GetInt(), 201);
   EXPECT_DOUBLE_EQ(doc["latency_ms"].GetDouble(), 12.5);
   EXPECT_DOUBLE_EQ(doc["upstream_ms"].GetDouble(), 10.25);
+  EXPECT_DOUBLE_EQ(doc["ttfb_ms"].GetDouble(), 3.5);
+  EXPECT_DOUBLE_EQ(doc["duration_ms"].GetDouble(), 14.75);
+  EXPECT_STREQ(doc["ended_by"].GetString(), "client_closed");
   EXPECT_EQ(doc["bytes_in"].GetUint64(), 42u);
   EXPECT_EQ(doc["bytes_out"].GetUint64(), 1234u);
   EXPECT_STREQ(doc["bucket"].GetString(), "sessions");

@@ -77,7 +77,9 @@ ts::Reply Answer(const ts::ReceivedRequest& r) {
     return json(429, R"({"error":"quota"})", "Retry-After: 999999\r\n");
   }
   if (path == "/quota-bare") return json(429, R"({"error":"quota"})");
-  if (path == "/big") return json(200, "\"" + std::string(kMaxResponseBytes * 2, 'b') + "\"");
+  if (path == "/big" || path == "/redacted/big") {
+    return json(200, "\"" + std::string(kMaxResponseBytes * 2, 'b') + "\"");
+  }
   if (path == "/hold") return ts::Reply{"", true, false};
   if (path == "/created") {
     // The upstream names its own origin; the caller must get the gateway path.
@@ -485,8 +487,21 @@ TEST_F(PipelineTest, AnUpstreamThatNeverAnswersIs504) {
   EXPECT_EQ(Metric(R"(tollgate_upstream_errors_total{upstream="slow",kind="timeout"})"), 1);
 }
 
-TEST_F(PipelineTest, AResponseOverMaxResponseBytesIs502TooLarge) {
+// A route without redactions streams: max_response_bytes does not apply, the body passes whole.
+TEST_F(PipelineTest, AStreamedResponseIsNotBoundByMaxResponseBytes) {
   HttpResponse r = Call("GET", "/up/big");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "\"" + std::string(kMaxResponseBytes * 2, 'b') + "\"");
+  Parsed a = LastAudit();
+  EXPECT_EQ(a.Str("/decision"), "allowed");
+  EXPECT_EQ(a.Str("/ended_by"), "complete");
+  EXPECT_EQ(a.Int("/bytes_out"), static_cast<int64_t>(kMaxResponseBytes * 2 + 2));
+  EXPECT_EQ(Metric(R"(tollgate_upstream_errors_total{upstream="up",kind="too_large"})"), 0);
+}
+
+// A redacted route needs the whole body: past max_response_bytes it is withheld.
+TEST_F(PipelineTest, ARedactedResponseOverMaxResponseBytesIs502TooLarge) {
+  HttpResponse r = Call("GET", "/up/redacted/big");
   Parsed body = Envelope(r, 502, "upstream_unavailable");
   EXPECT_EQ(r.body.find("bbbb"), std::string::npos);
   Parsed a = LastAudit();
