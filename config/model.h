@@ -53,7 +53,7 @@ struct Upstream {
   int connect_timeout_ms = 3000;
   int read_idle_timeout_ms = 60000;  // longest silence between body bytes
   int max_duration_ms = 0;           // the whole answer; 0 = unbounded
-  std::vector<Limit> limits;  // every call to this upstream
+  std::vector<Limit> limits;         // every call to this upstream
 };
 
 enum class Effect { kAllow, kDeny };

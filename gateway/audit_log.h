@@ -54,7 +54,7 @@ struct AuditRecord {
       decision;  // allowed|unauthenticated|forbidden|rate_limited|bad_request|not_found|error
   int status = 0;
   int upstream_status = 0;  // 0 = null
-  double latency_ms = 0;     // until the gateway started answering (status and headers sent)
+  double latency_ms = 0;    // until the gateway started answering (status and headers sent)
   double upstream_ms = -1;  // < 0 = null: the whole upstream transfer
   double ttfb_ms = -1;      // < 0 = null: from the upstream call to its response headers
   double duration_ms = 0;   // until the answer's last byte was handed to the caller

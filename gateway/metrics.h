@@ -33,8 +33,8 @@ struct MetricsSnapshot {
   std::string limiter_backend;                              // RateLimiter::Describe()
   const upstream::UpstreamClientStats* upstream = nullptr;  // may be null
   uint64_t upstream_in_flight = 0;
-  int64_t open_streams = 0;         // answers being streamed to callers
-  int64_t connections_open = 0;     // caller connections on the main listener
+  int64_t open_streams = 0;          // answers being streamed to callers
+  int64_t connections_open = 0;      // caller connections on the main listener
   uint64_t connections_refused = 0;  // closed on arrival over max_connections
   uint64_t audit_stream_dropped = 0;
   uint64_t audit_file_dropped = 0;  // records the audit file could not take (disk full...)

@@ -47,10 +47,10 @@ struct Pipeline::Context : upstream::StreamSink {
   bool too_large = false;         // the buffered answer passed max_response_bytes
   std::string ended_by;           // set when the gateway ends the transfer (caller gone, drain)
   int upstream_status = 0;
-  upstream::HeaderList upstream_headers;  // buffered mode
+  upstream::HeaderList upstream_headers;    // buffered mode
   std::optional<uint64_t> upstream_length;  // the upstream's Content-Length
-  std::string body;                       // buffered mode
-  Clock::time_point answered;             // when the caller got the status line
+  std::string body;                         // buffered mode
+  Clock::time_point answered;               // when the caller got the status line
 
   void OnHeaders(int status, upstream::HeaderList headers) override {
     pipeline->OnUpstreamHeaders(*this, status, std::move(headers));
@@ -344,46 +344,46 @@ void Pipeline::Internal(const std::shared_ptr<Context>& ctx, std::string_view pa
   auto buckets = ctx->snapshot->BucketsOfCaller(*auth.caller);
   deps_.limiter->Peek(buckets, [this, ctx, buckets](policies::LimitDecision levels) {
     OnLoop(ctx, [this, ctx, buckets, levels = std::move(levels)] {
-    rapidjson::StringBuffer buf;
-    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-    w.StartObject();
-    w.Key("caller");
-    WriteJsonString(w, ctx->caller->name);
-    w.Key("roles");
-    w.StartArray();
-    for (const auto& r : ctx->caller->roles) WriteJsonString(w, r);
-    w.EndArray();
-    w.Key("buckets");
-    w.StartArray();
-    for (size_t i = 0; i < buckets.size() && i < levels.levels.size(); ++i) {
-      const auto& l = levels.levels[i];
+      rapidjson::StringBuffer buf;
+      rapidjson::Writer<rapidjson::StringBuffer> w(buf);
       w.StartObject();
-      w.Key("name");
-      WriteJsonString(w, buckets[i].name);
-      w.Key("key");
-      WriteJsonString(w, buckets[i].key);
-      w.Key("burst");
-      w.Uint64(buckets[i].burst);
-      w.Key("rate");
-      WriteJsonString(w, std::to_string(buckets[i].rate.tokens) + "/" +
-                             std::to_string(buckets[i].rate.period_seconds) + "s");
-      w.Key("remaining");
-      w.Double(std::floor(l.remaining * 1000) / 1000);
-      w.Key("reset_seconds");
-      w.Double(std::ceil(l.reset_seconds * 1000) / 1000);
-      w.Key("shadow");
-      w.Bool(buckets[i].shadow);
+      w.Key("caller");
+      WriteJsonString(w, ctx->caller->name);
+      w.Key("roles");
+      w.StartArray();
+      for (const auto& r : ctx->caller->roles) WriteJsonString(w, r);
+      w.EndArray();
+      w.Key("buckets");
+      w.StartArray();
+      for (size_t i = 0; i < buckets.size() && i < levels.levels.size(); ++i) {
+        const auto& l = levels.levels[i];
+        w.StartObject();
+        w.Key("name");
+        WriteJsonString(w, buckets[i].name);
+        w.Key("key");
+        WriteJsonString(w, buckets[i].key);
+        w.Key("burst");
+        w.Uint64(buckets[i].burst);
+        w.Key("rate");
+        WriteJsonString(w, std::to_string(buckets[i].rate.tokens) + "/" +
+                               std::to_string(buckets[i].rate.period_seconds) + "s");
+        w.Key("remaining");
+        w.Double(std::floor(l.remaining * 1000) / 1000);
+        w.Key("reset_seconds");
+        w.Double(std::ceil(l.reset_seconds * 1000) / 1000);
+        w.Key("shadow");
+        w.Bool(buckets[i].shadow);
+        w.EndObject();
+      }
+      w.EndArray();
+      w.Key("limiter");
+      WriteJsonString(w, deps_.limiter->Describe());
       w.EndObject();
-    }
-    w.EndArray();
-    w.Key("limiter");
-    WriteJsonString(w, deps_.limiter->Describe());
-    w.EndObject();
-    HttpResponse r;
-    r.headers.emplace_back("Content-Type", "application/json");
-    r.body.assign(buf.GetString(), buf.GetSize());
-    ctx->audit.decision = "allowed";
-    Finish(ctx, std::move(r));
+      HttpResponse r;
+      r.headers.emplace_back("Content-Type", "application/json");
+      r.body.assign(buf.GetString(), buf.GetSize());
+      ctx->audit.decision = "allowed";
+      Finish(ctx, std::move(r));
     });
   });
 }
@@ -395,45 +395,45 @@ void Pipeline::Limit(const std::shared_ptr<Context>& ctx) {
   ctx->buckets = request.buckets;  // kept for the response headers
   deps_.limiter->Acquire(std::move(request), [this, ctx](policies::LimitDecision d) {
     OnLoop(ctx, [this, ctx, d = std::move(d)]() mutable {
-    ctx->limit = std::move(d);
-    const auto& specs = ctx->buckets;
-    AuditRecord& a = ctx->audit;
-    a.fallback = ctx->limit.fallback;
-    for (size_t i = 0; i < ctx->limit.levels.size() && i < specs.size(); ++i) {
-      const auto& l = ctx->limit.levels[i];
-      if (l.shadow && l.retry_after_seconds > 0) {
-        a.would_limit.push_back(l.name);
-        deps_.metrics->RecordLimit(l.name, "would_limit");
-      }
-    }
-    if (auto tight = TightestBucket(specs, ctx->limit.levels)) {
-      a.bucket = specs[*tight].name;
-      a.remaining = std::floor(ctx->limit.levels[*tight].remaining);
-    }
-    switch (ctx->limit.outcome) {
-      case policies::LimitDecision::Outcome::kAllowed:
-        for (const auto& s : specs) {
-          if (!s.shadow) deps_.metrics->RecordLimit(s.name, "allowed");
+      ctx->limit = std::move(d);
+      const auto& specs = ctx->buckets;
+      AuditRecord& a = ctx->audit;
+      a.fallback = ctx->limit.fallback;
+      for (size_t i = 0; i < ctx->limit.levels.size() && i < specs.size(); ++i) {
+        const auto& l = ctx->limit.levels[i];
+        if (l.shadow && l.retry_after_seconds > 0) {
+          a.would_limit.push_back(l.name);
+          deps_.metrics->RecordLimit(l.name, "would_limit");
         }
-        Forward(ctx);
-        return;
-      case policies::LimitDecision::Outcome::kLimited:
-      case policies::LimitDecision::Outcome::kCooldown: {
-        bool cooldown = ctx->limit.outcome == policies::LimitDecision::Outcome::kCooldown;
-        a.bucket = cooldown ? "upstream:" + ctx->limit.limited_by : ctx->limit.limited_by;
-        deps_.metrics->RecordLimit(a.bucket, "limited");
-        std::string message =
-            cooldown ? "upstream '" + ctx->limit.limited_by +
-                           "' answered 429; calls are paused until its Retry-After passes"
-                     : "rate limit '" + ctx->limit.limited_by + "' exceeded";
-        Fail(ctx, 429, "rate_limited", "rate_limited", message);
-        return;
       }
-      case policies::LimitDecision::Outcome::kUnavailable:
-        Fail(ctx, 503, "redis_unavailable", "error",
-             "rate limiter unavailable: " + ctx->limit.error);
-        return;
-    }
+      if (auto tight = TightestBucket(specs, ctx->limit.levels)) {
+        a.bucket = specs[*tight].name;
+        a.remaining = std::floor(ctx->limit.levels[*tight].remaining);
+      }
+      switch (ctx->limit.outcome) {
+        case policies::LimitDecision::Outcome::kAllowed:
+          for (const auto& s : specs) {
+            if (!s.shadow) deps_.metrics->RecordLimit(s.name, "allowed");
+          }
+          Forward(ctx);
+          return;
+        case policies::LimitDecision::Outcome::kLimited:
+        case policies::LimitDecision::Outcome::kCooldown: {
+          bool cooldown = ctx->limit.outcome == policies::LimitDecision::Outcome::kCooldown;
+          a.bucket = cooldown ? "upstream:" + ctx->limit.limited_by : ctx->limit.limited_by;
+          deps_.metrics->RecordLimit(a.bucket, "limited");
+          std::string message =
+              cooldown ? "upstream '" + ctx->limit.limited_by +
+                             "' answered 429; calls are paused until its Retry-After passes"
+                       : "rate limit '" + ctx->limit.limited_by + "' exceeded";
+          Fail(ctx, 429, "rate_limited", "rate_limited", message);
+          return;
+        }
+        case policies::LimitDecision::Outcome::kUnavailable:
+          Fail(ctx, 503, "redis_unavailable", "error",
+               "rate limiter unavailable: " + ctx->limit.error);
+          return;
+      }
     });
   });
 }
@@ -485,9 +485,9 @@ void Pipeline::Forward(const std::shared_ptr<Context>& ctx) {
     c->client->Abort(c->transfer);
   });
   ctx->self = ctx;
-  loop->Local<ActiveTransfers>(&upstream_in_flight_, [] {
-        return std::make_shared<ActiveTransfers>();
-      })->contexts.insert(ctx.get());
+  loop->Local<ActiveTransfers>(&upstream_in_flight_,
+                               [] { return std::make_shared<ActiveTransfers>(); })
+      ->contexts.insert(ctx.get());
   upstream_in_flight_.fetch_add(1, std::memory_order_relaxed);
   ctx->transfer = ctx->client->Start(std::move(out), ctx.get());
 }
@@ -534,7 +534,8 @@ void Pipeline::OnUpstreamHeaders(Context& c, int status, upstream::HeaderList he
   ctx->upstream_length = length;
   if (ctx->buffered) {
     ctx->upstream_headers = std::move(out);
-    if (length) ctx->body.reserve(std::min<uint64_t>(*length, deps_.upstream_options.max_response_bytes));
+    if (length)
+      ctx->body.reserve(std::min<uint64_t>(*length, deps_.upstream_options.max_response_bytes));
     return;
   }
   out.emplace_back("X-Request-Id", ctx->request_id);
@@ -575,27 +576,28 @@ bool Pipeline::OnUpstreamData(Context& ctx, const char* data, size_t len) {
 void Pipeline::OnUpstreamEnd(Context& c, const upstream::StreamEnd& end) {
   std::shared_ptr<Context> ctx = std::move(c.self);
   ctx->transfer = 0;
-  ctx->loop->Local<ActiveTransfers>(&upstream_in_flight_, [] {
-        return std::make_shared<ActiveTransfers>();
-      })->contexts.erase(ctx.get());
+  ctx->loop
+      ->Local<ActiveTransfers>(&upstream_in_flight_,
+                               [] { return std::make_shared<ActiveTransfers>(); })
+      ->contexts.erase(ctx.get());
   upstream_in_flight_.fetch_sub(1, std::memory_order_relaxed);
   AuditRecord& a = ctx->audit;
   a.upstream_ms = end.total_ms;
   using R = upstream::StreamEndReason;
   if (ctx->streaming) {
     open_streams_.fetch_sub(1, std::memory_order_relaxed);
-    std::string_view ended_by = !ctx->ended_by.empty()            ? ctx->ended_by
-                                : end.reason == R::kComplete        ? "complete"
-                                : end.reason == R::kReadIdleTimeout ? "read_idle_timeout"
-                                : end.reason == R::kMaxDuration     ? "max_duration"
-                                : end.reason == R::kShutdown        ? "draining"
-                                                                    : "upstream_closed";
+    const std::string ended_by = !ctx->ended_by.empty()              ? ctx->ended_by
+                                 : end.reason == R::kComplete        ? "complete"
+                                 : end.reason == R::kReadIdleTimeout ? "read_idle_timeout"
+                                 : end.reason == R::kMaxDuration     ? "max_duration"
+                                 : end.reason == R::kShutdown        ? "draining"
+                                                                     : "upstream_closed";
     if (ended_by == "complete") {
       ctx->exchange->EndStream();
     } else {
       if (ended_by != "client_closed" && ended_by != "draining") {
         deps_.metrics->RecordUpstreamError(ctx->upstream->name, ended_by);
-        a.error = "the answer was cut short: " + std::string(ended_by) +
+        a.error = "the answer was cut short: " + ended_by +
                   (end.error_message.empty() ? "" : " (" + end.error_message + ")");
       } else if (ended_by == "draining") {
         a.error = "the gateway shut down before the answer ended";
@@ -700,7 +702,7 @@ void Pipeline::Finish(const std::shared_ptr<Context>& ctx, HttpResponse response
   a.bytes_out = ctx->exchange->request().method == "HEAD" ? 0 : response.body.size();
   a.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - ctx->start).count();
   a.duration_ms = a.latency_ms;
-  a.ended_by = !ctx->ended_by.empty()          ? ctx->ended_by
+  a.ended_by = !ctx->ended_by.empty()         ? ctx->ended_by
                : ctx->exchange->caller_gone() ? "client_closed"
                                               : "complete";
   ctx->exchange->Respond(std::move(response));

@@ -33,8 +33,8 @@
 #include "gateway/http_server.h"
 #include "gateway/metrics.h"
 #include "gateway/snapshot.h"
-#include "policies/rate_limiter.h"
 #include "loop/loop.h"
+#include "policies/rate_limiter.h"
 #include "upstream/stream_client.h"
 #include "upstream/upstream_client.h"
 

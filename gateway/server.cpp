@@ -4,6 +4,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <mutex>
@@ -95,6 +96,13 @@ class Server {
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     signal(SIGPIPE, SIG_IGN);
+    // Every caller connection and every upstream connection is an fd: take what the system
+    // allows rather than the 1024 a login shell often sets.
+    rlimit files{};
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+      files.rlim_cur = files.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &files);
+    }
 
     limiter_ = cfg.redis ? policies::MakeRedisLimiter(*cfg.redis) : policies::MakeMemoryLimiter();
     audit_ = std::make_unique<AuditLog>(cfg.audit, cfg.redis);
