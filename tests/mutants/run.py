@@ -130,10 +130,17 @@ def main():
         if not mutants:
             sys.exit("no mutant matches " + " ".join(args.ids))
     if args.list:
+        stale = 0
         for m in mutants:
             print(f"{m.id:44} {m.file:36} {m.why}")
-        print(f"{len(mutants)} mutants")
-        return 0
+            with open(os.path.join(ROOT, m.file), encoding="utf-8") as f:
+                count = f.read().count(m.original)
+            if count != 1:
+                stale += 1
+                print(f"  {m.where()}: its original text occurs {count} times in {m.file} "
+                      f"(must be exactly once)")
+        print(f"{len(mutants)} mutants" + (f", {stale} no longer apply" if stale else ""))
+        return 1 if stale else 0
 
     work = os.path.realpath(os.environ.get("MUTANTS_DIR", os.path.join(ROOT, "build-mutants")))
     logs = os.path.join(work, "logs")
