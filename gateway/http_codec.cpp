@@ -188,6 +188,7 @@ RequestParser::Status RequestParser::ParseHead() {
   chunk_pos_ = 0;
   chunk_left_ = 0;
   trailer_bytes_ = 0;
+  body_seen_ = 0;
   return Status::kComplete;
 }
 
@@ -215,9 +216,10 @@ RequestParser::Status RequestParser::ParseChunked() {
           chunk_state_ = ChunkState::kTrailers;
           break;
         }
-        if (size > max_body_bytes_ || head_.body.size() + size > max_body_bytes_) {
+        if (size > max_body_bytes_ || body_seen_ + size > max_body_bytes_) {
           return Fail(413, "request body exceeds " + std::to_string(max_body_bytes_) + " bytes");
         }
+        body_seen_ += size;
         chunk_left_ = size;
         chunk_state_ = ChunkState::kData;
         break;
@@ -290,6 +292,51 @@ RequestParser::Status RequestParser::Next(HttpRequest* request) {
   scan_from_ = 0;
   head_done_ = false;
   return Status::kComplete;
+}
+
+HttpRequest RequestParser::TakeHead() {
+  // The head's bytes are consumed now: from here on the buffer holds body bytes only.
+  streaming_body_ = true;
+  start_ += head_len_;
+  head_len_ = 0;
+  body_left_ = chunked_ ? 0 : content_length_;
+  HttpRequest out = std::move(head_);
+  head_ = HttpRequest();
+  // Next() may already have decoded part of a chunked body: it is the body's start, for
+  // ReadBody to hand out first (chunk_pos_ stays relative to the new start_).
+  head_.body = std::move(out.body);
+  out.body.clear();
+  return out;
+}
+
+RequestParser::Status RequestParser::ReadBody(std::string* out, size_t max) {
+  if (error_status_ != 0) return Status::kError;
+  if (!streaming_body_) return Status::kError;
+  Status status;
+  if (chunked_) {
+    // ParseChunked decodes into head_.body from chunk_pos_; what it decoded is handed out and
+    // its bytes consumed, so the buffer never holds more than one read's worth.
+    status = ParseChunked();
+    if (status == Status::kError) return status;
+    out->append(head_.body);
+    head_.body.clear();
+    start_ += chunk_pos_;
+    chunk_pos_ = 0;
+  } else {
+    size_t take = static_cast<size_t>(
+        std::min<uint64_t>({body_left_, static_cast<uint64_t>(buffered()), max}));
+    out->append(buffer_, start_, take);
+    start_ += take;
+    body_left_ -= take;
+    status = body_left_ == 0 ? Status::kComplete : Status::kIncomplete;
+  }
+  if (status == Status::kComplete) {
+    streaming_body_ = false;
+    continue_pending_ = false;
+    scan_from_ = 0;
+    head_done_ = false;
+  }
+  return status;
 }
 
 std::string_view ReasonPhrase(int status) {

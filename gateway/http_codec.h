@@ -60,6 +60,16 @@ class RequestParser {
   // arrived yet: the caller sends "100 Continue" so the client need not wait.
   bool TakeContinue();
 
+  // Streaming a request body. After Next() returned kIncomplete with body_pending() true (the
+  // head is complete, its body still arriving), TakeHead() hands the head over without its
+  // body, and ReadBody() then yields the decoded body as it arrives, up to `max` bytes per
+  // call: kComplete once the body ended (the parser then goes on with the next request),
+  // kIncomplete while more is to come, kError on bad framing or a body over max_body_bytes.
+  bool body_pending() const { return head_done_ && !streaming_body_ && error_status_ == 0; }
+  HttpRequest TakeHead();
+  Status ReadBody(std::string* out, size_t max);
+  bool streaming_body() const { return streaming_body_; }
+
   // What is known of a request still being received (for a 408): its head if complete.
   HttpRequest Partial() const { return head_done_ ? head_ : HttpRequest(); }
 
@@ -95,6 +105,9 @@ class RequestParser {
   uint64_t chunk_left_ = 0;
   size_t trailer_bytes_ = 0;
   bool continue_pending_ = false;
+  bool streaming_body_ = false;  // TakeHead() was called; ReadBody() drains the body
+  uint64_t body_left_ = 0;       // Content-Length body still to read when streaming
+  uint64_t body_seen_ = 0;       // chunked: data bytes announced so far (the body limit)
   int error_status_ = 0;
   std::string error_message_;
 };

@@ -11,9 +11,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -69,10 +71,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void EndStream();
   void AbortStream();
   void Refuse() { refused_ = true; }
+  // The exchange's handler took body bytes: read on if the buffer has room again.
+  void BodyTaken() {
+    if (!closed_) Pump();
+  }
   void Start() { ArmTimer(); }  // the idle timeout runs from the accept
 
  private:
   void Pump();
+  void MoveBody();
   void ReadSome();
   void Dispatch(RequestParser::Status status, HttpRequest request);
   void FinishAnswer();
@@ -92,6 +99,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t max_buffered_;
 
   std::shared_ptr<Exchange> exchange_;  // the request being answered (busy) or null
+  std::shared_ptr<Exchange> body_for_;  // the request whose body is still being read
   bool keep_alive_ = true;              // of the answer being written
   bool head_only_ = false;
   BodyFraming framing_ = BodyFraming::kNone;
@@ -100,6 +108,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closed_ = false;
   bool refused_ = false;
   bool pumping_ = false;
+  bool input_broken_ = false;     // a streamed body broke off: no request follows it
   bool readable_pending_ = true;  // edge-triggered: unread input may be waiting
   bool peer_eof_ = false;         // the caller finished sending (FIN)
   bool write_interest_ = false;
@@ -271,8 +280,10 @@ void Connection::Pump() {
   pumping_ = true;
   auto self = shared_from_this();
   for (;;) {
-    if (closed_ || close_after_flush_) break;
-    if (!exchange_ && out_.size() - out_off_ < Exchange::kHighWater) {
+    if (closed_ || close_after_flush_ || input_broken_) break;
+    if (body_for_) MoveBody();
+    if (input_broken_) break;
+    if (!exchange_ && !body_for_ && out_.size() - out_off_ < Exchange::kHighWater) {
       HttpRequest request;
       RequestParser::Status status = parser_.Next(&request);
       if (status != RequestParser::Status::kIncomplete) {
@@ -284,14 +295,60 @@ void Connection::Pump() {
         iovec iov{const_cast<char*>(kContinue), sizeof kContinue - 1};
         Send(&iov, 1);
       }
+      if (parser_.body_pending()) {
+        // The head is here, the body is not (yet): the request goes on now and its body
+        // follows as it arrives, instead of being held whole first.
+        Dispatch(RequestParser::Status::kComplete, parser_.TakeHead());
+        continue;
+      }
     }
     // Read only what may be buffered: past the limit, TCP pushes back on the caller.
     if (!readable_pending_ || peer_eof_ || parser_.buffered() >= max_buffered_) break;
+    if (body_for_ &&
+        body_for_->body_buf_.size() - body_for_->body_off_ >= Exchange::kBodyHighWater) {
+      break;  // the handler has not taken what arrived: the caller waits
+    }
     size_t before = parser_.buffered();
     ReadSome();
     if (parser_.buffered() == before && !peer_eof_) break;  // nothing more to read now
   }
   pumping_ = false;
+}
+
+// Hands body bytes the parser has to the exchange whose body is streaming, up to its buffer.
+void Connection::MoveBody() {
+  std::shared_ptr<Exchange> ex = body_for_;
+  size_t before = ex->body_received_;
+  bool changed = false;
+  for (;;) {
+    size_t held = ex->body_buf_.size() - ex->body_off_;
+    if (held >= Exchange::kBodyHighWater) break;
+    if (ex->body_off_ > 0 && ex->body_off_ == ex->body_buf_.size()) {
+      ex->body_buf_.clear();
+      ex->body_off_ = 0;
+    }
+    size_t size_before = ex->body_buf_.size();
+    RequestParser::Status status =
+        parser_.ReadBody(&ex->body_buf_, Exchange::kBodyHighWater - held);
+    ex->body_received_ += ex->body_buf_.size() - size_before;
+    if (status == RequestParser::Status::kComplete) {
+      ex->body_done_ = true;
+      body_for_.reset();
+      changed = true;
+      break;
+    }
+    if (status == RequestParser::Status::kError) {
+      ex->body_done_ = true;
+      ex->body_error_status_ = parser_.error_status();
+      ex->body_error_ = parser_.error_message();
+      body_for_.reset();
+      input_broken_ = true;  // nothing more can be parsed from this connection
+      changed = true;
+      break;
+    }
+    if (ex->body_buf_.size() == size_before) break;  // nothing more buffered
+  }
+  if (changed || ex->body_received_ != before) ex->BodyArrived();
 }
 
 void Connection::ReadSome() {
@@ -334,6 +391,11 @@ void Connection::Dispatch(RequestParser::Status status, HttpRequest request) {
                                           std::string());
   }
   exchange_ = exchange;
+  if (parser_.streaming_body()) {
+    exchange->body_pending_ = true;
+    body_for_ = exchange;
+    MoveBody();  // whatever of the body came with the head
+  }
   if (timer_ != 0) {
     transport_->loop().Cancel(timer_);
     timer_ = 0;
@@ -344,7 +406,9 @@ void Connection::Dispatch(RequestParser::Status status, HttpRequest request) {
 void Connection::Respond(Exchange* exchange, const HttpResponse& response) {
   if (closed_ || exchange != exchange_.get()) return;
   const HttpRequest& req = exchange->request();
-  keep_alive_ = req.keep_alive && exchange->parse_error_status() == 0;
+  // A body not read to its end leaves the connection mid-message: it closes after the answer.
+  keep_alive_ = req.keep_alive && exchange->parse_error_status() == 0 &&
+                !exchange->body_pending() && exchange->body_error_status() == 0;
   head_only_ = req.method == "HEAD";
   std::string bytes = SerializeResponse(response, keep_alive_, head_only_);
   iovec iov{bytes.data(), bytes.size()};
@@ -356,7 +420,7 @@ void Connection::StartStream(Exchange* exchange, int status, const HeaderList& h
                              std::optional<uint64_t> content_length) {
   if (closed_ || exchange != exchange_.get()) return;
   const HttpRequest& req = exchange->request();
-  keep_alive_ = req.keep_alive;
+  keep_alive_ = req.keep_alive && !exchange->body_pending() && exchange->body_error_status() == 0;
   head_only_ = req.method == "HEAD";
   bool no_body = status < 200 || status == 204 || status == 304;
   if (no_body) {
@@ -422,6 +486,10 @@ void Connection::AbortStream() {
 void Connection::FinishAnswer() {
   streaming_ = false;
   drain_wanted_ = false;
+  if (exchange_ && (exchange_->body_pending() || exchange_->body_error_status() != 0)) {
+    keep_alive_ = false;
+  }
+  body_for_.reset();
   exchange_.reset();
   if (!keep_alive_) {
     close_after_flush_ = true;
@@ -530,6 +598,7 @@ void Connection::Close() {
   }
   auto self = shared_from_this();
   std::shared_ptr<Exchange> exchange = std::move(exchange_);
+  body_for_.reset();
   out_.clear();
   out_off_ = 0;
   if (peer_) {
@@ -623,6 +692,49 @@ Exchange::~Exchange() {
   } else if (streaming_ && !ended_) {
     AbortStream();
   }
+}
+
+size_t Exchange::ReadBody(char* buffer, size_t max, bool* done, bool* failed) {
+  size_t held = body_buf_.size() - body_off_;
+  size_t n = std::min(held, max);
+  if (n > 0) {
+    std::memcpy(buffer, body_buf_.data() + body_off_, n);
+    body_off_ += n;
+    if (body_off_ == body_buf_.size()) {
+      body_buf_.clear();
+      body_off_ = 0;
+    }
+  }
+  *failed = body_error_status_ != 0 || (connection_ && connection_->closed() && !body_done_);
+  *done = body_done_ && body_off_ == body_buf_.size() && !*failed;
+  // Room again: the connection reads on (it stopped at the high-water mark).
+  if (n > 0 && connection_ && held >= kBodyHighWater / 2) connection_->BodyTaken();
+  return n;
+}
+
+void Exchange::BodyArrived() {
+  if (on_collected_) {
+    request_.body.append(body_buf_, body_off_, std::string::npos);
+    body_buf_.clear();
+    body_off_ = 0;
+    if (body_done_) {
+      auto done = std::move(on_collected_);
+      on_collected_ = nullptr;
+      done();
+    } else if (connection_) {
+      connection_->BodyTaken();
+    }
+    return;
+  }
+  if (on_body_) {
+    auto on_body = on_body_;  // may replace itself
+    on_body();
+  }
+}
+
+void Exchange::CollectBody(std::function<void()> done) {
+  on_collected_ = std::move(done);
+  BodyArrived();
 }
 
 loop::Loop* Exchange::loop() const { return connection_ ? connection_->loop() : nullptr; }

@@ -51,6 +51,25 @@ class Exchange {
   // answer with this status; request() holds whatever was parsed (may be empty).
   int parse_error_status() const { return parse_error_status_; }
   const std::string& parse_error() const { return parse_error_; }
+  // A request body still arriving. A request whose whole body was not there when its head
+  // was complete is dispatched at once, its body following (streamed to the upstream, with
+  // backpressure: the connection reads no further than kBodyHighWater ahead of ReadBody). The
+  // rest of this block is for such requests, on the loop's thread. An answer given before the
+  // body ended closes the connection after it (the rest of the body is never read).
+  static constexpr size_t kBodyHighWater = 256 * 1024;
+  bool body_pending() const { return body_pending_ && !body_done_; }
+  // Copies up to `max` body bytes that arrived; *done once the whole body was read, *failed if
+  // it cannot be (bad framing, over max_body_bytes: body_error_status() says which).
+  size_t ReadBody(char* buffer, size_t max, bool* done, bool* failed);
+  // Runs when more body arrived, the body ended, or it failed.
+  void SetBodyCallback(std::function<void()> on_body) { on_body_ = std::move(on_body); }
+  // Collects the rest of the body into request() (a handler that needs it whole), then runs
+  // `done` (check body_error_status()).
+  void CollectBody(std::function<void()> done);
+  int body_error_status() const { return body_error_status_; }
+  const std::string& body_error() const { return body_error_; }
+  uint64_t body_bytes_received() const { return body_received_; }
+
   // The loop that owns this exchange's connection (null for a connection-less exchange).
   loop::Loop* loop() const;
 
@@ -92,6 +111,17 @@ class Exchange {
   HttpResponse collected_;  // connection-less streaming
   std::function<void()> on_drain_;
   std::function<void()> on_close_;
+  // A body still arriving (fed by the connection).
+  bool body_pending_ = false;
+  bool body_done_ = false;
+  int body_error_status_ = 0;
+  std::string body_error_;
+  std::string body_buf_;  // arrived, not yet read, from body_off_
+  size_t body_off_ = 0;
+  uint64_t body_received_ = 0;
+  std::function<void()> on_body_;
+  std::function<void()> on_collected_;
+  void BodyArrived();  // connection -> exchange: bytes, end or failure
 };
 
 using RequestHandler = std::function<void(std::shared_ptr<Exchange>)>;

@@ -45,6 +45,7 @@ struct Pipeline::Context : upstream::StreamSink {
   bool buffered = false;          // a redacted route: the whole answer is collected first
   bool streaming = false;         // the caller has the status line; the body follows
   bool too_large = false;         // the buffered answer passed max_response_bytes
+  int body_failed = 0;            // the caller's streamed body broke off (its parse status)
   std::string ended_by;           // set when the gateway ends the transfer (caller gone, drain)
   int upstream_status = 0;
   upstream::HeaderList upstream_headers;    // buffered mode
@@ -438,9 +439,33 @@ void Pipeline::Limit(const std::shared_ptr<Context>& ctx) {
   });
 }
 
+// The body source of a request whose body streams from the caller to the upstream.
+class ExchangeBody : public upstream::BodySource {
+ public:
+  explicit ExchangeBody(std::shared_ptr<Exchange> exchange) : exchange_(std::move(exchange)) {}
+  size_t Read(char* buffer, size_t max, bool* done, bool* failed) override {
+    return exchange_->ReadBody(buffer, max, done, failed);
+  }
+
+ private:
+  std::shared_ptr<Exchange> exchange_;
+};
+
 void Pipeline::Forward(const std::shared_ptr<Context>& ctx) {
   const HttpRequest& req = ctx->exchange->request();
   const config::Upstream& up = *ctx->upstream;
+  const bool stream_body = ctx->exchange->body_pending();
+  if (stream_body && up.auth.type == config::AuthType::kDevoHmac) {
+    // The signature covers the whole body: it is collected first (max_body_bytes bounds it).
+    ctx->exchange->CollectBody([this, ctx] {
+      if (int status = ctx->exchange->body_error_status()) {
+        FailBody(ctx, status);
+        return;
+      }
+      Forward(ctx);
+    });
+    return;
+  }
   upstream::UpstreamRequest out;
   out.method = req.method;
   out.url.reserve(up.base_url.size() + ctx->path.size() + ctx->query.size() + 1);
@@ -466,7 +491,15 @@ void Pipeline::Forward(const std::shared_ptr<Context>& ctx) {
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
   upstream::InjectUpstreamAuth(up.auth, req.body, now_ms, &out.headers);
-  out.body = ctx->exchange->TakeBody();  // moved, not copied: the request is done with it
+  if (stream_body) {
+    // The body streams as it arrives: with the caller's Content-Length, else chunked.
+    out.body_source = std::make_shared<ExchangeBody>(ctx->exchange);
+    const std::string* length = req.Header("content-length");
+    out.body_length =
+        length ? static_cast<int64_t>(std::strtoull(length->c_str(), nullptr, 10)) : int64_t{-1};
+  } else {
+    out.body = ctx->exchange->TakeBody();  // moved, not copied: the request is done with it
+  }
   out.timeout_ms = up.timeout_ms;
   out.connect_timeout_ms = up.connect_timeout_ms;
   out.read_idle_timeout_ms = up.read_idle_timeout_ms;
@@ -484,6 +517,20 @@ void Pipeline::Forward(const std::shared_ptr<Context>& ctx) {
     c->ended_by = draining_.load() ? "draining" : "client_closed";
     c->client->Abort(c->transfer);
   });
+  if (stream_body) {
+    ctx->exchange->SetBodyCallback([weak] {
+      auto c = weak.lock();
+      if (!c || c->transfer == 0) return;
+      if (c->exchange->body_error_status() != 0) {
+        // The caller's body broke off (bad framing, over the limit): the upstream must not take
+        // a truncated body as whole.
+        c->body_failed = c->exchange->body_error_status();
+        c->client->Abort(c->transfer);
+        return;
+      }
+      c->client->ResumeSend(c->transfer);
+    });
+  }
   ctx->self = ctx;
   loop->Local<ActiveTransfers>(&upstream_in_flight_,
                                [] { return std::make_shared<ActiveTransfers>(); })
@@ -607,6 +654,10 @@ void Pipeline::OnUpstreamEnd(Context& c, const upstream::StreamEnd& end) {
     FinishStream(ctx, ended_by);
     return;
   }
+  if (ctx->body_failed != 0 && !ctx->streaming) {
+    FailBody(ctx, ctx->body_failed);
+    return;
+  }
   if (ctx->ended_by == "draining" && !ctx->exchange->caller_gone()) {
     Fail(ctx, 503, "shutting_down", "error",
          "the gateway shut down before the upstream answered; retry");
@@ -654,6 +705,14 @@ void Pipeline::OnUpstreamFailure(const std::shared_ptr<Context>& ctx,
   Fail(ctx, 502, "upstream_unavailable", "error", "upstream '" + up.name + "' is unavailable",
        end.error_message.empty() ? std::string(upstream::StreamEndReasonName(end.reason))
                                  : end.error_message);
+}
+
+void Pipeline::FailBody(const std::shared_ptr<Context>& ctx, int status) {
+  std::string_view reason = status == 413   ? "payload_too_large"
+                            : status == 431 ? "headers_too_large"
+                                            : "bad_request";
+  ctx->audit.upstream_status = 0;
+  Fail(ctx, status, reason, "bad_request", ctx->exchange->body_error());
 }
 
 void Pipeline::FinishBuffered(const std::shared_ptr<Context>& ctx) {
@@ -729,6 +788,7 @@ void Pipeline::FinishStream(const std::shared_ptr<Context>& ctx, std::string_vie
 // Once per admitted request: metrics, the audit record into its reserved place, in-flight.
 void Pipeline::Done(const std::shared_ptr<Context>& ctx) {
   AuditRecord& a = ctx->audit;
+  a.bytes_in = std::max<uint64_t>(a.bytes_in, ctx->exchange->body_bytes_received());
   deps_.metrics->RecordRequest(a.upstream, a.decision, a.status, a.duration_ms / 1000.0);
   deps_.audit->Submit(std::move(ctx->audit_slot), std::move(ctx->audit));
   if (in_flight_.fetch_sub(1) == 1) {

@@ -107,6 +107,8 @@ class Pipeline {
   void OnUpstreamEnd(Context& ctx, const upstream::StreamEnd& end);
   void OnUpstreamFailure(const std::shared_ptr<Context>& ctx, const upstream::StreamEnd& end);
   void FinishBuffered(const std::shared_ptr<Context>& ctx);
+  // The caller's body could not be received whole (bad framing, over max_body_bytes).
+  void FailBody(const std::shared_ptr<Context>& ctx, int status);
   // Ends a streamed answer: one audit record and metrics sample, like Finish.
   void FinishStream(const std::shared_ptr<Context>& ctx, std::string_view ended_by);
   // Runs `fn` on the request's loop (at once when already there).

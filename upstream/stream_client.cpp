@@ -147,6 +147,9 @@ struct StreamClient::Impl {
     bool in_multi = false;  // added to the multi handle
     bool paused = false;
     bool resume_pending = false;
+    bool send_paused = false;  // the BodySource had nothing yet
+    bool send_resume_pending = false;
+    bool body_failed = false;  // the BodySource failed: the transfer is aborted
     uint64_t body_bytes = 0;
     Clock::time_point start;
     Clock::time_point last_activity;
@@ -158,6 +161,7 @@ struct StreamClient::Impl {
     int scheme = -1;  // 0 http, 1 https
     long connect_timeout_ms = -1;
     bool has_postfields = false;
+    bool has_readfunction = false;
     bool has_custom_request = false;
     char error_buffer[CURL_ERROR_SIZE];
 
@@ -194,6 +198,7 @@ struct StreamClient::Impl {
   std::vector<Transfer*> doomed;  // ended, still in the multi: remove and release
   std::vector<TransferId> to_add;
   std::vector<TransferId> to_resume;
+  std::vector<TransferId> to_resume_send;
 
   Impl(loop::Loop* l, UpstreamClientOptions o, UpstreamClientStats* s)
       : loop(l), options(std::move(o)), stats(s != nullptr ? s : &own_stats) {
@@ -314,6 +319,18 @@ struct StreamClient::Impl {
         }
         continue;
       }
+      if (!to_resume_send.empty()) {
+        std::vector<TransferId> batch;
+        batch.swap(to_resume_send);
+        for (TransferId id : batch) {
+          Transfer* t = Find(id);
+          if (t != nullptr) {
+            t->send_resume_pending = false;
+            UnpauseSend(t);
+          }
+        }
+        continue;
+      }
       int left = 0;
       CURLMsg* msg = curl_multi_info_read(multi, &left);
       if (msg == nullptr) break;
@@ -386,6 +403,9 @@ struct StreamClient::Impl {
     t->in_multi = false;
     t->paused = false;
     t->resume_pending = false;
+    t->send_paused = false;
+    t->send_resume_pending = false;
+    t->body_failed = false;
     t->body_bytes = 0;
     t->ttfb_ms = 0;
     free.push_back(t);
@@ -527,9 +547,33 @@ struct StreamClient::Impl {
       ArmIdle(t, t->last_activity + std::chrono::milliseconds(t->request.read_idle_timeout_ms));
     }
     // May hand the held chunk to the write callback right here (OnData, maybe pausing again).
+    // The pause bits name both directions: an upload waiting for its caller stays paused.
     ++depth;
-    curl_easy_pause(t->easy, CURLPAUSE_CONT);
+    curl_easy_pause(t->easy, t->send_paused ? CURLPAUSE_SEND : CURLPAUSE_CONT);
     --depth;
+  }
+
+  void UnpauseSend(Transfer* t) {
+    if (t->ended || !t->send_paused) return;
+    t->send_paused = false;
+    ++depth;
+    curl_easy_pause(t->easy, t->paused ? CURLPAUSE_RECV : CURLPAUSE_CONT);
+    --depth;
+  }
+
+  static size_t OnRead(char* buffer, size_t size, size_t count, void* user) {
+    auto* t = static_cast<Transfer*>(user);
+    if (t->ended || t->body_failed) return CURL_READFUNC_ABORT;
+    bool done = false;
+    bool failed = false;
+    size_t n = t->request.body_source->Read(buffer, size * count, &done, &failed);
+    if (failed) {
+      t->body_failed = true;
+      return CURL_READFUNC_ABORT;
+    }
+    if (n > 0 || done) return n;
+    t->send_paused = true;
+    return CURL_READFUNC_PAUSE;
   }
 
   // --- libcurl's data callbacks (inside libcurl: depth > 0) ----------------------------------
@@ -667,6 +711,11 @@ struct StreamClient::Impl {
       curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t{-1});
       curl_easy_setopt(e, CURLOPT_POSTFIELDS, nullptr);
     }
+    if (t->has_readfunction) {
+      curl_easy_setopt(e, CURLOPT_READFUNCTION, nullptr);
+      curl_easy_setopt(e, CURLOPT_READDATA, nullptr);
+      t->has_readfunction = false;
+    }
     t->has_custom_request = false;
     t->has_postfields = false;
     if (r.method == "HEAD") {
@@ -674,6 +723,21 @@ struct StreamClient::Impl {
       return;
     }
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);  // also clears NOBODY
+    if (r.body_source) {
+      // The body streams from the caller: libcurl asks OnRead for it, and sends it with the
+      // caller's length, or chunked when there is none.
+      curl_easy_setopt(e, CURLOPT_POST, 1L);
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body_length));
+      curl_easy_setopt(e, CURLOPT_READFUNCTION, OnRead);
+      curl_easy_setopt(e, CURLOPT_READDATA, t);
+      t->has_readfunction = true;
+      t->has_postfields = true;  // POSTFIELDSIZE is to be reset for the handle's next use
+      if (r.method != "POST") {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());
+        t->has_custom_request = true;
+      }
+      return;
+    }
     bool sends_body =
         !r.body.empty() || r.method == "POST" || r.method == "PUT" || r.method == "PATCH";
     if (sends_body) {
@@ -778,6 +842,19 @@ void StreamClient::Resume(TransferId id) {
     return;
   }
   impl.Unpause(t);
+  impl.Settle();
+}
+
+void StreamClient::ResumeSend(TransferId id) {
+  Impl& impl = *impl_;
+  Impl::Transfer* t = impl.Find(id);
+  if (t == nullptr || t->ended || !t->send_paused) return;
+  if (impl.depth > 0) {
+    if (!t->send_resume_pending) impl.to_resume_send.push_back(id);
+    t->send_resume_pending = true;
+    return;
+  }
+  impl.UnpauseSend(t);
   impl.Settle();
 }
 

@@ -79,6 +79,8 @@ class StreamClient {
   TransferId Start(UpstreamRequest request, StreamSink* sink);
   // Unpauses a transfer paused by OnData returning false. Stale ids do nothing.
   void Resume(TransferId id);
+  // The transfer's BodySource has more (or its end, or failed) after a Read that found nothing.
+  void ResumeSend(TransferId id);
   // Ends the transfer now: the upstream connection is closed (never reused mid-answer) and
   // OnEnd(kAborted) runs before this returns. Stale ids do nothing.
   void Abort(TransferId id);

@@ -21,11 +21,26 @@ namespace tollgate::upstream {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
+// A request body that arrives while the transfer runs (streamed from the caller). Read on the
+// transfer's loop thread.
+class BodySource {
+ public:
+  virtual ~BodySource() = default;
+  // Copies up to `max` bytes into `buffer` and returns how many. 0 with *done false means
+  // "nothing yet": the upload pauses until StreamClient::ResumeSend. *failed: the body could not
+  // be received whole (the transfer is aborted).
+  virtual size_t Read(char* buffer, size_t max, bool* done, bool* failed) = 0;
+};
+
 struct UpstreamRequest {
   std::string method;  // "GET", "POST", ...
   std::string url;     // full URL: base_url + path + ("?" + query)
   HeaderList headers;  // sent exactly as given (already filtered, secret injected)
   std::string body;
+  // StreamClient only: when set, the body comes from here as it arrives (and `body` is unused),
+  // sent with Content-Length `body_length`, or chunked when it is -1.
+  std::shared_ptr<BodySource> body_source;
+  int64_t body_length = -1;
   int timeout_ms = 30000;  // to the response headers (the whole transfer for Send())
   int connect_timeout_ms = 3000;
   int read_idle_timeout_ms = 60000;  // longest silence between body bytes (StreamClient)

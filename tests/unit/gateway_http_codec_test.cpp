@@ -235,3 +235,59 @@ TEST(HttpCodecHardening, ALongPipelineParsesInOnePass) {
 
 }  // namespace
 }  // namespace tollgate::gateway
+
+namespace tollgate::gateway {
+namespace {
+
+// A head whose body is still arriving is handed over first; the body then follows through
+// ReadBody as it arrives, byte for byte, and the parser goes on with the next request.
+TEST(RequestParserStreaming, AContentLengthBodyFollowsItsHeadAndThenTheNextRequest) {
+  RequestParser p(4096, 1 << 20);
+  p.Append("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123");
+  HttpRequest r;
+  ASSERT_EQ(p.Next(&r), RequestParser::Status::kIncomplete);
+  ASSERT_TRUE(p.body_pending());
+  HttpRequest head = p.TakeHead();
+  EXPECT_EQ(head.target, "/a");
+  EXPECT_TRUE(head.body.empty());
+  std::string body;
+  EXPECT_EQ(p.ReadBody(&body, 1 << 20), RequestParser::Status::kIncomplete);
+  EXPECT_EQ(body, "0123");
+  p.Append("456789GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(p.ReadBody(&body, 3), RequestParser::Status::kIncomplete);  // at most `max`
+  EXPECT_EQ(p.ReadBody(&body, 1 << 20), RequestParser::Status::kComplete);
+  EXPECT_EQ(body, "0123456789");
+  ASSERT_EQ(p.Next(&r), RequestParser::Status::kComplete);
+  EXPECT_EQ(r.target, "/b");
+}
+
+TEST(RequestParserStreaming, AChunkedBodyKeepsWhatWasDecodedBeforeTheHeadWasTaken) {
+  RequestParser p(4096, 1 << 20);
+  p.Append(
+      "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3\r\nwo");
+  HttpRequest r;
+  ASSERT_EQ(p.Next(&r), RequestParser::Status::kIncomplete);
+  ASSERT_TRUE(p.body_pending());
+  p.TakeHead();
+  std::string body;
+  EXPECT_EQ(p.ReadBody(&body, 1 << 20), RequestParser::Status::kIncomplete);
+  p.Append("r\r\n0\r\n\r\n");
+  EXPECT_EQ(p.ReadBody(&body, 1 << 20), RequestParser::Status::kComplete);
+  EXPECT_EQ(body, "hellowor");
+}
+
+TEST(RequestParserStreaming, AChunkedBodyOverTheLimitFailsMidStream) {
+  RequestParser p(4096, 8);
+  p.Append("POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel");
+  HttpRequest r;
+  ASSERT_EQ(p.Next(&r), RequestParser::Status::kIncomplete);
+  p.TakeHead();
+  std::string body;
+  EXPECT_EQ(p.ReadBody(&body, 1 << 20), RequestParser::Status::kIncomplete);
+  p.Append("lo\r\n5\r\nworld\r\n");
+  EXPECT_EQ(p.ReadBody(&body, 1 << 20), RequestParser::Status::kError);
+  EXPECT_EQ(p.error_status(), 413);
+}
+
+}  // namespace
+}  // namespace tollgate::gateway
