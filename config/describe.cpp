@@ -45,8 +45,8 @@ std::string DescribeConfig(const Config& config) {
   out << "config: " << (config.source_path.empty() ? "(string)" : config.source_path) << "\n";
   out << "listen: " << config.listen
       << ", admin: " << (config.admin_listen.empty() ? "none" : config.admin_listen) << ", "
-      << config.threads << " threads, " << config.upstream_threads
-      << " upstream thread(s), max body " << config.max_body_bytes << " bytes\n";
+      << config.threads << " threads (each with its own upstream and Redis clients), max body "
+      << config.max_body_bytes << " bytes, max " << config.max_connections << " connections\n";
 
   if (config.redis) {
     const RedisConfig& redis = *config.redis;
