@@ -70,6 +70,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool WriteBody(std::string_view data);
   void EndStream();
   void AbortStream();
+  // Sends a head that StartStream held back (see held_head_); the transport calls it at the end
+  // of the loop iteration.
+  void SendHeldHead();
   void Refuse() { refused_ = true; }
   // The exchange's handler took body bytes: read on if the buffer has room again.
   void BodyTaken() {
@@ -83,6 +86,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void ReadSome();
   void Dispatch(RequestParser::Status status, HttpRequest request);
   void FinishAnswer();
+  // Writes (or buffers) `count` <= 3 pieces, after a held head if there is one.
   void Send(const iovec* iov, int count);
   void Flush();
   void SetWriteInterest(bool on);
@@ -115,6 +119,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool drain_wanted_ = false;  // Write returned false: tell the producer when below kHighWater
 
   std::string out_;  // unsent output, from out_off_
+  // A streamed answer's head, held until its first body bytes, its end or the end of this loop
+  // iteration, whichever comes first: a small answer (head and body in one upstream read) then
+  // leaves in one sendmsg, one TCP segment, instead of two (the second send cost about a fifth
+  // of the gateway's CPU per request in the loopback bench, mostly in the kernel's TCP path).
+  std::string held_head_;
   size_t out_off_ = 0;
   Clock::time_point since_ =
       Clock::now();  // start of the idle/reading state, or last write progress
@@ -132,6 +141,7 @@ class LoopTransport : public Pistache::Tcp::Transport {
 
   void registerPoller(Polling::Epoll& poller) override {
     Pistache::Tcp::Transport::registerPoller(poller);
+    loop_.AddIterationHook([this] { SendHeldHeads(); });
     poller.addFd(loop_.fd(), Pistache::Flags<Polling::NotifyOn>(Polling::NotifyOn::Read),
                  Polling::Tag(kLoopTag), Polling::Mode::Level);
     std::lock_guard<std::mutex> lock(shared_->loops_mu);
@@ -168,6 +178,15 @@ class LoopTransport : public Pistache::Tcp::Transport {
   }
 
   loop::Loop& loop() { return loop_; }
+
+  // `c` holds a streamed answer's head back until the end of this iteration at the latest.
+  void HoldHead(std::shared_ptr<Connection> c) { held_.push_back(std::move(c)); }
+  void SendHeldHeads() {
+    if (held_.empty()) return;
+    std::vector<std::shared_ptr<Connection>> held;
+    held.swap(held_);
+    for (auto& c : held) c->SendHeldHead();
+  }
 
   // A new peer, on this thread (from Tcp::Handler::onConnection).
   void Adopt(const std::shared_ptr<Pistache::Tcp::Peer>& peer) {
@@ -219,6 +238,7 @@ class LoopTransport : public Pistache::Tcp::Transport {
   ServerShared* shared_;
   loop::Loop loop_;
   std::unordered_map<int, std::shared_ptr<Connection>> connections_;
+  std::vector<std::shared_ptr<Connection>> held_;  // connections with a held head
   bool destroying_ = false;
 };
 
@@ -360,6 +380,9 @@ void Connection::ReadSome() {
       ArmTimer();
     }
     parser_.Append(std::string_view(buffer, static_cast<size_t>(n)));
+    // A short read emptied the socket: the next bytes (or the FIN) raise a new edge, so the recv
+    // that would only say EAGAIN is skipped (one syscall per request saved, as nginx does).
+    if (static_cast<size_t>(n) < sizeof buffer) readable_pending_ = false;
     return;
   }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -434,10 +457,13 @@ void Connection::StartStream(Exchange* exchange, int status, const HeaderList& h
     keep_alive_ = false;
   }
   streaming_ = true;
-  std::string head =
-      SerializeHead(status, headers, framing_, content_length.value_or(0), keep_alive_);
-  iovec iov{head.data(), head.size()};
-  Send(&iov, 1);
+  held_head_ = SerializeHead(status, headers, framing_, content_length.value_or(0), keep_alive_);
+  transport_->HoldHead(shared_from_this());
+}
+
+void Connection::SendHeldHead() {
+  if (held_head_.empty()) return;
+  Send(nullptr, 0);  // sends the held head
 }
 
 bool Connection::WriteBody(std::string_view data) {
@@ -484,6 +510,7 @@ void Connection::AbortStream() {
 
 // The answer to exchange_ has been handed to Send (all of it).
 void Connection::FinishAnswer() {
+  SendHeldHead();  // an answer without body bytes
   streaming_ = false;
   drain_wanted_ = false;
   if (exchange_ && (exchange_->body_pending() || exchange_->body_error_status() != 0)) {
@@ -504,8 +531,20 @@ void Connection::FinishAnswer() {
   Pump();
 }
 
-void Connection::Send(const iovec* iov, int count) {
+void Connection::Send(const iovec* body_iov, int body_count) {
   if (closed_) return;
+  // A held head goes first, in the same sendmsg.
+  iovec joined[4];
+  const iovec* iov = body_iov;
+  int count = body_count;
+  std::string head;
+  if (!held_head_.empty()) {
+    head.swap(held_head_);
+    joined[0] = {head.data(), head.size()};
+    for (int i = 0; i < body_count; ++i) joined[i + 1] = body_iov[i];
+    iov = joined;
+    count = body_count + 1;
+  }
   size_t total = 0;
   for (int i = 0; i < count; ++i) total += iov[i].iov_len;
   if (total == 0) return;
@@ -601,6 +640,7 @@ void Connection::Close() {
   body_for_.reset();
   out_.clear();
   out_off_ = 0;
+  held_head_.clear();
   if (peer_) {
     auto peer = std::move(peer_);
     transport_->Remove(fd_, peer);

@@ -1,19 +1,13 @@
 #include "gateway/snapshot.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include <set>
 
+#include "upstream/upstream_auth.h"
+
 namespace tollgate::gateway {
 namespace {
-
-std::string Sha256Raw(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  return std::string(reinterpret_cast<char*>(md), len);
-}
 
 bool HexToRaw(const std::string& hex, std::string* raw) {
   if (hex.size() % 2 != 0) return false;
@@ -87,7 +81,7 @@ AuthResult Snapshot::Authenticate(const std::string* authorization,
   }
   std::string_view key = v.substr(kBearer.size());
   while (!key.empty() && key.front() == ' ') key.remove_prefix(1);
-  std::string digest = Sha256Raw(key);
+  std::string digest = upstream::Sha256Raw(key);
   auto it = callers_by_key_.find(digest);
   // Lookup is by the key's SHA-256, never the key: its timing can only depend on digest bytes
   // an attacker cannot steer, and the final check is constant-time (CRYPTO_memcmp).

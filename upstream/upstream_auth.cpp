@@ -4,11 +4,28 @@
 #include <openssl/hmac.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "upstream/headers.h"
 
 namespace tollgate::upstream {
 namespace {
+
+constexpr unsigned int kSha256Size = 32;
+
+// OpenSSL 3 resolves EVP_sha256() in its provider store (a locked lookup) on every
+// EVP_Digest call, and EVP_Digest makes and frees a context each time; the caller-key lookup
+// hashes on every request. The digest is fetched once (kept for the process), the context is
+// one per thread.
+bool Sha256(std::string_view data, unsigned char out[kSha256Size]) {
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
+                                                                           &EVP_MD_CTX_free);
+  unsigned int size = 0;
+  return md != nullptr && ctx != nullptr && EVP_DigestInit_ex2(ctx.get(), md, nullptr) == 1 &&
+         EVP_DigestUpdate(ctx.get(), data.data(), data.size()) == 1 &&
+         EVP_DigestFinal_ex(ctx.get(), out, &size) == 1 && size == kSha256Size;
+}
 
 std::string Hex(const unsigned char* data, size_t size) {
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -45,12 +62,15 @@ std::string HmacSha256Hex(std::string_view key, std::string_view message) {
 }
 
 std::string Sha256Hex(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int digest_size = 0;
-  if (EVP_Digest(data.data(), data.size(), digest, &digest_size, EVP_sha256(), nullptr) != 1) {
-    return std::string();
-  }
-  return Hex(digest, digest_size);
+  unsigned char digest[kSha256Size];
+  if (!Sha256(data, digest)) return std::string();
+  return Hex(digest, kSha256Size);
+}
+
+std::string Sha256Raw(std::string_view data) {
+  unsigned char digest[kSha256Size];
+  if (!Sha256(data, digest)) return std::string();
+  return std::string(reinterpret_cast<const char*>(digest), kSha256Size);
 }
 
 void InjectUpstreamAuth(const config::UpstreamAuth& auth, std::string_view body, int64_t now_ms,

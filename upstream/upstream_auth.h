@@ -23,5 +23,8 @@ void InjectUpstreamAuth(const config::UpstreamAuth& auth, std::string_view body,
 std::string HmacSha256Hex(std::string_view key, std::string_view message);
 // Lower-case hex of SHA-256(data).
 std::string Sha256Hex(std::string_view data);
+// The 32 raw bytes of SHA-256(data) (empty if OpenSSL fails). Cheap enough for every request:
+// the digest is fetched from OpenSSL's provider store once, and each thread reuses one context.
+std::string Sha256Raw(std::string_view data);
 
 }  // namespace tollgate::upstream
