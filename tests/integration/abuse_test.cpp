@@ -139,6 +139,53 @@ TEST_F(AbuseTest, AFloodWhileARequestIsAnsweredIsNotBuffered) {
   ExpectStillServing();
 }
 
+// Past max_connections a new connection is closed on arrival without an answer and counted; the
+// connections already open keep working, and closing one makes room for the next.
+TEST_F(AbuseTest, ConnectionsPastMaxConnectionsAreClosedOnArrivalAndCounted) {
+  gateway_.reset();
+  StartGateway(StandardConfig(R"("max_connections": 2,)"));
+  const int port = gateway_->listen_port();
+  const std::string health = "GET /_tollgate/health HTTP/1.1\r\nHost: x\r\n\r\n";
+  auto metric = [&](const std::string& series) {
+    return MetricValue(Http("GET", gateway_->admin_url() + "/metrics").body, series).value_or(-1);
+  };
+  // Two keep-alive connections, each answered once (so the gateway has registered both).
+  int open[2];
+  for (int& fd : open) {
+    fd = ConnectLoopback(port);
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(WriteAll(fd, health));
+    EXPECT_EQ(StatusOf(ReadUntil(fd, R"({"status":"ok"})", 10000)), 200);
+  }
+  // The third is closed by the gateway without a byte (not merely left waiting).
+  int third = ConnectLoopback(port);
+  ASSERT_GE(third, 0);
+  pollfd p{third, POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 10000), 1) << "the connection over max_connections was left open";
+  char c;
+  EXPECT_LE(read(third, &c, 1), 0);
+  close(third);
+  EXPECT_EQ(metric("tollgate_connections_refused_total"), 1);
+  // The open ones still work.
+  ASSERT_TRUE(WriteAll(open[1], health));
+  EXPECT_EQ(StatusOf(ReadUntil(open[1], R"({"status":"ok"})", 10000)), 200);
+  // Once one closes (and the gateway has seen it), a new connection is served.
+  close(open[0]);
+  bool one_open = false;
+  for (int i = 0; i < 500 && !one_open; ++i) {
+    one_open = metric("tollgate_connections_open") == 1;
+    if (!one_open) std::this_thread::sleep_for(milliseconds(20));
+  }
+  ASSERT_TRUE(one_open) << metric("tollgate_connections_open") << " connections open";
+  int next = ConnectLoopback(port);
+  ASSERT_GE(next, 0);
+  ASSERT_TRUE(WriteAll(next, health));
+  EXPECT_EQ(StatusOf(ReadUntil(next, R"({"status":"ok"})", 10000)), 200);
+  close(next);
+  close(open[1]);
+  EXPECT_EQ(metric("tollgate_connections_refused_total"), 1);
+}
+
 TEST_F(AbuseTest, LowerCaseMethodsAreRefused) {
   std::string req =
       "delete /devin/v3beta1/enterprise/self HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +

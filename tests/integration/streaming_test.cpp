@@ -9,13 +9,16 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "tests/integration/gateway_fixture.h"
 #include "tests/integration/raw_http.h"
+#include "tests/unit/upstream_test_server.h"
 
 namespace tollgate::testing {
 namespace {
@@ -419,6 +422,99 @@ TEST_F(StreamingTest, IdleAndDurationLimitsEndStreamsAndKeepAlivesKeepThemOpen) 
   EXPECT_EQ(ended[0], "client_closed");
   EXPECT_EQ(ended[1], "read_idle_timeout");
   EXPECT_EQ(ended[2], "max_duration");
+}
+
+// A caller that stops reading a streamed answer is closed once it has taken nothing for
+// client_idle_timeout_ms, and its upstream transfer ends with it: a stalled reader cannot hold a
+// stream (and its upstream) open for ever.
+TEST_F(StreamingTest, ACallerThatStopsReadingIsClosedAfterTheClientIdleTimeout) {
+  gateway_.reset();
+  StartGateway(StandardConfig(R"("client_idle_timeout_ms": 600,)"));
+  FakeStreamSpec spec;
+  spec.mode = "big";
+  spec.bytes = int64_t{512} << 20;
+  spec.seed = 5;
+  int fd = Open(spec);
+  StreamReader reader(fd);
+  reader.keep_body = false;
+  ASSERT_TRUE(reader.ReadHead()) << gateway_->log();
+  int64_t id = StreamIdOf(reader.head());
+  // Not a byte more is read: the gateway's output to this caller waits, the timer runs out.
+  auto record = fake_.WaitForStream(
+      id, [](const FakeStreamRecord& r) { return r.ended; }, milliseconds(30000));
+  ASSERT_TRUE(record && record->ended) << "the stalled caller still holds the upstream stream";
+  EXPECT_EQ(record->ended_by, "client_closed");
+  EXPECT_LT(record->body_bytes, spec.bytes);
+  auto lines = gateway_->WaitForAuditLines(1);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].String("/ended_by"), "client_closed");
+  close(fd);
+}
+
+// A caller that fell behind (its output waited, so its connection's timer runs) and then caught
+// up is not cut by client_idle_timeout_ms while the upstream is quiet: only the upstream's own
+// limits bound an answer that is still being produced. The quiet spell is longer than the idle
+// timeout on purpose; the answer must still end complete.
+TEST_F(StreamingTest, AQuietUpstreamIsNotCutByTheClientIdleTimeoutOnceTheCallerCaughtUp) {
+  const std::string first(size_t{64} << 20, 'a');
+  const std::string last = "-the end";
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stalled = false, held = false, go = false;
+  upstream::testing::TestServer upstream([&](const upstream::testing::ReceivedRequest&) {
+    upstream::testing::Reply reply{"HTTP/1.1 200 OK\r\nContent-Length: " +
+                                   std::to_string(first.size() + last.size()) + "\r\n\r\n"};
+    reply.stream = [&](upstream::testing::StreamConn& conn) {
+      size_t offset = 0;
+      bool was_held = conn.WriteUntilStalled(first, &offset, milliseconds(100));
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        stalled = true;
+        held = was_held;
+      }
+      cv.notify_all();
+      if (!conn.Write(first.substr(offset))) return;
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait_for(lock, std::chrono::seconds(60), [&] { return go; });
+      lock.unlock();
+      conn.Write(last);
+    };
+    return reply;
+  });
+  gateway_.reset();
+  GatewayOptions options =
+      StandardOptions(fake_, StandardConfig(R"("client_idle_timeout_ms": 2000,)"));
+  options.upstream = upstream.Url("");
+  gateway_ = std::make_unique<GatewayProcess>(options);
+  ASSERT_TRUE(gateway_->started()) << gateway_->log();
+
+  int fd = ConnectLoopback(gateway_->listen_port());
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(SendAll(fd, Request("/devin/quiet")));
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(20), [&] { return stalled; }))
+        << gateway_->log();
+    ASSERT_TRUE(held) << "the upstream was never held off: the caller's output never waited";
+  }
+  StreamReader reader(fd);
+  reader.keep_body = false;
+  ASSERT_TRUE(reader.ReadHead()) << gateway_->log();
+  reader.ReadBodyUntil([&] { return reader.body_bytes() >= first.size(); });
+  ASSERT_EQ(reader.body_bytes(), first.size());
+  std::this_thread::sleep_for(milliseconds(4000));  // the upstream is quiet; the caller waits
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    go = true;
+  }
+  cv.notify_all();
+  reader.ReadToEnd();
+  EXPECT_TRUE(reader.ended()) << "cut after " << reader.body_bytes() << " bytes";
+  EXPECT_EQ(reader.body_bytes(), first.size() + last.size());
+  close(fd);
+  auto lines = gateway_->WaitForAuditLines(1);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].String("/ended_by"), "complete");
 }
 
 // 2,000 continuous streams open at once through one gateway, in bounded memory; all end when
