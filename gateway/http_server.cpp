@@ -34,6 +34,8 @@ constexpr uint64_t kLoopTag = uint64_t{1} << 40;
 constexpr size_t kReadChunk = 65536;
 // An output buffer that grew past this while streaming is released once it drains.
 constexpr size_t kShrinkAbove = size_t{1} << 20;
+// How long a closing connection reads and drops what its caller still sends.
+constexpr int kLingerMs = 2000;
 
 }  // namespace
 
@@ -82,6 +84,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   void Pump();
+  void CloseAfterAnswer();
+  void Linger();
   void MoveBody();
   void ReadSome();
   void Dispatch(RequestParser::Status status, HttpRequest request);
@@ -113,6 +117,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool refused_ = false;
   bool pumping_ = false;
   bool input_broken_ = false;     // a streamed body broke off: no request follows it
+  bool lingering_ = false;        // answered and half-closed: input is read and dropped
+  bool body_unread_ = false;      // answered before the request's body ended
   bool readable_pending_ = true;  // edge-triggered: unread input may be waiting
   bool peer_eof_ = false;         // the caller finished sending (FIN)
   bool write_interest_ = false;
@@ -284,6 +290,10 @@ void Connection::OnEvent(bool readable, bool writable, bool hangup) {
     Close();
     return;
   }
+  if (lingering_) {
+    Linger();
+    return;
+  }
   if (writable) Flush();
   if (closed_) return;
   if (readable || hangup) {
@@ -369,6 +379,45 @@ void Connection::MoveBody() {
     if (ex->body_buf_.size() == size_before) break;  // nothing more buffered
   }
   if (changed || ex->body_received_ != before) ex->BodyArrived();
+}
+
+// The last answer is out and the connection closes. When the caller may still be sending (a
+// body the answer did not wait for, pipelined input), closing at once would reset the
+// connection and could destroy the answer in the caller's receive buffer before it is read. So
+// the sending side is shut first and the input read and dropped until the caller closes too
+// (or kLingerMs pass), as nginx's lingering close does.
+void Connection::CloseAfterAnswer() {
+  bool input_may_follow =
+      parser_.buffered() > 0 || readable_pending_ || body_unread_ || input_broken_;
+  if (!input_may_follow || peer_eof_) {
+    ::shutdown(fd_, SHUT_RDWR);
+    Close();
+    return;
+  }
+  ::shutdown(fd_, SHUT_WR);
+  lingering_ = true;
+  body_for_.reset();
+  if (timer_ != 0) transport_->loop().Cancel(timer_);
+  auto weak = std::weak_ptr<Connection>(shared_from_this());
+  timer_ = transport_->loop().After(std::chrono::milliseconds(kLingerMs), [weak] {
+    if (auto c = weak.lock()) {
+      c->timer_ = 0;
+      c->Close();
+    }
+  });
+  Linger();
+}
+
+void Connection::Linger() {
+  char buffer[kReadChunk];
+  for (;;) {
+    ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    Close();  // the caller closed (or reset): done
+    return;
+  }
 }
 
 void Connection::ReadSome() {
@@ -515,15 +564,13 @@ void Connection::FinishAnswer() {
   drain_wanted_ = false;
   if (exchange_ && (exchange_->body_pending() || exchange_->body_error_status() != 0)) {
     keep_alive_ = false;
+    body_unread_ = true;
   }
   body_for_.reset();
   exchange_.reset();
   if (!keep_alive_) {
     close_after_flush_ = true;
-    if (out_off_ == out_.size()) {
-      ::shutdown(fd_, SHUT_RDWR);
-      Close();
-    }
+    if (out_off_ == out_.size()) CloseAfterAnswer();
     return;
   }
   since_ = Clock::now();
@@ -604,8 +651,7 @@ void Connection::Flush() {
     if (out_.capacity() > kShrinkAbove) out_.shrink_to_fit();
     SetWriteInterest(false);
     if (close_after_flush_) {
-      ::shutdown(fd_, SHUT_RDWR);
-      Close();
+      CloseAfterAnswer();
       return;
     }
   } else if (out_off_ > kShrinkAbove) {

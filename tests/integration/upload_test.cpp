@@ -273,3 +273,49 @@ TEST_F(UploadTest, ABodyOverTheLimitMidStreamIsRefusedAndNeverCompletesUpstream)
 
 }  // namespace
 }  // namespace tollgate::testing
+
+namespace tollgate::testing {
+namespace {
+
+// An answer given before the caller finished sending its body (here: a wrong key) reaches the
+// caller whole: the gateway shuts its sending side and drops what still arrives instead of
+// resetting the connection, which could destroy the answer before the caller reads it.
+TEST_F(UploadTest, AnEarlyAnswerToAnUploadReachesTheCallerWhole) {
+  RecordingUpstream upstream;
+  Start(upstream, "67108864");
+  int fd = ConnectLoopback(gateway_->listen_port());
+  ASSERT_GE(fd, 0);
+  std::string head =
+      "POST /devin/v3/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer not-a-key\r\n"
+      "Content-Length: 33554432\r\n\r\n";
+  ASSERT_TRUE(SendAll(fd, head));
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    std::string piece(65536, 'e');
+    for (int i = 0; i < 512 && !stop; ++i) {
+      if (::send(fd, piece.data(), piece.size(), MSG_NOSIGNAL) <= 0) break;
+    }
+  });
+  std::string answer = ReadUntil(fd, "}}", 10000);
+  stop = true;
+  writer.join();
+  // The gateway still takes (and drops) what the caller sends after the answer, for a while:
+  // a reset here is what could have destroyed the answer on its way.
+  std::string piece(65536, 'f');
+  size_t sent_after = 0;
+  for (int i = 0; i < 16; ++i) {
+    ssize_t n = ::send(fd, piece.data(), piece.size(), MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent_after += static_cast<size_t>(n);
+  }
+  EXPECT_EQ(sent_after, size_t{16} * 65536) << "the connection was reset after the answer";
+  close(fd);
+  EXPECT_EQ(StatusOf(answer), 401) << answer.substr(0, 300);
+  EXPECT_NE(answer.find("\"reason\":\"unauthenticated\""), std::string::npos)
+      << answer.substr(0, 400);
+  EXPECT_NE(answer.find("Connection: close"), std::string::npos) << answer.substr(0, 400);
+  EXPECT_FALSE(upstream.head_seen());
+}
+
+}  // namespace
+}  // namespace tollgate::testing
