@@ -6,18 +6,19 @@
 
 namespace tollgate::policies {
 
+const char kBucketStateVersion[] = "v2:";
+
 // Lua numbers are doubles: every quantity stays an integer below 2^53 (see token_bucket.h), so
 // the arithmetic is exact. ceil_div corrects the rounded quotient so it is exact too.
 //
-// Cost inside redis-server (issue 9: it was 46 us per decision). A redis.call costs ~2 us here
-// (argv objects, ACL and stats in call(), the reply re-parsed into Lua) and so does every few
-// Lua library calls: tonumber and string.format of 16-digit numbers go through glibc's
-// multi-precision strtod and printf_fp. So a call is one TIME, one MGET of every key (the
-// cooldown key's PTTL only when it exists) and one SET ... PX per bucket taken from; numbers
-// cross as little-endian int64 through `struct` (bucket parameters in one ARGV per bucket, the
-// state in a 16-byte value), never as decimal text.
-const char kBucketStateVersion[] = "v2:";
-
+// Cost inside redis-server (issue 9). A redis.call costs several times the command it runs
+// (argv objects, ACL and stats in call(), its reply re-parsed into Lua), and tonumber or
+// string.format of a 16-digit number goes through glibc's multi-precision strtod / printf_fp:
+// these were most of the old script's ~40 us for three buckets (HMGET, HSET and PEXPIRE per
+// bucket, numbers as decimal text). So a call is one TIME, one MGET of every key (the cooldown
+// key's PTTL only when it exists) and one SET ... PX per bucket taken from; numbers cross as
+// little-endian int64 through `struct` (a bucket's parameters in one ARGV, its state in one
+// 16-byte value), never as decimal text.
 const char kTokenBucketScript[] = R"lua(
 local floor, unpack_struct, pack_struct = math.floor, struct.unpack, struct.pack
 

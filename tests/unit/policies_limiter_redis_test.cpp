@@ -747,6 +747,25 @@ TEST_F(RedisLimiterTest, KeysCarryThePrefixAndExpireWhenFull) {
   EXPECT_EQ(state.level, 60LL * 1000000);
 }
 
+// During a rolling upgrade a replica before 0.2.0 keeps its buckets as hashes {l, t} under
+// "<prefix>bucket:...": the new format lives under another name, so neither reads (or, through
+// SET, replaces) the other's state.
+TEST_F(RedisLimiterTest, AnOlderReplicasBucketIsNeitherReadNorReplaced) {
+  Inspector redis(redis_.port());
+  const std::string old_key = "tollgate:bucket:a:_shared";
+  ASSERT_EQ(redis.Integer({"HSET", old_key, "l", "0", "t", "1"}), 2);  // empty in the old format
+  auto limiter = MakeRedisLimiter(Config(), 1);
+  const LimitDecision decision = AcquireSync(*limiter, Request({Bucket("a", 1, 86400, 3)}));
+  EXPECT_EQ(decision.outcome, Outcome::kAllowed);
+  EXPECT_FALSE(decision.fallback);
+  EXPECT_NEAR(decision.levels[0].remaining, 2, 0.001);
+  EXPECT_EQ(redis.String({"TYPE", old_key}), "hash");
+  EXPECT_EQ(redis.String({"HGET", old_key, "l"}), "0");
+  BucketState state;
+  ASSERT_TRUE(DecodeBucketState(redis.String({"GET", "tollgate:v2:bucket:a:_shared"}), &state));
+  EXPECT_EQ(state.level, 2LL * 86400 * 1000000);
+}
+
 TEST_F(RedisLimiterTest, ReloadsTheScriptAfterScriptFlush) {
   auto limiter = MakeRedisLimiter(Config(), 1);
   const auto bucket = Bucket("a", 1, 86400, 2);
