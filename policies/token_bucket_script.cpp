@@ -175,14 +175,6 @@ std::string BucketStateKey(const std::string& key_prefix, const std::string& buc
   return key_prefix + kBucketStateVersion + bucket_key;
 }
 
-std::string EncodeBucketState(const BucketState& state) {
-  std::string value;
-  value.reserve(kBucketStateBytes);
-  AppendInt64(value, state.level);
-  AppendInt64(value, state.ts_us);
-  return value;
-}
-
 bool DecodeBucketState(const std::string& value, BucketState* state) {
   if (value.size() != kBucketStateBytes) return false;
   state->exists = true;

@@ -3,7 +3,7 @@
 // The script is compiled into the binary (no runtime file) and mirrors EvaluateBuckets step for
 // step, with the time from Redis `TIME` so every replica shares one clock. It also checks the
 // upstream's cooldown key in the same step. A bucket's state is one 16-byte string (level units
-// and its stamp in µs, little-endian int64: EncodeBucketState) under BucketStateKey, which
+// and its stamp in µs, little-endian int64: DecodeBucketState) under BucketStateKey, which
 // expires once the bucket would be full again, so idle buckets cost Redis no memory. Until 0.2.0
 // the state was a hash {l, t} under `<prefix><bucket key>`: the version in the key name keeps
 // replicas of both formats from ever reading each other's state during a rolling upgrade.
@@ -30,8 +30,7 @@ extern const char kBucketStateVersion[];
 // "<prefix>v2:<bucket key>": where the script keeps the bucket `bucket_key` (BucketSpec::key).
 std::string BucketStateKey(const std::string& key_prefix, const std::string& bucket_key);
 
-// A bucket's stored value, as the script writes and reads it; Decode is false for any other value.
-std::string EncodeBucketState(const BucketState& state);
+// Reads a bucket's stored value as the script writes it; false for any other value.
 bool DecodeBucketState(const std::string& value, BucketState* state);
 
 // Lowercase hex SHA-1 of kTokenBucketScript, as EVALSHA and SCRIPT LOAD name it.
