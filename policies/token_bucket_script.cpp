@@ -6,32 +6,42 @@
 
 namespace tollgate::policies {
 
+const char kBucketStateVersion[] = "v2:";
+
 // Lua numbers are doubles: every quantity stays an integer below 2^53 (see token_bucket.h), so
-// the arithmetic is exact. Numbers go to Redis through '%.0f' because the default conversion may
-// pick an exponent form. ceil_div corrects the rounded quotient so it is exact too.
+// the arithmetic is exact. ceil_div corrects the rounded quotient so it is exact too.
 //
-// Cost inside redis-server: per bucket one HMGET and, when taking, one HSET of both fields and
-// one PEXPIRE; one TIME and one PTTL per call. The script builds a single table (the reply, which
-// also holds the first pass's levels and stamps) and reads each ARGV number once per pass: table
-// churn and conversions cost more than the commands themselves (INFO commandstats).
+// Cost inside redis-server (issue 9). A redis.call costs several times the command it runs
+// (argv objects, ACL and stats in call(), its reply re-parsed into Lua), and tonumber or
+// string.format of a 16-digit number goes through glibc's multi-precision strtod / printf_fp:
+// these were most of the old script's ~40 us for three buckets (HMGET, HSET and PEXPIRE per
+// bucket, numbers as decimal text). So a call is one TIME, one MGET of every key (the cooldown
+// key's PTTL only when it exists) and one SET ... PX per bucket taken from; numbers cross as
+// little-endian int64 through `struct` (a bucket's parameters in one ARGV, its state in one
+// 16-byte value), never as decimal text.
 const char kTokenBucketScript[] = R"lua(
+local floor, unpack_struct, pack_struct = math.floor, struct.unpack, struct.pack
+
 local function ceil_div(a, b)
-  local q = math.floor(a / b)
+  local q = floor(a / b)
   while q * b < a do q = q + 1 end
   while q > 0 and (q - 1) * b >= a do q = q - 1 end
   return q
 end
 
 local take = ARGV[1] == '1'
-local ncd = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-if not now then
+local ncd = ARGV[2] == '1' and 1 or 0
+local now
+if ARGV[3] == '' then
   local t = redis.call('TIME')
   now = t[1] * 1000000 + t[2]
+else
+  now = tonumber(ARGV[3])
 end
 
+local stored = redis.call('MGET', unpack(KEYS))
 local cooldown_ms = 0
-if ncd == 1 then
+if ncd == 1 and stored[1] then
   local pttl = redis.call('PTTL', KEYS[1])
   if pttl > 0 then cooldown_ms = pttl end
 end
@@ -42,13 +52,13 @@ local n = #KEYS - ncd
 local out = {0, 0, -1, 0, cooldown_ms}
 local enough, limiting, retry_us = true, 0, 0
 for i = 1, n do
-  local a = i * 4
-  local refill, cap, cost = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local shadow = ARGV[a + 3] == '1'
+  local refill, cap, cost, shadow = unpack_struct('<i8i8i8B', ARGV[3 + i])
   local level, ts = cap, now
-  local stored = redis.call('HMGET', KEYS[ncd + i], 'l', 't')
-  if stored[1] and stored[2] then
-    level, ts = tonumber(stored[1]), tonumber(stored[2])
+  local state = stored[ncd + i]
+  if state then
+    -- Never read what another writer left as a full bucket: an error falls back per on_error.
+    if #state ~= 16 then return redis.error_reply('unreadable bucket ' .. KEYS[ncd + i]) end
+    level, ts = unpack_struct('<i8i8', state)
     if level > cap then level = cap end
     if now > ts then
       local deficit = cap - level
@@ -66,7 +76,7 @@ for i = 1, n do
   local retry = 0
   if level < cost then
     retry = ceil_div((cost < cap and cost or cap) - level, refill)
-    if shadow then
+    if shadow == 1 then
       out[2] = 1
     else
       enough = false
@@ -82,16 +92,15 @@ end
 if cooldown_ms > 0 then out[1] = 2 elseif not enough then out[1] = 1 end
 out[3], out[4] = limiting - 1, retry_us
 for i = 1, n do
-  local a, o = i * 4, 3 + i * 3
-  local refill, cap = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local o = 3 + i * 3
+  local refill, cap, cost = unpack_struct('<i8i8i8', ARGV[3 + i])
   local level = out[o]
   if enough and take then
-    local cost = tonumber(ARGV[a + 2])
     if level >= cost then level = level - cost end
-    local key = KEYS[ncd + i]
-    redis.call('HSET', key, 'l', string.format('%.0f', level), 't', string.format('%.0f', out[o + 1]))
     local reset = ceil_div(cap - level, refill)
-    redis.call('PEXPIRE', key, string.format('%.0f', math.max(1, ceil_div(reset, 1000))))
+    local ttl = ceil_div(reset, 1000)
+    local state = pack_struct('<i8i8', level, out[o + 1])
+    redis.call('SET', KEYS[ncd + i], state, 'PX', ttl > 0 and ttl or 1)
     out[o], out[o + 1] = level, reset
   else
     out[o + 1] = ceil_div(cap - level, refill)
@@ -116,6 +125,20 @@ std::string ComputeSha1(const std::string& text) {
 }
 
 constexpr size_t kHeaderFields = 5;
+constexpr size_t kBucketParamsBytes = 25;  // refill, capacity, cost, shadow: '<i8i8i8B'
+constexpr size_t kBucketStateBytes = 16;   // level, stamp: '<i8i8'
+
+// Little-endian two's complement, as Lua's struct '<i8' reads and writes it.
+void AppendInt64(std::string& out, int64_t value) {
+  const auto bits = static_cast<uint64_t>(value);
+  for (int shift = 0; shift < 64; shift += 8) out.push_back(static_cast<char>(bits >> shift));
+}
+
+int64_t ReadInt64(const char* bytes) {
+  uint64_t bits = 0;
+  for (int i = 7; i >= 0; --i) bits = (bits << 8) | static_cast<unsigned char>(bytes[i]);
+  return static_cast<int64_t>(bits);
+}
 constexpr size_t kFieldsPerBucket = 3;
 
 }  // namespace
@@ -130,17 +153,34 @@ TokenBucketCall MakeTokenBucketCall(const std::vector<BucketSpec>& buckets,
                                     const std::string& key_prefix, bool take, int64_t now_us) {
   TokenBucketCall call;
   const bool cooldown = !cooldown_upstream.empty();
+  call.keys.reserve(buckets.size() + 1);
+  call.args.reserve(buckets.size() + 3);
   if (cooldown) call.keys.push_back(key_prefix + "cooldown:" + cooldown_upstream);
   call.args = {take ? "1" : "0", cooldown ? "1" : "0", now_us < 0 ? "" : std::to_string(now_us)};
   for (const BucketSpec& spec : buckets) {
     const BucketMath math = MathFor(spec);
-    call.keys.push_back(key_prefix + spec.key);
-    call.args.push_back(std::to_string(math.refill));
-    call.args.push_back(std::to_string(math.capacity));
-    call.args.push_back(std::to_string(math.cost));
-    call.args.push_back(math.shadow ? "1" : "0");
+    call.keys.push_back(BucketStateKey(key_prefix, spec.key));
+    std::string params;
+    params.reserve(kBucketParamsBytes);
+    AppendInt64(params, math.refill);
+    AppendInt64(params, math.capacity);
+    AppendInt64(params, math.cost);
+    params.push_back(math.shadow ? 1 : 0);
+    call.args.push_back(std::move(params));
   }
   return call;
+}
+
+std::string BucketStateKey(const std::string& key_prefix, const std::string& bucket_key) {
+  return key_prefix + kBucketStateVersion + bucket_key;
+}
+
+bool DecodeBucketState(const std::string& value, BucketState* state) {
+  if (value.size() != kBucketStateBytes) return false;
+  state->exists = true;
+  state->level = ReadInt64(value.data());
+  state->ts_us = ReadInt64(value.data() + 8);
+  return true;
 }
 
 std::vector<std::string> EvalShaArgv(const TokenBucketCall& call) {

@@ -2,8 +2,11 @@
 //
 // The script is compiled into the binary (no runtime file) and mirrors EvaluateBuckets step for
 // step, with the time from Redis `TIME` so every replica shares one clock. It also checks the
-// upstream's cooldown key in the same step. Bucket state is a hash {l: level units, t: µs} that
-// expires once the bucket would be full again, so idle buckets cost Redis no memory.
+// upstream's cooldown key in the same step. A bucket's state is one 16-byte string (level units
+// and its stamp in µs, little-endian int64: DecodeBucketState) under BucketStateKey, which
+// expires once the bucket would be full again, so idle buckets cost Redis no memory. Until 0.2.0
+// the state was a hash {l, t} under `<prefix><bucket key>`: the version in the key name keeps
+// replicas of both formats from ever reading each other's state during a rolling upgrade.
 //
 // Pure functions and constants: safe from any thread.
 #pragma once
@@ -21,10 +24,20 @@ namespace tollgate::policies {
 
 extern const char kTokenBucketScript[];
 
+// Goes between the key prefix and a bucket's key in Redis: the state format's version.
+extern const char kBucketStateVersion[];
+
+// "<prefix>v2:<bucket key>": where the script keeps the bucket `bucket_key` (BucketSpec::key).
+std::string BucketStateKey(const std::string& key_prefix, const std::string& bucket_key);
+
+// Reads a bucket's stored value as the script writes it; false for any other value.
+bool DecodeBucketState(const std::string& value, BucketState* state);
+
 // Lowercase hex SHA-1 of kTokenBucketScript, as EVALSHA and SCRIPT LOAD name it.
 const std::string& TokenBucketScriptSha1();
 
-// KEYS and ARGV of one script call.
+// KEYS and ARGV of one script call. ARGV: take "1"/"0", cooldown "1"/"0", the clock ("" for
+// Redis TIME), then per bucket its refill, capacity and cost as '<i8i8i8' and a shadow byte.
 struct TokenBucketCall {
   std::vector<std::string> keys;
   std::vector<std::string> args;

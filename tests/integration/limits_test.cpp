@@ -293,9 +293,9 @@ TEST_F(LimitTest, CallerScopedBucketsDoNotAffectOtherCallers) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(Get(*g, kSelf, kOpsKey).status, 200) << i;
   ExpectLocal429(Get(*g, kSelf, kOpsKey), "per-caller");
   EXPECT_EQ(fake_.Stats().requests, 6);
-  // One key per caller, as snapshot.cpp names them.
-  EXPECT_EQ(RedisCall(redis_.port(), {"EXISTS", "tollgate:bucket:per-caller:data-team"}), "1");
-  EXPECT_EQ(RedisCall(redis_.port(), {"EXISTS", "tollgate:bucket:per-caller:ops-team"}), "1");
+  // One key per caller, as snapshot.cpp names them (behind the state format's version).
+  EXPECT_EQ(RedisCall(redis_.port(), {"EXISTS", "tollgate:v2:bucket:per-caller:data-team"}), "1");
+  EXPECT_EQ(RedisCall(redis_.port(), {"EXISTS", "tollgate:v2:bucket:per-caller:ops-team"}), "1");
 }
 
 TEST_F(LimitTest, CostIsTakenFromTheBucket) {
@@ -357,16 +357,14 @@ TEST_F(LimitTest, ARejectedRequestTakesNothingFromAnyBucket) {
   EXPECT_EQ(Get(*g, kSelf).status, 200);
   EXPECT_EQ(Get(*g, kSelf).status, 200);
   EXPECT_EQ(Get(*g, kSelf, kOpsKey).status, 200);  // the shared bucket is now empty
-  const std::string key = "tollgate:bucket:data-own:data-team";
-  auto level = RedisCall(redis_.port(), {"HGET", key, "l"});
-  auto stamp = RedisCall(redis_.port(), {"HGET", key, "t"});
-  ASSERT_TRUE(level && !level->empty());
-  ASSERT_TRUE(stamp && !stamp->empty());
+  const std::string key = "tollgate:v2:bucket:data-own:data-team";
+  // The bucket's state: level and stamp in one value (policies/token_bucket_script.h).
+  auto state = RedisCall(redis_.port(), {"GET", key});
+  ASSERT_TRUE(state && state->size() == 16);
 
   for (int i = 0; i < 3; ++i) ExpectLocal429(Get(*g, kSelf), "devin-shared");
   // The caller's bucket is byte for byte as the last allowed request left it.
-  EXPECT_EQ(RedisCall(redis_.port(), {"HGET", key, "l"}), level);
-  EXPECT_EQ(RedisCall(redis_.port(), {"HGET", key, "t"}), stamp);
+  EXPECT_EQ(RedisCall(redis_.port(), {"GET", key}), state);
   Json who = Whoami(*g);
   EXPECT_EQ(std::floor(Remaining(who, "data-own")), 3) << who.String("");
   EXPECT_EQ(std::floor(Remaining(who, "devin-shared")), 0);
@@ -545,7 +543,7 @@ TEST_F(LimitTest, RedisKilledMidRunWithLocalFallbackKeepsServingAndIsUsedAgainAf
   EXPECT_TRUE(redis_again) << "still falling back after a restart; last: " << last_line;
   EXPECT_EQ(Whoami(*g).String("/limiter").rfind("redis ", 0), 0u);
   // The restarted (empty) Redis holds the bucket again.
-  EXPECT_EQ(RedisCall(redis_.port(), {"EXISTS", "tollgate:bucket:data-own:data-team"}), "1");
+  EXPECT_EQ(RedisCall(redis_.port(), {"EXISTS", "tollgate:v2:bucket:data-own:data-team"}), "1");
   // The empty Redis lacked the script: answered NOSCRIPT once at start and once after restart.
   EXPECT_GE(Metric(*g, "tollgate_redis_script_reloads_total"), 2);
 }

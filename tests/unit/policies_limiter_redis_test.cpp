@@ -26,6 +26,7 @@
 #include "loop/loop.h"
 #include "policies/rate_limiter.h"
 #include "policies/rate_limiter_memory.h"
+#include "policies/token_bucket_script.h"
 #include "tests/support/process.h"
 
 namespace tollgate::policies {
@@ -101,7 +102,9 @@ class Inspector {
   }
   std::string String(const std::vector<std::string>& argv) {
     redisReply* reply = Run(argv);
-    std::string value = reply != nullptr && reply->str != nullptr ? reply->str : "";
+    // Binary-safe: a bucket's state holds zero bytes.
+    std::string value =
+        reply != nullptr && reply->str != nullptr ? std::string(reply->str, reply->len) : "";
     if (reply != nullptr) freeReplyObject(reply);
     return value;
   }
@@ -733,13 +736,34 @@ TEST_F(RedisLimiterTest, KeysCarryThePrefixAndExpireWhenFull) {
   ASSERT_EQ(AcquireSync(*limiter, Request({Bucket("sessions", 1, 60, 2)})).outcome,
             Outcome::kAllowed);
   Inspector redis(redis_.port());
-  const std::string key = "tg-test:bucket:sessions:_shared";
+  const std::string key = "tg-test:v2:bucket:sessions:_shared";
   EXPECT_EQ(redis.Integer({"EXISTS", key}), 1);
   // One token of two taken at 1/min: full again in 60 s.
   const long long ttl = redis.Integer({"PTTL", key});
   EXPECT_GT(ttl, 0);
   EXPECT_LE(ttl, 60000);
-  EXPECT_EQ(redis.String({"HGET", key, "l"}), std::to_string(60LL * 1000000));
+  BucketState state;
+  ASSERT_TRUE(DecodeBucketState(redis.String({"GET", key}), &state));
+  EXPECT_EQ(state.level, 60LL * 1000000);
+}
+
+// During a rolling upgrade a replica before 0.2.0 keeps its buckets as hashes {l, t} under
+// "<prefix>bucket:...": the new format lives under another name, so neither reads (or, through
+// SET, replaces) the other's state.
+TEST_F(RedisLimiterTest, AnOlderReplicasBucketIsNeitherReadNorReplaced) {
+  Inspector redis(redis_.port());
+  const std::string old_key = "tollgate:bucket:a:_shared";
+  ASSERT_EQ(redis.Integer({"HSET", old_key, "l", "0", "t", "1"}), 2);  // empty in the old format
+  auto limiter = MakeRedisLimiter(Config(), 1);
+  const LimitDecision decision = AcquireSync(*limiter, Request({Bucket("a", 1, 86400, 3)}));
+  EXPECT_EQ(decision.outcome, Outcome::kAllowed);
+  EXPECT_FALSE(decision.fallback);
+  EXPECT_NEAR(decision.levels[0].remaining, 2, 0.001);
+  EXPECT_EQ(redis.String({"TYPE", old_key}), "hash");
+  EXPECT_EQ(redis.String({"HGET", old_key, "l"}), "0");
+  BucketState state;
+  ASSERT_TRUE(DecodeBucketState(redis.String({"GET", "tollgate:v2:bucket:a:_shared"}), &state));
+  EXPECT_EQ(state.level, 2LL * 86400 * 1000000);
 }
 
 TEST_F(RedisLimiterTest, ReloadsTheScriptAfterScriptFlush) {
@@ -807,7 +831,7 @@ TEST_F(RedisLimiterTest, PeekTakesNothingAndWritesNothing) {
     EXPECT_FALSE(peeked.fallback);
     EXPECT_NEAR(peeked.levels[0].remaining, 3, 0.001);
   }
-  EXPECT_EQ(redis.Integer({"EXISTS", "tollgate:bucket:a:_shared"}), 0);
+  EXPECT_EQ(redis.Integer({"EXISTS", "tollgate:v2:bucket:a:_shared"}), 0);
   EXPECT_NEAR(AcquireSync(*limiter, Request({bucket})).levels[0].remaining, 2, 0.001);
   EXPECT_NEAR(PeekSync(*limiter, {bucket}).levels[0].remaining, 2, 0.001);
   EXPECT_NEAR(PeekSync(*limiter, {bucket}).levels[0].remaining, 2, 0.001);
@@ -825,17 +849,17 @@ TEST_F(RedisLimiterTest, CostIsTakenFromEveryBucketOrFromNone) {
   EXPECT_NEAR(first.levels[1].remaining, 2, 0.001);
 
   Inspector redis(redis_.port());
-  const std::string wide_key = "tollgate:bucket:wide:_shared";
-  const std::string level = redis.String({"HGET", wide_key, "l"});
-  const std::string stamp = redis.String({"HGET", wide_key, "t"});
-  EXPECT_EQ(level, std::to_string(6LL * 86400 * 1000000));
+  const std::string wide_key = "tollgate:v2:bucket:wide:_shared";
+  const std::string stored = redis.String({"GET", wide_key});
+  BucketState state;
+  ASSERT_TRUE(DecodeBucketState(stored, &state));
+  EXPECT_EQ(state.level, 6LL * 86400 * 1000000);
   // "narrow" holds 2 of the 4 needed: refused, and "wide" keeps its 6 to the microsecond.
   const LimitDecision second = AcquireSync(*limiter, Request({wide, narrow}));
   EXPECT_EQ(second.outcome, Outcome::kLimited);
   EXPECT_EQ(second.limited_by, "narrow");
   EXPECT_NEAR(second.retry_after_seconds, 2 * 86400, 1);
-  EXPECT_EQ(redis.String({"HGET", wide_key, "l"}), level);
-  EXPECT_EQ(redis.String({"HGET", wide_key, "t"}), stamp);
+  EXPECT_EQ(redis.String({"GET", wide_key}), stored);  // level and stamp
   // "wide" alone still has one more request of cost 4 in it, and then not another.
   EXPECT_EQ(AcquireSync(*limiter, Request({wide})).outcome, Outcome::kAllowed);
   EXPECT_EQ(AcquireSync(*limiter, Request({wide})).outcome, Outcome::kLimited);
@@ -863,9 +887,9 @@ TEST_F(RedisLimiterTest, AShadowBucketNeverRefusesButSaysItWould) {
 // (503), under `local` the per-process buckets decide. Neither may be taken as "allowed".
 TEST_F(RedisLimiterTest, AScriptErrorIsNeverTakenAsAnAllow) {
   Inspector redis(redis_.port());
-  const std::string key = "tollgate:bucket:a:_shared";
-  // A key of the wrong type under the bucket's name: the script's HMGET fails (WRONGTYPE).
-  ASSERT_EQ(redis.String({"SET", key, "not a hash"}), "OK");
+  const std::string key = "tollgate:v2:bucket:a:_shared";
+  // A value the script cannot read under the bucket's name: an error, never a full bucket.
+  ASSERT_EQ(redis.String({"SET", key, "not a bucket"}), "OK");
   const auto bucket = Bucket("a", 1, 86400, 1);
 
   auto deny = MakeRedisLimiter(Config(config::RedisOnError::kDeny), 1);
@@ -886,7 +910,7 @@ TEST_F(RedisLimiterTest, AScriptErrorIsNeverTakenAsAnAllow) {
   EXPECT_TRUE(second.fallback);
   EXPECT_EQ(local->stats().fallbacks.load(), 2u);
   EXPECT_EQ(local->stats().redis_errors.load(), 2u);
-  EXPECT_EQ(redis.String({"GET", key}), "not a hash");  // nothing written over it
+  EXPECT_EQ(redis.String({"GET", key}), "not a bucket");  // nothing written over it
 
   // One bad key is not an outage: other buckets are still decided by Redis.
   const LimitDecision other = AcquireSync(*local, Request({Bucket("b", 1, 86400, 1)}));
@@ -931,7 +955,7 @@ TEST_F(RedisLimiterTest, ARefusedScriptLoadIsAFailureNotAReload) {
   // Each refused load ends the attempt: EVALSHA is not sent again only to hear NOSCRIPT again.
   EXPECT_EQ(CommandCalls(admin, "script|load"), 2);
   EXPECT_EQ(CommandCalls(admin, "evalsha"), 2);
-  EXPECT_EQ(admin.Integer({"EXISTS", "tollgate:bucket:a:_shared"}), 0);
+  EXPECT_EQ(admin.Integer({"EXISTS", "tollgate:v2:bucket:a:_shared"}), 0);
 }
 
 TEST_F(RedisLimiterTest, AuthenticatesAndSelectsTheDatabase) {
