@@ -12,6 +12,9 @@
 // request, or a PING when there is none) then decides whether to close it. The breaker is per
 // loop; the counters and readiness are process-wide.
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -72,9 +75,30 @@ LimitDecision Unavailable() {
 
 // What the limiter and its per-loop connections share. Held by shared_ptr from both, so a loop's
 // connection destroyed late (its loop's locals cleared after the limiter) still finds it.
+// The address to connect to, resolved once here (on the thread that builds the limiter):
+// hiredis resolves a host name inside redisAsyncConnect, which would block a loop on DNS at
+// every reconnect. A name that does not resolve now is kept, so a later connect still tries it.
+std::string ResolveOnce(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0 || found == nullptr) return host;
+  char text[INET6_ADDRSTRLEN] = {0};
+  const void* addr =
+      found->ai_family == AF_INET6
+          ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(found->ai_addr)->sin6_addr)
+          : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr);
+  std::string out = inet_ntop(found->ai_family, addr, text, sizeof text) ? text : host;
+  freeaddrinfo(found);
+  return out;
+}
+
 struct Core {
   explicit Core(const config::RedisConfig& c)
-      : config(c), timeout(milliseconds(c.timeout_ms > 0 ? c.timeout_ms : 50)) {}
+      : config(c),
+        timeout(milliseconds(c.timeout_ms > 0 ? c.timeout_ms : 50)),
+        address(ResolveOnce(c.host)) {}
 
   // Decides without Redis, per on_error. A cooldown needs no answer: it is recorded locally.
   void Fallback(Pending& pending) {
@@ -92,6 +116,7 @@ struct Core {
 
   const config::RedisConfig config;
   const milliseconds timeout;
+  const std::string address;  // config.host, resolved once
   MemoryLimiter local;
   LimiterStats stats;
   std::atomic<bool> ready{true};
@@ -158,7 +183,7 @@ class LoopConnection {
   bool EnsureLink() {
     if (link_ != nullptr) return true;
     link_ = RedisLoopLink::Connect(
-        loop_, core_->config.host, core_->config.port,
+        loop_, core_->address, core_->config.port,
         [this](const redisReply& reply) { OnReply(reply); }, [this] { Drop(); },
         &stats_.redis_writes);
     if (link_ == nullptr) return false;
