@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -56,8 +55,16 @@ int HexValue(char c) {
 bool IsSecretName(std::string_view name) {
   // Names arrive as the client encoded them ("api%5Fkey", "Api+Key"): decode for the match, so
   // an encoding trick cannot carry a secret past the mask.
-  std::string lower;
-  lower.reserve(name.size());
+  // Decoded into a buffer on the stack (a longer name, rare, takes a string); lowered as ASCII
+  // (what std::tolower does in the "C" locale the gateway runs in, without its call per byte).
+  char stack[64];
+  std::string heap;
+  char* lower = stack;
+  if (name.size() > sizeof(stack)) {
+    heap.resize(name.size());
+    lower = heap.data();
+  }
+  size_t size = 0;
   for (size_t i = 0; i < name.size(); ++i) {
     char c = name[i];
     if (c == '%' && i + 2 < name.size() && HexValue(name[i + 1]) >= 0 &&
@@ -65,12 +72,13 @@ bool IsSecretName(std::string_view name) {
       c = static_cast<char>(HexValue(name[i + 1]) * 16 + HexValue(name[i + 2]));
       i += 2;
     }
-    lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    lower[size++] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
   }
+  const std::string_view decoded(lower, size);
   static constexpr std::string_view kSecretWords[] = {"token",  "key", "secret", "password",
                                                       "passwd", "sig", "auth",   "credential"};
   for (std::string_view word : kSecretWords) {
-    if (lower.find(word) != std::string::npos) return true;
+    if (decoded.find(word) != std::string_view::npos) return true;
   }
   return false;
 }
