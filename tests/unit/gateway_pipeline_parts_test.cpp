@@ -109,6 +109,42 @@ TEST(RateLimitHeaders, UpstreamFieldsAreOnlyMadeStricter) {
   EXPECT_EQ(*Get(structured, "RateLimit"), "\"devin-all\";r=12;t=1, \"up\";r=5;t=3");
 }
 
+// The upstream's fields are found whatever their case, the first of each name is the one
+// tightened, they stay where they are, and ours that it lacks follow in their usual order.
+TEST(RateLimitHeaders, UpstreamFieldsAreFoundInAnyCaseAndStayInPlace) {
+  std::vector<policies::BucketSpec> specs = {Spec("devin-all", 20, 1, 40)};
+  std::vector<policies::BucketLevel> levels = {Level(12, 1)};
+  HeaderList h = {{"Content-Type", "application/json"},
+                  {"ratelimit-policy", "\"up\";q=9;w=1"},
+                  {"RateLimitX", "7"},
+                  {"RATELIMIT-LIMIT", "abc"},
+                  {"RateLimit-Remaining", "5"},
+                  {"RateLimit-Remaining", "100"}};
+  AddRateLimitHeaders(specs, levels, &h);
+  const HeaderList want = {{"Content-Type", "application/json"},
+                           {"ratelimit-policy", "\"devin-all\";q=40;w=2, \"up\";q=9;w=1"},
+                           {"RateLimitX", "7"},
+                           {"RATELIMIT-LIMIT", "40"},
+                           {"RateLimit-Remaining", "5"},
+                           {"RateLimit-Remaining", "100"},
+                           {"RateLimit", "\"devin-all\";r=12;t=1"},
+                           {"RateLimit-Reset", "1"}};
+  EXPECT_EQ(h, want);
+}
+
+TEST(RateLimitHeaders, OursAloneComeInOrderAndBucketNamesAreQuoted) {
+  std::vector<policies::BucketSpec> specs = {Spec("a\"b\\c", 3, 60, 10)};
+  std::vector<policies::BucketLevel> levels = {Level(9.99, 0.01)};
+  HeaderList h;
+  AddRateLimitHeaders(specs, levels, &h);
+  const HeaderList want = {{"RateLimit-Policy", "\"a\\\"b\\\\c\";q=10;w=200"},
+                           {"RateLimit", "\"a\\\"b\\\\c\";r=9;t=1"},
+                           {"RateLimit-Limit", "10"},
+                           {"RateLimit-Remaining", "9"},
+                           {"RateLimit-Reset", "1"}};
+  EXPECT_EQ(h, want);
+}
+
 TEST(RateLimitHeaders, NothingWhenOnlyShadowBucketsApply) {
   std::vector<policies::BucketSpec> specs = {Spec("s", 1, 1, 1, true)};
   std::vector<policies::BucketLevel> levels = {Level(0, 1)};
