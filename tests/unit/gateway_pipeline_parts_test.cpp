@@ -44,6 +44,20 @@ TEST(RequestId, ValidationAndGeneration) {
   EXPECT_EQ(a.size(), 32u);
   EXPECT_NE(a, b);
   EXPECT_TRUE(IsValidRequestId(a));
+  for (const std::string& id : {a, b}) {
+    EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos) << id;
+  }
+  // 128 random bits: over a few ids every hex digit shows up in both halves.
+  std::string first, second;
+  for (int i = 0; i < 64; ++i) {
+    const std::string id = NewRequestId();
+    first += id.substr(0, 16);
+    second += id.substr(16);
+  }
+  for (char digit : std::string("0123456789abcdef")) {
+    EXPECT_NE(first.find(digit), std::string::npos) << digit;
+    EXPECT_NE(second.find(digit), std::string::npos) << digit;
+  }
 }
 
 policies::BucketSpec Spec(const std::string& name, uint64_t tokens, uint64_t period, uint64_t burst,
