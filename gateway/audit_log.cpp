@@ -3,34 +3,24 @@
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
-#include <rapidjson/writer.h>
+#include <rapidjson/internal/dtoa.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
+#include <array>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <deque>
+#include <limits>
 #include <utility>
 
 namespace tollgate::gateway {
 namespace {
-
-// Lets RapidJSON's Writer append straight into the writer thread's batch buffer.
-class StringAppendStream {
- public:
-  using Ch = char;
-  explicit StringAppendStream(std::string* out) : out_(out) {}
-  void Put(char c) { out_->push_back(c); }
-  void Flush() {}
-
- private:
-  std::string* out_;
-};
 
 // Length of the valid UTF-8 sequence at in[i], or 0 if the bytes there are not one (overlong
 // forms, surrogates and code points above U+10FFFF are invalid, as RFC 3629 says).
@@ -55,43 +45,6 @@ size_t Utf8SequenceLength(std::string_view in, size_t i) {
   return 0;
 }
 
-// Returns `in` itself when it is valid UTF-8 (the common case: no copy), else a copy in
-// `scratch` with every invalid byte replaced by U+FFFD, so the JSON line always parses.
-std::string_view ValidUtf8(std::string_view in, std::string* scratch) {
-  size_t i = 0;
-  while (i < in.size()) {
-    const size_t n = Utf8SequenceLength(in, i);
-    if (n == 0) break;
-    i += n;
-  }
-  if (i == in.size()) return in;
-  scratch->assign(in.substr(0, i));
-  while (i < in.size()) {
-    const size_t n = Utf8SequenceLength(in, i);
-    if (n == 0) {
-      scratch->append("\xEF\xBF\xBD");
-      ++i;
-    } else {
-      scratch->append(in.substr(i, n));
-      i += n;
-    }
-  }
-  return *scratch;
-}
-
-std::string FormatTimestamp(std::chrono::system_clock::time_point ts) {
-  const auto ms = std::chrono::floor<std::chrono::milliseconds>(ts);
-  const auto seconds = std::chrono::floor<std::chrono::seconds>(ms);
-  const int millis = static_cast<int>((ms - seconds).count());
-  const std::time_t t = std::chrono::system_clock::to_time_t(seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char out[96];
-  std::snprintf(out, sizeof(out), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
-  return out;
-}
-
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -102,8 +55,16 @@ int HexValue(char c) {
 bool IsSecretName(std::string_view name) {
   // Names arrive as the client encoded them ("api%5Fkey", "Api+Key"): decode for the match, so
   // an encoding trick cannot carry a secret past the mask.
-  std::string lower;
-  lower.reserve(name.size());
+  // Decoded into a buffer on the stack (a longer name, rare, takes a string); lowered as ASCII
+  // (what std::tolower does in the "C" locale the gateway runs in, without its call per byte).
+  char stack[64];
+  std::string heap;
+  char* lower = stack;
+  if (name.size() > sizeof(stack)) {
+    heap.resize(name.size());
+    lower = heap.data();
+  }
+  size_t size = 0;
   for (size_t i = 0; i < name.size(); ++i) {
     char c = name[i];
     if (c == '%' && i + 2 < name.size() && HexValue(name[i + 1]) >= 0 &&
@@ -111,122 +72,264 @@ bool IsSecretName(std::string_view name) {
       c = static_cast<char>(HexValue(name[i + 1]) * 16 + HexValue(name[i + 2]));
       i += 2;
     }
-    lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    lower[size++] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
   }
+  const std::string_view decoded(lower, size);
   static constexpr std::string_view kSecretWords[] = {"token",  "key", "secret", "password",
                                                       "passwd", "sig", "auth",   "credential"};
   for (std::string_view word : kSecretWords) {
-    if (lower.find(word) != std::string::npos) return true;
+    if (decoded.find(word) != std::string_view::npos) return true;
   }
   return false;
 }
 
-using JsonWriter = rapidjson::Writer<StringAppendStream>;
-
-void WriteString(JsonWriter& w, std::string_view value) {
-  std::string scratch;
-  const std::string_view safe = ValidUtf8(value, &scratch);
-  w.String(safe.data(), static_cast<rapidjson::SizeType>(safe.size()));
+// Calls `piece` with the masked query in order, a piece at a time (MaskQuery's result is their
+// concatenation). Every piece boundary falls next to an ASCII byte ('&', '=' or the mask), so
+// UTF-8 checked piece by piece reads as it would whole.
+template <typename Piece>
+void ForEachMaskedPiece(std::string_view raw_query, Piece&& piece) {
+  size_t start = 0;
+  while (start <= raw_query.size()) {
+    size_t end = raw_query.find('&', start);
+    if (end == std::string_view::npos) end = raw_query.size();
+    const std::string_view param = raw_query.substr(start, end - start);
+    const size_t eq = param.find('=');
+    if (eq != std::string_view::npos && eq + 1 < param.size() &&
+        IsSecretName(param.substr(0, eq))) {
+      piece(param.substr(0, eq + 1));
+      piece(std::string_view("***"));
+    } else {
+      piece(param);
+    }
+    if (end == raw_query.size()) break;
+    piece(std::string_view("&"));
+    start = end + 1;
+  }
 }
 
-void WriteStringOrNull(JsonWriter& w, std::string_view value) {
+// The audit line is written by hand rather than through RapidJSON's Writer, which pushes one
+// byte at a time through a level stack: the line is the writer thread's main cost. Its bytes
+// are the ones the Writer wrote (SetMaxDecimalPlaces(3), default flags); the unit test
+// SerializeAuditRecord.WritesTheSameBytesAsRapidJsonsWriterDid holds the two side by side.
+
+// Bytes a JSON string takes as they are: printable ASCII but '"' and '\\' (the Writer escapes
+// exactly the others below 0x80, and passes UTF-8 through).
+constexpr std::array<bool, 256> kPlainJsonBytes = [] {
+  std::array<bool, 256> plain{};
+  for (int c = 0x20; c < 0x80; ++c) plain[c] = c != '"' && c != '\\';
+  return plain;
+}();
+
+template <size_t N>
+void AppendLiteral(std::string* out, const char (&text)[N]) {
+  out->append(text, N - 1);
+}
+
+// The characters of a JSON string (no quotes): runs of plain ASCII and valid UTF-8 are appended
+// whole; control characters, '"' and '\\' are escaped as the Writer did, and every byte that
+// does not start a valid UTF-8 sequence becomes U+FFFD, so the line always parses.
+void AppendJsonChars(std::string_view in, std::string* out) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  const char* const begin = in.data();
+  const char* const end = begin + in.size();
+  const char* run = begin;  // the bytes from here to p go out as they are
+  const char* p = begin;
+  while (p < end) {
+    const auto c = static_cast<unsigned char>(*p);
+    if (kPlainJsonBytes[c]) {
+      ++p;
+      continue;
+    }
+    size_t utf8 = 0;
+    if (c >= 0x80) {
+      utf8 = Utf8SequenceLength(in, static_cast<size_t>(p - begin));
+      if (utf8 != 0) {
+        p += utf8;
+        continue;
+      }
+    }
+    out->append(run, static_cast<size_t>(p - run));
+    if (c >= 0x80) {
+      AppendLiteral(out, "\xEF\xBF\xBD");
+    } else {
+      char escaped[6] = {'\\', 0, '0', '0', kHex[c >> 4], kHex[c & 0xF]};
+      size_t len = 2;
+      switch (c) {
+        case '"':
+        case '\\':
+          escaped[1] = static_cast<char>(c);
+          break;
+        case '\b':
+          escaped[1] = 'b';
+          break;
+        case '\f':
+          escaped[1] = 'f';
+          break;
+        case '\n':
+          escaped[1] = 'n';
+          break;
+        case '\r':
+          escaped[1] = 'r';
+          break;
+        case '\t':
+          escaped[1] = 't';
+          break;
+        default:
+          escaped[1] = 'u';
+          len = 6;
+      }
+      out->append(escaped, len);
+    }
+    run = ++p;
+  }
+  out->append(run, static_cast<size_t>(p - run));
+}
+
+void AppendString(std::string_view value, std::string* out) {
+  out->push_back('"');
+  AppendJsonChars(value, out);
+  out->push_back('"');
+}
+
+void AppendStringOrNull(std::string_view value, std::string* out) {
   if (value.empty()) {
-    w.Null();
+    AppendLiteral(out, "null");
   } else {
-    WriteString(w, value);
+    AppendString(value, out);
   }
 }
 
-void WriteNumber(JsonWriter& w, double value) {
-  if (std::isfinite(value)) {
-    w.Double(value);
-  } else {
-    w.Null();  // JSON has no NaN or Infinity
+void AppendMaskedQuery(std::string_view raw_query, std::string* out) {
+  out->push_back('"');
+  ForEachMaskedPiece(raw_query, [out](std::string_view piece) { AppendJsonChars(piece, out); });
+  out->push_back('"');
+}
+
+template <typename Integer>
+void AppendInteger(Integer value, std::string* out) {
+  char text[24];
+  const auto result = std::to_chars(text, text + sizeof(text), value);
+  out->append(text, static_cast<size_t>(result.ptr - text));
+}
+
+void AppendNumber(double value, std::string* out) {
+  if (!std::isfinite(value)) {
+    AppendLiteral(out, "null");  // JSON has no NaN or Infinity
+    return;
   }
+  // RapidJSON's own dtoa, with the Writer's 3 decimal places (microseconds are noise in a
+  // latency; keeps lines short): the digits stay the ones the Writer wrote.
+  char text[32];
+  const char* end = rapidjson::internal::dtoa(value, text, 3);
+  out->append(text, static_cast<size_t>(end - text));
+}
+
+// RFC 3339 in UTC with milliseconds, quoted. The text up to the second is formatted once per
+// second per thread (gmtime_r and snprintf cost more than the rest of the line).
+void AppendTimestamp(std::chrono::system_clock::time_point ts, std::string* out) {
+  struct SecondText {
+    int64_t second = std::numeric_limits<int64_t>::min();
+    char text[80];
+    size_t size = 0;
+  };
+  thread_local SecondText cached;
+  const auto ms = std::chrono::floor<std::chrono::milliseconds>(ts);
+  const auto seconds = std::chrono::floor<std::chrono::seconds>(ms);
+  const int millis = static_cast<int>((ms - seconds).count());
+  if (seconds.time_since_epoch().count() != cached.second) {
+    const std::time_t t = std::chrono::system_clock::to_time_t(seconds);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    const int n = std::snprintf(cached.text, sizeof(cached.text),
+                                "\"%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900,
+                                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cached.size = static_cast<size_t>(std::clamp(n, 0, static_cast<int>(sizeof(cached.text)) - 1));
+    cached.second = seconds.time_since_epoch().count();
+  }
+  out->append(cached.text, cached.size);
+  const char digits[5] = {static_cast<char>('0' + millis / 100),
+                          static_cast<char>('0' + millis / 10 % 10),
+                          static_cast<char>('0' + millis % 10), 'Z', '"'};
+  out->append(digits, sizeof(digits));
 }
 
 void AppendAuditRecord(const AuditRecord& r, std::string* out) {
-  StringAppendStream stream(out);
-  JsonWriter w(stream);
-  w.SetMaxDecimalPlaces(3);  // microseconds are noise in a latency; keeps lines short
-  w.StartObject();
-  w.Key("ts");
-  WriteString(w, FormatTimestamp(r.ts));
-  w.Key("request_id");
-  WriteString(w, r.request_id);
-  w.Key("caller");
+  AppendLiteral(out, "{\"ts\":");
+  AppendTimestamp(r.ts, out);
+  AppendLiteral(out, ",\"request_id\":");
+  AppendString(r.request_id, out);
+  AppendLiteral(out, ",\"caller\":");
   if (r.caller) {
-    WriteString(w, *r.caller);
+    AppendString(*r.caller, out);
   } else {
-    w.Null();
+    AppendLiteral(out, "null");
   }
-  w.Key("client_ip");
-  WriteString(w, r.client_ip);
-  w.Key("method");
-  WriteString(w, r.method);
-  w.Key("upstream");
-  WriteString(w, r.upstream);
-  w.Key("path");
-  WriteString(w, r.path);
-  w.Key("query");
-  WriteString(w, MaskQuery(r.query));
-  w.Key("rule");
-  WriteStringOrNull(w, r.rule);
-  w.Key("decision");
-  WriteString(w, r.decision);
-  w.Key("status");
-  w.Int(r.status);
-  w.Key("upstream_status");
+  AppendLiteral(out, ",\"client_ip\":");
+  AppendString(r.client_ip, out);
+  AppendLiteral(out, ",\"method\":");
+  AppendString(r.method, out);
+  AppendLiteral(out, ",\"upstream\":");
+  AppendString(r.upstream, out);
+  AppendLiteral(out, ",\"path\":");
+  AppendString(r.path, out);
+  AppendLiteral(out, ",\"query\":");
+  AppendMaskedQuery(r.query, out);
+  AppendLiteral(out, ",\"rule\":");
+  AppendStringOrNull(r.rule, out);
+  AppendLiteral(out, ",\"decision\":");
+  AppendString(r.decision, out);
+  AppendLiteral(out, ",\"status\":");
+  AppendInteger(r.status, out);
+  AppendLiteral(out, ",\"upstream_status\":");
   if (r.upstream_status != 0) {
-    w.Int(r.upstream_status);
+    AppendInteger(r.upstream_status, out);
   } else {
-    w.Null();
+    AppendLiteral(out, "null");
   }
-  w.Key("latency_ms");
-  WriteNumber(w, r.latency_ms);
-  w.Key("upstream_ms");
+  AppendLiteral(out, ",\"latency_ms\":");
+  AppendNumber(r.latency_ms, out);
+  AppendLiteral(out, ",\"upstream_ms\":");
   if (r.upstream_ms >= 0) {
-    WriteNumber(w, r.upstream_ms);
+    AppendNumber(r.upstream_ms, out);
   } else {
-    w.Null();
+    AppendLiteral(out, "null");
   }
-  w.Key("ttfb_ms");
+  AppendLiteral(out, ",\"ttfb_ms\":");
   if (r.ttfb_ms >= 0) {
-    WriteNumber(w, r.ttfb_ms);
+    AppendNumber(r.ttfb_ms, out);
   } else {
-    w.Null();
+    AppendLiteral(out, "null");
   }
-  w.Key("duration_ms");
-  WriteNumber(w, r.duration_ms);
-  w.Key("ended_by");
-  WriteString(w, r.ended_by);
-  w.Key("bytes_in");
-  w.Uint64(r.bytes_in);
-  w.Key("bytes_out");
-  w.Uint64(r.bytes_out);
-  w.Key("bucket");
-  WriteStringOrNull(w, r.bucket);
-  w.Key("remaining");
+  AppendLiteral(out, ",\"duration_ms\":");
+  AppendNumber(r.duration_ms, out);
+  AppendLiteral(out, ",\"ended_by\":");
+  AppendString(r.ended_by, out);
+  AppendLiteral(out, ",\"bytes_in\":");
+  AppendInteger(r.bytes_in, out);
+  AppendLiteral(out, ",\"bytes_out\":");
+  AppendInteger(r.bytes_out, out);
+  AppendLiteral(out, ",\"bucket\":");
+  AppendStringOrNull(r.bucket, out);
+  AppendLiteral(out, ",\"remaining\":");
   if (r.remaining) {
-    WriteNumber(w, *r.remaining);
+    AppendNumber(*r.remaining, out);
   } else {
-    w.Null();
+    AppendLiteral(out, "null");
   }
-  w.Key("upstream_request_id");
-  WriteStringOrNull(w, r.upstream_request_id);
-  w.Key("error");
-  WriteStringOrNull(w, r.error);
+  AppendLiteral(out, ",\"upstream_request_id\":");
+  AppendStringOrNull(r.upstream_request_id, out);
+  AppendLiteral(out, ",\"error\":");
+  AppendStringOrNull(r.error, out);
   if (!r.would_limit.empty()) {
-    w.Key("would_limit");
-    w.StartArray();
-    for (const std::string& bucket : r.would_limit) WriteString(w, bucket);
-    w.EndArray();
+    AppendLiteral(out, ",\"would_limit\":[");
+    for (size_t i = 0; i < r.would_limit.size(); ++i) {
+      if (i > 0) out->push_back(',');
+      AppendString(r.would_limit[i], out);
+    }
+    out->push_back(']');
   }
-  if (r.fallback) {
-    w.Key("limiter_fallback");
-    w.Bool(true);
-  }
-  w.EndObject();
+  if (r.fallback) AppendLiteral(out, ",\"limiter_fallback\":true");
+  out->push_back('}');
 }
 
 }  // namespace
@@ -241,23 +344,7 @@ std::string SerializeAuditRecord(const AuditRecord& record) {
 std::string MaskQuery(std::string_view raw_query) {
   std::string out;
   out.reserve(raw_query.size());
-  size_t start = 0;
-  while (start <= raw_query.size()) {
-    size_t end = raw_query.find('&', start);
-    if (end == std::string_view::npos) end = raw_query.size();
-    const std::string_view param = raw_query.substr(start, end - start);
-    const size_t eq = param.find('=');
-    if (eq != std::string_view::npos && eq + 1 < param.size() &&
-        IsSecretName(param.substr(0, eq))) {
-      out.append(param.substr(0, eq + 1));
-      out.append("***");
-    } else {
-      out.append(param);
-    }
-    if (end == raw_query.size()) break;
-    out.push_back('&');
-    start = end + 1;
-  }
+  ForEachMaskedPiece(raw_query, [&out](std::string_view piece) { out.append(piece); });
   return out;
 }
 
@@ -517,6 +604,7 @@ int64_t AuditLog::queue_depth() const {
 void AuditLog::Run() {
   // Big batches are cut into writes of about this size, so one write never needs a huge buffer.
   constexpr size_t kWriteChunk = 1 << 20;
+  constexpr size_t kTypicalLine = 512;  // bytes: a record's line is usually 350-500
   OpenFile();
   std::vector<AuditRecord> batch;
   std::vector<std::string> stream_lines;
@@ -558,6 +646,8 @@ void AuditLog::Run() {
       continue;
     }
     buffer.clear();
+    // Sized once for the batch (the buffer keeps its capacity from one batch to the next).
+    buffer.reserve(std::min(batch.size() * kTypicalLine, kWriteChunk + kTypicalLine));
     size_t lost = 0;  // records of this batch that did not reach the file
     for (const AuditRecord& record : batch) {
       const size_t start = buffer.size();

@@ -1,48 +1,104 @@
 #include "gateway/rate_limit_headers.h"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <ctime>
 #include <string>
+#include <string_view>
 
 namespace tollgate::gateway {
 namespace {
 
-HeaderList::iterator Find(HeaderList* headers, std::string_view name) {
-  for (auto it = headers->begin(); it != headers->end(); ++it) {
-    if (EqualsIgnoreCase(it->first, name)) return it;
+// The fields we add or tighten, in the order they are added.
+enum Field { kPolicy, kCurrent, kLimit, kRemaining, kReset, kFieldCount };
+constexpr std::string_view kFieldNames[kFieldCount] = {
+    "RateLimit-Policy", "RateLimit", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"};
+
+// Where each field first occurs in *headers (npos when absent), in one pass over the list.
+// Positions, not iterators: the list grows afterwards.
+std::array<size_t, kFieldCount> FindFields(const HeaderList& headers) {
+  std::array<size_t, kFieldCount> at;
+  at.fill(std::string_view::npos);
+  for (size_t i = 0; i < headers.size(); ++i) {
+    const std::string& name = headers[i].first;
+    // Every field name starts with "RateLimit": most headers are passed over here.
+    if (name.size() < kFieldNames[kCurrent].size() ||
+        !EqualsIgnoreCase(std::string_view(name).substr(0, kFieldNames[kCurrent].size()),
+                          kFieldNames[kCurrent])) {
+      continue;
+    }
+    for (size_t f = 0; f < kFieldCount; ++f) {
+      if (at[f] == std::string_view::npos && EqualsIgnoreCase(name, kFieldNames[f])) {
+        at[f] = i;
+        break;
+      }
+    }
   }
-  return headers->end();
+  return at;
+}
+
+template <typename Integer>
+void AppendDecimal(Integer value, std::string* out) {
+  char text[24];
+  const auto result = std::to_chars(text, text + sizeof(text), value);
+  out->append(text, static_cast<size_t>(result.ptr - text));
+}
+
+std::string Decimal(int64_t value) {
+  std::string out;
+  AppendDecimal(value, &out);  // at most 20 characters: no allocation
+  return out;
 }
 
 // Sets a numeric field to our value unless the upstream's is already more restrictive
 // (`lower_is_stricter`: remaining and limit; otherwise reset, where later is stricter).
-void Tighten(HeaderList* headers, std::string_view name, int64_t ours, bool lower_is_stricter) {
-  auto it = Find(headers, name);
-  if (it == headers->end()) {
-    headers->emplace_back(std::string(name), std::to_string(ours));
+void Tighten(HeaderList* headers, size_t at, Field field, int64_t ours, bool lower_is_stricter) {
+  if (at == std::string_view::npos) {
+    headers->emplace_back(std::string(kFieldNames[field]), Decimal(ours));
     return;
   }
+  std::string& theirs_text = (*headers)[at].second;
   char* end = nullptr;
-  long long theirs = std::strtoll(it->second.c_str(), &end, 10);
-  if (end == it->second.c_str()) {
-    it->second = std::to_string(ours);
+  long long theirs = std::strtoll(theirs_text.c_str(), &end, 10);
+  if (end == theirs_text.c_str()) {
+    theirs_text = Decimal(ours);
     return;
   }
   bool ours_stricter = lower_is_stricter ? ours < theirs : ours > theirs;
-  if (ours_stricter) it->second = std::to_string(ours);
+  if (ours_stricter) theirs_text = Decimal(ours);
 }
 
-std::string Quote(const std::string& name) {
-  std::string out = "\"";
+// `"name";<a>=<x>;<b>=<y>`: one member of a structured-field list.
+template <typename X, typename Y>
+std::string Member(const std::string& name, std::string_view a, X x, std::string_view b, Y y) {
+  std::string out;
+  out.reserve(name.size() + 52);
+  out.push_back('"');
   for (char c : name) {
     if (c == '"' || c == '\\') out.push_back('\\');
     out.push_back(c);
   }
   out.push_back('"');
+  out.append(a);
+  AppendDecimal(x, &out);
+  out.append(b);
+  AppendDecimal(y, &out);
   return out;
+}
+
+// Our member first; the upstream's own list (`theirs`, when it sent one) stays after it.
+void Prepend(HeaderList* headers, size_t at, Field field, std::string ours) {
+  if (at == std::string_view::npos) {
+    headers->emplace_back(std::string(kFieldNames[field]), std::move(ours));
+    return;
+  }
+  std::string& theirs = (*headers)[at].second;
+  ours.append(", ").append(theirs);
+  theirs = std::move(ours);
 }
 
 // RFC 9110 5.6.7: a recipient accepts all three HTTP-date forms, the preferred IMF-fixdate and
@@ -85,26 +141,14 @@ void AddRateLimitHeaders(const std::vector<policies::BucketSpec>& specs,
   int64_t window = static_cast<int64_t>(
       std::ceil(static_cast<double>(spec.burst) * static_cast<double>(spec.rate.period_seconds) /
                 static_cast<double>(spec.rate.tokens ? spec.rate.tokens : 1)));
-  std::string policy =
-      Quote(spec.name) + ";q=" + std::to_string(spec.burst) + ";w=" + std::to_string(window);
-  std::string current =
-      Quote(spec.name) + ";r=" + std::to_string(remaining) + ";t=" + std::to_string(reset);
   // Structured fields are lists: the upstream's own policies stay, ours come first.
-  auto p = Find(headers, "RateLimit-Policy");
-  if (p == headers->end()) {
-    headers->emplace_back("RateLimit-Policy", policy);
-  } else {
-    p->second = policy + ", " + p->second;
-  }
-  auto c = Find(headers, "RateLimit");
-  if (c == headers->end()) {
-    headers->emplace_back("RateLimit", current);
-  } else {
-    c->second = current + ", " + c->second;
-  }
-  Tighten(headers, "RateLimit-Limit", static_cast<int64_t>(spec.burst), true);
-  Tighten(headers, "RateLimit-Remaining", remaining, true);
-  Tighten(headers, "RateLimit-Reset", reset, false);
+  const std::array<size_t, kFieldCount> at = FindFields(*headers);
+  headers->reserve(headers->size() + kFieldCount);
+  Prepend(headers, at[kPolicy], kPolicy, Member(spec.name, ";q=", spec.burst, ";w=", window));
+  Prepend(headers, at[kCurrent], kCurrent, Member(spec.name, ";r=", remaining, ";t=", reset));
+  Tighten(headers, at[kLimit], kLimit, static_cast<int64_t>(spec.burst), true);
+  Tighten(headers, at[kRemaining], kRemaining, remaining, true);
+  Tighten(headers, at[kReset], kReset, reset, false);
 }
 
 int64_t ParseRetryAfterSeconds(const std::string* value,

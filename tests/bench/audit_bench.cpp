@@ -40,6 +40,16 @@ void BM_SerializeAuditRecord(benchmark::State& state) {
 }
 BENCHMARK(BM_SerializeAuditRecord);
 
+// The slow path: non-ASCII text, characters JSON escapes, and a byte that is not UTF-8.
+void BM_SerializeAuditRecordToEscape(benchmark::State& state) {
+  AuditRecord r = TypicalRecord();
+  r.path = "/v2/accounts/caf\xC3\xA9-team/tokens/\xE2\x82\xAC";
+  r.query = "q=%22a%22&name=\"quoted\"\tand\xFF";
+  r.error = "upstream said \"no\"\r\n";
+  for (auto _ : state) benchmark::DoNotOptimize(SerializeAuditRecord(r));
+}
+BENCHMARK(BM_SerializeAuditRecordToEscape);
+
 void BM_MaskQuery(benchmark::State& state) {
   for (auto _ : state) {
     benchmark::DoNotOptimize(MaskQuery("limit=10&api_key=very-secret&from=2026-01-01"));

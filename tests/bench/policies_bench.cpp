@@ -1,10 +1,11 @@
 // Micro-benchmarks of the policy stages that run on every request: target normalisation,
-// the authorisation decision, and response redaction.
+// the authorisation decision, response redaction, and the rate-limit response fields.
 #include <benchmark/benchmark.h>
 
 #include <string>
 
 #include "config/model.h"
+#include "gateway/rate_limit_headers.h"
 #include "policies/normalise.h"
 #include "policies/policy.h"
 #include "policies/redact.h"
@@ -147,6 +148,78 @@ void BM_RedactorApplyUnchanged(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * body.size()));
 }
 BENCHMARK(BM_RedactorApplyUnchanged);
+
+// Two enforcing buckets and a shadow one; the fields are added to a typical filtered upstream
+// answer (the copy of that list is part of the time: BM_CopyUpstreamHeaders measures it alone).
+std::vector<BucketSpec> RateLimitSpecs() {
+  std::vector<BucketSpec> specs(3);
+  specs[0].name = "devin-all";
+  specs[0].rate = {20, 1};
+  specs[0].burst = 40;
+  specs[1].name = "sessions";
+  specs[1].rate = {50, 86400};
+  specs[1].burst = 50;
+  specs[2].name = "shadow";
+  specs[2].rate = {1, 1};
+  specs[2].burst = 1;
+  specs[2].shadow = true;
+  return specs;
+}
+
+std::vector<BucketLevel> RateLimitLevels() {
+  std::vector<BucketLevel> levels(3);
+  levels[0].remaining = 37.25;
+  levels[0].reset_seconds = 0.14;
+  levels[1].remaining = 12;
+  levels[1].reset_seconds = 66355.2;
+  levels[2].remaining = 0;
+  levels[2].reset_seconds = 1;
+  return levels;
+}
+
+gateway::HeaderList UpstreamHeaders() {
+  return {{"Content-Type", "application/json"},
+          {"Date", "Fri, 09 Jan 2026 10:00:00 GMT"},
+          {"Cache-Control", "no-store"},
+          {"Vary", "Accept-Encoding"},
+          {"x-devo-cid", "c0ffee00-1234-5678-9abc-def012345678"},
+          {"Content-Encoding", "gzip"},
+          {"X-Request-Id", "6f1c2a9e3b7d4e0a9c412d8f5b6a7e90"}};
+}
+
+void BM_CopyUpstreamHeaders(benchmark::State& state) {
+  const gateway::HeaderList upstream = UpstreamHeaders();
+  for (auto _ : state) {
+    gateway::HeaderList headers = upstream;
+    benchmark::DoNotOptimize(headers);
+  }
+}
+BENCHMARK(BM_CopyUpstreamHeaders);
+
+void BM_AddRateLimitHeaders(benchmark::State& state) {
+  const std::vector<BucketSpec> specs = RateLimitSpecs();
+  const std::vector<BucketLevel> levels = RateLimitLevels();
+  const gateway::HeaderList upstream = UpstreamHeaders();
+  for (auto _ : state) {
+    gateway::HeaderList headers = upstream;
+    gateway::AddRateLimitHeaders(specs, levels, &headers);
+    benchmark::DoNotOptimize(headers);
+  }
+}
+BENCHMARK(BM_AddRateLimitHeaders);
+
+// A local reply (429, 401...): the fields go into a short list of our own.
+void BM_AddRateLimitHeadersToLocalReply(benchmark::State& state) {
+  const std::vector<BucketSpec> specs = RateLimitSpecs();
+  const std::vector<BucketLevel> levels = RateLimitLevels();
+  for (auto _ : state) {
+    gateway::HeaderList headers;
+    headers.emplace_back("Content-Type", "application/json");
+    gateway::AddRateLimitHeaders(specs, levels, &headers);
+    benchmark::DoNotOptimize(headers);
+  }
+}
+BENCHMARK(BM_AddRateLimitHeadersToLocalReply);
 
 }  // namespace
 }  // namespace tollgate::policies

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
+#include <rapidjson/writer.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -13,13 +14,17 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <functional>
+#include <limits>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -191,6 +196,311 @@ TEST(SerializeAuditRecord, InvalidUtf8StillParsesAndValidUtf8IsKept) {
   EXPECT_NE(ip.find('x'), std::string::npos);
   EXPECT_NE(ip.find("\xEF\xBF\xBD"), std::string::npos);
   EXPECT_STREQ(doc["error"].GetString(), "\xEF\xBF\xBD");
+}
+
+// The serialiser as it was written with RapidJSON's Writer (validate, then escape, then write),
+// kept as the oracle for the hand-written one: the audit line's bytes must not change.
+namespace reference {
+
+class Append {
+ public:
+  using Ch = char;
+  explicit Append(std::string* out) : out_(out) {}
+  void Put(char c) { out_->push_back(c); }
+  void Flush() {}
+
+ private:
+  std::string* out_;
+};
+
+size_t Utf8Length(std::string_view in, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(in[k]); };
+  const auto cont = [&](size_t k) { return k < in.size() && (byte(k) & 0xC0) == 0x80; };
+  const unsigned char b = byte(i);
+  if (b < 0x80) return 1;
+  if (b >= 0xC2 && b <= 0xDF) return cont(i + 1) ? 2 : 0;
+  if (b >= 0xE0 && b <= 0xEF) {
+    if (!cont(i + 1) || !cont(i + 2)) return 0;
+    if (b == 0xE0 && byte(i + 1) < 0xA0) return 0;
+    if (b == 0xED && byte(i + 1) >= 0xA0) return 0;
+    return 3;
+  }
+  if (b >= 0xF0 && b <= 0xF4) {
+    if (!cont(i + 1) || !cont(i + 2) || !cont(i + 3)) return 0;
+    if (b == 0xF0 && byte(i + 1) < 0x90) return 0;
+    if (b == 0xF4 && byte(i + 1) >= 0x90) return 0;
+    return 4;
+  }
+  return 0;
+}
+
+std::string ValidUtf8(std::string_view in) {
+  std::string out;
+  for (size_t i = 0; i < in.size();) {
+    const size_t n = Utf8Length(in, i);
+    if (n == 0) {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    } else {
+      out.append(in.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
+}
+
+std::string Timestamp(std::chrono::system_clock::time_point ts) {
+  const auto ms = std::chrono::floor<std::chrono::milliseconds>(ts);
+  const auto seconds = std::chrono::floor<std::chrono::seconds>(ms);
+  const std::time_t t = std::chrono::system_clock::to_time_t(seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char out[96];
+  std::snprintf(out, sizeof(out), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>((ms - seconds).count()));
+  return out;
+}
+
+using Writer = rapidjson::Writer<Append>;
+
+void String(Writer& w, std::string_view value) {
+  const std::string safe = ValidUtf8(value);
+  w.String(safe.data(), static_cast<rapidjson::SizeType>(safe.size()));
+}
+
+void StringOrNull(Writer& w, std::string_view value) {
+  if (value.empty()) {
+    w.Null();
+  } else {
+    String(w, value);
+  }
+}
+
+void Number(Writer& w, double value) {
+  if (std::isfinite(value)) {
+    w.Double(value);
+  } else {
+    w.Null();
+  }
+}
+
+std::string Serialize(const AuditRecord& r) {
+  std::string out;
+  Append stream(&out);
+  Writer w(stream);
+  w.SetMaxDecimalPlaces(3);
+  w.StartObject();
+  w.Key("ts");
+  String(w, Timestamp(r.ts));
+  w.Key("request_id");
+  String(w, r.request_id);
+  w.Key("caller");
+  if (r.caller) {
+    String(w, *r.caller);
+  } else {
+    w.Null();
+  }
+  w.Key("client_ip");
+  String(w, r.client_ip);
+  w.Key("method");
+  String(w, r.method);
+  w.Key("upstream");
+  String(w, r.upstream);
+  w.Key("path");
+  String(w, r.path);
+  w.Key("query");
+  String(w, MaskQuery(r.query));
+  w.Key("rule");
+  StringOrNull(w, r.rule);
+  w.Key("decision");
+  String(w, r.decision);
+  w.Key("status");
+  w.Int(r.status);
+  w.Key("upstream_status");
+  if (r.upstream_status != 0) {
+    w.Int(r.upstream_status);
+  } else {
+    w.Null();
+  }
+  w.Key("latency_ms");
+  Number(w, r.latency_ms);
+  w.Key("upstream_ms");
+  if (r.upstream_ms >= 0) {
+    Number(w, r.upstream_ms);
+  } else {
+    w.Null();
+  }
+  w.Key("ttfb_ms");
+  if (r.ttfb_ms >= 0) {
+    Number(w, r.ttfb_ms);
+  } else {
+    w.Null();
+  }
+  w.Key("duration_ms");
+  Number(w, r.duration_ms);
+  w.Key("ended_by");
+  String(w, r.ended_by);
+  w.Key("bytes_in");
+  w.Uint64(r.bytes_in);
+  w.Key("bytes_out");
+  w.Uint64(r.bytes_out);
+  w.Key("bucket");
+  StringOrNull(w, r.bucket);
+  w.Key("remaining");
+  if (r.remaining) {
+    Number(w, *r.remaining);
+  } else {
+    w.Null();
+  }
+  w.Key("upstream_request_id");
+  StringOrNull(w, r.upstream_request_id);
+  w.Key("error");
+  StringOrNull(w, r.error);
+  if (!r.would_limit.empty()) {
+    w.Key("would_limit");
+    w.StartArray();
+    for (const std::string& bucket : r.would_limit) String(w, bucket);
+    w.EndArray();
+  }
+  if (r.fallback) {
+    w.Key("limiter_fallback");
+    w.Bool(true);
+  }
+  w.EndObject();
+  return out;
+}
+
+}  // namespace reference
+
+// Random records whose strings mix plain ASCII, characters JSON escapes, valid UTF-8 of every
+// length, and broken UTF-8 (stray continuation bytes, truncated and overlong sequences,
+// surrogates, code points past U+10FFFF), and whose numbers span what dtoa has to get right.
+class RecordGenerator {
+ public:
+  explicit RecordGenerator(uint64_t seed) : rng_(seed) {}
+
+  AuditRecord Next() {
+    AuditRecord r;
+    r.ts = std::chrono::system_clock::time_point(
+        std::chrono::milliseconds(Int(-100000000000LL, 4102444800000LL)) +
+        std::chrono::microseconds(Int(0, 999)));
+    r.request_id = Text();
+    if (Int(0, 3) != 0) r.caller = Text();
+    r.client_ip = Text();
+    r.method = Text();
+    r.upstream = Text();
+    r.path = Text();
+    r.query = Query();
+    r.rule = Maybe();
+    r.decision = Text();
+    r.status = static_cast<int>(Int(-1000, 1000000));
+    r.upstream_status = Int(0, 2) == 0 ? 0 : static_cast<int>(Int(INT32_MIN, INT32_MAX));
+    r.latency_ms = Double();
+    r.upstream_ms = Double();
+    r.ttfb_ms = Double();
+    r.duration_ms = Double();
+    r.ended_by = Text();
+    r.bytes_in = Int(0, 3) == 0 ? rng_() : static_cast<uint64_t>(Int(0, 100000));
+    r.bytes_out = Int(0, 3) == 0 ? rng_() : static_cast<uint64_t>(Int(0, 100000));
+    r.bucket = Maybe();
+    if (Int(0, 2) != 0) r.remaining = Double();
+    r.upstream_request_id = Maybe();
+    r.error = Maybe();
+    for (int64_t n = Int(-2, 3); n > 0; --n) r.would_limit.push_back(Text());
+    r.fallback = Int(0, 1) == 1;
+    return r;
+  }
+
+ private:
+  int64_t Int(int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng_);
+  }
+
+  std::string Maybe() { return Int(0, 2) == 0 ? std::string() : Text(); }
+
+  std::string Text() {
+    static const char* const kPieces[] = {"\"",           "\\",           "\n",
+                                          "\r",           "\t",           "\b",
+                                          "\f",           "\x01",         "\x1f",
+                                          "" /* NUL */,   "\x7f",         "/",
+                                          "\xC3\xA9",     "\xE2\x82\xAC", "\xF0\x9F\x98\x80",
+                                          "\xC3",         "\xE2\x82",     "\xF0\x9F\x98",
+                                          "\x80",         "\xBF",         "\xC0\xAF",
+                                          "\xE0\x80\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80",
+                                          "\xF5",         "\xFF",         "\xFE"};
+    std::string out;
+    for (int64_t n = Int(0, 12); n > 0; --n) {
+      switch (Int(0, 3)) {
+        case 0:
+        case 1:  // a run of plain printable ASCII
+          for (int64_t k = Int(1, 24); k > 0; --k)
+            out.push_back(static_cast<char>(Int(0x20, 0x7E)));
+          break;
+        case 2: {
+          const size_t i = static_cast<size_t>(Int(0, std::size(kPieces) - 1));
+          if (i == 9) {
+            out.push_back('\0');
+          } else {
+            out.append(kPieces[i]);
+          }
+          break;
+        }
+        default:  // any byte at all
+          out.push_back(static_cast<char>(Int(0, 255)));
+      }
+    }
+    return out;
+  }
+
+  std::string Query() {
+    static const char* const kNames[] = {"a", "limit", "token", "api_key",     "to%6Ben", "Secret",
+                                         "x", "from",  "sig",   "caf\xC3\xA9", "\xC3"};
+    std::string out;
+    for (int64_t n = Int(0, 5); n > 0; --n) {
+      if (!out.empty() || Int(0, 5) == 0) out.push_back('&');
+      out.append(Int(0, 3) == 0 ? Text() : kNames[Int(0, std::size(kNames) - 1)]);
+      if (Int(0, 4) != 0) out.append("=").append(Text());
+    }
+    return out;
+  }
+
+  double Double() {
+    switch (Int(0, 9)) {
+      case 0:
+        return 0.0;
+      case 1:
+        return -0.0;
+      case 2:
+        return std::numeric_limits<double>::quiet_NaN();
+      case 3:
+        return Int(0, 1) ? std::numeric_limits<double>::infinity()
+                         : -std::numeric_limits<double>::infinity();
+      case 4:  // whole numbers
+        return static_cast<double>(Int(-1000000, 1000000));
+      case 5:  // milliseconds to the microsecond, as latencies are
+        return static_cast<double>(Int(0, 100000000)) / 1000.0;
+      case 6:  // tiny and huge
+        return std::ldexp(std::uniform_real_distribution<double>(0.5, 1)(rng_),
+                          static_cast<int>(Int(-1074, 1023)));
+      default:
+        return std::uniform_real_distribution<double>(-1e4, 1e6)(rng_);
+    }
+  }
+
+  std::mt19937_64 rng_;
+};
+
+TEST(SerializeAuditRecord, WritesTheSameBytesAsRapidJsonsWriterDid) {
+  EXPECT_EQ(SerializeAuditRecord(FullRecord()), reference::Serialize(FullRecord()));
+  EXPECT_EQ(SerializeAuditRecord(AuditRecord()), reference::Serialize(AuditRecord()));
+  RecordGenerator generator(20260109);
+  for (int i = 0; i < 20000; ++i) {
+    const AuditRecord r = generator.Next();
+    const std::string want = reference::Serialize(r);
+    ASSERT_EQ(SerializeAuditRecord(r), want) << "record " << i;
+    Parse(want);
+  }
 }
 
 TEST(MaskQuery, MasksSecretLookingNamesOnly) {

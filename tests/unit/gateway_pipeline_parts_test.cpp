@@ -44,6 +44,20 @@ TEST(RequestId, ValidationAndGeneration) {
   EXPECT_EQ(a.size(), 32u);
   EXPECT_NE(a, b);
   EXPECT_TRUE(IsValidRequestId(a));
+  for (const std::string& id : {a, b}) {
+    EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos) << id;
+  }
+  // 128 random bits: over a few ids every hex digit shows up in both halves.
+  std::string first, second;
+  for (int i = 0; i < 64; ++i) {
+    const std::string id = NewRequestId();
+    first += id.substr(0, 16);
+    second += id.substr(16);
+  }
+  for (char digit : std::string("0123456789abcdef")) {
+    EXPECT_NE(first.find(digit), std::string::npos) << digit;
+    EXPECT_NE(second.find(digit), std::string::npos) << digit;
+  }
 }
 
 policies::BucketSpec Spec(const std::string& name, uint64_t tokens, uint64_t period, uint64_t burst,
@@ -107,6 +121,42 @@ TEST(RateLimitHeaders, UpstreamFieldsAreOnlyMadeStricter) {
   HeaderList structured = {{"RateLimit", "\"up\";r=5;t=3"}};
   AddRateLimitHeaders(specs, levels, &structured);
   EXPECT_EQ(*Get(structured, "RateLimit"), "\"devin-all\";r=12;t=1, \"up\";r=5;t=3");
+}
+
+// The upstream's fields are found whatever their case, the first of each name is the one
+// tightened, they stay where they are, and ours that it lacks follow in their usual order.
+TEST(RateLimitHeaders, UpstreamFieldsAreFoundInAnyCaseAndStayInPlace) {
+  std::vector<policies::BucketSpec> specs = {Spec("devin-all", 20, 1, 40)};
+  std::vector<policies::BucketLevel> levels = {Level(12, 1)};
+  HeaderList h = {{"Content-Type", "application/json"},
+                  {"ratelimit-policy", "\"up\";q=9;w=1"},
+                  {"RateLimitX", "7"},
+                  {"RATELIMIT-LIMIT", "abc"},
+                  {"RateLimit-Remaining", "5"},
+                  {"RateLimit-Remaining", "100"}};
+  AddRateLimitHeaders(specs, levels, &h);
+  const HeaderList want = {{"Content-Type", "application/json"},
+                           {"ratelimit-policy", "\"devin-all\";q=40;w=2, \"up\";q=9;w=1"},
+                           {"RateLimitX", "7"},
+                           {"RATELIMIT-LIMIT", "40"},
+                           {"RateLimit-Remaining", "5"},
+                           {"RateLimit-Remaining", "100"},
+                           {"RateLimit", "\"devin-all\";r=12;t=1"},
+                           {"RateLimit-Reset", "1"}};
+  EXPECT_EQ(h, want);
+}
+
+TEST(RateLimitHeaders, OursAloneComeInOrderAndBucketNamesAreQuoted) {
+  std::vector<policies::BucketSpec> specs = {Spec("a\"b\\c", 3, 60, 10)};
+  std::vector<policies::BucketLevel> levels = {Level(9.99, 0.01)};
+  HeaderList h;
+  AddRateLimitHeaders(specs, levels, &h);
+  const HeaderList want = {{"RateLimit-Policy", "\"a\\\"b\\\\c\";q=10;w=200"},
+                           {"RateLimit", "\"a\\\"b\\\\c\";r=9;t=1"},
+                           {"RateLimit-Limit", "10"},
+                           {"RateLimit-Remaining", "9"},
+                           {"RateLimit-Reset", "1"}};
+  EXPECT_EQ(h, want);
 }
 
 TEST(RateLimitHeaders, NothingWhenOnlyShadowBucketsApply) {
