@@ -78,7 +78,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Refuse() { refused_ = true; }
   // The exchange's handler took body bytes: read on if the buffer has room again.
   void BodyTaken() {
-    if (!closed_) Pump();
+    if (!closed_) Pump();  // Pump holds the connection itself
   }
   void Start() { ArmTimer(); }  // the idle timeout runs from the accept
 
@@ -476,6 +476,8 @@ void Connection::Dispatch(RequestParser::Status status, HttpRequest request) {
 }
 
 void Connection::Respond(Exchange* exchange, const HttpResponse& response) {
+  // A failed write closes the connection, which can end the exchange that holds it: keep it.
+  auto self = shared_from_this();
   if (closed_ || exchange != exchange_.get()) return;
   const HttpRequest& req = exchange->request();
   // A body not read to its end leaves the connection mid-message: it closes after the answer.
@@ -490,6 +492,7 @@ void Connection::Respond(Exchange* exchange, const HttpResponse& response) {
 
 void Connection::StartStream(Exchange* exchange, int status, const HeaderList& headers,
                              std::optional<uint64_t> content_length) {
+  auto self = shared_from_this();
   if (closed_ || exchange != exchange_.get()) return;
   const HttpRequest& req = exchange->request();
   keep_alive_ = req.keep_alive && !exchange->body_pending() && exchange->body_error_status() == 0;
@@ -516,6 +519,8 @@ void Connection::SendHeldHead() {
 }
 
 bool Connection::WriteBody(std::string_view data) {
+  // A failed write closes the connection, which can end the exchange that holds it: keep it.
+  auto self = shared_from_this();
   if (closed_ || !streaming_) return false;
   if (!head_only_ && framing_ != BodyFraming::kNone && !data.empty()) {
     if (framing_ == BodyFraming::kChunked) {
@@ -539,6 +544,8 @@ bool Connection::WriteBody(std::string_view data) {
 }
 
 void Connection::EndStream() {
+  // A failed write closes the connection, which can end the exchange that holds it: keep it.
+  auto self = shared_from_this();
   if (closed_ || !streaming_) return;
   if (framing_ == BodyFraming::kChunked && !head_only_) {
     static const char kLast[] = "0\r\n\r\n";
@@ -550,6 +557,8 @@ void Connection::EndStream() {
 }
 
 void Connection::AbortStream() {
+  // A failed write closes the connection, which can end the exchange that holds it: keep it.
+  auto self = shared_from_this();
   if (closed_) return;
   // What was sent is flushed (as far as the caller takes it), then the connection closes
   // without a last chunk: the caller sees the body end short, never a complete answer.

@@ -561,7 +561,13 @@ TEST_F(StreamingTest, TwoThousandConcurrentStreamsInBoundedMemory) {
   }
   EXPECT_TRUE(gone) << fake_.OpenStreams() << " upstream streams still open";
   auto lines = gateway_->WaitForAuditLines(2000, milliseconds(30000));
-  EXPECT_EQ(lines.size(), 2000u);
+  std::string log = gateway_->log();
+  EXPECT_EQ(lines.size(), 2000u) << "running: " << gateway_->running() << "\n"
+                                 << log.substr(
+                                        log.find("ERROR: AddressSanitizer") != std::string::npos
+                                            ? log.find("ERROR: AddressSanitizer")
+                                            : (log.size() > 4000 ? log.size() - 4000 : 0),
+                                        16000);
 }
 
 // SIGTERM with streams open: they get drain_timeout_ms, are then ended (audited draining), the

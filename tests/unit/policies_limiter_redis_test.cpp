@@ -489,16 +489,16 @@ void AcquireFromLoop(RateLimiter& limiter, loop::LoopThread& caller, LimitReques
                      LoopAnswer* answer) {
   caller.RunSync([&] {
     loop::Loop* asking = loop::Loop::Current();
-    bool inside = true;
-    limiter.Acquire(std::move(request), [answer, asking, &inside](LimitDecision decision) {
-      // `inside` is only read when the answer comes inline, while the frame still exists.
-      if (inside) answer->inline_answer = true;
+    // Shared, not a reference into this frame: a later answer outlives it.
+    auto inside = std::make_shared<bool>(true);
+    limiter.Acquire(std::move(request), [answer, asking, inside](LimitDecision decision) {
+      if (*inside) answer->inline_answer = true;
       answer->on_loop = loop::Loop::Current() == asking;
       answer->outcome = decision.outcome;
       answer->fallback = decision.fallback;
       answer->count.fetch_add(1);
     });
-    inside = false;
+    *inside = false;
   });
   EXPECT_TRUE(Eventually([&] { return answer->count.load() > 0; }, milliseconds(30000)));
 }
