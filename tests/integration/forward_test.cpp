@@ -523,7 +523,11 @@ TEST_F(ForwardTest, AnUpstreamBodyOverMaxResponseBytesIs502AndCountedAsTooLarge)
   small.body = R"({"pad":")" + std::string(3000, 'y') + R"("})";
   fake_.SetBehaviour(small);
   HttpResponse ok = Call("GET", "/devin/v3beta1/enterprise/organizations");
-  EXPECT_EQ(ok.status, 200);
+  // Everything the gateway said, printed on any failure below (this test once failed 1 run in
+  // 10 without saying which assertion; the record is what would tell).
+  SCOPED_TRACE("audit:\n" + ReadFile(gateway_->audit_path()) + "\nlog:\n" + gateway_->log() +
+               "\nmetrics:\n" + Http("GET", gateway_->admin_url() + "/metrics").body);
+  EXPECT_EQ(ok.status, 200) << ok.body.substr(0, 300);
   EXPECT_EQ(ok.body, small.body);
 
   EXPECT_EQ(
