@@ -880,28 +880,22 @@ bool Exchange::Write(std::string_view data) {
   return connection_->WriteBody(data);
 }
 
-void Exchange::EndStream() {
-  if (!streaming_ || ended_) return;
-  ended_ = true;
-  on_drain_ = nullptr;
-  on_close_ = nullptr;
-  if (!connection_) {
-    sink_(std::move(collected_));
-    return;
-  }
-  connection_->EndStream();
-}
+void Exchange::EndStream() { FinishStream(/*complete=*/true); }
 
-void Exchange::AbortStream() {
+void Exchange::AbortStream() { FinishStream(/*complete=*/false); }
+
+void Exchange::FinishStream(bool complete) {
   if (!streaming_ || ended_) return;
   ended_ = true;
   on_drain_ = nullptr;
   on_close_ = nullptr;
   if (!connection_) {
     sink_(std::move(collected_));
-    return;
+  } else if (complete) {
+    connection_->EndStream();
+  } else {
+    connection_->AbortStream();
   }
-  connection_->AbortStream();
 }
 
 void Exchange::SetStreamCallbacks(std::function<void()> on_drain, std::function<void()> on_close) {

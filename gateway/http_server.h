@@ -121,7 +121,8 @@ class Exchange {
   uint64_t body_received_ = 0;
   std::function<void()> on_body_;
   std::function<void()> on_collected_;
-  void BodyArrived();  // connection -> exchange: bytes, end or failure
+  void BodyArrived();                // connection -> exchange: bytes, end or failure
+  void FinishStream(bool complete);  // EndStream / AbortStream
 };
 
 using RequestHandler = std::function<void(std::shared_ptr<Exchange>)>;

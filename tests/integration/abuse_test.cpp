@@ -49,16 +49,6 @@ class AbuseTest : public GatewayTest {
   }
 };
 
-bool WriteAll(int fd, const std::string& data) {
-  size_t sent = 0;
-  while (sent < data.size()) {
-    ssize_t n = send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    sent += static_cast<size_t>(n);
-  }
-  return true;
-}
-
 TEST_F(AbuseTest, AVeryLongPipelineIsAnsweredInOrderWithoutCrashing) {
   fake_.SetBehaviour("/v3beta1/enterprise/self", 200);
   int fd = ConnectLoopback(gateway_->listen_port());
@@ -73,7 +63,7 @@ TEST_F(AbuseTest, AVeryLongPipelineIsAnsweredInOrderWithoutCrashing) {
   raw += "GET /n HTTP/1.1\r\nConnection: close\r\n\r\n";
   std::string answers;
   std::thread reader([&] { answers = ReadUntil(fd, "", 20000); });
-  EXPECT_TRUE(WriteAll(fd, raw));
+  EXPECT_TRUE(SendAll(fd, raw));
   reader.join();
   close(fd);
   size_t count = 0;
@@ -100,7 +90,7 @@ TEST_F(AbuseTest, AFloodWhileARequestIsAnsweredIsNotBuffered) {
   ASSERT_GE(fd, 0);
   std::string req =
       "GET /devin/held/self HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + kDataKey + "\r\n\r\n";
-  ASSERT_TRUE(WriteAll(fd, req));
+  ASSERT_TRUE(SendAll(fd, req));
   ASSERT_TRUE(upstream.WaitForRequests(1, milliseconds(10000))) << gateway_->log();
   long before = RssKiB(gateway_->pid());
   // Junk while the call is in flight: the gateway stops reading past its buffer limit, so TCP
@@ -154,7 +144,7 @@ TEST_F(AbuseTest, ConnectionsPastMaxConnectionsAreClosedOnArrivalAndCounted) {
   for (int& fd : open) {
     fd = ConnectLoopback(port);
     ASSERT_GE(fd, 0);
-    ASSERT_TRUE(WriteAll(fd, health));
+    ASSERT_TRUE(SendAll(fd, health));
     EXPECT_EQ(StatusOf(ReadUntil(fd, R"({"status":"ok"})", 10000)), 200);
   }
   // The third is closed by the gateway without a byte (not merely left waiting).
@@ -167,7 +157,7 @@ TEST_F(AbuseTest, ConnectionsPastMaxConnectionsAreClosedOnArrivalAndCounted) {
   close(third);
   EXPECT_EQ(metric("tollgate_connections_refused_total"), 1);
   // The open ones still work.
-  ASSERT_TRUE(WriteAll(open[1], health));
+  ASSERT_TRUE(SendAll(open[1], health));
   EXPECT_EQ(StatusOf(ReadUntil(open[1], R"({"status":"ok"})", 10000)), 200);
   // Once one closes (and the gateway has seen it), a new connection is served.
   close(open[0]);
@@ -179,7 +169,7 @@ TEST_F(AbuseTest, ConnectionsPastMaxConnectionsAreClosedOnArrivalAndCounted) {
   ASSERT_TRUE(one_open) << metric("tollgate_connections_open") << " connections open";
   int next = ConnectLoopback(port);
   ASSERT_GE(next, 0);
-  ASSERT_TRUE(WriteAll(next, health));
+  ASSERT_TRUE(SendAll(next, health));
   EXPECT_EQ(StatusOf(ReadUntil(next, R"({"status":"ok"})", 10000)), 200);
   close(next);
   close(open[1]);

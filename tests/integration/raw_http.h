@@ -56,6 +56,17 @@ inline std::string RawExchange(int port, const std::string& raw) {
 }
 
 // The status code of the first response in `response`, or 0.
+// Sends all of `data` (blocking); false if the peer is gone.
+inline bool SendAll(int fd, const std::string& data) {
+  size_t sent = 0;
+  while (sent < data.size()) {
+    ssize_t n = ::send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    sent += static_cast<size_t>(n);
+  }
+  return true;
+}
+
 inline int StatusOf(const std::string& response) {
   if (response.rfind("HTTP/1.1 ", 0) != 0 || response.size() < 12) return 0;
   return std::stoi(response.substr(9, 3));

@@ -32,16 +32,6 @@ long StatusKiB(pid_t pid, const std::string& field) {
   return at == std::string::npos ? -1 : std::stol(status.substr(at + field.size() + 1));
 }
 
-bool SendAll(int fd, const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
-
 double Number(const Json& j, const std::string& pointer) {
   const rapidjson::Value* v = j.Get(pointer);
   return v != nullptr && v->IsNumber() ? v->GetDouble() : -1;

@@ -23,16 +23,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-bool SendAll(int fd, const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
-
 // Accepts one connection and reads one request, recording as it goes: the head, how many body
 // bytes (de-chunked) came so far, and whether the body ended as framed. Answers 200 with the
 // body's length once it is complete.
