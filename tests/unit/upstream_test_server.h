@@ -4,8 +4,11 @@
 // provoke timeouts and shutdowns), gate answers until the test releases them, or hand the
 // connection to the test's own writer (streamed answers: paced chunks, endless streams, a
 // writer that sees the client stop reading or close).
-// Thread-safe; the destructor stops and joins everything it started. Header-only because only
-// the tests of this module use it (the unit-test glob takes *_test.cpp files only).
+// It also keeps every byte each connection sent (raw()), so a test can check exactly what reached
+// the upstream, smuggled bytes included. Integration tests use it as "an upstream of the test's
+// own" in front of which the real gateway runs.
+// Thread-safe; the destructor stops and joins everything it started. Header-only: the tests
+// include it directly (the unit-test glob takes *_test.cpp files only).
 #pragma once
 
 #include <arpa/inet.h>
@@ -176,6 +179,19 @@ class TestServer {
     std::lock_guard<std::mutex> lock(mu_);
     return received_;
   }
+  // Every byte connection `connection` (0 = the first accepted) sent, as received.
+  std::string raw(int connection) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return connection >= 0 && static_cast<size_t>(connection) < raw_.size() ? raw_[connection]
+                                                                            : std::string();
+  }
+  // Every byte every connection sent, in connection order.
+  std::string raw_all() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string out;
+    for (const auto& r : raw_) out += r;
+    return out;
+  }
   // True once at least `count` requests were received; false after `timeout`.
   bool WaitForRequests(size_t count, std::chrono::milliseconds timeout) {
     std::unique_lock<std::mutex> lock(mu_);
@@ -207,6 +223,7 @@ class TestServer {
         return;
       }
       int connection = accepted_++;
+      raw_.emplace_back();
       fds_.push_back(fd);
       threads_.emplace_back([this, fd, connection] { Serve(fd, connection); });
     }
@@ -215,7 +232,7 @@ class TestServer {
   void Serve(int fd, int connection) {
     std::string buffer;
     ReceivedRequest request;
-    while (ReadRequest(fd, &buffer, &request)) {
+    while (ReadRequest(fd, connection, &buffer, &request)) {
       request.connection = connection;
       Reply reply = handler_(request);
       {
@@ -224,7 +241,7 @@ class TestServer {
       }
       cv_.notify_all();
       if (reply.hold) {
-        HoldUntilClosed(fd);
+        HoldUntilClosed(fd, connection);
         return;
       }
       if (reply.gated) {
@@ -237,11 +254,11 @@ class TestServer {
     }
   }
 
-  // Reads one request (Content-Length bodies only: that is all libcurl sends for a buffer).
-  bool ReadRequest(int fd, std::string* buffer, ReceivedRequest* out) {
+  // Reads one request: a Content-Length body, or a chunked one (decoded into `body`).
+  bool ReadRequest(int fd, int connection, std::string* buffer, ReceivedRequest* out) {
     size_t end;
     while ((end = buffer->find("\r\n\r\n")) == std::string::npos) {
-      if (!ReadMore(fd, buffer)) return false;
+      if (!ReadMore(fd, connection, buffer)) return false;
     }
     std::string head = buffer->substr(0, end + 2);
     buffer->erase(0, end + 4);
@@ -253,6 +270,7 @@ class TestServer {
     out->method = line.substr(0, sp1);
     out->target = line.substr(sp1 + 1, sp2 - sp1 - 1);
     size_t content_length = 0;
+    bool chunked = false;
     for (size_t pos = line_end + 2; pos < head.size();) {
       size_t next = head.find("\r\n", pos);
       std::string field = head.substr(pos, next - pos);
@@ -264,27 +282,51 @@ class TestServer {
       if (ReceivedRequest::Lower(name) == "content-length") {
         content_length = std::strtoul(value.c_str(), nullptr, 10);
       }
+      if (ReceivedRequest::Lower(name) == "transfer-encoding" &&
+          ReceivedRequest::Lower(value) == "chunked") {
+        chunked = true;
+      }
       out->headers.emplace_back(name, value);
     }
+    if (chunked) {
+      while (true) {
+        size_t line;
+        while ((line = buffer->find("\r\n")) == std::string::npos) {
+          if (!ReadMore(fd, connection, buffer)) return false;
+        }
+        size_t size = std::strtoul(buffer->substr(0, line).c_str(), nullptr, 16);
+        while (buffer->size() < line + 2 + size + 2) {
+          if (!ReadMore(fd, connection, buffer)) return false;
+        }
+        out->body += buffer->substr(line + 2, size);
+        buffer->erase(0, line + 2 + size + 2);  // no trailers: libcurl sends none
+        if (size == 0) return true;
+      }
+    }
     while (buffer->size() < content_length) {
-      if (!ReadMore(fd, buffer)) return false;
+      if (!ReadMore(fd, connection, buffer)) return false;
     }
     out->body = buffer->substr(0, content_length);
     buffer->erase(0, content_length);
     return true;
   }
 
-  static bool ReadMore(int fd, std::string* buffer) {
+  bool ReadMore(int fd, int connection, std::string* buffer) {
     char chunk[16384];
     ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
     if (n <= 0) return false;
     buffer->append(chunk, static_cast<size_t>(n));
+    std::lock_guard<std::mutex> lock(mu_);
+    raw_[connection].append(chunk, static_cast<size_t>(n));
     return true;
   }
 
-  void HoldUntilClosed(int fd) {
+  void HoldUntilClosed(int fd, int connection) {
     char chunk[4096];
-    while (recv(fd, chunk, sizeof(chunk), 0) > 0) {
+    ssize_t n;
+    while ((n = recv(fd, chunk, sizeof(chunk), 0)) > 0) {
+      std::lock_guard<std::mutex> lock(mu_);
+      raw_[connection].append(chunk, static_cast<size_t>(n));
     }
   }
 
@@ -299,6 +341,7 @@ class TestServer {
   bool released_ = false;
   int accepted_ = 0;
   std::vector<ReceivedRequest> received_;
+  std::vector<std::string> raw_;  // by connection
   std::vector<int> fds_;
   std::vector<std::thread> threads_;
 };
