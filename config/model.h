@@ -63,7 +63,9 @@ struct Rule {
   size_t index = 0;     // position in the role's rule list
   std::string pointer;  // JSON pointer of the rule in the document, e.g. /roles/x/rules/0
   std::string upstream;
-  std::vector<std::string> methods;  // upper case; empty means every method
+  // Upper case. Empty: an allow rule allows GET, HEAD, POST, PUT, PATCH and DELETE (OPTIONS only
+  // where listed); a deny rule denies every method.
+  std::vector<std::string> methods;
   std::string path;  // the template text, e.g. /v3beta1/organizations/{org_id}/sessions
   Effect effect = Effect::kAllow;
   std::map<std::string, std::string>
@@ -71,6 +73,8 @@ struct Rule {
   uint64_t cost = 1;
   std::vector<Limit> limits;
   std::vector<std::string> redact;  // JSON pointers, `*` = every element / member
+  // A body on GET, HEAD, DELETE or OPTIONS is forwarded only where this is set (else 400).
+  bool allow_body = false;
 };
 
 struct Role {

@@ -84,6 +84,7 @@ Rule ModelBuilder::BuildRule(const std::string& role, size_t index, const Value&
     CheckWhere(value["where"], JoinPointer(pointer, "where"), params, &rule);
   }
   if (value.HasMember("cost")) rule.cost = value["cost"].GetUint64();
+  if (value.HasMember("allow_body")) rule.allow_body = value["allow_body"].GetBool();
   rule.limits = BuildLimits(value, pointer, LimitScope::kShared);
   if (value.HasMember("redact")) {
     const Value& redact = value["redact"];

@@ -43,6 +43,15 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return true;
 }
 
+bool IsForwardedMethod(std::string_view method) {
+  static constexpr std::string_view kMethods[] = {"GET",   "HEAD",   "POST",   "PUT",
+                                                  "PATCH", "DELETE", "OPTIONS"};
+  for (std::string_view m : kMethods) {
+    if (m == method) return true;
+  }
+  return false;
+}
+
 const std::string* HttpRequest::Header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
     if (EqualsIgnoreCase(k, name)) return &v;
@@ -104,13 +113,14 @@ RequestParser::Status RequestParser::ParseHead() {
     return Fail(400, "malformed request line");
   }
   std::string_view method = line.substr(0, sp1);
-  // Methods are case-sensitive (RFC 9110 9.1). A lower-case spelling would slip past a rule
-  // written for DELETE yet may be honoured by an upstream that folds case, so it is refused.
   for (char c : method) {
-    if (!((c >= 'A' && c <= 'Z') || c == '-' || c == '_')) {
-      return Fail(400, "malformed request method (methods are upper case)");
-    }
+    if (!IsTokenChar(c)) return Fail(400, "malformed request method");
   }
+  // Only the methods an API gateway forwards. Methods are case-sensitive (RFC 9110 9.1): "get"
+  // or "DELETE_" would slip past a rule written for GET or DELETE yet may be honoured by an
+  // upstream that folds case or trims; TRACE echoes the request (the injected secret with it),
+  // CONNECT opens a tunnel. Anything else is 501, before any rule is consulted.
+  if (!IsForwardedMethod(method)) return Fail(501, "request method not implemented");
   std::string_view version = line.substr(sp2 + 1);
   if (version == "HTTP/1.1") {
     head_.version_minor = 1;
@@ -182,6 +192,7 @@ RequestParser::Status RequestParser::ParseHead() {
     head_.keep_alive = connection && HasToken(*connection, "keep-alive");
   }
   bool has_body = chunked_ || content_length_ > 0;
+  head_.has_body = has_body;
   continue_pending_ = expect_continue && has_body && head_.version_minor == 1;
   head_done_ = true;
   chunk_state_ = ChunkState::kSize;

@@ -28,6 +28,8 @@ struct HttpRequest {
   std::string body;    // de-chunked
   size_t header_bytes = 0;
   bool keep_alive = true;
+  // The head announced a body: Transfer-Encoding: chunked, or a Content-Length above 0.
+  bool has_body = false;
   // First value of a header (case-insensitive name), or nullptr.
   const std::string* Header(std::string_view name) const;
 };
@@ -39,6 +41,10 @@ struct HttpResponse {
   // For a HEAD request: the length a GET would have had (the upstream's Content-Length).
   std::optional<uint64_t> head_content_length;
 };
+
+// GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS: the methods the front-end accepts (any other
+// is answered 501).
+bool IsForwardedMethod(std::string_view method);
 
 class RequestParser {
  public:

@@ -62,7 +62,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closed() const { return closed_; }
 
   // Reactor events for the connection's fd.
-  void OnEvent(bool readable, bool writable, bool hangup);
+  // `peer_shut`: the caller shut its sending side (EPOLLRDHUP): an end of input follows the
+  // bytes still to be read.
+  void OnEvent(bool readable, bool writable, bool hangup, bool peer_shut = false);
   // Closes at once (used for refusals over max_connections and by Shutdown).
   void Close();
 
@@ -76,6 +78,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // of the loop iteration.
   void SendHeldHead();
   void Refuse() { refused_ = true; }
+  // "100 Continue" to a caller that waits for it before sending its body (Expect), when the
+  // handler asks for the body: only requests that will be forwarded get it.
+  void SendContinue(Exchange* exchange) {
+    if (closed_ || exchange != exchange_.get() || streaming_ || !held_head_.empty()) return;
+    static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    iovec iov{const_cast<char*>(kContinue), sizeof kContinue - 1};
+    auto self = shared_from_this();  // a failed write closes the connection
+    Send(&iov, 1);
+  }
   // The exchange's handler took body bytes: read on if the buffer has room again.
   void BodyTaken() {
     if (!closed_) Pump();  // Pump holds the connection itself
@@ -88,7 +99,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Linger();
   void MoveBody();
   void ReadSome();
-  void Dispatch(RequestParser::Status status, HttpRequest request);
+  void Dispatch(RequestParser::Status status, HttpRequest request, bool expect_continue = false);
   void FinishAnswer();
   // Writes (or buffers) `count` <= 3 pieces, after a held head if there is one.
   void Send(const iovec* iov, int count);
@@ -121,6 +132,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool body_unread_ = false;      // answered before the request's body ended
   bool readable_pending_ = true;  // edge-triggered: unread input may be waiting
   bool peer_eof_ = false;         // the caller finished sending (FIN)
+  bool peer_shut_ = false;        // EPOLLRDHUP was reported: a FIN is queued behind the input
   bool write_interest_ = false;
   bool drain_wanted_ = false;  // Write returned false: tell the producer when below kHighWater
 
@@ -170,8 +182,9 @@ class LoopTransport : public Pistache::Tcp::Transport {
           // EPOLLRDHUP bit (NotifyOn::Shutdown) is visible.
           const auto& event = (const Polling::Event&)entry;
           std::shared_ptr<Connection> c = it->second;
-          c->OnEvent(entry.isReadable() || event.flags.hasFlag(Polling::NotifyOn::Shutdown),
-                     entry.isWritable(), entry.isHangup());
+          const bool peer_shut = event.flags.hasFlag(Polling::NotifyOn::Shutdown);
+          c->OnEvent(entry.isReadable() || peer_shut, entry.isWritable(), entry.isHangup(),
+                     peer_shut);
           continue;
         }
       }
@@ -284,8 +297,9 @@ Connection::~Connection() {
 
 loop::Loop* Connection::loop() const { return &transport_->loop(); }
 
-void Connection::OnEvent(bool readable, bool writable, bool hangup) {
+void Connection::OnEvent(bool readable, bool writable, bool hangup, bool peer_shut) {
   auto self = shared_from_this();
+  if (peer_shut) peer_shut_ = true;
   if (refused_) {
     Close();
     return;
@@ -311,7 +325,7 @@ void Connection::Pump() {
   auto self = shared_from_this();
   for (;;) {
     if (closed_ || close_after_flush_ || input_broken_) break;
-    if (body_for_) MoveBody();
+    if (body_for_ && body_for_->body_wanted_) MoveBody();
     if (input_broken_) break;
     if (!exchange_ && !body_for_ && out_.size() - out_off_ < Exchange::kHighWater) {
       HttpRequest request;
@@ -320,23 +334,22 @@ void Connection::Pump() {
         Dispatch(status, std::move(request));
         continue;
       }
-      if (parser_.TakeContinue()) {
-        static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        iovec iov{const_cast<char*>(kContinue), sizeof kContinue - 1};
-        Send(&iov, 1);
-      }
       if (parser_.body_pending()) {
-        // The head is here, the body is not (yet): the request goes on now and its body
-        // follows as it arrives, instead of being held whole first.
-        Dispatch(RequestParser::Status::kComplete, parser_.TakeHead());
+        // The head is here, the body is not (yet): the request goes on now, and its body is
+        // read only once the handler asks for it (Exchange::WantBody): a request refused on its
+        // head is answered without the body ever being taken in, and "100 Continue" is sent
+        // only to a request that will be forwarded.
+        bool expect_continue = parser_.TakeContinue();
+        Dispatch(RequestParser::Status::kComplete, parser_.TakeHead(), expect_continue);
         continue;
       }
     }
     // Read only what may be buffered: past the limit, TCP pushes back on the caller.
     if (!readable_pending_ || peer_eof_ || parser_.buffered() >= max_buffered_) break;
     if (body_for_ &&
-        body_for_->body_buf_.size() - body_for_->body_off_ >= Exchange::kBodyHighWater) {
-      break;  // the handler has not taken what arrived: the caller waits
+        (!body_for_->body_wanted_ ||
+         body_for_->body_buf_.size() - body_for_->body_off_ >= Exchange::kBodyHighWater)) {
+      break;  // the handler has not asked for the body, or not taken what arrived: the caller waits
     }
     size_t before = parser_.buffered();
     ReadSome();
@@ -431,7 +444,9 @@ void Connection::ReadSome() {
     parser_.Append(std::string_view(buffer, static_cast<size_t>(n)));
     // A short read emptied the socket: the next bytes (or the FIN) raise a new edge, so the recv
     // that would only say EAGAIN is skipped (one syscall per request saved, as nginx does).
-    if (static_cast<size_t>(n) < sizeof buffer) readable_pending_ = false;
+    // Unless the caller has shut its side: its end of input came with this edge and must be
+    // read, or a caller that half-closed would go unnoticed while its request is answered.
+    if (static_cast<size_t>(n) < sizeof buffer && !peer_shut_) readable_pending_ = false;
     return;
   }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -453,7 +468,7 @@ void Connection::ReadSome() {
   }
 }
 
-void Connection::Dispatch(RequestParser::Status status, HttpRequest request) {
+void Connection::Dispatch(RequestParser::Status status, HttpRequest request, bool expect_continue) {
   std::shared_ptr<Exchange> exchange;
   if (status == RequestParser::Status::kError) {
     exchange = std::make_shared<Exchange>(shared_from_this(), std::move(request), client_ip_,
@@ -465,8 +480,8 @@ void Connection::Dispatch(RequestParser::Status status, HttpRequest request) {
   exchange_ = exchange;
   if (parser_.streaming_body()) {
     exchange->body_pending_ = true;
-    body_for_ = exchange;
-    MoveBody();  // whatever of the body came with the head
+    body_for_ = exchange;  // read once the handler wants it (Exchange::WantBody)
+    exchange->expect_continue_ = expect_continue;
   }
   if (timer_ != 0) {
     transport_->loop().Cancel(timer_);
@@ -790,6 +805,7 @@ Exchange::~Exchange() {
 }
 
 size_t Exchange::ReadBody(char* buffer, size_t max, bool* done, bool* failed) {
+  WantBody();
   size_t held = body_buf_.size() - body_off_;
   size_t n = std::min(held, max);
   if (n > 0) {
@@ -829,7 +845,24 @@ void Exchange::BodyArrived() {
 
 void Exchange::CollectBody(std::function<void()> done) {
   on_collected_ = std::move(done);
-  BodyArrived();
+  WantBody();  // may deliver the whole body (and run `done`) at once
+  if (on_collected_) BodyArrived();
+}
+
+void Exchange::SetBodyCallback(std::function<void()> on_body) {
+  on_body_ = std::move(on_body);
+  if (on_body_) WantBody();
+}
+
+void Exchange::WantBody() {
+  if (body_wanted_) return;
+  body_wanted_ = true;
+  if (!connection_) return;
+  if (expect_continue_) {
+    expect_continue_ = false;
+    connection_->SendContinue(this);
+  }
+  connection_->BodyTaken();  // reads what the caller sent so far
 }
 
 loop::Loop* Exchange::loop() const { return connection_ ? connection_->loop() : nullptr; }

@@ -62,7 +62,12 @@ class Exchange {
   // it cannot be (bad framing, over max_body_bytes: body_error_status() says which).
   size_t ReadBody(char* buffer, size_t max, bool* done, bool* failed);
   // Runs when more body arrived, the body ended, or it failed.
-  void SetBodyCallback(std::function<void()> on_body) { on_body_ = std::move(on_body); }
+  //
+  // The body is not read from the connection until the handler first asks for it (ReadBody,
+  // SetBodyCallback or CollectBody): a request refused on its head (unauthenticated, forbidden,
+  // limited) is answered and its connection closed without the body being taken in, and a
+  // caller that sent `Expect: 100-continue` gets "100 Continue" only then.
+  void SetBodyCallback(std::function<void()> on_body);
   // Collects the rest of the body into request() (a handler that needs it whole), then runs
   // `done` (check body_error_status()).
   void CollectBody(std::function<void()> done);
@@ -121,6 +126,9 @@ class Exchange {
   uint64_t body_received_ = 0;
   std::function<void()> on_body_;
   std::function<void()> on_collected_;
+  bool body_wanted_ = false;      // the handler asked for the body: the connection reads it
+  bool expect_continue_ = false;  // the caller waits for "100 Continue" before sending it
+  void WantBody();
   void BodyArrived();                // connection -> exchange: bytes, end or failure
   void FinishStream(bool complete);  // EndStream / AbortStream
 };

@@ -91,6 +91,12 @@ const std::string* FindHeader(const upstream::HeaderList& headers, std::string_v
   return nullptr;
 }
 
+// POST, PUT and PATCH carry a body by definition; GET, HEAD, DELETE and OPTIONS only where a
+// rule opts in (`allow_body`).
+bool MethodTakesBody(std::string_view method) {
+  return method == "POST" || method == "PUT" || method == "PATCH";
+}
+
 std::string RequestIdOf(const HttpRequest& req) {
   const std::string* incoming_id = req.Header("x-request-id");
   return incoming_id && IsValidRequestId(*incoming_id) ? *incoming_id : NewRequestId();
@@ -215,6 +221,8 @@ void Pipeline::Handle(std::shared_ptr<Exchange> exchange) {
     std::string_view reason = status == 413   ? "payload_too_large"
                               : status == 431 ? "headers_too_large"
                               : status == 408 ? "request_timeout"
+                              : status == 501 ? "not_implemented"
+                              : status == 417 ? "expectation_failed"
                                               : "bad_request";
     a.path = req.target.substr(0, req.target.find('?'));
     Fail(ctx, status, reason, "bad_request", ctx->exchange->parse_error());
@@ -319,6 +327,15 @@ void Pipeline::Route(const std::shared_ptr<Context>& ctx) {
   ctx->rule = decision.rule;
   ctx->redactor = decision.redactor;
   a.rule = decision.rule->path;
+  if (req.has_body && !ctx->rule->allow_body && !MethodTakesBody(req.method)) {
+    // An upstream that ignores a body on GET (many do) would read it as the next request on the
+    // pooled connection: a request nobody authorised, sent with the service secret. Refused
+    // before any token is taken and before a byte of the body is read.
+    Fail(ctx, 400, "body_not_allowed", "bad_request",
+         "a " + req.method + " request may not carry a body here (its rule does not set " +
+             "\"allow_body\": true)");
+    return;
+  }
   Limit(ctx);
 }
 
@@ -380,8 +397,10 @@ void Pipeline::Internal(const std::shared_ptr<Context>& ctx, std::string_view pa
         w.EndObject();
       }
       w.EndArray();
+      // The kind of limiter only ("redis", "memory"): where Redis lives is not the caller's.
+      const std::string limiter = deps_.limiter->Describe();
       w.Key("limiter");
-      WriteJsonString(w, deps_.limiter->Describe());
+      WriteJsonString(w, std::string_view(limiter).substr(0, limiter.find(' ')));
       w.EndObject();
       HttpResponse r;
       r.headers.emplace_back("Content-Type", "application/json");
@@ -457,6 +476,15 @@ class ExchangeBody : public upstream::BodySource {
 void Pipeline::Forward(const std::shared_ptr<Context>& ctx) {
   const HttpRequest& req = ctx->exchange->request();
   const config::Upstream& up = *ctx->upstream;
+  if (ctx->exchange->caller_gone()) {
+    // The caller closed (or half-closed: HTTP callers do not, so it is taken as leaving) while
+    // its request waited for the limiter: nobody would get the answer.
+    ctx->audit.decision = "allowed";
+    ctx->audit.error = "the caller closed the connection before the request was forwarded";
+    ctx->ended_by = "client_closed";
+    FinishStream(ctx, "client_closed");
+    return;
+  }
   const bool stream_body = ctx->exchange->body_pending();
   if (stream_body && up.auth.type == config::AuthType::kDevoHmac) {
     // The signature covers the whole body: it is collected first (max_body_bytes bounds it).
@@ -760,8 +788,11 @@ void Pipeline::Finish(const std::shared_ptr<Context>& ctx, HttpResponse response
     AddRateLimitHeaders(ctx->buckets, ctx->limit.levels, &response.headers);
   }
   AuditRecord& a = ctx->audit;
-  a.status = response.status;
-  a.bytes_out = ctx->exchange->request().method == "HEAD" ? 0 : response.body.size();
+  const bool gone = ctx->exchange->caller_gone();
+  // A caller that left before its answer got nothing: 499 (nginx's "client closed request"),
+  // not the status it would have had.
+  a.status = gone ? 499 : response.status;
+  a.bytes_out = gone || ctx->exchange->request().method == "HEAD" ? 0 : response.body.size();
   a.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - ctx->start).count();
   a.duration_ms = a.latency_ms;
   a.ended_by = !ctx->ended_by.empty()         ? ctx->ended_by

@@ -41,13 +41,18 @@ std::unique_ptr<const Policy> Policy::Compile(const config::Config& config, std:
       std::optional<Redactor> redactor = Redactor::Compile(rule.redact, &redact_error);
       if (!redactor) return fail(name + "/redact: " + redact_error);
 
-      bool any_method = rule.methods.empty();
+      // A rule without `methods`: an allow rule allows the six methods an API call uses (not
+      // OPTIONS: a preflight answer can widen what a browser lets a page do, so it is granted
+      // only where a rule lists it); a deny rule denies every method, so a method it forgot
+      // cannot slip past it.
+      bool any_method = rule.methods.empty() && rule.effect == config::Effect::kDeny;
+      bool default_methods = rule.methods.empty() && rule.effect != config::Effect::kDeny;
       bool allows_head =
           std::any_of(rule.methods.begin(), rule.methods.end(),
                       [](const std::string& m) { return m == "GET" || m == "HEAD"; });
       grouped[{role_name, rule.upstream}].push_back(
-          CompiledRule{&rule, std::move(*path), any_method, allows_head, std::move(where),
-                       std::move(*redactor)});
+          CompiledRule{&rule, std::move(*path), any_method, default_methods, allows_head,
+                       std::move(where), std::move(*redactor)});
     }
   }
 
@@ -82,6 +87,10 @@ PolicyDecision Policy::Decide(const config::Caller& caller, std::string_view met
 
   auto method_matches = [method](const CompiledRule& compiled) {
     if (compiled.any_method) return true;
+    if (compiled.default_methods) {
+      return method == "GET" || method == "HEAD" || method == "POST" || method == "PUT" ||
+             method == "PATCH" || method == "DELETE";
+    }
     if (method == "HEAD" && compiled.allows_head) return true;
     for (const std::string& m : compiled.rule->methods) {
       if (m == method) return true;

@@ -3,7 +3,8 @@
 //
 // Semantics: the caller's roles' rules are considered for (upstream, method, path). A rule
 // matches when its upstream is the request's, its methods include the method (HEAD is allowed
-// wherever GET is; no methods = every method), its template matches, and every `where`
+// wherever GET is; no methods = GET, HEAD, POST, PUT, PATCH, DELETE for an allow rule and
+// every method for a deny rule), its template matches, and every `where`
 // binding's value is in the caller's attribute list (a "*" entry allows any value; a missing
 // attribute allows nothing). A matching `deny` rule wins over any `allow`. No match = denied.
 // A deny rule that names GET also denies HEAD, so HEAD never reaches what GET may not.
@@ -52,7 +53,8 @@ class Policy {
   struct CompiledRule {
     const config::Rule* rule;
     PathTemplate path;
-    bool any_method;
+    bool any_method;       // a deny rule without `methods`
+    bool default_methods;  // an allow rule without `methods`: all but OPTIONS
     bool allows_head;  // methods contains GET or HEAD
     std::vector<WhereCheck> where;
     Redactor redactor;

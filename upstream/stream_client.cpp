@@ -150,6 +150,8 @@ struct StreamClient::Impl {
     bool send_paused = false;  // the BodySource had nothing yet
     bool send_resume_pending = false;
     bool body_failed = false;  // the BodySource failed: the transfer is aborted
+    bool upload_done = false;  // the BodySource said the body ended
+    bool forbid_reuse = false;  // FORBID_REUSE is set on the handle (reset at its next use)
     uint64_t body_bytes = 0;
     Clock::time_point start;
     Clock::time_point last_activity;
@@ -571,6 +573,7 @@ struct StreamClient::Impl {
       t->body_failed = true;
       return CURL_READFUNC_ABORT;
     }
+    if (done) t->upload_done = true;
     if (n > 0 || done) return n;
     t->send_paused = true;
     return CURL_READFUNC_PAUSE;
@@ -631,6 +634,7 @@ struct StreamClient::Impl {
           t->status = t->status * 10 + (*p - '0');
         }
       }
+      if (t->status >= 200 && !UploadComplete(t)) ForbidReuse(t);
       return n;
     }
     HeaderList& headers = t->headers;
@@ -650,6 +654,25 @@ struct StreamClient::Impl {
     while (end > start && (data[end - 1] == ' ' || data[end - 1] == '\t')) --end;
     headers.emplace_back(std::string(data, name_len), std::string(data + start, end - start));
     return n;
+  }
+
+  // Whether every byte of the request body has been handed to libcurl (a bodiless request: yes).
+  static bool UploadComplete(Transfer* t) {
+    const UpstreamRequest& r = t->request;
+    if (r.body_source) return t->upload_done;
+    if (!t->has_postfields) return true;
+    curl_off_t sent = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_SIZE_UPLOAD_T, &sent);
+    return sent >= static_cast<curl_off_t>(r.body.size());
+  }
+
+  // The upstream answered before it had the whole request body. Whether it will read the rest
+  // as this body or as the start of another request is up to the upstream's parser (an upstream
+  // that ignores a body on GET reads it as the next request): the connection is not reused for
+  // another caller's request, whatever follows. libcurl reads the flag when the transfer ends.
+  static void ForbidReuse(Transfer* t) {
+    t->forbid_reuse = true;
+    curl_easy_setopt(t->easy, CURLOPT_FORBID_REUSE, 1L);
   }
 
   // --- options -------------------------------------------------------------------------------
@@ -697,6 +720,11 @@ struct StreamClient::Impl {
       t->connect_timeout_ms = connect_timeout;
       curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout);
     }
+    if (t->forbid_reuse) {
+      t->forbid_reuse = false;
+      curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 0L);
+    }
+    t->upload_done = false;
     ConfigureMethod(t);
     return BuildHeaderList(t);
   }

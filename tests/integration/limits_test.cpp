@@ -541,7 +541,11 @@ TEST_F(LimitTest, RedisKilledMidRunWithLocalFallbackKeepsServingAndIsUsedAgainAf
     return !l->Has("/limiter_fallback");
   });
   EXPECT_TRUE(redis_again) << "still falling back after a restart; last: " << last_line;
-  EXPECT_EQ(Whoami(*g).String("/limiter").rfind("redis ", 0), 0u);
+  // Point 9 of issue 10: the kind of limiter only, never where Redis lives.
+  EXPECT_EQ(Whoami(*g).String("/limiter"), "redis");
+  EXPECT_EQ(Http("GET", g->url() + "/_tollgate/whoami", Bearer(kDataKey))
+                .body.find(std::to_string(redis_.port())),
+            std::string::npos);
   // The restarted (empty) Redis holds the bucket again.
   EXPECT_EQ(RedisCall(redis_.port(), {"EXISTS", "tollgate:v2:bucket:data-own:data-team"}), "1");
   // The empty Redis lacked the script: answered NOSCRIPT once at start and once after restart.
@@ -572,7 +576,7 @@ TEST_F(LimitTest, RedisKilledMidRunWithDenyIs503UntilItIsBack) {
   EXPECT_TRUE(WaitUntil([&] { return Http("GET", g->admin_url() + "/readyz").status == 200; }))
       << Http("GET", g->admin_url() + "/readyz").body;
   EXPECT_TRUE(WaitUntil([&] { return Get(*g, kSelf).status == 200; }));
-  EXPECT_EQ(Whoami(*g).String("/limiter").rfind("redis ", 0), 0u);
+  EXPECT_EQ(Whoami(*g).String("/limiter"), "redis");
 }
 
 TEST_F(LimitTest, AnUpstream429PausesThatUpstreamForEveryReplica) {

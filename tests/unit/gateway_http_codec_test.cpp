@@ -107,6 +107,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"GET / HTTP/1.1\r\nContent-Length: 11\r\n\r\n", 413},
         BadCase{"GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
         BadCase{"GET / HTTP/1.1\r\nExpect: fancy\r\n\r\n", 417},
+        // Issue 10 point 6: only GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS.
+        BadCase{"TRACE / HTTP/1.1\r\n\r\n", 501}, BadCase{"CONNECT h:443 HTTP/1.1\r\n\r\n", 501},
+        BadCase{"PROPFIND / HTTP/1.1\r\n\r\n", 501}, BadCase{"DELETE_ / HTTP/1.1\r\n\r\n", 501},
+        BadCase{"get / HTTP/1.1\r\n\r\n", 501}, BadCase{"GETS / HTTP/1.1\r\n\r\n", 501},
         BadCase{"GET / HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
                 "aaaaaaaa\r\n\r\n",
                 431},
@@ -144,18 +148,48 @@ TEST(HttpCodec, SerializesResponsesWithLengthAndConnection) {
 namespace tollgate::gateway {
 namespace {
 
-TEST(HttpCodecHardening, MethodsMustBeUpperCase) {
-  for (const char* raw : {"delete /x HTTP/1.1\r\n\r\n", "Get /x HTTP/1.1\r\n\r\n"}) {
+// Methods are case-sensitive: a lower-case or mixed spelling is another method, and only the
+// seven the gateway forwards are implemented (issue 10 point 6).
+TEST(HttpCodecHardening, Point6_OnlyTheSevenForwardedMethodsAreAccepted) {
+  for (const char* raw : {"delete /x HTTP/1.1\r\n\r\n", "Get /x HTTP/1.1\r\n\r\n",
+                          "M-SEARCH * HTTP/1.1\r\n\r\n", "TRACE /x HTTP/1.1\r\n\r\n"}) {
     RequestParser p(16384, 1 << 20);
     HttpRequest r;
     p.Append(raw);
     ASSERT_EQ(p.Next(&r), RequestParser::Status::kError) << raw;
-    EXPECT_EQ(p.error_status(), 400);
+    EXPECT_EQ(p.error_status(), 501) << raw;
   }
+  for (const char* method : {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}) {
+    RequestParser p(16384, 1 << 20);
+    HttpRequest r;
+    p.Append(std::string(method) + " /x HTTP/1.1\r\n\r\n");
+    EXPECT_EQ(p.Next(&r), RequestParser::Status::kComplete) << method;
+    EXPECT_EQ(r.method, method);
+    EXPECT_FALSE(r.has_body);
+  }
+  // A method that is not a token is malformed, not merely unknown.
   RequestParser p(16384, 1 << 20);
   HttpRequest r;
-  p.Append("M-SEARCH * HTTP/1.1\r\n\r\n");
-  EXPECT_EQ(p.Next(&r), RequestParser::Status::kComplete);  // the normaliser refuses '*' later
+  p.Append("GE\"T /x HTTP/1.1\r\n\r\n");
+  ASSERT_EQ(p.Next(&r), RequestParser::Status::kError);
+  EXPECT_EQ(p.error_status(), 400);
+}
+
+TEST(HttpCodecHardening, Point1_TheHeadSaysWhetherABodyFollows) {
+  struct Case {
+    const char* raw;
+    bool has_body;
+  };
+  for (const Case& c :
+       {Case{"GET /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n", false},
+        Case{"GET /x HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", true},
+        Case{"GET /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", true}}) {
+    RequestParser p(16384, 1 << 20);
+    HttpRequest r;
+    p.Append(c.raw);
+    ASSERT_EQ(p.Next(&r), RequestParser::Status::kComplete) << c.raw;
+    EXPECT_EQ(r.has_body, c.has_body) << c.raw;
+  }
 }
 
 TEST(HttpCodecHardening, TransferEncodingOnHttp10IsRefused) {

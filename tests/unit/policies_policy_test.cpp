@@ -116,10 +116,34 @@ TEST_F(PolicyTest, HeadIsAllowedWhereGetIs) {
             Outcome::kNoMatch);
 }
 
-TEST_F(PolicyTest, NoMethodsMeansEveryMethod) {
+// Issue 10 point 6: an allow rule without `methods` allows the six methods an API call uses,
+// not OPTIONS (nor anything else); a deny rule without `methods` denies every method.
+TEST_F(PolicyTest, Point6_NoMethodsOnAnAllowRuleMeansEveryMethodButOptions) {
   auto caller = MakeCaller({"devin-all"});
-  for (const char* method : {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}) {
+  for (const char* method : {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}) {
     EXPECT_EQ(Decide(caller, method, "devin", "/anything/at/all").outcome, Outcome::kAllow)
+        << method;
+  }
+  for (const char* method : {"OPTIONS", "TRACE", "CONNECT", "DELETE_"}) {
+    EXPECT_EQ(Decide(caller, method, "devin", "/anything/at/all").outcome, Outcome::kNoMatch)
+        << method;
+  }
+}
+
+TEST_F(PolicyTest, Point6_NoMethodsOnADenyRuleDeniesEveryMethod) {
+  config::Config config;
+  AddRole(&config, "options-too",
+          {MakeRule("devin", {"GET", "OPTIONS"}, "/v3beta1/**"),
+           MakeRule("devin", {}, "/v3beta1/secret/**", Effect::kDeny)});
+  std::string error;
+  auto policy = Policy::Compile(config, &error);
+  ASSERT_NE(policy, nullptr) << error;
+  auto caller = MakeCaller({"options-too"});
+  for (const char* method : {"GET", "OPTIONS"}) {
+    EXPECT_EQ(policy->Decide(caller, method, "devin", "/v3beta1/secret/x").outcome,
+              Outcome::kDeny)
+        << method;
+    EXPECT_EQ(policy->Decide(caller, method, "devin", "/v3beta1/open").outcome, Outcome::kAllow)
         << method;
   }
 }

@@ -197,6 +197,13 @@ class TestServer {
     std::unique_lock<std::mutex> lock(mu_);
     return cv_.wait_for(lock, timeout, [&] { return received_.size() >= count; });
   }
+  // From now on, each request is answered as soon as its head arrived (the handler sees an empty
+  // body); its body is read after the answer was written, as an upstream that answers early
+  // would. received() then holds the request with its body.
+  void AnswerBeforeBody() {
+    std::lock_guard<std::mutex> lock(mu_);
+    answer_before_body_ = true;
+  }
   // Answers every gated request, now and from now on.
   void Release() {
     {
@@ -232,8 +239,28 @@ class TestServer {
   void Serve(int fd, int connection) {
     std::string buffer;
     ReceivedRequest request;
-    while (ReadRequest(fd, connection, &buffer, &request)) {
+    for (;;) {
+      bool early;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        early = answer_before_body_;
+      }
+      Framing framing;
+      if (!ReadHead(fd, connection, &buffer, &request, &framing)) return;
       request.connection = connection;
+      if (early) {
+        Reply reply = handler_(request);
+        if (!StreamConn(fd).Write(reply.raw)) return;
+        bool whole = ReadBody(fd, connection, &buffer, &request, framing);
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          received_.push_back(request);
+        }
+        cv_.notify_all();
+        if (!whole) return;
+        continue;
+      }
+      if (!ReadBody(fd, connection, &buffer, &request, framing)) return;
       Reply reply = handler_(request);
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -254,8 +281,14 @@ class TestServer {
     }
   }
 
-  // Reads one request: a Content-Length body, or a chunked one (decoded into `body`).
-  bool ReadRequest(int fd, int connection, std::string* buffer, ReceivedRequest* out) {
+  struct Framing {
+    size_t content_length = 0;
+    bool chunked = false;
+  };
+
+  // Reads one request head.
+  bool ReadHead(int fd, int connection, std::string* buffer, ReceivedRequest* out,
+                Framing* framing) {
     size_t end;
     while ((end = buffer->find("\r\n\r\n")) == std::string::npos) {
       if (!ReadMore(fd, connection, buffer)) return false;
@@ -269,8 +302,10 @@ class TestServer {
     size_t sp2 = line.rfind(' ');
     out->method = line.substr(0, sp1);
     out->target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-    size_t content_length = 0;
-    bool chunked = false;
+    size_t& content_length = framing->content_length;
+    bool& chunked = framing->chunked;
+    content_length = 0;
+    chunked = false;
     for (size_t pos = line_end + 2; pos < head.size();) {
       size_t next = head.find("\r\n", pos);
       std::string field = head.substr(pos, next - pos);
@@ -288,7 +323,15 @@ class TestServer {
       }
       out->headers.emplace_back(name, value);
     }
-    if (chunked) {
+    return true;
+  }
+
+  // Reads the body the head announced: a Content-Length body, or a chunked one (decoded into
+  // `body`). A partial body read before the peer closed is kept.
+  bool ReadBody(int fd, int connection, std::string* buffer, ReceivedRequest* out,
+                const Framing& framing) {
+    const size_t content_length = framing.content_length;
+    if (framing.chunked) {
       while (true) {
         size_t line;
         while ((line = buffer->find("\r\n")) == std::string::npos) {
@@ -304,7 +347,10 @@ class TestServer {
       }
     }
     while (buffer->size() < content_length) {
-      if (!ReadMore(fd, connection, buffer)) return false;
+      if (!ReadMore(fd, connection, buffer)) {
+        out->body = *buffer;
+        return false;
+      }
     }
     out->body = buffer->substr(0, content_length);
     buffer->erase(0, content_length);
@@ -339,6 +385,7 @@ class TestServer {
   std::condition_variable cv_;
   bool stopping_ = false;
   bool released_ = false;
+  bool answer_before_body_ = false;
   int accepted_ = 0;
   std::vector<ReceivedRequest> received_;
   std::vector<std::string> raw_;  // by connection
