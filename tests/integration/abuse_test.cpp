@@ -177,10 +177,11 @@ TEST_F(AbuseTest, ConnectionsPastMaxConnectionsAreClosedOnArrivalAndCounted) {
 }
 
 TEST_F(AbuseTest, LowerCaseMethodsAreRefused) {
+  // "delete" is another method than DELETE (methods are case-sensitive): not implemented.
   std::string req =
       "delete /devin/v3beta1/enterprise/self HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
       kDataKey + "\r\nConnection: close\r\n\r\n";
-  EXPECT_EQ(StatusOf(RawExchange(gateway_->listen_port(), req)), 400);
+  EXPECT_EQ(StatusOf(RawExchange(gateway_->listen_port(), req)), 501);
   EXPECT_TRUE(fake_.Requests().empty());
 }
 
