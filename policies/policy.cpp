@@ -84,6 +84,7 @@ PolicyDecision Policy::Decide(const config::Caller& caller, std::string_view met
   Values values;
   Values allow_values;
   const CompiledRule* allow = nullptr;
+  std::vector<const Redactor*> redactors;  // allocates only for rules with redactions
 
   auto method_matches = [method](const CompiledRule& compiled) {
     if (compiled.any_method) return true;
@@ -141,10 +142,19 @@ PolicyDecision Policy::Decide(const config::Caller& caller, std::string_view met
         allow = &compiled;
         allow_values = values;
       }
+      if (!compiled.redactor.empty()) redactors.push_back(&compiled.redactor);
     }
   }
-  if (allow != nullptr) return decision_for(*allow, allow_values, PolicyDecision::Outcome::kAllow);
-  return PolicyDecision{};
+  if (allow == nullptr) return PolicyDecision{};
+  PolicyDecision decision = decision_for(*allow, allow_values, PolicyDecision::Outcome::kAllow);
+  // The reported rule's own list first (the order does not change the result: each removes
+  // what it names).
+  if (!allow->redactor.empty()) {
+    auto own = std::find(redactors.begin(), redactors.end(), &allow->redactor);
+    std::rotate(redactors.begin(), own, own + 1);
+  }
+  decision.redactors = std::move(redactors);
+  return decision;
 }
 
 }  // namespace tollgate::policies

@@ -32,6 +32,9 @@ struct PolicyDecision {
   PathParams params;                   // the template bindings of `rule`
   const Redactor* redactor = nullptr;  // kAllow: the rule's compiled `redact` list (owned by
                                        // the Policy; never null for kAllow, maybe empty())
+  // kAllow: the non-empty `redact` lists of EVERY allow rule that matched, `rule`'s first. All of
+  // them apply: a broad rule listed first must not shadow the redactions of a narrower one.
+  std::vector<const Redactor*> redactors;
   bool allowed() const { return outcome == Outcome::kAllow; }
 };
 
@@ -55,7 +58,7 @@ class Policy {
     PathTemplate path;
     bool any_method;       // a deny rule without `methods`
     bool default_methods;  // an allow rule without `methods`: all but OPTIONS
-    bool allows_head;  // methods contains GET or HEAD
+    bool allows_head;      // methods contains GET or HEAD
     std::vector<WhereCheck> where;
     Redactor redactor;
   };

@@ -140,8 +140,7 @@ TEST_F(PolicyTest, Point6_NoMethodsOnADenyRuleDeniesEveryMethod) {
   ASSERT_NE(policy, nullptr) << error;
   auto caller = MakeCaller({"options-too"});
   for (const char* method : {"GET", "OPTIONS"}) {
-    EXPECT_EQ(policy->Decide(caller, method, "devin", "/v3beta1/secret/x").outcome,
-              Outcome::kDeny)
+    EXPECT_EQ(policy->Decide(caller, method, "devin", "/v3beta1/secret/x").outcome, Outcome::kDeny)
         << method;
     EXPECT_EQ(policy->Decide(caller, method, "devin", "/v3beta1/open").outcome, Outcome::kAllow)
         << method;
@@ -265,6 +264,28 @@ TEST_F(PolicyTest, RedactorOfTheAllowingRuleIsReturned) {
   std::string body = R"({"token":"s3cret","name":"n"})";
   EXPECT_EQ(d.redactor->Apply(&body), Redactor::Outcome::kRedacted);
   EXPECT_EQ(body, R"({"name":"n"})");
+}
+
+// A broad allow rule listed first (no redactions) must not shadow a narrower rule's
+// redactions: every matching allow rule's list applies (issue 10, the redaction of point 2).
+TEST_F(PolicyTest, Point2_TheRedactionsOfEveryMatchingAllowRuleApply) {
+  config_.roles["devo-token-reader"].rules[0].redact = {"/*/token"};
+  AddRole(&config_, "devo-everything", {MakeRule("devo", {}, "/**")});
+  AddRole(&config_, "devo-names-too",
+          {MakeRule("devo", {"GET"}, "/v2/accounts/{account}/tokens/**")});
+  config_.roles["devo-names-too"].rules[0].redact = {"/*/name"};
+  Compile();
+  auto caller = MakeCaller({"devo-everything", "devo-token-reader", "devo-names-too"},
+                           {{"devo_accounts", {"acme"}}});
+  PolicyDecision d = Decide(caller, "GET", "devo", "/v2/accounts/acme/tokens");
+  ASSERT_EQ(d.outcome, Outcome::kAllow);
+  EXPECT_EQ(d.rule, &config_.roles["devo-everything"].rules[0]);  // the first is reported
+  ASSERT_EQ(d.redactors.size(), 2u);
+  std::string body = R"([{"token":"s3cret","name":"n","id":1}])";
+  for (const Redactor* r : d.redactors) r->Apply(&body);
+  EXPECT_EQ(body, R"([{"id":1}])");
+  // A path only the broad rule matches has nothing to redact.
+  EXPECT_TRUE(Decide(caller, "GET", "devo", "/v2/other").redactors.empty());
 }
 
 TEST(PolicyCompileTest, BadTemplateNamesTheRule) {
