@@ -17,6 +17,7 @@
 #include "gateway/server.h"
 #include "gateway/snapshot.h"
 #include "policies/normalise.h"
+#include "policies/policy_warnings.h"
 #include "upstream/upstream_auth.h"
 
 namespace tollgate::gateway {
@@ -102,6 +103,10 @@ int CheckConfig(const Args& a) {
     return 2;
   }
   std::cout << a.config << ": OK\n" << config::DescribeConfig(*r.config);
+  // Warnings leave the exit status 0: the config is valid, it just may not mean what it says.
+  for (const auto& w : policies::FindNarrowDenies(*r.config)) {
+    std::cerr << a.config << ": warning: " << w.message << "\n";
+  }
   return 0;
 }
 

@@ -42,6 +42,7 @@ TEST(Cli, CheckConfigAcceptsTheExampleAndPrintsASummaryWithoutSecrets) {
   for (const auto& [name, secret] : kExampleEnv) {
     EXPECT_EQ(out.find(secret), std::string::npos) << name << " leaked";
   }
+  EXPECT_EQ(out.find("warning"), std::string::npos) << out;
 }
 
 TEST(Cli, CheckConfigNamesTheVariableOfAMissingSecret) {
@@ -152,6 +153,30 @@ TEST(Cli, CheckConfigRejectsTheSameKeyOnTwoCallers) {
   std::string out;
   EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--config", path}, &out, {{"T", "x"}}), 2);
   EXPECT_NE(out.find("/callers/b/key_sha256/0"), std::string::npos) << out;
+}
+
+// Issue 10 point 9: the shipped example's operator role denied DELETE only inside the caller's
+// own organizations, so a caller also holding an all-organizations role could DELETE elsewhere.
+// check-config names such a deny rule and the allow rule that gets round it; a warning, exit 0.
+TEST(Cli, Point9_CheckConfigWarnsOfADenyNarrowerThanAnAllow) {
+  TempDir dir;
+  std::string path =
+      dir.Write("narrow.json",
+                "{" UP
+                ", \"roles\": {"
+                "\"operator\": {\"rules\": [{\"upstream\": \"devin\", \"methods\": [\"DELETE\"], "
+                "\"path\": \"/v3beta1/organizations/{org_id}/**\", \"effect\": \"deny\", "
+                "\"where\": {\"org_id\": \"caller.devin_orgs\"}}]}, "
+                "\"admin\": {\"rules\": [{\"upstream\": \"devin\", \"path\": \"/v3beta1/**\"}]}}}");
+  std::string out;
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--config", path}, &out, {{"T", "x"}}), 0)
+      << out;
+  EXPECT_NE(out.find(": OK"), std::string::npos) << out;
+  EXPECT_NE(out.find("warning: /roles/operator/rules/0: deny rule is narrower than allow rule "
+                     "/roles/admin/rules/0"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("{org_id} is in caller.devin_orgs"), std::string::npos) << out;
 }
 
 TEST(Cli, KeygenPrintsAKeyAndItsSha256) {
