@@ -129,8 +129,15 @@ RequestParser::Status RequestParser::ParseHead() {
   } else {
     return Fail(505, "only HTTP/1.0 and HTTP/1.1 are supported");
   }
+  std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  for (char c : target) {
+    // A control byte (a bare CR or LF, NUL, TAB, DEL) has no place in a request target: the
+    // normaliser would refuse it too, but it would first be written into the audit record.
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x21 || u == 0x7f) return Fail(400, "control character in request target");
+  }
   head_.method.assign(method);
-  head_.target.assign(line.substr(sp1 + 1, sp2 - sp1 - 1));
+  head_.target.assign(target);
   head_.headers.clear();
   head_.body.clear();
   head_.header_bytes = head_len_;

@@ -49,27 +49,27 @@ bool TemplatesOverlap(const std::vector<Segment>& a, const std::vector<Segment>&
   }
 }
 
-// The methods a rule matches, GET standing for HEAD too (Decide's rule for both effects);
-// empty = every method.
+// The methods a rule matches, GET standing for HEAD too (Decide's rule for both effects). No
+// `methods`: every method the gateway forwards for a deny rule, all of them but OPTIONS for an
+// allow rule (as Decide reads them).
 std::set<std::string> Methods(const config::Rule& rule) {
+  if (rule.methods.empty()) {
+    std::set<std::string> all = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"};
+    if (rule.effect == config::Effect::kDeny) all.insert("OPTIONS");
+    return all;
+  }
   std::set<std::string> out(rule.methods.begin(), rule.methods.end());
   if (out.count("GET")) out.insert("HEAD");
   return out;
 }
 
-// The methods both rules match: "every method" when neither lists any, else the common ones.
-// nullopt-like empty string when they share none.
+// The methods both rules match, "/"-joined; empty when they share none.
 std::string SharedMethods(const config::Rule& deny, const config::Rule& allow) {
   std::set<std::string> d = Methods(deny);
   std::set<std::string> a = Methods(allow);
-  if (d.empty() && a.empty()) return "every method";
+  if (deny.methods.empty() && allow.methods.empty()) return "every method";
   std::vector<std::string> shared;
-  if (d.empty() || a.empty()) {
-    const std::set<std::string>& listed = d.empty() ? a : d;
-    shared.assign(listed.begin(), listed.end());
-  } else {
-    std::set_intersection(d.begin(), d.end(), a.begin(), a.end(), std::back_inserter(shared));
-  }
+  std::set_intersection(d.begin(), d.end(), a.begin(), a.end(), std::back_inserter(shared));
   std::string text;
   for (const std::string& m : shared) text += (text.empty() ? "" : "/") + m;
   return text;

@@ -7,7 +7,8 @@
 //   - the three feedings accept the same requests and end in the same state;
 //   - the parser never consumes more than it was given, and a request's head and body fit in
 //     the bytes it consumed and within the configured limits;
-//   - an accepted method is a non-empty token; no accepted header name is empty or holds a
+//   - an accepted method is one of the seven the gateway forwards (issue 10 point 6); the
+//     target holds no control byte; no accepted header name is empty or holds a
 //     control character or separator; no accepted value holds CR, LF, NUL or other controls
 //     (HTAB aside) or starts or ends with whitespace; Content-Length says the body's length;
 //   - what FilterRequestHeaders passes never includes a hop-by-hop field (nor one the
@@ -17,9 +18,8 @@
 //     as /{upstream}/rest) comes from an allow rule of that upstream whose methods hold the
 //     method (HEAD by GET), whose template matches and whose `where` holds, and no deny rule
 //     of the caller's roles applies to it (checked by a matcher written apart from Decide).
-// Not asserted (not true today): that names with '_' are dropped (issue 10 point 4;
-// kUnderscoreNamesDropped below), that methods other than the seven are refused (point 6), that
-// the target holds no control byte (kTargetControlBytesRefused below).
+// Not asserted until the header allowlist lands: that names with '_' are dropped (issue 10
+// point 4; kUnderscoreNamesDropped below).
 // Out-of-bounds reads of the parser's own buffers are ASan's to find (the build instruments
 // the whole library).
 #include <cstdint>
@@ -52,7 +52,7 @@ constexpr bool kUnderscoreNamesDropped = false;
 // The codec takes the request target as whatever lies between the two spaces: bare CR, bare LF,
 // NUL, HTAB and DEL pass it (the normaliser refuses them before routing). Turn this on once
 // the codec refuses control bytes in the target itself.
-constexpr bool kTargetControlBytesRefused = false;
+constexpr bool kTargetControlBytesRefused = true;
 
 [[noreturn]] void Fail(const char* what, std::string_view subject) {
   std::fprintf(stderr, "invariant violated: %s: [%.*s]\n", what, static_cast<int>(subject.size()),
@@ -187,6 +187,9 @@ void CheckSameOutcome(const Parsed& whole, const Parsed& other, const char* how,
 void CheckRequest(const HttpRequest& request, size_t consumed, Limits limits,
                   std::string_view input) {
   if (!IsToken(request.method)) Fail("accepted method is not a token", request.method);
+  if (!tollgate::gateway::IsForwardedMethod(request.method)) {
+    Fail("accepted a method other than the seven (issue 10 point 6)", request.method);
+  }
   if (request.target.empty()) Fail("accepted an empty target", input);
   if (request.target.find(' ') != std::string::npos) Fail("space in accepted target", input);
   for (char ch : request.target) {
@@ -331,12 +334,16 @@ const PolicyFixture& Fixture() {
 }
 
 // Whether `rule` applies to the request for `caller`, decided here apart from Decide: its
-// methods (none = every method; GET also covers HEAD), its template, every `where` binding.
+// methods (none = every method for a deny rule, all but OPTIONS for an allow rule; GET also
+// covers HEAD), its template, every `where` binding.
 bool RuleApplies(const tollgate::config::Rule& rule, const tollgate::config::Caller& caller,
                  std::string_view method, std::string_view upstream, const std::string& path,
                  tollgate::policies::PathParams* params) {
   if (rule.upstream != upstream) return false;
-  bool method_listed = rule.methods.empty();
+  // No methods: every method for a deny rule, the six API methods for an allow rule.
+  bool method_listed = rule.methods.empty() &&
+                       (rule.effect == tollgate::config::Effect::kDeny ||
+                        (method != "OPTIONS" && tollgate::gateway::IsForwardedMethod(method)));
   for (const std::string& m : rule.methods) {
     method_listed |= m == method || (method == "HEAD" && m == "GET");
   }

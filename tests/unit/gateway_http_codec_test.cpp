@@ -110,7 +110,11 @@ INSTANTIATE_TEST_SUITE_P(
         // Issue 10 point 6: only GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS.
         BadCase{"TRACE / HTTP/1.1\r\n\r\n", 501}, BadCase{"CONNECT h:443 HTTP/1.1\r\n\r\n", 501},
         BadCase{"PROPFIND / HTTP/1.1\r\n\r\n", 501}, BadCase{"DELETE_ / HTTP/1.1\r\n\r\n", 501},
-        BadCase{"get / HTTP/1.1\r\n\r\n", 501}, BadCase{"GETS / HTTP/1.1\r\n\r\n", 501},
+        BadCase{"get / HTTP/1.1\r\n\r\n", 501},
+        // Control bytes in the target (found by the request-head fuzz target).
+        BadCase{"GET /a\nb HTTP/1.1\r\n\r\n", 400}, BadCase{"GET /a\tb HTTP/1.1\r\n\r\n", 400},
+        BadCase{"GET /a\x7f HTTP/1.1\r\n\r\n", 400}, BadCase{"GET /a\rb HTTP/1.1\r\n\r\n", 400},
+        BadCase{"GETS / HTTP/1.1\r\n\r\n", 501},
         BadCase{"GET / HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
                 "aaaaaaaa\r\n\r\n",
                 431},
