@@ -142,6 +142,13 @@ TEST_F(HardeningTest, Point1_AnUpstreamConnectionThatAnsweredBeforeTheBodyEndedI
   ASSERT_TRUE(upstream_.WaitForRequests(2, std::chrono::seconds(10)));
   EXPECT_EQ(upstream_.accepted(), 2);
   EXPECT_EQ(upstream_.received()[1].connection, 1);
+  // And only that connection was given up: the next call rides the new one.
+  std::string third =
+      RawExchange(gateway_->listen_port(),
+                  Head("GET", "/devin/v3beta1/enterprise/self", "Connection: close\r\n"));
+  EXPECT_EQ(StatusOf(third), 200) << third;
+  ASSERT_TRUE(upstream_.WaitForRequests(3, std::chrono::seconds(10)));
+  EXPECT_EQ(upstream_.accepted(), 2);
 }
 
 TEST_F(HardeningTest, Point1_AConnectionWhoseBodyWasWholeBeforeTheAnswerIsReused) {
