@@ -2,9 +2,16 @@
 // one test each. Every refused reload is checked to have changed nothing: the config on disk
 // then adds a caller (kNewKey), so a reload that went through would turn that caller's 401
 // into a 200.
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <thread>
@@ -296,6 +303,65 @@ TEST_F(AdminPoint7Test, AdminTokensChangeOnReload) {
   EXPECT_NE(r.body.find("admin/tokens/it-reader"), std::string::npos) << r.body;
   ExpectEnvelope(AdminCall("POST", "/reload"), 401, "unauthenticated");
   EXPECT_EQ(AdminCall("POST", "/reload", kReaderAdminToken).status, 200);
+}
+
+// No admin action goes unaudited: with the audit sink stalled (a FIFO nobody reads, its pipe
+// buffer full before the gateway starts) and every audit place taken, POST /reload is refused
+// with 503 audit_unavailable and SIGHUP does not reload; once the sink moves, nothing had changed.
+TEST_F(AdminPoint7Test, WithNoAuditPlaceAReloadIs503AndChangesNothing) {
+  TempDir dir;
+  const std::string fifo = dir.path() + "/audit.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  int read_fd = open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(read_fd, 0) << std::strerror(errno);
+  const int fill = open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(fill, 0) << std::strerror(errno);
+  const std::string filler(512, '#');
+  while (write(fill, filler.data(), filler.size()) == static_cast<ssize_t>(filler.size())) {
+  }
+  close(fill);
+  const std::string config = ReplaceOnce(StandardConfig(), R"("audit": {"file": "${AUDIT}"})",
+                                         R"("audit": {"file": "${FIFO}", "queue_capacity": 2})");
+  GatewayOptions options = StandardOptions(fake_, config);
+  options.vars["FIFO"] = fifo;
+  gateway_ = std::make_unique<GatewayProcess>(options);
+  ASSERT_TRUE(gateway_->started()) << gateway_->log();
+  gateway_->WriteConfig(WithNewCaller(config));
+
+  // Calls until the places are gone (the writer is stuck on its first write).
+  bool full = false;
+  for (int i = 0; i < 50 && !full; ++i) full = Call("GET", kSelf).status == 503;
+  ASSERT_TRUE(full) << gateway_->log();
+  HttpResponse r = AdminCall("POST", "/reload");
+  ExpectEnvelope(r, 503, "audit_unavailable");
+  EXPECT_EQ(r.Header("retry-after"), "1");
+  gateway_->Signal(SIGHUP);
+  ASSERT_TRUE(gateway_->WaitForLog("SIGHUP: not reloading")) << gateway_->log();
+  EXPECT_EQ(gateway_->log().find("config reloaded"), std::string::npos) << gateway_->log();
+
+  // The sink moves again: nothing was reloaded.
+  std::atomic<bool> stop{false};
+  std::thread reader([&] {
+    char buf[65536];
+    while (!stop) {
+      pollfd p{read_fd, POLLIN, 0};
+      if (poll(&p, 1, 50) > 0 && read(read_fd, buf, sizeof buf) == 0) break;
+    }
+  });
+  bool admitted = false;
+  for (int i = 0; i < 500 && !admitted; ++i) {
+    admitted = Call("GET", kSelf).status == 200;
+    if (!admitted) std::this_thread::sleep_for(milliseconds(20));
+  }
+  EXPECT_TRUE(admitted) << gateway_->log();
+  EXPECT_EQ(Call("GET", kSelf, kNewKey).status, 401);
+  EXPECT_EQ(MetricValue(AdminCall("GET", "/metrics", "").body, "tollgate_config_reloads_total",
+                        {{"result", "success"}}),
+            0);
+  EXPECT_EQ(gateway_->Stop(), 0);
+  stop = true;
+  reader.join();
+  close(read_fd);
 }
 
 TEST_F(AdminPoint7Test, HealthzReadyzAndMetricsStayOpen) {
