@@ -100,6 +100,17 @@ std::string DescribeConfig(const Config& config) {
     out << "\n";
     DescribeLimits(caller.limits, "    ", out);
   }
+
+  // Names and scopes only: a hash is not secret, but it is of no use to a reader either.
+  out << "admin tokens (" << config.admin.tokens.size() << "):";
+  if (config.admin.tokens.empty()) {
+    out << " none (the admin endpoints but /healthz, /readyz and /metrics answer 403; SIGHUP "
+           "reloads)";
+  }
+  out << "\n";
+  for (const AdminToken& token : config.admin.tokens) {
+    out << "  " << token.name << ": scopes [" << Join(token.scopes) << "]\n";
+  }
   return out.str();
 }
 

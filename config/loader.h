@@ -50,6 +50,10 @@ LoadResult LoadConfigString(std::string_view json,
 // "N/s" | "N/min" | "N/h" | "N/day" (N a positive integer). nullopt when malformed.
 std::optional<Rate> ParseRate(std::string_view text);
 
+// The top-level entries ("listen", "roles/ops", "admin/tokens/ops", ...) added, removed or
+// changed between two loads of a document, in name order (Config::entry_digests). Names only.
+std::vector<std::string> ChangedEntries(const Config& before, const Config& after);
+
 // Human summary printed by `tollgate check-config`: upstreams, roles, callers, limits. No secrets.
 std::string DescribeConfig(const Config& config);
 

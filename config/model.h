@@ -113,6 +113,24 @@ struct AuditConfig {
   size_t queue_capacity = 65536;  // records held before writers feel back-pressure
 };
 
+// An admin token (the admin listener's `Authorization: Bearer <token>`): only its SHA-256 is in
+// the config. Scopes: "reload" (POST /reload), "keys", "usage", "read" (endpoints to come).
+struct AdminToken {
+  std::string name;                 // in audit records as `admin`
+  std::string sha256;               // lower-case hex, 64 chars
+  std::vector<std::string> scopes;  // as written, without repeats
+  bool Allows(const std::string& scope) const {
+    for (const auto& s : scopes) {
+      if (s == scope) return true;
+    }
+    return false;
+  }
+};
+
+struct AdminConfig {
+  std::vector<AdminToken> tokens;  // none: the admin endpoints that act answer 403
+};
+
 struct Config {
   std::string source_path;  // the file it was loaded from ("" when loaded from a string)
   std::string listen = "127.0.0.1:8080";
@@ -134,6 +152,11 @@ struct Config {
   std::map<std::string, Upstream> upstreams;
   std::map<std::string, Role> roles;
   std::map<std::string, Caller> callers;
+  AdminConfig admin;
+  // A fingerprint (SHA-256 of its JSON text) of each top-level entry of the document: "listen",
+  // "redis", each "upstreams/<name>", "roles/<name>", "callers/<name>", "admin/tokens/<name>".
+  // A reload compares them to say which entries it changed, never their values.
+  std::map<std::string, std::string> entry_digests;
 };
 
 }  // namespace tollgate::config

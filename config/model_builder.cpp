@@ -66,6 +66,9 @@ Config ModelBuilder::Build(const Value& root) {
     Error("/audit/redis_stream", "needs a \"redis\" section to write the stream to");
   }
 
+  if (root.HasMember("admin")) BuildAdmin(root["admin"], &config);
+  config.entry_digests = DigestEntries(root);
+
   auto upstreams = root.FindMember("upstreams");
   if (upstreams != root.MemberEnd()) {
     for (const auto& member : upstreams->value.GetObject()) {

@@ -42,6 +42,9 @@ class ModelBuilder {
   std::vector<Limit> BuildLimits(const rapidjson::Value& owner, const std::string& pointer,
                                  LimitScope default_scope);
 
+  // model_builder_admin.cpp: admin tokens.
+  void BuildAdmin(const rapidjson::Value& admin, Config* config);
+
   // model_builder_access.cpp: roles, rules and callers.
   Role BuildRole(const std::string& name, const rapidjson::Value& value, const std::string& pointer,
                  const Config& config);
@@ -64,5 +67,8 @@ class ModelBuilder {
   std::map<std::string, SeenLimit> limits_by_name_;       // a name is one bucket everywhere
   std::map<std::string, std::string> key_owner_pointer_;  // key hash -> pointer of first use
 };
+
+// model_builder_admin.cpp: the fingerprint of each top-level entry (Config::entry_digests).
+std::map<std::string, std::string> DigestEntries(const rapidjson::Value& root);
 
 }  // namespace tollgate::config

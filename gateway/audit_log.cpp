@@ -253,6 +253,37 @@ void AppendTimestamp(std::chrono::system_clock::time_point ts, std::string* out)
   out->append(digits, sizeof(digits));
 }
 
+void AppendStrings(const std::vector<std::string>& items, std::string* out) {
+  out->push_back('[');
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out->push_back(',');
+    AppendString(items[i], out);
+  }
+  out->push_back(']');
+}
+
+// "admin" and "action" always, "applied" when known, "changes" always (empty: nothing changed),
+// "restart_required" when not empty.
+void AppendAdminAction(const AdminAction& a, std::string* out) {
+  AppendLiteral(out, ",\"admin\":");
+  AppendStringOrNull(a.admin, out);
+  AppendLiteral(out, ",\"action\":");
+  AppendString(a.action, out);
+  if (a.applied) {
+    if (*a.applied) {
+      AppendLiteral(out, ",\"applied\":true");
+    } else {
+      AppendLiteral(out, ",\"applied\":false");
+    }
+  }
+  AppendLiteral(out, ",\"changes\":");
+  AppendStrings(a.changes, out);
+  if (!a.restart_required.empty()) {
+    AppendLiteral(out, ",\"restart_required\":");
+    AppendStrings(a.restart_required, out);
+  }
+}
+
 void AppendAuditRecord(const AuditRecord& r, std::string* out) {
   AppendLiteral(out, "{\"ts\":");
   AppendTimestamp(r.ts, out);
@@ -321,14 +352,11 @@ void AppendAuditRecord(const AuditRecord& r, std::string* out) {
   AppendLiteral(out, ",\"error\":");
   AppendStringOrNull(r.error, out);
   if (!r.would_limit.empty()) {
-    AppendLiteral(out, ",\"would_limit\":[");
-    for (size_t i = 0; i < r.would_limit.size(); ++i) {
-      if (i > 0) out->push_back(',');
-      AppendString(r.would_limit[i], out);
-    }
-    out->push_back(']');
+    AppendLiteral(out, ",\"would_limit\":");
+    AppendStrings(r.would_limit, out);
   }
   if (r.fallback) AppendLiteral(out, ",\"limiter_fallback\":true");
+  if (r.admin) AppendAdminAction(*r.admin, out);
   out->push_back('}');
 }
 

@@ -40,6 +40,16 @@
 
 namespace tollgate::gateway {
 
+// What an admin call did: on the admin listener's records only (decision "admin" for an action
+// taken, "unauthenticated"/"forbidden" for one refused). Never holds a token or a config value.
+struct AdminAction {
+  std::string admin;   // the admin token's name, "SIGHUP" for a signal; "" = null (unknown)
+  std::string action;  // "reload", or the endpoint refused
+  std::optional<bool> applied;                // a reload: whether the new config was swapped in
+  std::vector<std::string> changes;           // config entries changed ("roles/ops"), by name
+  std::vector<std::string> restart_required;  // changed settings that wait for a restart
+};
+
 struct AuditRecord {
   std::chrono::system_clock::time_point ts;
   std::string request_id;
@@ -69,6 +79,9 @@ struct AuditRecord {
   std::string error;                     // "" = null
   std::vector<std::string> would_limit;  // shadow buckets that lacked tokens; omitted when empty
   bool fallback = false;  // limiter decided locally (Redis down): "limiter_fallback": true
+  // Admin records only; null (and its fields omitted) on every caller request, so the request
+  // path pays one pointer for it.
+  std::shared_ptr<const AdminAction> admin;
 };
 
 // One JSON object, no trailing newline. Invalid UTF-8 is replaced by U+FFFD so the line always

@@ -8,12 +8,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "config/loader.h"
+#include "config/syntax.h"
 #include "gateway/server.h"
 #include "gateway/snapshot.h"
 #include "policies/normalise.h"
@@ -30,19 +33,25 @@ usage:
   tollgate serve --demo                 run with config/demo.json and the bundled fake upstream
   tollgate check-config --config FILE   validate a config, print a summary; exit 0, or 2 on errors
   tollgate keygen [--caller NAME]       make a new caller key and its key_sha256 config line
+  tollgate keygen --admin NAME [--scopes reload,read]
+                                        make a new admin token (admin listener) and its config
+                                        line; scopes: reload, keys, usage, read
   tollgate explain --config FILE --caller NAME METHOD PATH
                                         show how a request would be decided (PATH as sent to
                                         the gateway, e.g. /devin/v3beta1/enterprise/self)
   tollgate --version | --help
 
 Signals (serve): SIGHUP reloads the config and reopens the audit file; SIGTERM/SIGINT drain
-in-flight requests and exit 0.
+in-flight requests and exit 0. POST /reload on the admin listener needs an admin token with the
+"reload" scope (Authorization: Bearer <token>).
 )";
 
 struct Args {
   std::string verb;
   std::string config;
   std::string caller;
+  std::optional<std::string> admin;
+  std::optional<std::string> scopes;
   bool demo = false;
   std::vector<std::string> positional;
   std::string error;
@@ -68,6 +77,10 @@ Args Parse(int argc, char** argv) {
       value(&a.config);
     } else if (arg == "--caller" || arg.rfind("--caller=", 0) == 0) {
       value(&a.caller);
+    } else if (arg == "--admin" || arg.rfind("--admin=", 0) == 0) {
+      value(&a.admin.emplace());
+    } else if (arg == "--scopes" || arg.rfind("--scopes=", 0) == 0) {
+      value(&a.scopes.emplace());
     } else if (arg == "--demo") {
       a.demo = true;
     } else if (arg == "--help" || arg == "-h") {
@@ -110,18 +123,19 @@ int CheckConfig(const Args& a) {
   return 0;
 }
 
-int Keygen(const Args& a) {
+// `prefix` and 43 characters of a 62-letter alphabet (256 bits); "" when the system random
+// generator fails. Rejection sampling keeps each character uniform (bytes >= 248 = 62 * 4 are
+// drawn again).
+std::string RandomSecret(const std::string& prefix) {
   static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  // 43 characters of a 62-letter alphabet carry 256 bits; rejection sampling keeps each
-  // character uniform (bytes >= 248 = 62 * 4 are drawn again).
-  std::string key = "tg_";
+  std::string key = prefix;
   unsigned char pool[128];
   size_t used = sizeof pool;
-  while (key.size() < 3 + 43) {
+  while (key.size() < prefix.size() + 43) {
     if (used == sizeof pool) {
       if (RAND_bytes(pool, sizeof pool) != 1) {
-        std::cerr << "tollgate: the system random generator failed\n";
-        return 1;
+        OPENSSL_cleanse(pool, sizeof pool);
+        return "";
       }
       used = 0;
     }
@@ -129,6 +143,62 @@ int Keygen(const Args& a) {
     if (b < 248) key.push_back(kAlphabet[b % 62]);
   }
   OPENSSL_cleanse(pool, sizeof pool);
+  return key;
+}
+
+// Admin tokens start "tga_", caller keys "tg_": one is never mistaken for the other.
+int KeygenAdmin(const Args& a) {
+  static const std::vector<std::string> kScopes = {"reload", "keys", "usage", "read"};
+  const std::string& name = *a.admin;
+  if (!config::syntax::IsValidName(name) || name == "SIGHUP") {
+    return Usage(
+        "keygen --admin NAME: NAME must hold only letters, digits, '.', '_' and '-', "
+        "start with a letter or digit, and not be SIGHUP");
+  }
+  std::vector<std::string> scopes;
+  std::string list = a.scopes.value_or("reload,read");
+  for (size_t start = 0; start <= list.size();) {
+    size_t end = list.find(',', start);
+    if (end == std::string::npos) end = list.size();
+    std::string scope = list.substr(start, end - start);
+    start = end + 1;
+    if (scope.empty()) continue;
+    if (std::find(kScopes.begin(), kScopes.end(), scope) == kScopes.end()) {
+      return Usage("keygen --scopes: unknown scope '" + scope +
+                   "' (scopes: reload, keys, usage, read)");
+    }
+    if (std::find(scopes.begin(), scopes.end(), scope) == scopes.end()) scopes.push_back(scope);
+  }
+  if (scopes.empty()) return Usage("keygen --scopes: name at least one scope");
+  std::string token = RandomSecret("tga_");
+  if (token.empty()) {
+    std::cerr << "tollgate: the system random generator failed\n";
+    return 1;
+  }
+  std::string digest = upstream::Sha256Hex(token);
+  std::string scope_list;
+  for (const auto& s : scopes) scope_list += (scope_list.empty() ? "\"" : ", \"") + s + "\"";
+  std::cout << "token:  " << token << "\n"
+            << "sha256: " << digest << "\n\n"
+            << "Give the token to the admin once (it is not stored anywhere; they send it as "
+               "Authorization: Bearer <token> to the admin listener); add this to "
+               "\"admin\": {\"tokens\": [...]} in the config:\n"
+            << "  {\"name\": \"" << name << "\", \"sha256\": \"" << digest << "\", \"scopes\": ["
+            << scope_list << "]}\n";
+  return 0;
+}
+
+int Keygen(const Args& a) {
+  if (a.admin) {
+    if (!a.caller.empty()) return Usage("keygen takes --caller or --admin, not both");
+    return KeygenAdmin(a);
+  }
+  if (a.scopes) return Usage("keygen --scopes goes with --admin NAME");
+  std::string key = RandomSecret("tg_");
+  if (key.empty()) {
+    std::cerr << "tollgate: the system random generator failed\n";
+    return 1;
+  }
   std::string digest = upstream::Sha256Hex(key);
   std::string caller = a.caller.empty() ? "NAME" : a.caller;
   std::cout << "key:        " << key << "\n"

@@ -1,8 +1,6 @@
 #include "gateway/server.h"
 
 #include <pthread.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -11,6 +9,7 @@
 #include <thread>
 
 #include "config/loader.h"
+#include "gateway/admin_api.h"
 #include "gateway/audit_log.h"
 #include "gateway/http_server.h"
 #include "gateway/log.h"
@@ -65,14 +64,6 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
   if (a.max_connections != b.max_connections) out.push_back("max_connections");
   if (a.max_response_bytes != b.max_response_bytes) out.push_back("max_response_bytes");
   return out;
-}
-
-HttpResponse Json(int status, std::string body) {
-  HttpResponse r;
-  r.status = status;
-  r.headers.emplace_back("Content-Type", "application/json");
-  r.body = std::move(body);
-  return r;
 }
 
 class Server {
@@ -133,12 +124,21 @@ class Server {
       return 1;
     }
     if (!cfg.admin_listen.empty()) {
+      AdminApiDeps admin_deps;
+      admin_deps.pipeline = pipeline_.get();
+      admin_deps.limiter = limiter_.get();
+      admin_deps.audit = audit_.get();
+      admin_deps.metrics = &metrics_;
+      admin_deps.upstream_stats = &upstream_stats_;
+      admin_deps.main = main_.get();
+      admin_deps.reload = [this] { return Reload(); };
+      admin_api_ = std::make_unique<AdminApi>(std::move(admin_deps));
       HttpServerOptions admin_options;
       admin_options.listen = cfg.admin_listen;
       admin_options.threads = 1;
+      AdminApi* api = admin_api_.get();
       admin_ = HttpServer::Start(
-          admin_options, [this](std::shared_ptr<Exchange> e) { OnAdminRequest(std::move(e)); },
-          &error);
+          admin_options, [api](std::shared_ptr<Exchange> e) { api->Handle(e); }, &error);
       if (!admin_) {
         LogError(error);
         main_->Shutdown();
@@ -153,8 +153,7 @@ class Server {
       int sig = 0;
       if (sigwait(&signals, &sig) != 0) continue;
       if (sig == SIGHUP) {
-        std::string summary;
-        Reload(&summary);
+        ReloadOnSignal();
         audit_->Reopen();
         continue;
       }
@@ -164,97 +163,45 @@ class Server {
   }
 
  private:
-  void OnAdminRequest(std::shared_ptr<Exchange> exchange) {
-    const HttpRequest& req = exchange->request();
-    if (exchange->parse_error_status()) {
-      exchange->Respond(ErrorResponse(exchange->parse_error_status(), "bad_request",
-                                      exchange->parse_error(), ""));
-      return;
-    }
-    std::string path = req.target.substr(0, req.target.find('?'));
-    bool get = req.method == "GET" || req.method == "HEAD";
-    if (path == "/healthz" && get) {
-      exchange->Respond(Json(200, R"({"status":"ok"})"));
-    } else if (path == "/readyz" && get) {
-      bool config_ok = pipeline_->snapshot() != nullptr;
-      bool limiter_ok = limiter_->Ready();
-      bool ready = config_ok && limiter_ok && !pipeline_->draining();
-      // No free audit place: new requests are being refused (503 audit_unavailable), so the
-      // load balancer should send them elsewhere until the audit sink moves again.
-      bool audit_ok = audit_->slots_used() < audit_->capacity();
-      if (!audit_ok) ready = false;
-      std::string body = std::string("{\"ready\":") + (ready ? "true" : "false") +
-                         ",\"config\":" + (config_ok ? "true" : "false") +
-                         ",\"limiter\":" + (limiter_ok ? "true" : "false") +
-                         ",\"audit\":" + (audit_ok ? "true" : "false") +
-                         ",\"draining\":" + (pipeline_->draining() ? "true" : "false") + "}";
-      exchange->Respond(Json(ready ? 200 : 503, body));
-    } else if (path == "/metrics" && get) {
-      MetricsSnapshot m;
-      m.in_flight = pipeline_->in_flight();
-      m.audit_queue_depth = static_cast<int64_t>(audit_->queue_depth());
-      m.audit_written = audit_->written();
-      m.audit_stream_errors = audit_->stream_errors();
-      m.audit_stream_dropped = audit_->stream_dropped();
-      m.audit_file_dropped = audit_->file_dropped();
-      m.audit_slots_used = static_cast<int64_t>(audit_->slots_used());
-      m.limiter = &limiter_->stats();
-      m.limiter_ready = limiter_->Ready();
-      m.limiter_backend = limiter_->Describe();
-      m.upstream = &upstream_stats_;
-      m.upstream_in_flight = static_cast<size_t>(pipeline_->upstream_in_flight());
-      m.open_streams = pipeline_->open_streams();
-      m.connections_open = main_->connections_open();
-      m.connections_refused = main_->connections_refused();
-      HttpResponse r;
-      r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-      r.body = metrics_.Render(m);
-      exchange->Respond(std::move(r));
-    } else if (path == "/reload" && req.method == "POST") {
-      std::string summary;
-      bool ok = Reload(&summary);
-      exchange->Respond(Json(ok ? 200 : 400, summary));
-    } else if (path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/reload") {
-      exchange->Respond(ErrorResponse(405, "method_not_allowed", "method not allowed", ""));
-    } else {
-      exchange->Respond(ErrorResponse(404, "not_found", "no such admin endpoint", ""));
-    }
-  }
-
-  // Loads and validates the config; swaps it in only when valid. *summary gets a JSON result.
-  bool Reload(std::string* summary) {
+  // Loads and validates the config; swaps it in only when valid.
+  ReloadOutcome Reload() {
     std::lock_guard<std::mutex> lock(reload_mu_);
+    ReloadOutcome outcome;
     Loaded loaded = Load(path_);
-    rapidjson::StringBuffer buf;
-    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-    w.StartObject();
-    w.Key("reloaded");
-    w.Bool(loaded.snapshot != nullptr);
     if (!loaded.snapshot) {
       metrics_.RecordReload(false);
       LogError("reload failed; the running config stays in force");
       for (const auto& e : loaded.errors) LogError("config: " + e);
-      w.Key("errors");
-      w.StartArray();
-      for (const auto& e : loaded.errors) w.String(e.c_str());
-      w.EndArray();
-    } else {
-      auto old = pipeline_->snapshot();
-      auto restart = RestartOnlyChanges(old->config(), loaded.snapshot->config());
-      pipeline_->SetSnapshot(loaded.snapshot);
-      metrics_.RecordReload(true);
-      LogInfo("config reloaded from " + path_);
-      w.Key("restart_required");
-      w.StartArray();
-      for (const auto& r : restart) {
-        LogWarn("reload: a change to '" + r + "' takes effect only after a restart");
-        w.String(r.c_str());
-      }
-      w.EndArray();
+      outcome.errors = std::move(loaded.errors);
+      return outcome;
     }
-    w.EndObject();
-    *summary = buf.GetString();
-    return loaded.snapshot != nullptr;
+    auto old = pipeline_->snapshot();
+    outcome.restart_required = RestartOnlyChanges(old->config(), loaded.snapshot->config());
+    outcome.changes = config::ChangedEntries(old->config(), loaded.snapshot->config());
+    pipeline_->SetSnapshot(loaded.snapshot);
+    outcome.applied = true;
+    metrics_.RecordReload(true);
+    LogInfo("config reloaded from " + path_);
+    for (const auto& r : outcome.restart_required) {
+      LogWarn("reload: a change to '" + r + "' takes effect only after a restart");
+    }
+    return outcome;
+  }
+
+  // SIGHUP: a reload on record like POST /reload's, by the admin "SIGHUP". With no free audit
+  // place (a stalled sink) the config is not reloaded: no admin action goes unaudited.
+  void ReloadOnSignal() {
+    const auto start = std::chrono::steady_clock::now();
+    AuditLog::Slot slot = audit_->Reserve();
+    if (!slot) {
+      metrics_.RecordAuditRefused();
+      LogError(
+          "SIGHUP: not reloading: the audit log cannot take the reload's record (its sink "
+          "is stalled); the running config stays in force");
+      return;
+    }
+    ReloadOutcome outcome = Reload();
+    audit_->Submit(std::move(slot), ReloadAuditRecord(outcome, "SIGHUP", start));
   }
 
   int Shutdown() {
@@ -294,6 +241,7 @@ class Server {
   Metrics metrics_;
   std::unique_ptr<Pipeline> pipeline_;
   std::unique_ptr<HttpServer> main_;
+  std::unique_ptr<AdminApi> admin_api_;
   std::unique_ptr<HttpServer> admin_;
   std::mutex reload_mu_;
 };

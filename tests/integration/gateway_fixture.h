@@ -17,6 +17,14 @@ inline const std::string kDataKey = "tg_it_data_team_key_0123456789";
 inline const std::string kOpsKey = "tg_it_ops_team_key_9876543210";
 inline const std::string kDisabledKey = "tg_it_disabled_key";
 inline const std::string kExpiredKey = "tg_it_expired_key";
+// Admin tokens of the standard config: `it-ops` may reload (and read), `it-reader` only read.
+inline const std::string kAdminToken = "tga_it_admin_token_0123456789";
+inline const std::string kReaderAdminToken = "tga_it_reader_token_9876543210";
+// The standard config's admin section, for a test that takes it out.
+inline const std::string kStandardAdmin = R"(
+  "admin": {"tokens": [
+    {"name": "it-ops", "sha256": "${ADMIN_HASH}", "scopes": ["reload", "read"]},
+    {"name": "it-reader", "sha256": "${READER_HASH}", "scopes": ["read"]}]},)";
 
 inline HeaderList Bearer(const std::string& key) { return {{"Authorization", "Bearer " + key}}; }
 
@@ -34,7 +42,7 @@ inline std::string StandardConfig(const std::string& extra_top_level = "",
   "listen": "${LISTEN}", "admin_listen": "${ADMIN}", "threads": 2,
   "max_body_bytes": 65536,
   "audit": {"file": "${AUDIT}"},)" +
-         extra_top_level + R"(
+         kStandardAdmin + extra_top_level + R"(
   "upstreams": {
     "devin": {"base_url": "${UPSTREAM}", "timeout_ms": 10000, "connect_timeout_ms": 5000,
               "auth": {"type": "bearer", "secret_env": "IT_DEVIN_TOKEN"}},
@@ -73,6 +81,8 @@ inline GatewayOptions StandardOptions(const FakeUpstream& fake, const std::strin
             {"OPS_HASH", upstream::Sha256Hex(kOpsKey)},
             {"DISABLED_HASH", upstream::Sha256Hex(kDisabledKey)},
             {"EXPIRED_HASH", upstream::Sha256Hex(kExpiredKey)},
+            {"ADMIN_HASH", upstream::Sha256Hex(kAdminToken)},
+            {"READER_HASH", upstream::Sha256Hex(kReaderAdminToken)},
             {"DEAD_PORT", std::to_string(FreePort())}};
   return o;
 }
@@ -92,6 +102,14 @@ class GatewayTest : public ::testing::Test {
     if (!key.empty()) headers.emplace_back("Authorization", "Bearer " + key);
     if (!body.empty()) headers.emplace_back("Content-Type", "application/json");
     return Http(method, gateway_->url() + path, headers, body);
+  }
+
+  // A call to the admin listener with `Authorization: Bearer <token>` (none when empty).
+  HttpResponse AdminCall(const std::string& method, const std::string& path,
+                         const std::string& token = kAdminToken, HeaderList headers = {},
+                         const std::string& body = "") {
+    if (!token.empty()) headers.emplace_back("Authorization", "Bearer " + token);
+    return Http(method, gateway_->admin_url() + path, headers, body);
   }
 
   FakeUpstream fake_;

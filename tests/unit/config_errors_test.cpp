@@ -336,5 +336,104 @@ TEST(ConfigErrors, ListenerTlsIsRefusedSayingWhereToTerminateIt) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Admin tokens (issue 10 point 7).
+
+const char* const kAdminHash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+const char* const kOtherHash = "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752";
+
+TEST(ConfigAdmin, TokensAreBuiltWithTheirScopesAndLowerCaseHashes) {
+  LoadResult result = Load({{"/admin", R"({"tokens": [
+        {"name": "ops", "sha256": "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08",
+         "scopes": ["reload", "read", "reload"]},
+        {"name": "billing", "sha256": "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752",
+         "scopes": ["usage"]}]})"}});
+  ASSERT_TRUE(result.ok()) << AllErrors(result);
+  const auto& tokens = result.config->admin.tokens;
+  ASSERT_EQ(tokens.size(), 2u);
+  EXPECT_EQ(tokens[0].name, "ops");
+  EXPECT_EQ(tokens[0].sha256, kAdminHash);
+  EXPECT_EQ(tokens[0].scopes, (std::vector<std::string>{"reload", "read"}));
+  EXPECT_TRUE(tokens[0].Allows("reload"));
+  EXPECT_FALSE(tokens[0].Allows("keys"));
+  EXPECT_EQ(tokens[1].scopes, (std::vector<std::string>{"usage"}));
+  // No admin section: no tokens (the acting endpoints answer 403).
+  LoadResult none = Load({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none.config->admin.tokens.empty());
+}
+
+TEST(ConfigAdmin, EachMistakeNamesItsPointerAndNeverEchoesTheValue) {
+  const std::string hash = kAdminHash;
+  const std::string other = kOtherHash;
+  const std::string admin = R"({"tokens": [
+        {"name": "ops", "sha256": "tga_this-is-the-token-itself", "scopes": ["reload"]},
+        {"name": "ops", "sha256": ")" +
+                            hash + R"(", "scopes": ["reload"]},
+        {"name": "audit", "sha256": ")" +
+                            hash + R"(", "scopes": ["read"]},
+        {"name": "SIGHUP", "sha256": ")" +
+                            other + R"(", "scopes": ["read"]},
+        {"name": "bad name", "sha256": "0)" +
+                            other.substr(1) + R"(", "scopes": ["read"]}
+      ]})";
+  LoadResult result = Load({{"/admin", admin.c_str()}});
+  EXPECT_FALSE(result.ok());
+  EXPECT_TRUE(HasError(result, "/admin/tokens/0/sha256", "64 hex digits")) << AllErrors(result);
+  EXPECT_TRUE(HasError(result, "/admin/tokens/1/name", "already defined at /admin/tokens/0"))
+      << AllErrors(result);
+  EXPECT_TRUE(HasError(result, "/admin/tokens/2/sha256", "already listed at /admin/tokens/1"))
+      << AllErrors(result);
+  EXPECT_TRUE(HasError(result, "/admin/tokens/3/name", "reserved")) << AllErrors(result);
+  EXPECT_TRUE(HasError(result, "/admin/tokens/4/name", "letters, digits")) << AllErrors(result);
+  EXPECT_EQ(AllErrors(result).find("this-is-the-token-itself"), std::string::npos)
+      << AllErrors(result);
+}
+
+TEST(ConfigAdmin, AnUnknownScopeOrNoScopeIsASchemaError) {
+  const std::string hash = kAdminHash;
+  const std::string unknown =
+      R"({"tokens": [{"name": "x", "sha256": ")" + hash + R"(", "scopes": ["delete"]}]})";
+  LoadResult result = Load({{"/admin", unknown.c_str()}});
+  EXPECT_TRUE(HasError(result, "/admin/tokens/0/scopes/0", "\"delete\" is not one of"))
+      << AllErrors(result);
+  const std::string empty =
+      R"({"tokens": [{"name": "x", "sha256": ")" + hash + R"(", "scopes": []}]})";
+  result = Load({{"/admin", empty.c_str()}});
+  EXPECT_TRUE(HasError(result, "/admin/tokens/0/scopes", "at least 1")) << AllErrors(result);
+}
+
+TEST(ConfigAdmin, UnknownMembersAndMissingFieldsAreSchemaErrors) {
+  LoadResult result = Load({{"/admin", R"({"token": [], "tokens": [{"name": "ops"}]})"}});
+  EXPECT_TRUE(HasError(result, "/admin", "unknown property \"token\"")) << AllErrors(result);
+  EXPECT_TRUE(HasError(result, "/admin/tokens/0", "missing required property \"sha256\""))
+      << AllErrors(result);
+}
+
+// A reload names the entries it changed, by name only: "roles/reader", "admin/tokens/ops".
+TEST(ConfigAdmin, ChangedEntriesNameWhatAReloadChangedNeverTheValues) {
+  const std::string hash = kAdminHash;
+  const std::string admin =
+      R"({"tokens": [{"name": "ops", "sha256": ")" + hash + R"(", "scopes": ["reload"]}]})";
+  LoadResult before = Load({{"/admin", admin.c_str()}});
+  ASSERT_TRUE(before.ok()) << AllErrors(before);
+  EXPECT_TRUE(ChangedEntries(*before.config, *before.config).empty());
+  LoadResult same = Load({{"/admin", admin.c_str()}});
+  EXPECT_TRUE(ChangedEntries(*before.config, *same.config).empty());
+
+  const std::string admin2 =
+      R"({"tokens": [{"name": "ops", "sha256": ")" + hash + R"(", "scopes": ["reload", "read"]}]})";
+  const std::string caller = R"({"key_sha256": [")" + hash + R"("], "roles": []})";
+  LoadResult after = Load({{"/admin", admin2.c_str()},
+                           {"/roles/reader/rules/0/methods", R"(["GET", "HEAD"])"},
+                           {"/upstreams/devo", nullptr},
+                           {"/callers/new-team", caller.c_str()},
+                           {"/threads", "4"}});
+  ASSERT_TRUE(after.ok()) << AllErrors(after);
+  EXPECT_EQ(ChangedEntries(*before.config, *after.config),
+            (std::vector<std::string>{"admin/tokens/ops", "callers/new-team", "roles/reader",
+                                      "threads", "upstreams/devo"}));
+}
+
 }  // namespace
 }  // namespace tollgate::config

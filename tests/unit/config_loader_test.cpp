@@ -273,5 +273,26 @@ TEST(DescribeConfig, SaysInProcessLimiterWithoutRedis) {
   EXPECT_NE(text.find("demo: roles [demo-devin, demo-devo], 1 key(s)"), std::string::npos) << text;
 }
 
+// check-config lists each admin token's name and scopes, never its hash.
+TEST(DescribeConfig, ListsAdminTokenNamesAndScopesNeverTheirHashes) {
+  const std::string hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+  std::string json = R"({"upstreams": {"u": {"base_url": "http://127.0.0.1:1",
+      "auth": {"type": "bearer", "secret_env": "TOKEN"}}},
+      "admin": {"tokens": [{"name": "ops", "sha256": ")" +
+                     hash + R"(", "scopes": ["reload", "read"]}]}})";
+  LoadResult result = LoadConfigString(json, DummySecrets().source());
+  ASSERT_TRUE(result.ok()) << AllErrors(result);
+  std::string text = DescribeConfig(*result.config);
+  EXPECT_NE(text.find("admin tokens (1):\n  ops: scopes [reload, read]"), std::string::npos)
+      << text;
+  EXPECT_EQ(text.find(hash), std::string::npos) << text;
+  EXPECT_EQ(text.find(hash.substr(0, 8)), std::string::npos) << text;
+
+  LoadResult none = LoadConfigFile(std::string(TOLLGATE_SOURCE_DIR) + "/config/demo.json",
+                                   DummySecrets().source());
+  ASSERT_TRUE(none.ok()) << AllErrors(none);
+  EXPECT_NE(DescribeConfig(*none.config).find("admin tokens (0): none"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace tollgate::config

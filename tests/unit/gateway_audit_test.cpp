@@ -152,9 +152,50 @@ TEST(SerializeAuditRecord, WritesNullsForUnsetFieldsAndOmitsOptionalOnes) {
   }
   EXPECT_FALSE(doc.HasMember("would_limit"));
   EXPECT_FALSE(doc.HasMember("limiter_fallback"));
+  for (const char* name : {"admin", "action", "applied", "changes", "restart_required"}) {
+    EXPECT_FALSE(doc.HasMember(name)) << name;  // admin records only
+  }
   EXPECT_STREQ(doc["query"].GetString(), "");
   EXPECT_EQ(doc["status"].GetInt(), 401);
   EXPECT_EQ(doc["latency_ms"].GetDouble(), 0);
+}
+
+AuditRecord AdminRecord() {
+  AuditRecord r = FullRecord();
+  r.decision = "admin";
+  auto a = std::make_shared<AdminAction>();
+  a->admin = "ops";
+  a->action = "reload";
+  a->applied = true;
+  a->changes = {"callers/data-team", "roles/ops"};
+  a->restart_required = {"listen"};
+  r.admin = std::move(a);
+  return r;
+}
+
+TEST(SerializeAuditRecord, AdminRecordsCarryTheAdminTheActionAndWhatChanged) {
+  const rapidjson::Document doc = Parse(SerializeAuditRecord(AdminRecord()));
+  EXPECT_STREQ(doc["admin"].GetString(), "ops");
+  EXPECT_STREQ(doc["action"].GetString(), "reload");
+  EXPECT_TRUE(doc["applied"].GetBool());
+  ASSERT_EQ(doc["changes"].Size(), 2u);
+  EXPECT_STREQ(doc["changes"][1].GetString(), "roles/ops");
+  ASSERT_EQ(doc["restart_required"].Size(), 1u);
+  EXPECT_STREQ(doc["restart_required"][0].GetString(), "listen");
+
+  // A refused call: no admin known, nothing applied, nothing changed (an empty list, said).
+  AuditRecord refused;
+  refused.decision = "unauthenticated";
+  auto a = std::make_shared<AdminAction>();
+  a->action = "reload";
+  refused.admin = a;
+  const rapidjson::Document r = Parse(SerializeAuditRecord(refused));
+  EXPECT_TRUE(r["admin"].IsNull());
+  EXPECT_STREQ(r["action"].GetString(), "reload");
+  EXPECT_FALSE(r.HasMember("applied"));
+  ASSERT_TRUE(r["changes"].IsArray());
+  EXPECT_EQ(r["changes"].Size(), 0u);
+  EXPECT_FALSE(r.HasMember("restart_required"));
 }
 
 TEST(SerializeAuditRecord, ZeroUpstreamMsIsAValueNotNull) {
@@ -367,6 +408,27 @@ std::string Serialize(const AuditRecord& r) {
     w.Key("limiter_fallback");
     w.Bool(true);
   }
+  if (r.admin) {
+    const AdminAction& a = *r.admin;
+    w.Key("admin");
+    StringOrNull(w, a.admin);
+    w.Key("action");
+    String(w, a.action);
+    if (a.applied) {
+      w.Key("applied");
+      w.Bool(*a.applied);
+    }
+    w.Key("changes");
+    w.StartArray();
+    for (const std::string& change : a.changes) String(w, change);
+    w.EndArray();
+    if (!a.restart_required.empty()) {
+      w.Key("restart_required");
+      w.StartArray();
+      for (const std::string& setting : a.restart_required) String(w, setting);
+      w.EndArray();
+    }
+  }
   w.EndObject();
   return out;
 }
@@ -409,6 +471,15 @@ class RecordGenerator {
     r.error = Maybe();
     for (int64_t n = Int(-2, 3); n > 0; --n) r.would_limit.push_back(Text());
     r.fallback = Int(0, 1) == 1;
+    if (Int(0, 2) == 0) {
+      auto a = std::make_shared<AdminAction>();
+      a->admin = Maybe();
+      a->action = Text();
+      if (Int(0, 2) != 0) a->applied = Int(0, 1) == 1;
+      for (int64_t n = Int(-1, 3); n > 0; --n) a->changes.push_back(Text());
+      for (int64_t n = Int(-2, 2); n > 0; --n) a->restart_required.push_back(Text());
+      r.admin = std::move(a);
+    }
     return r;
   }
 
@@ -494,6 +565,7 @@ class RecordGenerator {
 TEST(SerializeAuditRecord, WritesTheSameBytesAsRapidJsonsWriterDid) {
   EXPECT_EQ(SerializeAuditRecord(FullRecord()), reference::Serialize(FullRecord()));
   EXPECT_EQ(SerializeAuditRecord(AuditRecord()), reference::Serialize(AuditRecord()));
+  EXPECT_EQ(SerializeAuditRecord(AdminRecord()), reference::Serialize(AdminRecord()));
   RecordGenerator generator(20260109);
   for (int i = 0; i < 20000; ++i) {
     const AuditRecord r = generator.Next();

@@ -192,6 +192,61 @@ TEST(Cli, KeygenPrintsAKeyAndItsSha256) {
   EXPECT_EQ(again.find(key[1].str()), std::string::npos);  // a new key every time
 }
 
+// Issue 10 point 7: an admin token, prefixed apart from caller keys, and its config line.
+TEST(Cli, KeygenAdminPrintsATokenAndItsConfigLine) {
+  std::string out;
+  ASSERT_EQ(RunCommand({TOLLGATE_BINARY, "keygen", "--admin", "ops"}, &out), 0) << out;
+  std::smatch token, hash;
+  ASSERT_TRUE(std::regex_search(out, token, std::regex("token: +(tga_[A-Za-z0-9]{43})\n"))) << out;
+  ASSERT_TRUE(std::regex_search(out, hash, std::regex("sha256: +([0-9a-f]{64})\n"))) << out;
+  EXPECT_EQ(hash[1].str(), upstream::Sha256Hex(token[1].str()));
+  // The default scopes: reload and read.
+  EXPECT_NE(out.find("{\"name\": \"ops\", \"sha256\": \"" + hash[1].str() +
+                     "\", \"scopes\": [\"reload\", \"read\"]}"),
+            std::string::npos)
+      << out;
+  std::string again;
+  ASSERT_EQ(RunCommand({TOLLGATE_BINARY, "keygen", "--admin", "ops"}, &again), 0);
+  EXPECT_EQ(again.find(token[1].str()), std::string::npos);  // a new token every time
+}
+
+TEST(Cli, KeygenAdminTakesScopesAndRefusesUnknownOnes) {
+  std::string out;
+  ASSERT_EQ(
+      RunCommand({TOLLGATE_BINARY, "keygen", "--admin=billing", "--scopes", "usage,keys,usage"},
+                 &out),
+      0)
+      << out;
+  EXPECT_NE(out.find("\"scopes\": [\"usage\", \"keys\"]}"), std::string::npos) << out;
+  EXPECT_EQ(
+      RunCommand({TOLLGATE_BINARY, "keygen", "--admin", "ops", "--scopes", "reload,root"}, &out),
+      2);
+  EXPECT_NE(out.find("unknown scope 'root'"), std::string::npos) << out;
+  EXPECT_EQ(out.find("tga_"), std::string::npos) << out;
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "keygen", "--admin", "ops", "--scopes", ","}, &out), 2);
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "keygen", "--admin", "bad name"}, &out), 2);
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "keygen", "--admin", "SIGHUP"}, &out), 2);
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "keygen", "--scopes", "reload"}, &out), 2);
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "keygen", "--admin", "a", "--caller", "b"}, &out), 2);
+}
+
+// The printed line, pasted into a config, is accepted and check-config names the token.
+TEST(Cli, KeygenAdminLineIsAValidConfigEntry) {
+  std::string out;
+  ASSERT_EQ(RunCommand({TOLLGATE_BINARY, "keygen", "--admin", "ops"}, &out), 0);
+  std::smatch line;
+  ASSERT_TRUE(std::regex_search(out, line, std::regex("\n  (\\{\"name\".*\\})\n"))) << out;
+  TempDir dir;
+  std::string path = dir.Write("c.json", R"({"upstreams": {"u": {"base_url": "http://a",
+      "auth": {"type": "bearer", "secret_env": "T"}}}, "admin": {"tokens": [)" +
+                                             line[1].str() + "]}}");
+  std::string summary;
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--config", path}, &summary, {{"T", "x"}}),
+            0)
+      << summary;
+  EXPECT_NE(summary.find("ops: scopes [reload, read]"), std::string::npos) << summary;
+}
+
 TEST(Cli, ExplainShowsTheDecisionRuleParametersAndBuckets) {
   std::string out;
   int rc = RunCommand({TOLLGATE_BINARY, "explain", "--config", Example(), "--caller", "data-team",
