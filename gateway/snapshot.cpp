@@ -57,6 +57,12 @@ std::shared_ptr<const Snapshot> Snapshot::Build(std::shared_ptr<const config::Co
       s->callers_by_key_[raw] = &caller;
     }
   }
+  std::vector<std::string> secrets;
+  for (const auto& [name, up] : s->config_->upstreams) {
+    secrets.push_back(up.auth.secret);
+    secrets.push_back(up.auth.key);
+  }
+  s->secrets_ = std::make_unique<const upstream::SecretScanner>(std::move(secrets));
   return s;
 }
 
