@@ -633,7 +633,8 @@ void Pipeline::OnUpstreamHeaders(Context& c, int status, upstream::HeaderList he
     ctx->withheld = "the upstream answered 206 (a part of the body) on a route with redactions";
   }
   if (!ctx->withheld.empty()) {
-    ctx->client->Abort(ctx->transfer);  // ends the request (OnUpstreamEnd) before returning
+    secrets.ReplaceAll(&ctx->withheld);  // it quotes the upstream, and goes to the audit record
+    ctx->client->Abort(ctx->transfer);   // ends the request (OnUpstreamEnd) before returning
     return;
   }
   const bool no_body =
