@@ -35,6 +35,10 @@ struct Limit {
 
 enum class AuthType { kBearer, kHeader, kDevoHmac };
 
+// Every upstream secret value is replaced in answers (upstream/secret_scan.h): a shorter one
+// would match ordinary text, so the config refuses it.
+inline constexpr size_t kMinUpstreamSecretLength = 8;
+
 // How the gateway authenticates to an upstream. `secret` (and `key` for devo_hmac) hold the
 // resolved secret values; they must never be logged, audited or returned.
 struct UpstreamAuth {

@@ -222,6 +222,20 @@ UpstreamAuth ModelBuilder::BuildAuth(const Value& auth, const std::string& point
   if (result.type == AuthType::kDevoHmac) {
     result.key = ResolveSecret(auth, pointer, "key", false, secrets_, errors_).value;
   }
+  // Answers are scanned for these values (and they are replaced): a short one would match
+  // ordinary text everywhere.
+  for (const auto& [prefix, value] :
+       {std::pair<const char*, const std::string*>{"secret", &result.secret},
+        {"key", &result.key}}) {
+    if (value->empty() || value->size() >= kMinUpstreamSecretLength) continue;
+    const std::string source =
+        std::string(prefix) +
+        (auth.HasMember((std::string(prefix) + "_env").c_str()) ? "_env" : "_file");
+    Error(JoinPointer(pointer, source), "the secret is " + std::to_string(value->size()) +
+                                            " bytes long; upstream secrets must have at least " +
+                                            std::to_string(kMinUpstreamSecretLength) +
+                                            " (answers are scanned for them)");
+  }
   return result;
 }
 

@@ -192,6 +192,8 @@ Metrics::Metrics()
       limit_decisions_(std::make_unique<Family<std::atomic<uint64_t>>>(
           std::vector<std::string>{"bucket", "result"})),
       cooldowns_(
+          std::make_unique<Family<std::atomic<uint64_t>>>(std::vector<std::string>{"upstream"})),
+      secrets_redacted_(
           std::make_unique<Family<std::atomic<uint64_t>>>(std::vector<std::string>{"upstream"})) {}
 
 Metrics::~Metrics() = default;
@@ -223,6 +225,10 @@ void Metrics::RecordLimit(std::string_view bucket, std::string_view result) {
 
 void Metrics::RecordUpstreamCooldown(std::string_view upstream) {
   cooldowns_->Get({upstream}).fetch_add(1, std::memory_order_relaxed);
+}
+
+void Metrics::RecordSecretsRedacted(std::string_view upstream, uint64_t count) {
+  secrets_redacted_->Get({upstream}).fetch_add(count, std::memory_order_relaxed);
 }
 
 void Metrics::RecordAuditRefused() { audit_refused_.fetch_add(1, std::memory_order_relaxed); }
@@ -257,6 +263,9 @@ std::string Metrics::Render(const MetricsSnapshot& g) const {
                  "Token-bucket decisions, by bucket and result.", *limit_decisions_);
   RenderCounters(&out, "tollgate_upstream_cooldowns_total",
                  "Cooldowns started because an upstream answered 429.", *cooldowns_);
+  RenderCounters(&out, "tollgate_upstream_secrets_redacted_total",
+                 "Upstream secret values replaced by [redacted] in answers to callers.",
+                 *secrets_redacted_);
 
   AppendHeader(&out, "tollgate_config_reloads_total", "counter", "Config reload attempts.");
   AppendSample(&out, "tollgate_config_reloads_total", "{result=\"success\"}",

@@ -11,9 +11,11 @@
 #include <random>
 #include <unordered_set>
 
+#include "gateway/log.h"
 #include "gateway/rate_limit_headers.h"
 #include "policies/normalise.h"
 #include "upstream/headers.h"
+#include "upstream/secret_scan.h"
 #include "upstream/upstream_auth.h"
 
 namespace tollgate::gateway {
@@ -32,7 +34,9 @@ struct Pipeline::Context : upstream::StreamSink {
   const config::Upstream* upstream = nullptr;
   const config::Caller* caller = nullptr;
   const config::Rule* rule = nullptr;
-  const policies::Redactor* redactor = nullptr;  // owned by the snapshot's policy
+  // The redactions of every allow rule that matched (owned by the snapshot's policy); empty on
+  // routes without any.
+  std::vector<const policies::Redactor*> redactors;
   std::string path;   // normalised, relative to the upstream ("/v3beta1/...")
   std::string query;  // raw
   policies::LimitDecision limit;
@@ -52,6 +56,13 @@ struct Pipeline::Context : upstream::StreamSink {
   std::optional<uint64_t> upstream_length;  // the upstream's Content-Length
   std::string body;                         // buffered mode
   Clock::time_point answered;               // when the caller got the status line
+  // What the answer may carry to the caller (no upstream secret value, no unscannable body).
+  bool collect = false;  // a small answer with a Content-Length: collected whole, scanned
+  std::string withheld;  // why the answer is withheld (502) before any byte of it was sent
+  std::optional<upstream::SecretScan> scan;  // a streamed body's scan for secret values
+  bool length_promised = false;  // streamed with the upstream's Content-Length: a secret cuts it
+  std::string scanned;           // the scan's output for the current chunk (reused)
+  bool secret_logged = false;    // the warning for this answer was written
 
   void OnHeaders(int status, upstream::HeaderList headers) override {
     pipeline->OnUpstreamHeaders(*this, status, std::move(headers));
@@ -95,6 +106,28 @@ const std::string* FindHeader(const upstream::HeaderList& headers, std::string_v
 // rule opts in (`allow_body`).
 bool MethodTakesBody(std::string_view method) {
   return method == "POST" || method == "PUT" || method == "PATCH";
+}
+
+// An answer up to this long, with a Content-Length, is collected whole and sent with its exact
+// length after the scan for secret values; a longer one streams (and is cut if one shows up).
+constexpr uint64_t kCollectLimit = 64 * 1024;
+
+bool IsIdentityEncoding(std::string_view value) {
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  return value.empty() || upstream::HeaderNameEquals(value, "identity");
+}
+
+// Counts the secret values replaced in an answer, and warns once per answer (never the value).
+void NoteSecrets(Metrics* metrics, Pipeline::Context& ctx, size_t count) {
+  if (count == 0) return;
+  metrics->RecordSecretsRedacted(ctx.upstream->name, count);
+  if (ctx.secret_logged) return;
+  ctx.secret_logged = true;
+  LogWarn("upstream '" + ctx.upstream->name +
+          "' answered with an upstream secret value; it was replaced by [redacted] or withheld "
+          "(request_id " +
+          ctx.request_id + ")");
 }
 
 std::string RequestIdOf(const HttpRequest& req) {
@@ -325,7 +358,7 @@ void Pipeline::Route(const std::shared_ptr<Context>& ctx) {
     return;
   }
   ctx->rule = decision.rule;
-  ctx->redactor = decision.redactor;
+  ctx->redactors = std::move(decision.redactors);
   a.rule = decision.rule->path;
   if (req.has_body && !ctx->rule->allow_body && !MethodTakesBody(req.method)) {
     // An upstream that ignores a body on GET (many do) would read it as the next request on the
@@ -503,11 +536,10 @@ void Pipeline::Forward(const std::shared_ptr<Context>& ctx) {
   out.url.append(up.base_url).append(ctx->path);
   if (!ctx->query.empty()) out.url.append("?").append(ctx->query);
   out.headers = upstream::FilterRequestHeaders(req.headers);
-  ctx->buffered = ctx->redactor != nullptr && !ctx->redactor->empty();
+  ctx->buffered = !ctx->redactors.empty();
   if (ctx->buffered) {
     // Redaction needs the whole, unencoded JSON body: a byte range of it could carry a secret
-    // the redactor cannot recognise, and a compressed one cannot be rewritten. (Every allowed
-    // request has a redactor; only a rule with a `redact` list has a non-empty one.)
+    // the redactor cannot recognise, and a compressed one cannot be rewritten.
     out.headers.erase(std::remove_if(out.headers.begin(), out.headers.end(),
                                      [](const auto& h) {
                                        return upstream::HeaderNameEquals(h.first, "range") ||
@@ -596,6 +628,11 @@ void Pipeline::OnUpstreamHeaders(Context& c, int status, upstream::HeaderList he
     a.upstream_request_id = *rid;
   }
   HeaderList out = upstream::FilterResponseHeaders(headers, up.base_url, up.name);
+  // No upstream's secret value reaches the caller (nor the audit record), in any header.
+  const upstream::SecretScanner& secrets = ctx->snapshot->secrets();
+  size_t replaced = secrets.ReplaceAll(&a.upstream_request_id);
+  for (auto& header : out) replaced += secrets.ReplaceAll(&header.second);
+  NoteSecrets(deps_.metrics, *ctx, replaced);
   if (status == 429) {
     // The upstream's own quota is spent: pause this upstream for every replica, so the shared
     // quota is not burnt further by callers who would only get the same 429.
@@ -610,11 +647,38 @@ void Pipeline::OnUpstreamHeaders(Context& c, int status, upstream::HeaderList he
     length = std::strtoull(value->c_str(), nullptr, 10);
   }
   ctx->upstream_length = length;
-  if (ctx->buffered) {
+  // Withheld before anything is sent: an encoded body cannot be scanned for secret values (nor
+  // redacted), and on a redacted route a slice of the body could carry what the redactor would
+  // have removed from the whole.
+  for (const auto& [name, value] : headers) {
+    if (upstream::HeaderNameEquals(name, "content-encoding") && !IsIdentityEncoding(value)) {
+      ctx->withheld = "the upstream answered with Content-Encoding '" + value +
+                      "', which cannot be scanned for secret values";
+    } else if (ctx->buffered && upstream::HeaderNameEquals(name, "content-range")) {
+      ctx->withheld = "the upstream answered with Content-Range on a route with redactions";
+    }
+  }
+  if (ctx->buffered && status == 206) {
+    ctx->withheld = "the upstream answered 206 (a part of the body) on a route with redactions";
+  }
+  if (!ctx->withheld.empty()) {
+    secrets.ReplaceAll(&ctx->withheld);  // it quotes the upstream, and goes to the audit record
+    ctx->client->Abort(ctx->transfer);   // ends the request (OnUpstreamEnd) before returning
+    return;
+  }
+  const bool no_body =
+      ctx->exchange->request().method == "HEAD" || status < 200 || status == 204 || status == 304;
+  ctx->collect =
+      !ctx->buffered && !no_body && !secrets.empty() && length && *length <= kCollectLimit;
+  if (ctx->buffered || ctx->collect) {
     ctx->upstream_headers = std::move(out);
     if (length)
       ctx->body.reserve(std::min<uint64_t>(*length, deps_.upstream_options.max_response_bytes));
     return;
+  }
+  if (!no_body && !secrets.empty()) {
+    ctx->scan.emplace(&secrets);
+    ctx->length_promised = length.has_value();
   }
   out.emplace_back("X-Request-Id", ctx->request_id);
   if (!ctx->buckets.empty() && ctx->limit.levels.size() == ctx->buckets.size()) {
@@ -640,9 +704,25 @@ void Pipeline::OnUpstreamHeaders(Context& c, int status, upstream::HeaderList he
 }
 
 bool Pipeline::OnUpstreamData(Context& ctx, const char* data, size_t len) {
-  if (!ctx.buffered) return ctx.exchange->Write(std::string_view(data, len));
-  if (ctx.body.size() + len > deps_.upstream_options.max_response_bytes) {
-    // The redactor needs the whole body and it is over the cap: withheld (502 at the end).
+  if (ctx.scan) {
+    ctx.scanned.clear();
+    size_t first = 0;
+    const size_t marks = ctx.scan->Feed(std::string_view(data, len), &ctx.scanned, &first);
+    NoteSecrets(deps_.metrics, ctx, marks);
+    if (marks > 0 && ctx.length_promised) {
+      // The caller was promised the upstream's length: the stream is cut before the secret (the
+      // scan held its first byte back), never sent with a length that no longer holds.
+      if (first > 0) ctx.exchange->Write(std::string_view(ctx.scanned.data(), first));
+      ctx.ended_by = "secret_withheld";
+      ctx.client->Abort(ctx.transfer);  // ends the request: ctx may be gone
+      return false;
+    }
+    return ctx.scanned.empty() || ctx.exchange->Write(ctx.scanned);
+  }
+  if (!ctx.buffered && !ctx.collect) return ctx.exchange->Write(std::string_view(data, len));
+  const uint64_t cap = ctx.buffered ? deps_.upstream_options.max_response_bytes : kCollectLimit;
+  if (ctx.body.size() + len > cap) {
+    // The redactor (or the scan) needs the whole body and it is over the cap: withheld (502).
     ctx.too_large = true;
     ctx.client->Abort(ctx.transfer);
     return false;
@@ -664,16 +744,34 @@ void Pipeline::OnUpstreamEnd(Context& c, const upstream::StreamEnd& end) {
   using R = upstream::StreamEndReason;
   if (ctx->streaming) {
     open_streams_.fetch_sub(1, std::memory_order_relaxed);
-    const std::string ended_by = !ctx->ended_by.empty()              ? ctx->ended_by
-                                 : end.reason == R::kComplete        ? "complete"
-                                 : end.reason == R::kReadIdleTimeout ? "read_idle_timeout"
-                                 : end.reason == R::kMaxDuration     ? "max_duration"
-                                 : end.reason == R::kShutdown        ? "draining"
-                                                                     : "upstream_closed";
+    std::string ended_by = !ctx->ended_by.empty()              ? ctx->ended_by
+                           : end.reason == R::kComplete        ? "complete"
+                           : end.reason == R::kReadIdleTimeout ? "read_idle_timeout"
+                           : end.reason == R::kMaxDuration     ? "max_duration"
+                           : end.reason == R::kShutdown        ? "draining"
+                                                               : "upstream_closed";
+    if (ended_by == "complete" && ctx->scan) {
+      // What the scan held back (a tail that could have begun a secret) goes out now.
+      ctx->scanned.clear();
+      size_t first = 0;
+      const size_t marks = ctx->scan->Finish(&ctx->scanned, &first);
+      NoteSecrets(deps_.metrics, *ctx, marks);
+      if (marks > 0 && ctx->length_promised) {
+        ctx->exchange->Write(std::string_view(ctx->scanned.data(), first));
+        ended_by = "secret_withheld";
+      } else {
+        ctx->exchange->Write(ctx->scanned);
+      }
+    }
     if (ended_by == "complete") {
       ctx->exchange->EndStream();
     } else {
-      if (ended_by != "client_closed" && ended_by != "draining") {
+      if (ended_by == "secret_withheld") {
+        deps_.metrics->RecordUpstreamError(ctx->upstream->name, ended_by);
+        a.error =
+            "the answer carried an upstream secret value; it was cut before it (the caller had "
+            "been promised the upstream's Content-Length)";
+      } else if (ended_by != "client_closed" && ended_by != "draining") {
         deps_.metrics->RecordUpstreamError(ctx->upstream->name, ended_by);
         a.error = "the answer was cut short: " + ended_by +
                   (end.error_message.empty() ? "" : " (" + end.error_message + ")");
@@ -702,12 +800,22 @@ void Pipeline::OnUpstreamEnd(Context& c, const upstream::StreamEnd& end) {
     FinishStream(ctx, ctx->ended_by);
     return;
   }
+  if (!ctx->withheld.empty()) {
+    deps_.metrics->RecordUpstreamError(ctx->upstream->name, "withheld");
+    Fail(ctx, 502, "upstream_unavailable", "error",
+         "upstream '" + ctx->upstream->name +
+             "' answered with what the gateway cannot pass on; it was withheld",
+         ctx->withheld + "; it was withheld");
+    return;
+  }
   if (ctx->too_large) {
     a.upstream_status = 0;  // its answer was not taken
     deps_.metrics->RecordUpstreamError(ctx->upstream->name, "too_large");
     Fail(ctx, 502, "upstream_unavailable", "error",
          "upstream '" + ctx->upstream->name + "' is unavailable",
-         "response body larger than " + std::to_string(deps_.upstream_options.max_response_bytes) +
+         "response body larger than " +
+             std::to_string(ctx->buffered ? deps_.upstream_options.max_response_bytes
+                                          : kCollectLimit) +
              " bytes");
     return;
   }
@@ -751,16 +859,26 @@ void Pipeline::FinishBuffered(const std::shared_ptr<Context>& ctx) {
   out.status = ctx->upstream_status;
   out.headers = std::move(ctx->upstream_headers);
   out.body = std::move(ctx->body);
-  if (ctx->exchange->request().method == "HEAD") out.head_content_length = ctx->upstream_length;
-  if (const policies::Redactor* redactor = ctx->redactor;
-      redactor && out.status >= 200 && out.status < 300) {
-    if (redactor->Apply(&out.body) == policies::Redactor::Outcome::kNotJson) {
+  // A HEAD answer carries no length of its own here: the upstream's would be that of the
+  // unredacted body (a token's length, on a redacted route).
+  if (ctx->buffered && !out.body.empty()) {
+    // Whatever the status: an error page can carry the token as well as a 200 can. Every
+    // matching rule's redactions apply (a JSON body stays JSON after the first).
+    bool not_json = false;
+    for (const policies::Redactor* redactor : ctx->redactors) {
+      not_json = not_json || redactor->Apply(&out.body) == policies::Redactor::Outcome::kNotJson;
+    }
+    if (not_json) {
       Fail(ctx, 502, "upstream_unavailable", "error",
            "the upstream answered with a body that is not JSON on a route with redactions; "
-           "it was withheld");
+           "it was withheld",
+           "the upstream answered " + std::to_string(ctx->upstream_status) +
+               " with a body that is not JSON on a route with redactions; it was withheld");
       return;
     }
   }
+  // After the redaction (whose output is what is sent): the length sent is the scanned one.
+  NoteSecrets(deps_.metrics, *ctx, ctx->snapshot->secrets().ReplaceAll(&out.body));
   ctx->audit.decision = "allowed";
   Finish(ctx, std::move(out));
 }

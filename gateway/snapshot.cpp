@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 
+#include <cctype>
 #include <set>
 
 #include "upstream/upstream_auth.h"
@@ -24,6 +25,31 @@ bool HexToRaw(const std::string& hex, std::string* raw) {
     raw->push_back(static_cast<char>(hi * 16 + lo));
   }
   return true;
+}
+
+// How an upstream may spell a secret value back: as is, JSON-escaped with "\/" (PHP's default),
+// or percent-encoded (in a URL or a form body), with either case of hex digits. Each is scanned
+// for; the scanner keeps duplicates once.
+void AddSpellings(const std::string& secret, std::vector<std::string>* out) {
+  if (secret.empty()) return;
+  static constexpr char kUpper[] = "0123456789ABCDEF";
+  static constexpr char kLower[] = "0123456789abcdef";
+  std::string json, upper, lower;
+  for (char c : secret) {
+    const auto u = static_cast<unsigned char>(c);
+    json += c == '/' ? std::string("\\/") : std::string(1, c);
+    if (std::isalnum(u) || c == '-' || c == '.' || c == '_' || c == '~') {
+      upper += c;
+      lower += c;
+    } else {
+      upper += {'%', kUpper[u >> 4], kUpper[u & 0xF]};
+      lower += {'%', kLower[u >> 4], kLower[u & 0xF]};
+    }
+  }
+  out->push_back(secret);
+  out->push_back(std::move(json));
+  out->push_back(std::move(upper));
+  out->push_back(std::move(lower));
 }
 
 }  // namespace
@@ -57,6 +83,12 @@ std::shared_ptr<const Snapshot> Snapshot::Build(std::shared_ptr<const config::Co
       s->callers_by_key_[raw] = &caller;
     }
   }
+  std::vector<std::string> secrets;
+  for (const auto& [name, up] : s->config_->upstreams) {
+    AddSpellings(up.auth.secret, &secrets);
+    AddSpellings(up.auth.key, &secrets);
+  }
+  s->secrets_ = std::make_unique<const upstream::SecretScanner>(std::move(secrets));
   return s;
 }
 

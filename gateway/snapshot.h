@@ -1,5 +1,6 @@
 // One immutable, compiled view of a loaded config: the config itself, the compiled policy,
-// the key-hash index and the buckets each request would be charged.
+// the key-hash index, the buckets each request would be charged and the scanner of every
+// upstream's secret values (no answer may carry one, whichever upstream it comes from).
 // Built once per (re)load and shared as std::shared_ptr<const Snapshot>; a request keeps the
 // snapshot it started with, so a reload never changes a request in flight. Thread-safe (const).
 #pragma once
@@ -14,6 +15,7 @@
 #include "config/model.h"
 #include "policies/policy.h"
 #include "policies/rate_limiter.h"
+#include "upstream/secret_scan.h"
 
 namespace tollgate::gateway {
 
@@ -46,10 +48,14 @@ class Snapshot {
   const config::Upstream* FindUpstream(std::string_view name) const;
   const config::Caller* FindCaller(std::string_view name) const;
 
+  // Every upstream's secret values (tokens, header secrets, HMAC keys and secrets).
+  const upstream::SecretScanner& secrets() const { return *secrets_; }
+
  private:
   std::shared_ptr<const config::Config> config_;
   std::unique_ptr<const policies::Policy> policy_;
   std::unordered_map<std::string, const config::Caller*> callers_by_key_;  // raw 32-byte digest
+  std::unique_ptr<const upstream::SecretScanner> secrets_;
 };
 
 policies::BucketSpec MakeBucket(const config::Limit& limit, const std::string& caller,

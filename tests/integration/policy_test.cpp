@@ -260,7 +260,7 @@ TEST_F(PolicyTest, TokenValuesNeverReachTheCallerInAListOrASingleAnswer) {
 
 TEST_F(PolicyTest, NonJsonBodyOnARedactedRouteIsWithheld) {
   // The route's rule redacts "/token" and "/*/token"; the gateway cannot redact what it cannot
-  // parse, so a 2xx body that is not JSON must not reach the caller at all.
+  // parse, so a body that is not JSON must not reach the caller at all.
   const std::string route = "/v2/accounts/sampleAccount/tokens/";
   FakeBehaviour page;
   page.prefix = route + "page";
@@ -276,17 +276,16 @@ TEST_F(PolicyTest, NonJsonBodyOnARedactedRouteIsWithheld) {
   // The upstream did answer: the 502 is the gateway withholding it, not a failed connection.
   ASSERT_EQ(fake_.WaitForRequests(1).size(), 1u);
 
-  // Redaction applies to 2xx only; an upstream error body passes through untouched.
+  // Whatever the status (issue 10 point 2): an error page can carry the token too.
   FakeBehaviour missing;
   missing.prefix = route + "missing";
   missing.status = 404;
   missing.body = "<html>no such token=abc</html>";
   missing.content_type = "text/html";
   fake_.SetBehaviour(missing);
-  HttpResponse passed = Call("GET", "/devo" + route + "missing");
-  EXPECT_EQ(passed.status, 404);
-  EXPECT_EQ(passed.body, "<html>no such token=abc</html>");
-  EXPECT_EQ(passed.Header("Content-Type"), "text/html");
+  HttpResponse error_page = Call("GET", "/devo" + route + "missing");
+  EXPECT_EQ(error_page.status, 502) << error_page.body;
+  EXPECT_EQ(error_page.body.find("token=abc"), std::string::npos) << error_page.body;
 
   // A 2xx JSON body on the same route is redacted, not withheld.
   FakeBehaviour json;
@@ -299,6 +298,34 @@ TEST_F(PolicyTest, NonJsonBodyOnARedactedRouteIsWithheld) {
   ASSERT_EQ(redacted.status, 200) << redacted.body;
   EXPECT_EQ(Json::Parse(redacted.body).String("/id"), "t-1") << redacted.body;
   EXPECT_FALSE(Json::Parse(redacted.body).Has("/token")) << redacted.body;
+}
+
+}  // namespace
+}  // namespace tollgate::testing
+
+namespace tollgate::testing {
+namespace {
+
+// A broad allow rule listed before a redacting one used to win alone: its (empty) redact list
+// was the only one applied, and the token values went through. Every matching allow rule's
+// redactions apply now (issue 10, with point 2).
+TEST_F(GatewayTest, Point2_ABroadAllowRuleListedFirstDoesNotShadowARedactingOne) {
+  StartGateway(StandardConfig("", R"([
+        {"upstream": "devo", "path": "/**"},
+        {"upstream": "devo", "methods": ["GET"], "path": "/v2/accounts/{account}/tokens",
+         "where": {"account": "caller.devo_accounts"}, "redact": ["/*/token"]}])"));
+  const std::string route = "/v2/accounts/sampleAccount/tokens";
+  Json upstream = Json::Parse(
+      Http("GET", fake_.base_url() + route, {{"standAloneToken", fake_.options().devo_token}})
+          .body);
+  ASSERT_GE(upstream.Size(""), 1u);
+  const std::string value = upstream.String("/0/token");
+  ASSERT_FALSE(value.empty());
+  HttpResponse list = Call("GET", "/devo" + route);
+  ASSERT_EQ(list.status, 200) << list.body;
+  EXPECT_EQ(list.body.find(value), std::string::npos) << list.body;
+  EXPECT_FALSE(Json::Parse(list.body).Has("/0/token")) << list.body;
+  EXPECT_TRUE(Json::Parse(list.body).Has("/0/id")) << list.body;
 }
 
 }  // namespace

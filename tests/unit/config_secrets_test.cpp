@@ -117,7 +117,7 @@ TEST(Secrets, DevoHmacResolvesKeyAndSecret) {
 
 TEST(Secrets, RedisPassword) {
   FakeSecrets secrets;
-  secrets.env["TOKEN"] = "t";
+  secrets.env["TOKEN"] = "token-value-1";
   secrets.env["REDIS_PW"] = "s3cret-redis";
   const std::string upstreams =
       R"("upstreams": {"u": {"base_url": "http://a", "auth": {"type": "bearer", "secret_env": "TOKEN"}}})";
@@ -141,6 +141,27 @@ TEST(Secrets, RedisPassword) {
       R"({"redis": {"url": "redis://127.0.0.1:6379", "username": "tg"}, )" + upstreams + "}",
       secrets.source());
   EXPECT_TRUE(HasError(result, "/redis/username", "password_env")) << AllErrors(result);
+}
+
+// Answers are scanned for every upstream secret value (and it is replaced): a short one would
+// match ordinary text. The error names where the secret came from, never the value.
+TEST(Secrets, AnUpstreamSecretShorterThanEightBytesIsRefusedAtItsSource) {
+  FakeSecrets secrets;
+  secrets.env["SHORT"] = "s3cr3t7";
+  secrets.env["LONG_ENOUGH"] = "s3cr3t78";
+  secrets.files["/run/short"] = "k3y4567\n";
+  LoadResult result =
+      LoadConfigString(WithAuth(R"({"type": "bearer", "secret_env": "SHORT"})"), secrets.source());
+  EXPECT_TRUE(HasError(result, "/upstreams/u/auth/secret_env", "at least 8")) << AllErrors(result);
+  EXPECT_EQ(AllErrors(result).find("s3cr3t7"), std::string::npos) << AllErrors(result);
+  result = LoadConfigString(
+      WithAuth(R"({"type": "devo_hmac", "key_file": "/run/short", "secret_env": "LONG_ENOUGH"})"),
+      secrets.source());
+  EXPECT_TRUE(HasError(result, "/upstreams/u/auth/key_file", "at least 8")) << AllErrors(result);
+  EXPECT_FALSE(HasError(result, "/upstreams/u/auth/secret_env", "")) << AllErrors(result);
+  result = LoadConfigString(WithAuth(R"({"type": "bearer", "secret_env": "LONG_ENOUGH"})"),
+                            secrets.source());
+  EXPECT_TRUE(result.ok()) << AllErrors(result);
 }
 
 TEST(Secrets, FromProcessReadsTheRealEnvironmentAndFiles) {

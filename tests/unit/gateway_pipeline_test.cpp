@@ -542,11 +542,15 @@ TEST_F(PipelineTest, ANonJson2xxOnARedactedRouteIsWithheldAs502) {
   EXPECT_EQ(a.Int("/upstream_status"), 200);  // it did answer; the gateway withheld it
 }
 
-TEST_F(PipelineTest, AnErrorBodyOnARedactedRoutePassesUntouched) {
+// Issue 10 point 2: an error page can carry the token as well as a 200 can: redaction (and
+// withholding what cannot be parsed) applies whatever the status.
+TEST_F(PipelineTest, ANonJsonErrorBodyOnARedactedRouteIsWithheldAs502Too) {
   HttpResponse r = Call("GET", "/up/redacted/missing");
-  EXPECT_EQ(r.status, 404);
-  EXPECT_EQ(r.body, "<html>no token=tok-secret</html>");
-  EXPECT_EQ(LastAudit().Str("/decision"), "allowed");
+  Envelope(r, 502, "upstream_unavailable");
+  EXPECT_EQ(r.body.find("tok-secret"), std::string::npos) << r.body;
+  Parsed a = LastAudit();
+  EXPECT_EQ(a.Str("/decision"), "error");
+  EXPECT_EQ(a.Int("/upstream_status"), 404);
 }
 
 TEST_F(PipelineTest, ARedactedRouteAsksForTheWholeUnencodedBody) {
