@@ -222,6 +222,9 @@ bool AdminApi::Begin(const std::shared_ptr<Exchange>& exchange, std::string_view
   AuditRecord& a = call->record;
   a.ts = std::chrono::system_clock::now();
   a.request_id = call->request_id;
+  if (const std::string* id = req.Header("x-request-id"); id && *id == call->request_id) {
+    a.gateway_request_id = NewRequestId();  // the caller's id need not be unique; ours is
+  }
   a.client_ip = exchange->client_ip();
   a.method = req.method;
   const size_t query = req.target.find('?');

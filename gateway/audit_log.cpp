@@ -289,6 +289,8 @@ void AppendAuditRecord(const AuditRecord& r, std::string* out) {
   AppendTimestamp(r.ts, out);
   AppendLiteral(out, ",\"request_id\":");
   AppendString(r.request_id, out);
+  AppendLiteral(out, ",\"gateway_request_id\":");
+  AppendString(r.gateway_request_id.empty() ? r.request_id : r.gateway_request_id, out);
   AppendLiteral(out, ",\"caller\":");
   if (r.caller) {
     AppendString(*r.caller, out);

@@ -52,7 +52,10 @@ struct AdminAction {
 
 struct AuditRecord {
   std::chrono::system_clock::time_point ts;
-  std::string request_id;
+  std::string request_id;  // the caller's X-Request-Id when it sent a valid one, else ours
+  // Always the gateway's own unique id ("" = the same as request_id, which is then ours): a
+  // caller-chosen request_id need not be unique.
+  std::string gateway_request_id;
   std::optional<std::string> caller;  // nullopt = not authenticated
   std::string client_ip;
   std::string method;

@@ -135,6 +135,13 @@ std::string RequestIdOf(const HttpRequest& req) {
   return incoming_id && IsValidRequestId(*incoming_id) ? *incoming_id : NewRequestId();
 }
 
+// The gateway's own id for a request whose request_id is `request_id`: a new one when the caller
+// chose it (it need not be unique), else "" (the audit writes request_id, already ours).
+std::string GatewayRequestIdOf(const HttpRequest& req, const std::string& request_id) {
+  const std::string* incoming_id = req.Header("x-request-id");
+  return incoming_id && *incoming_id == request_id ? NewRequestId() : std::string();
+}
+
 }  // namespace
 
 HttpResponse ErrorResponse(int status, std::string_view reason, std::string_view message,
@@ -245,6 +252,7 @@ void Pipeline::Handle(std::shared_ptr<Exchange> exchange) {
   AuditRecord& a = ctx->audit;
   a.ts = std::chrono::system_clock::now();
   a.request_id = ctx->request_id;
+  a.gateway_request_id = GatewayRequestIdOf(req, ctx->request_id);
   a.client_ip = ctx->exchange->client_ip();
   a.method = req.method;
   a.bytes_in = req.body.size();

@@ -16,6 +16,7 @@
 #include "gateway/metrics.h"
 #include "gateway/pipeline.h"
 #include "gateway/snapshot.h"
+#include "policies/policy_warnings.h"
 #include "policies/rate_limiter.h"
 #include "upstream/upstream_client.h"
 
@@ -36,7 +37,14 @@ Loaded Load(const std::string& path) {
   }
   std::string error;
   out.snapshot = Snapshot::Build(result.config, &error);
-  if (!out.snapshot) out.errors.push_back(error);
+  if (!out.snapshot) {
+    out.errors.push_back(error);
+    return out;
+  }
+  // What check-config warns of, at start and on every reload (the config still loads).
+  for (const auto& warning : policies::FindNarrowDenies(*result.config)) {
+    LogWarn("config: " + warning.message);
+  }
   return out;
 }
 

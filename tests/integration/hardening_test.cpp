@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -65,7 +66,9 @@ class HardeningTest : public GatewayTest {
     return lines.empty() ? Json::Parse("{}") : lines.back();
   }
 
-  TestServer upstream_{Ok};
+  // What the test's upstream answers (set before the first call).
+  std::function<Reply(const ReceivedRequest&)> reply_ = Ok;
+  TestServer upstream_{[this](const ReceivedRequest& r) { return reply_(r); }};
 };
 
 // --- Point 1: a body on GET/HEAD/DELETE/OPTIONS --------------------------------------------
@@ -117,7 +120,13 @@ TEST_F(HardeningTest, Point1_ARuleWithAllowBodyForwardsABodyOnGet) {
 TEST_F(HardeningTest, Point1_AnUpstreamConnectionThatAnsweredBeforeTheBodyEndedIsNotReused) {
   upstream_.AnswerBeforeBody();
   // The caller sends half of its body and waits for the answer, which the upstream gives on
-  // the head alone; then it sends the rest.
+  // the head alone (without a length, so that the gateway streams it at once); then it sends
+  // the rest.
+  reply_ = [](const ReceivedRequest&) {
+    return Reply(
+        "HTTP/1.1 200 X\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\nb\r\n{\"ok\":true}\r\n0\r\n\r\n");
+  };
   const std::string half(20000, 'a');
   int fd = ConnectLoopback(gateway_->listen_port());
   ASSERT_GE(fd, 0);
@@ -268,6 +277,31 @@ TEST_F(HardeningTest, Point8_100ContinueIsSentOnlyToARequestThatWillBeForwarded)
 }
 
 // --- Point 9 ---------------------------------------------------------------------------------
+
+// A caller-supplied X-Request-Id is kept (the caller's tracing goes on), but it need not be
+// unique: the record also carries the gateway's own id, always.
+TEST_F(HardeningTest, Point9_TheAuditRecordCarriesTheGatewaysOwnIdBesideTheCallers) {
+  for (int i = 0; i < 2; ++i) {
+    HttpResponse r = Call("GET", "/devin/v3beta1/enterprise/self", kDataKey, "",
+                          {{"X-Request-Id", "same-id-every-time"}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.Header("X-Request-Id"), "same-id-every-time");
+  }
+  EXPECT_EQ(Call("GET", "/devin/v3beta1/enterprise/self").status, 200);
+  auto records = gateway_->WaitForAuditLines(3);
+  ASSERT_EQ(records.size(), 3u);
+  const std::string first = records[0].String("/gateway_request_id");
+  const std::string second = records[1].String("/gateway_request_id");
+  for (const auto& record : {records[0], records[1]}) {
+    EXPECT_EQ(record.String("/request_id"), "same-id-every-time");
+  }
+  EXPECT_EQ(first.size(), 32u);
+  EXPECT_EQ(second.size(), 32u);
+  EXPECT_NE(first, second);
+  // Without a caller's id, both are the gateway's one id.
+  EXPECT_EQ(records[2].String("/gateway_request_id"), records[2].String("/request_id"));
+  EXPECT_EQ(records[2].String("/request_id").size(), 32u);
+}
 
 // A caller that half-closes after its request is taken as leaving (as nginx does for proxied
 // requests): it gets no answer, and its record says so (499, client_closed), whether the close

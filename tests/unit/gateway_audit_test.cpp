@@ -72,6 +72,7 @@ AuditRecord FullRecord() {
   AuditRecord r;
   r.ts = Utc(2026, 11, 25, 12, 0, 0, 123);
   r.request_id = "req-1";
+  r.gateway_request_id = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
   r.caller = "data-team";
   r.client_ip = "127.0.0.1";
   r.method = "POST";
@@ -106,12 +107,13 @@ TEST(SerializeAuditRecord, WritesEveryFieldInOrder) {
   for (const auto& m : doc.GetObject()) names.emplace_back(m.name.GetString());
   EXPECT_THAT(
       names,
-      ElementsAre("ts", "request_id", "caller", "client_ip", "method", "upstream", "path", "query",
+      ElementsAre("ts", "request_id", "gateway_request_id", "caller", "client_ip", "method", "upstream", "path", "query",
                   "rule", "decision", "status", "upstream_status", "latency_ms", "upstream_ms",
                   "ttfb_ms", "duration_ms", "ended_by", "bytes_in", "bytes_out", "bucket",
                   "remaining", "upstream_request_id", "error", "would_limit", "limiter_fallback"));
   EXPECT_STREQ(doc["ts"].GetString(), "2026-11-25T12:00:00.123Z");
   EXPECT_STREQ(doc["request_id"].GetString(), "req-1");
+  EXPECT_STREQ(doc["gateway_request_id"].GetString(), "9f8e7d6c5b4a39281706f5e4d3c2b1a0");
   EXPECT_STREQ(doc["caller"].GetString(), "data-team");
   EXPECT_STREQ(doc["client_ip"].GetString(), "127.0.0.1");
   EXPECT_STREQ(doc["method"].GetString(), "POST");
@@ -336,6 +338,8 @@ std::string Serialize(const AuditRecord& r) {
   String(w, Timestamp(r.ts));
   w.Key("request_id");
   String(w, r.request_id);
+  w.Key("gateway_request_id");
+  String(w, r.gateway_request_id.empty() ? r.request_id : r.gateway_request_id);
   w.Key("caller");
   if (r.caller) {
     String(w, *r.caller);

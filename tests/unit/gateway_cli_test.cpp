@@ -77,7 +77,9 @@ TEST_P(CliBadConfig, ExitsTwoNamingThePointer) {
       << out;
   EXPECT_EQ(out.find("secret-value-xyz"), std::string::npos);
   // serve refuses the same config with the same exit code.
-  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "serve", "--config", path}, &out, {{"T", "x"}}), 2);
+  EXPECT_EQ(
+      RunCommand({TOLLGATE_BINARY, "serve", "--config", path}, &out, {{"T", "test-secret-value"}}),
+      2);
 }
 
 #define UP \
@@ -132,14 +134,16 @@ TEST(Cli, ServeRefusesListenerTlsNamingThePointer) {
                       "\"/etc/tollgate/key.pem\"}, " UP "}");
   std::string out;
   // A serve that wrongly started would listen until the 10 s timeout kills it (not exit 2).
-  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "serve", "--config", path}, &out, {{"T", "x"}},
-                       std::chrono::milliseconds(10000)),
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "serve", "--config", path}, &out,
+                       {{"T", "test-secret-value"}}, std::chrono::milliseconds(10000)),
             2)
       << out;
   EXPECT_NE(out.find("/tls: TLS on the listener is not supported"), std::string::npos) << out;
   EXPECT_NE(out.find("terminate TLS in front of tollgate"), std::string::npos) << out;
   EXPECT_EQ(out.find("listening"), std::string::npos) << out;
-  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--config", path}, &out, {{"T", "x"}}), 2);
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--config", path}, &out,
+                       {{"T", "test-secret-value"}}),
+            2);
   EXPECT_NE(out.find("/tls: TLS on the listener is not supported"), std::string::npos) << out;
 }
 
@@ -151,7 +155,9 @@ TEST(Cli, CheckConfigRejectsTheSameKeyOnTwoCallers) {
                                 "\"], \"roles\": []}, \"b\": {\"key_sha256\": [\"" + h +
                                 "\"], \"roles\": []}}}");
   std::string out;
-  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--config", path}, &out, {{"T", "x"}}), 2);
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--config", path}, &out,
+                       {{"T", "test-secret-value"}}),
+            2);
   EXPECT_NE(out.find("/callers/b/key_sha256/0"), std::string::npos) << out;
 }
 
@@ -169,7 +175,9 @@ TEST(Cli, Point9_CheckConfigWarnsOfADenyNarrowerThanAnAllow) {
                 "\"where\": {\"org_id\": \"caller.devin_orgs\"}}]}, "
                 "\"admin\": {\"rules\": [{\"upstream\": \"devin\", \"path\": \"/v3beta1/**\"}]}}}");
   std::string out;
-  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--config", path}, &out, {{"T", "x"}}), 0)
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--config", path}, &out,
+                       {{"T", "test-secret-value"}}),
+            0)
       << out;
   EXPECT_NE(out.find(": OK"), std::string::npos) << out;
   EXPECT_NE(out.find("warning: /roles/operator/rules/0: deny rule is narrower than allow rule "
@@ -241,7 +249,8 @@ TEST(Cli, KeygenAdminLineIsAValidConfigEntry) {
       "auth": {"type": "bearer", "secret_env": "T"}}}, "admin": {"tokens": [)" +
                                              line[1].str() + "]}}");
   std::string summary;
-  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--config", path}, &summary, {{"T", "x"}}),
+  EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--config", path}, &summary,
+                       {{"T", "test-secret-value"}}),
             0)
       << summary;
   EXPECT_NE(summary.find("ops: scopes [reload, read]"), std::string::npos) << summary;
