@@ -192,7 +192,9 @@ Metrics::Metrics()
       limit_decisions_(std::make_unique<Family<std::atomic<uint64_t>>>(
           std::vector<std::string>{"bucket", "result"})),
       cooldowns_(
-          std::make_unique<Family<std::atomic<uint64_t>>>(std::vector<std::string>{"upstream"})) {}
+          std::make_unique<Family<std::atomic<uint64_t>>>(std::vector<std::string>{"upstream"})),
+      request_headers_dropped_(std::make_unique<Family<std::atomic<uint64_t>>>(
+          std::vector<std::string>{"upstream", "reason"})) {}
 
 Metrics::~Metrics() = default;
 
@@ -225,6 +227,16 @@ void Metrics::RecordUpstreamCooldown(std::string_view upstream) {
   cooldowns_->Get({upstream}).fetch_add(1, std::memory_order_relaxed);
 }
 
+void Metrics::RecordRequestHeadersDropped(std::string_view upstream,
+                                          const upstream::RequestHeaderDrops& drops) {
+  const std::pair<std::string_view, uint64_t> counts[] = {
+      {"not_allowed", drops.not_allowed}, {"underscore", drops.underscore}, {"range", drops.range}};
+  for (const auto& [reason, n] : counts) {
+    if (n > 0)
+      request_headers_dropped_->Get({upstream, reason}).fetch_add(n, std::memory_order_relaxed);
+  }
+}
+
 void Metrics::RecordAuditRefused() { audit_refused_.fetch_add(1, std::memory_order_relaxed); }
 
 void Metrics::RecordReload(bool ok) {
@@ -251,12 +263,20 @@ std::string Metrics::Render(const MetricsSnapshot& g) const {
   RenderCounters(&out, "tollgate_upstream_responses_total",
                  "Responses received from upstreams, by status class.", *upstream_responses_);
   RenderCounters(&out, "tollgate_upstream_errors_total",
-                 "Upstream calls that got no usable response (timeout, connect, too_large, other).",
+                 "Upstream calls that got no usable response (timeout, connect, too_large, "
+                 "bad_header, other).",
                  *upstream_errors_);
   RenderCounters(&out, "tollgate_ratelimit_decisions_total",
                  "Token-bucket decisions, by bucket and result.", *limit_decisions_);
   RenderCounters(&out, "tollgate_upstream_cooldowns_total",
                  "Cooldowns started because an upstream answered 429.", *cooldowns_);
+  RenderCounters(&out, "tollgate_request_headers_dropped_total",
+                 "Caller request headers not forwarded to the upstream, by reason: not_allowed "
+                 "(not on the allowlist or the upstream's forward_headers), underscore (a name "
+                 "with '_'), range (Range/If-Range on a route with redactions). Fields the "
+                 "gateway consumes (hop-by-hop, Host, Content-Length, Authorization, "
+                 "X-Request-Id) are not counted.",
+                 *request_headers_dropped_);
 
   AppendHeader(&out, "tollgate_config_reloads_total", "counter", "Config reload attempts.");
   AppendSample(&out, "tollgate_config_reloads_total", "{result=\"success\"}",

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "policies/rate_limiter.h"
+#include "upstream/headers.h"
 #include "upstream/upstream_client.h"
 
 namespace tollgate::gateway {
@@ -57,11 +58,16 @@ class Metrics {
                      double latency_seconds);
   // One call per upstream response received (any status).
   void RecordUpstream(std::string_view upstream, int status, double seconds);
-  // `kind`: "timeout", "connect", "too_large" (over max_response_bytes) or "other".
+  // `kind`: "timeout", "connect", "too_large" (over max_response_bytes), "bad_header" (a
+  // control character in a response header: refused) or "other".
   void RecordUpstreamError(std::string_view upstream, std::string_view kind);
   // `result`: "allowed", "limited" or "would_limit".
   void RecordLimit(std::string_view bucket, std::string_view result);
   void RecordUpstreamCooldown(std::string_view upstream);
+  // Caller headers a request to `upstream` did not carry, by reason (never by header name: the
+  // caller chooses those).
+  void RecordRequestHeadersDropped(std::string_view upstream,
+                                   const upstream::RequestHeaderDrops& drops);
   // A request refused at admission (503 audit_unavailable): no audit place was free, so it has
   // no audit record and is counted here instead.
   void RecordAuditRefused();
@@ -87,6 +93,7 @@ class Metrics {
   std::unique_ptr<Family<std::atomic<uint64_t>>> upstream_errors_;
   std::unique_ptr<Family<std::atomic<uint64_t>>> limit_decisions_;
   std::unique_ptr<Family<std::atomic<uint64_t>>> cooldowns_;
+  std::unique_ptr<Family<std::atomic<uint64_t>>> request_headers_dropped_;
   std::atomic<uint64_t> audit_refused_{0};
   std::atomic<uint64_t> reload_success_{0};
   std::atomic<uint64_t> reload_failure_{0};
