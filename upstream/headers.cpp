@@ -35,8 +35,8 @@ constexpr std::array<std::string_view, 2> kRangeFields = {"range", "if-range"};
 constexpr std::array<std::string_view, 5> kConsumed = {"host", "content-length", "expect",
                                                        "authorization", "x-request-id"};
 
-constexpr std::array<std::string_view, 3> kResponseDropped = {"set-cookie", "content-length",
-                                                              "x-request-id"};
+// Set-Cookie (the upstream's cookies are the gateway's service user's) goes as a secret header.
+constexpr std::array<std::string_view, 2> kResponseDropped = {"content-length", "x-request-id"};
 
 // Collects the tokens of every Connection header: the fields the sender declared hop-by-hop.
 std::vector<std::string_view> ConnectionTokens(const HeaderList& headers) {
