@@ -227,6 +227,9 @@ HeaderList FilterRequestHeaders(const HeaderList& from_caller, const config::Ups
     out.push_back(header);
   }
   // The peer address as the gateway saw it, only if it reads as one (it becomes a header value).
+  if (client_ip.size() > 2 && client_ip.front() == '[' && client_ip.back() == ']') {
+    client_ip = client_ip.substr(1, client_ip.size() - 2);
+  }
   const bool ip_ok =
       !client_ip.empty() &&
       client_ip.find_first_not_of("0123456789abcdefABCDEF.:") == std::string_view::npos;

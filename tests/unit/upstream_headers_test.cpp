@@ -216,6 +216,8 @@ TEST(FilterRequestHeadersTest, ClientIpHeadersAreTheGatewaysOwn) {
   up.send_x_forwarded_for = false;
   EXPECT_EQ(Filter(in, up, false, nullptr, "2001:db8::1"),
             (HeaderList{{"Accept", "a"}, {"Forwarded", "for=\"[2001:db8::1]\""}}));
+  EXPECT_EQ(Filter(in, up, false, nullptr, "[::1]"),
+            (HeaderList{{"Accept", "a"}, {"Forwarded", "for=\"[::1]\""}}));
   // An address the gateway does not know, or that does not read as one, is not sent.
   EXPECT_EQ(Filter(in, up, false, nullptr, ""), (HeaderList{{"Accept", "a"}}));
   EXPECT_EQ(Filter(in, up, false, nullptr, "1.2.3.4\r\nX-Evil: 1"), (HeaderList{{"Accept", "a"}}));
