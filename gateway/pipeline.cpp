@@ -475,6 +475,8 @@ void Pipeline::Forward(const std::shared_ptr<Context>& ctx) {
   out.url.reserve(up.base_url.size() + ctx->path.size() + ctx->query.size() + 1);
   out.url.append(up.base_url).append(ctx->path);
   if (!ctx->query.empty()) out.url.append("?").append(ctx->query);
+  // Every allowed request has a redactor; only a rule with a `redact` list has a non-empty one,
+  // and its answer is collected whole (so no byte range of it is asked for: FilterRequestHeaders).
   ctx->buffered = ctx->redactor != nullptr && !ctx->redactor->empty();
   upstream::RequestHeaderDrops dropped;
   out.headers = upstream::FilterRequestHeaders(req.headers, up, ctx->exchange->client_ip(),
