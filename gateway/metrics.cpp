@@ -6,6 +6,8 @@
 #include <initializer_list>
 #include <mutex>
 
+#include "upstream/headers.h"
+
 #ifndef TOLLGATE_VERSION
 #define TOLLGATE_VERSION "unknown"
 #endif

@@ -18,8 +18,11 @@
 #include <vector>
 
 #include "policies/rate_limiter.h"
-#include "upstream/headers.h"
 #include "upstream/upstream_client.h"
+
+namespace tollgate::upstream {
+struct RequestHeaderDrops;  // upstream/headers.h
+}  // namespace tollgate::upstream
 
 namespace tollgate::gateway {
 
