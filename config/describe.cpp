@@ -78,6 +78,16 @@ std::string DescribeConfig(const Config& config) {
         << AuthTypeName(upstream.auth.type)
         << (upstream.auth.header.empty() ? "" : " " + upstream.auth.header) << " from "
         << upstream.auth.secret_source << ", timeout " << upstream.timeout_ms << " ms\n";
+    if (!upstream.forward_headers.empty()) {
+      out << "    also forwards:";
+      for (const std::string& header : upstream.forward_headers) out << " " << header;
+      out << "\n";
+    }
+    if (upstream.send_x_forwarded_for || upstream.send_forwarded) {
+      out << "    sends the client address in:"
+          << (upstream.send_x_forwarded_for ? " x-forwarded-for" : "")
+          << (upstream.send_forwarded ? " forwarded" : "") << "\n";
+    }
     DescribeLimits(upstream.limits, "    ", out);
   }
 

@@ -58,6 +58,13 @@ struct Upstream {
   int read_idle_timeout_ms = 60000;  // longest silence between body bytes
   int max_duration_ms = 0;           // the whole answer; 0 = unbounded
   std::vector<Limit> limits;         // every call to this upstream
+  // Caller headers forwarded on top of the built-in allowlist (upstream/headers.h): lower case,
+  // sorted and unique, so a request's fields are looked up in O(log n).
+  std::vector<std::string> forward_headers;
+  // The gateway's own client-address headers, set from the peer address it saw (never the
+  // caller's values): `client_ip_headers` ["x-forwarded-for", "forwarded"]; default none.
+  bool send_x_forwarded_for = false;
+  bool send_forwarded = false;
 };
 
 enum class Effect { kAllow, kDeny };

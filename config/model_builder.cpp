@@ -1,10 +1,12 @@
 #include "config/model_builder.h"
 
-#include <cctype>
+#include <algorithm>
+#include <string_view>
 
 #include "config/schema_check.h"
 #include "config/secrets.h"
 #include "config/syntax.h"
+#include "upstream/header_names.h"
 
 namespace tollgate::config {
 namespace {
@@ -32,18 +34,6 @@ uint64_t Uint64Or(const Value& object, const char* key, uint64_t fallback) {
 bool BoolOr(const Value& object, const char* key, bool fallback) {
   auto it = object.FindMember(key);
   return it == object.MemberEnd() ? fallback : it->value.GetBool();
-}
-
-// RFC 9110 token characters: what a header name may hold.
-bool IsHeaderName(const std::string& name) {
-  static const std::string kExtra = "!#$%&'*+-.^_`|~";
-  if (name.empty()) return false;
-  for (char c : name) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && kExtra.find(c) == std::string::npos) {
-      return false;
-    }
-  }
-  return true;
 }
 
 bool SameSettings(const Limit& a, const Limit& b) {
@@ -190,7 +180,38 @@ Upstream ModelBuilder::BuildUpstream(const std::string& name, const Value& value
       IntOr(value, "read_idle_timeout_ms", upstream.read_idle_timeout_ms);
   upstream.max_duration_ms = IntOr(value, "max_duration_ms", upstream.max_duration_ms);
   upstream.limits = BuildLimits(value, pointer, LimitScope::kShared);
+  BuildForwarding(value, pointer, &upstream);
   return upstream;
+}
+
+void ModelBuilder::BuildForwarding(const Value& value, const std::string& pointer,
+                                   Upstream* upstream) {
+  if (auto list = value.FindMember("forward_headers"); list != value.MemberEnd()) {
+    const std::string base = JoinPointer(pointer, "forward_headers");
+    const std::string auth_header =
+        upstream->auth.type == AuthType::kHeader ? upstream->auth.header : std::string();
+    for (rapidjson::SizeType i = 0; i < list->value.Size(); ++i) {
+      std::string name = list->value[i].GetString();
+      std::string_view why = upstream::NeverForwardedReason(name, auth_header);
+      if (!why.empty()) {
+        // The name is shown only when it is a token: anything else could be any bytes.
+        Error(JoinPointer(base, i), (upstream::IsHeaderToken(name) ? Quoted(name) + " " : "") +
+                                        "cannot be forwarded: it " + std::string(why));
+        continue;
+      }
+      for (char& c : name) c = upstream::LowerAscii(c);
+      upstream->forward_headers.push_back(std::move(name));
+    }
+    std::vector<std::string>& names = upstream->forward_headers;
+    std::sort(names.begin(), names.end());
+    names.erase(std::unique(names.begin(), names.end()), names.end());
+  }
+  if (auto list = value.FindMember("client_ip_headers"); list != value.MemberEnd()) {
+    for (const auto& item : list->value.GetArray()) {
+      const std::string_view name = item.GetString();
+      (name == "forwarded" ? upstream->send_forwarded : upstream->send_x_forwarded_for) = true;
+    }
+  }
 }
 
 UpstreamAuth ModelBuilder::BuildAuth(const Value& auth, const std::string& pointer) {
@@ -203,7 +224,7 @@ UpstreamAuth ModelBuilder::BuildAuth(const Value& auth, const std::string& point
     result.header = StringOr(auth, "header", "");
     if (!auth.HasMember("header")) {
       Error(pointer, "type \"header\" needs \"header\", the header name (e.g. standAloneToken)");
-    } else if (!IsHeaderName(result.header)) {
+    } else if (!upstream::IsHeaderToken(result.header)) {
       Error(JoinPointer(pointer, "header"), "is not a valid HTTP header name");
     }
   } else if (auth.HasMember("header")) {

@@ -38,6 +38,9 @@ class ModelBuilder {
   void BuildAudit(const rapidjson::Value& audit, Config* config);
   Upstream BuildUpstream(const std::string& name, const rapidjson::Value& value,
                          const std::string& pointer);
+  // An upstream's forward_headers and client_ip_headers.
+  void BuildForwarding(const rapidjson::Value& value, const std::string& pointer,
+                       Upstream* upstream);
   UpstreamAuth BuildAuth(const rapidjson::Value& auth, const std::string& pointer);
   std::vector<Limit> BuildLimits(const rapidjson::Value& owner, const std::string& pointer,
                                  LimitScope default_scope);

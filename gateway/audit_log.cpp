@@ -75,8 +75,14 @@ bool IsSecretName(std::string_view name) {
     lower[size++] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
   }
   const std::string_view decoded(lower, size);
-  static constexpr std::string_view kSecretWords[] = {"token",  "key", "secret", "password",
-                                                      "passwd", "sig", "auth",   "credential"};
+  // A name holding any of these words anywhere is masked: "sig" covers sign and signature,
+  // "pass" password, passwd and passphrase, "auth" authorization, "key" apikey and api_key,
+  // "token" access_token. A few innocent names (author, signal) are masked too: the audit
+  // errs on the side of hiding. "session" is not a word here: Devin's session ids are the
+  // resources calls are about, and a session token is caught by "token".
+  static constexpr std::string_view kSecretWords[] = {"token",      "key",  "secret", "pass",
+                                                      "pwd",        "auth", "bearer", "sig",
+                                                      "credential", "jwt",  "cookie", "hmac"};
   for (std::string_view word : kSecretWords) {
     if (decoded.find(word) != std::string_view::npos) return true;
   }

@@ -6,6 +6,8 @@
 #include <initializer_list>
 #include <mutex>
 
+#include "upstream/headers.h"
+
 #ifndef TOLLGATE_VERSION
 #define TOLLGATE_VERSION "unknown"
 #endif
@@ -194,7 +196,9 @@ Metrics::Metrics()
       cooldowns_(
           std::make_unique<Family<std::atomic<uint64_t>>>(std::vector<std::string>{"upstream"})),
       secrets_redacted_(
-          std::make_unique<Family<std::atomic<uint64_t>>>(std::vector<std::string>{"upstream"})) {}
+          std::make_unique<Family<std::atomic<uint64_t>>>(std::vector<std::string>{"upstream"})),
+      request_headers_dropped_(std::make_unique<Family<std::atomic<uint64_t>>>(
+          std::vector<std::string>{"upstream", "reason"})) {}
 
 Metrics::~Metrics() = default;
 
@@ -231,6 +235,16 @@ void Metrics::RecordSecretsRedacted(std::string_view upstream, uint64_t count) {
   secrets_redacted_->Get({upstream}).fetch_add(count, std::memory_order_relaxed);
 }
 
+void Metrics::RecordRequestHeadersDropped(std::string_view upstream,
+                                          const upstream::RequestHeaderDrops& drops) {
+  const std::pair<std::string_view, uint64_t> counts[] = {
+      {"not_allowed", drops.not_allowed}, {"underscore", drops.underscore}, {"range", drops.range}};
+  for (const auto& [reason, n] : counts) {
+    if (n > 0)
+      request_headers_dropped_->Get({upstream, reason}).fetch_add(n, std::memory_order_relaxed);
+  }
+}
+
 void Metrics::RecordAuditRefused() { audit_refused_.fetch_add(1, std::memory_order_relaxed); }
 
 void Metrics::RecordReload(bool ok) {
@@ -257,7 +271,8 @@ std::string Metrics::Render(const MetricsSnapshot& g) const {
   RenderCounters(&out, "tollgate_upstream_responses_total",
                  "Responses received from upstreams, by status class.", *upstream_responses_);
   RenderCounters(&out, "tollgate_upstream_errors_total",
-                 "Upstream calls that got no usable response (timeout, connect, too_large, other).",
+                 "Upstream calls that got no usable response (timeout, connect, too_large, "
+                 "bad_header, other).",
                  *upstream_errors_);
   RenderCounters(&out, "tollgate_ratelimit_decisions_total",
                  "Token-bucket decisions, by bucket and result.", *limit_decisions_);
@@ -266,6 +281,13 @@ std::string Metrics::Render(const MetricsSnapshot& g) const {
   RenderCounters(&out, "tollgate_upstream_secrets_redacted_total",
                  "Upstream secret values replaced by [redacted] in answers to callers.",
                  *secrets_redacted_);
+  RenderCounters(&out, "tollgate_request_headers_dropped_total",
+                 "Caller request headers not forwarded to the upstream, by reason: not_allowed "
+                 "(not on the allowlist or the upstream's forward_headers), underscore (a name "
+                 "with '_'), range (Range/If-Range on a route with redactions). Fields the "
+                 "gateway consumes (hop-by-hop, Host, Content-Length, Authorization, "
+                 "X-Request-Id) are not counted.",
+                 *request_headers_dropped_);
 
   AppendHeader(&out, "tollgate_config_reloads_total", "counter", "Config reload attempts.");
   AppendSample(&out, "tollgate_config_reloads_total", "{result=\"success\"}",

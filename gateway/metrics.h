@@ -20,6 +20,10 @@
 #include "policies/rate_limiter.h"
 #include "upstream/upstream_client.h"
 
+namespace tollgate::upstream {
+struct RequestHeaderDrops;  // upstream/headers.h
+}  // namespace tollgate::upstream
+
 namespace tollgate::gateway {
 
 // Values owned by other components, read when /metrics is served.
@@ -59,13 +63,18 @@ class Metrics {
   void RecordUpstream(std::string_view upstream, int status, double seconds);
   // `kind`: "timeout", "connect", "too_large" (over max_response_bytes), "withheld" (an answer
   // the gateway cannot pass on: encoded, or partial on a redacted route), "secret_withheld" (a
-  // stream cut before a secret value), a stream's `ended_by`, or "other".
+  // stream cut before a secret value), "bad_header" (a control character in a response header:
+  // refused), a stream's `ended_by`, or "other".
   void RecordUpstreamError(std::string_view upstream, std::string_view kind);
   // `result`: "allowed", "limited" or "would_limit".
   void RecordLimit(std::string_view bucket, std::string_view result);
   void RecordUpstreamCooldown(std::string_view upstream);
   // `count` upstream secret values replaced by `[redacted]` in an answer of `upstream`.
   void RecordSecretsRedacted(std::string_view upstream, uint64_t count);
+  // Caller headers a request to `upstream` did not carry, by reason (never by header name: the
+  // caller chooses those).
+  void RecordRequestHeadersDropped(std::string_view upstream,
+                                   const upstream::RequestHeaderDrops& drops);
   // A request refused at admission (503 audit_unavailable): no audit place was free, so it has
   // no audit record and is counted here instead.
   void RecordAuditRefused();
@@ -92,6 +101,7 @@ class Metrics {
   std::unique_ptr<Family<std::atomic<uint64_t>>> limit_decisions_;
   std::unique_ptr<Family<std::atomic<uint64_t>>> cooldowns_;
   std::unique_ptr<Family<std::atomic<uint64_t>>> secrets_redacted_;
+  std::unique_ptr<Family<std::atomic<uint64_t>>> request_headers_dropped_;
   std::atomic<uint64_t> audit_refused_{0};
   std::atomic<uint64_t> reload_success_{0};
   std::atomic<uint64_t> reload_failure_{0};

@@ -49,6 +49,7 @@ struct Pipeline::Context : upstream::StreamSink {
   bool buffered = false;          // a redacted route: the whole answer is collected first
   bool streaming = false;         // the caller has the status line; the body follows
   bool too_large = false;         // the buffered answer passed max_response_bytes
+  std::string refused;            // why the upstream's head was refused (502), before any byte
   int body_failed = 0;            // the caller's streamed body broke off (its parse status)
   std::string ended_by;           // set when the gateway ends the transfer (caller gone, drain)
   int upstream_status = 0;
@@ -543,20 +544,13 @@ void Pipeline::Forward(const std::shared_ptr<Context>& ctx) {
   out.url.reserve(up.base_url.size() + ctx->path.size() + ctx->query.size() + 1);
   out.url.append(up.base_url).append(ctx->path);
   if (!ctx->query.empty()) out.url.append("?").append(ctx->query);
-  out.headers = upstream::FilterRequestHeaders(req.headers);
+  // A route with redactions has its answer collected whole, and no byte range of it is asked
+  // for (FilterRequestHeaders drops Range and If-Range there).
   ctx->buffered = !ctx->redactors.empty();
-  if (ctx->buffered) {
-    // Redaction needs the whole, unencoded JSON body: a byte range of it could carry a secret
-    // the redactor cannot recognise, and a compressed one cannot be rewritten.
-    out.headers.erase(std::remove_if(out.headers.begin(), out.headers.end(),
-                                     [](const auto& h) {
-                                       return upstream::HeaderNameEquals(h.first, "range") ||
-                                              upstream::HeaderNameEquals(h.first, "if-range") ||
-                                              upstream::HeaderNameEquals(h.first,
-                                                                         "accept-encoding");
-                                     }),
-                      out.headers.end());
-  }
+  upstream::RequestHeaderDrops dropped;
+  out.headers = upstream::FilterRequestHeaders(req.headers, up, ctx->exchange->client_ip(),
+                                               ctx->buffered, &dropped);
+  deps_.metrics->RecordRequestHeadersDropped(up.name, dropped);
   out.headers.emplace_back("X-Request-Id", ctx->request_id);
   int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch())
@@ -635,10 +629,15 @@ void Pipeline::OnUpstreamHeaders(Context& c, int status, upstream::HeaderList he
   } else if (const std::string* rid = FindHeader(headers, "x-request-id")) {
     a.upstream_request_id = *rid;
   }
-  HeaderList out = upstream::FilterResponseHeaders(headers, up.base_url, up.name);
   // No upstream's secret value reaches the caller (nor the audit record), in any header.
   const upstream::SecretScanner& secrets = ctx->snapshot->secrets();
   size_t replaced = secrets.ReplaceAll(&a.upstream_request_id);
+  if (std::string refused = upstream::RefusedResponseHead(headers); !refused.empty()) {
+    ctx->refused = std::move(refused);  // OnUpstreamEnd (run by Abort) answers 502
+    ctx->client->Abort(ctx->transfer);
+    return;
+  }
+  HeaderList out = upstream::FilterResponseHeaders(headers, up);
   for (auto& header : out) replaced += secrets.ReplaceAll(&header.second);
   NoteSecrets(deps_.metrics, *ctx, replaced);
   if (status == 429) {
@@ -806,6 +805,13 @@ void Pipeline::OnUpstreamEnd(Context& c, const upstream::StreamEnd& end) {
     a.error = ctx->ended_by == "draining" ? "the gateway shut down before the upstream answered"
                                           : "the caller closed the connection before the answer";
     FinishStream(ctx, ctx->ended_by);
+    return;
+  }
+  if (!ctx->refused.empty()) {
+    a.upstream_status = 0;  // its answer was not taken
+    deps_.metrics->RecordUpstreamError(ctx->upstream->name, "bad_header");
+    Fail(ctx, 502, "upstream_unavailable", "error",
+         "upstream '" + ctx->upstream->name + "' is unavailable", ctx->refused);
     return;
   }
   if (!ctx->withheld.empty()) {

@@ -2,62 +2,41 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <vector>
 
 namespace tollgate::upstream {
 namespace {
 
-char LowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+// Every caller field the gateway forwards without being told to. Accept-Encoding is not one:
+// answers are scanned for leaked upstream secrets (and redacted on some routes), and a
+// compressed body cannot be scanned, so the upstream is never invited to compress.
+constexpr std::array<std::string_view, 18> kRequestAllowed = {
+    // content negotiation
+    "accept", "accept-language", "accept-charset",
+    // the request body (Content-Length and Transfer-Encoding are libcurl's)
+    "content-type", "content-encoding", "content-language",
+    // conditional requests and caching; Range and If-Range are kRangeFields
+    "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "cache-control",
+    "pragma",
+    // who is calling and how to retry or trace it
+    "user-agent", "idempotency-key", "traceparent", "tracestate",
+    // byte ranges: only where the answer is not redacted (below)
+    "range", "if-range"};
+// (Devo's query API takes the answer's format from Accept and the query's from Content-Type;
+// Devin's v3 API needs nothing more. An upstream that does adds it in forward_headers.)
 
-bool HasPrefixIgnoreCase(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && HeaderNameEquals(s.substr(0, prefix.size()), prefix);
-}
+// A byte range of a redacted answer could carry a secret the redactor cannot recognise (it
+// parses whole JSON documents only): on those routes the upstream is asked for the whole body.
+// (Request-Range, Apache's old spelling, is never forwarded: NeverForwardedReason.)
+constexpr std::array<std::string_view, 2> kRangeFields = {"range", "if-range"};
 
-bool IsOneOf(std::string_view name, const std::string_view* names, size_t count) {
-  for (size_t i = 0; i < count; ++i) {
-    if (HeaderNameEquals(name, names[i])) return true;
-  }
-  return false;
-}
+// Fields the gateway consumes itself: dropped without being counted as dropped.
+constexpr std::array<std::string_view, 5> kConsumed = {"host", "content-length", "expect",
+                                                       "authorization", "x-request-id"};
 
-// RFC 9110 7.6.1 connection-specific fields, plus the Proxy-* family (Proxy-Connection is a
-// de-facto hop-by-hop field; Proxy-Authorization/-Authenticate belong to the proxy hop).
-constexpr std::array<std::string_view, 7> kHopByHop = {
-    "connection", "keep-alive", "te", "trailer", "trailers", "transfer-encoding", "upgrade"};
-
-bool IsHopByHop(std::string_view name) {
-  return IsOneOf(name, kHopByHop.data(), kHopByHop.size()) || HasPrefixIgnoreCase(name, "proxy-");
-}
-
-// Devo's token header and its HMAC signing headers: a caller must never be able to supply
-// (or learn) the gateway's own credentials through them.
-bool IsUpstreamCredentialHeader(std::string_view name) {
-  return HeaderNameEquals(name, "standalonetoken") || HasPrefixIgnoreCase(name, "x-logtrust-");
-}
-
-// Fields a caller could use to change what the upstream thinks the request is (method
-// overrides), who sent it (forwarding fields the upstream may trust), or that libcurl owns.
-//
-// X-Original-URL, X-Rewrite-URL and X-Override-URL: backends (Symfony, Laravel, IIS URL
-// Rewrite) route by them, which would reach a path the policy never saw.
-constexpr std::array<std::string_view, 15> kRequestDropped = {"host",
-                                                              "content-length",
-                                                              "expect",
-                                                              "authorization",
-                                                              "cookie",
-                                                              "x-http-method-override",
-                                                              "x-method-override",
-                                                              "x-http-method",
-                                                              "forwarded",
-                                                              "x-real-ip",
-                                                              "x-request-id",
-                                                              "proxy-authorization",
-                                                              "x-original-url",
-                                                              "x-rewrite-url",
-                                                              "x-override-url"};
-
-constexpr std::array<std::string_view, 3> kResponseDropped = {"set-cookie", "content-length",
-                                                              "x-request-id"};
+// Set-Cookie (the upstream's cookies are the gateway's service user's) goes as a secret header.
+constexpr std::array<std::string_view, 2> kResponseDropped = {"content-length", "x-request-id"};
 
 // Collects the tokens of every Connection header: the fields the sender declared hop-by-hop.
 std::vector<std::string_view> ConnectionTokens(const HeaderList& headers) {
@@ -115,7 +94,7 @@ struct UrlParts {
 };
 
 // Splits "host[:port]" + rest (what follows "//"); the port defaults to the scheme's. Userinfo is
-// refused: a Location carrying credentials is never rewritten to a gateway path.
+// refused (RewriteLocation has stripped it already; an '@' here is not a host).
 bool SplitAuthority(std::string_view scheme, std::string_view after, UrlParts* out) {
   out->scheme = scheme;
   size_t end = after.find_first_of("/?#");
@@ -177,20 +156,37 @@ bool RestOnBaseOrigin(std::string_view location, const UrlParts& base, std::stri
   return true;
 }
 
-}  // namespace
-
-bool HeaderNameEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (LowerAscii(a[i]) != LowerAscii(b[i])) return false;
+// `location` without the user info of its authority ("https://user:pw@h/x" -> "https://h/x",
+// "//user@h/x" -> "//h/x"); anything without an authority is returned as it is.
+std::string WithoutUserInfo(std::string_view location) {
+  size_t authority = std::string_view::npos;
+  if (location.substr(0, 2) == "//") {
+    authority = 2;
+  } else if (size_t sep = location.find("://"); sep != std::string_view::npos && sep > 0) {
+    // RFC 3986 3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
+    const std::string_view scheme = location.substr(0, sep);
+    const bool is_scheme =
+        std::isalpha(static_cast<unsigned char>(scheme.front())) &&
+        std::all_of(scheme.begin(), scheme.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.';
+        });
+    if (is_scheme) authority = sep + 3;
   }
-  return true;
+  if (authority == std::string_view::npos) return std::string(location);
+  const size_t end = location.find_first_of("/?#", authority);
+  const size_t at = location.substr(0, end).rfind('@');
+  if (at == std::string_view::npos || at < authority) return std::string(location);
+  std::string out(location.substr(0, authority));
+  out.append(location.substr(at + 1));
+  return out;
 }
+
+}  // namespace
 
 bool IsSecretHeader(std::string_view name) {
   static constexpr std::array<std::string_view, 4> kSecret = {
       "authorization", "proxy-authorization", "cookie", "set-cookie"};
-  return IsOneOf(name, kSecret.data(), kSecret.size()) || IsUpstreamCredentialHeader(name);
+  return IsOneOf(name, kSecret) || IsUpstreamCredentialHeader(name);
 }
 
 bool IsSecretHeader(std::string_view name, const config::UpstreamAuth& auth) {
@@ -199,35 +195,67 @@ bool IsSecretHeader(std::string_view name, const config::UpstreamAuth& auth) {
          HeaderNameEquals(name, auth.header);
 }
 
-HeaderList FilterRequestHeaders(const HeaderList& from_caller) {
+HeaderList FilterRequestHeaders(const HeaderList& from_caller, const config::Upstream& upstream,
+                                std::string_view client_ip, bool redacted_route,
+                                RequestHeaderDrops* drops) {
+  RequestHeaderDrops unused;
+  RequestHeaderDrops& dropped = drops != nullptr ? *drops : unused;
+  const std::string_view auth_header =
+      upstream.auth.type == config::AuthType::kHeader ? upstream.auth.header : std::string_view();
+  const std::vector<std::string>& configured = upstream.forward_headers;  // lower case, sorted
   const ConnectionNamedFields named(from_caller);
   HeaderList out;
-  out.reserve(from_caller.size());
+  out.reserve(from_caller.size() + 2);
   for (const auto& header : from_caller) {
     const std::string& name = header.first;
-    if (IsHopByHop(name) || IsOneOf(name, kRequestDropped.data(), kRequestDropped.size()) ||
-        HasPrefixIgnoreCase(name, "x-forwarded-") || IsUpstreamCredentialHeader(name) ||
-        named.Contains(name)) {
+    if (IsHopByHop(name) || IsOneOf(name, kConsumed) || named.Contains(name)) continue;
+    if (name.find('_') != std::string::npos) {
+      ++dropped.underscore;
+      continue;
+    }
+    if (redacted_route && IsOneOf(name, kRangeFields)) {
+      ++dropped.range;
+      continue;
+    }
+    const bool listed =
+        IsOneOf(name, kRequestAllowed) ||
+        std::binary_search(configured.begin(), configured.end(), name, HeaderNameLess);
+    if (!listed || !NeverForwardedReason(name, auth_header).empty()) {
+      ++dropped.not_allowed;
       continue;
     }
     out.push_back(header);
   }
+  // The peer address as the gateway saw it, only if it reads as one (it becomes a header value).
+  if (client_ip.size() > 2 && client_ip.front() == '[' && client_ip.back() == ']') {
+    client_ip = client_ip.substr(1, client_ip.size() - 2);
+  }
+  const bool ip_ok =
+      !client_ip.empty() &&
+      client_ip.find_first_not_of("0123456789abcdefABCDEF.:") == std::string_view::npos;
+  if (ip_ok && upstream.send_x_forwarded_for) out.emplace_back("X-Forwarded-For", client_ip);
+  if (ip_ok && upstream.send_forwarded) {
+    // RFC 7239: an IPv6 node is a quoted, bracketed string.
+    const bool v6 = client_ip.find(':') != std::string_view::npos;
+    out.emplace_back("Forwarded", v6 ? "for=\"[" + std::string(client_ip) + "]\""
+                                     : "for=" + std::string(client_ip));
+  }
   return out;
 }
 
-HeaderList FilterResponseHeaders(const HeaderList& from_upstream, const std::string& base_url,
-                                 const std::string& upstream_name) {
+HeaderList FilterResponseHeaders(const HeaderList& from_upstream,
+                                 const config::Upstream& upstream) {
   const ConnectionNamedFields named(from_upstream);
   HeaderList out;
   out.reserve(from_upstream.size());
   for (const auto& header : from_upstream) {
     const std::string& name = header.first;
-    if (IsHopByHop(name) || IsOneOf(name, kResponseDropped.data(), kResponseDropped.size()) ||
-        named.Contains(name)) {
+    if (IsHopByHop(name) || IsOneOf(name, kResponseDropped) ||
+        IsSecretHeader(name, upstream.auth) || named.Contains(name)) {
       continue;
     }
     if (HeaderNameEquals(name, "location")) {
-      out.emplace_back(name, RewriteLocation(header.second, base_url, upstream_name));
+      out.emplace_back(name, RewriteLocation(header.second, upstream.base_url, upstream.name));
     } else {
       out.push_back(header);
     }
@@ -235,12 +263,33 @@ HeaderList FilterResponseHeaders(const HeaderList& from_upstream, const std::str
   return out;
 }
 
-std::string RewriteLocation(std::string_view location, const std::string& base_url,
+std::string RefusedResponseHead(const HeaderList& from_upstream) {
+  // RFC 9110 5.5: a field value is VCHAR, SP, HTAB and obs-text; CR, LF and NUL are invalid.
+  const auto is_control = [](char c) {
+    const auto b = static_cast<unsigned char>(c);
+    return (b < 0x20 && b != '\t') || b == 0x7f;
+  };
+  for (const auto& [name, value] : from_upstream) {
+    const bool bad_name = std::any_of(name.begin(), name.end(), is_control);
+    if (bad_name || std::any_of(value.begin(), value.end(), is_control)) {
+      // Names the field only when its name is a token: a bad name could be any bytes.
+      const std::string which = IsHeaderToken(name) ? " " + name : "";
+      return "the upstream's response header" + which + " holds a control character (" +
+             (bad_name ? "in its name" : "a bare CR or another byte below 0x20 in its value") +
+             "): refused rather than passed on";
+    }
+  }
+  return "";
+}
+
+std::string RewriteLocation(std::string_view location_in, const std::string& base_url,
                             const std::string& upstream_name) {
+  const std::string stripped = WithoutUserInfo(location_in);
+  const std::string_view location = stripped;
   UrlParts base;
   std::string_view rest;
   if (!SplitUrl(base_url, &base) || !RestOnBaseOrigin(location, base, &rest)) {
-    return std::string(location);
+    return stripped;
   }
   std::string_view prefix = base.rest;
   while (!prefix.empty() && prefix.back() == '/') prefix.remove_suffix(1);

@@ -18,8 +18,8 @@
 //     as /{upstream}/rest) comes from an allow rule of that upstream whose methods hold the
 //     method (HEAD by GET), whose template matches and whose `where` holds, and no deny rule
 //     of the caller's roles applies to it (checked by a matcher written apart from Decide).
-// Not asserted until the header allowlist lands: that names with '_' are dropped (issue 10
-// point 4; kUnderscoreNamesDropped below).
+//   - the filter never passes a name with '_' (issue 10 point 4), Accept-Encoding, or a range
+//     header on a redacted route, and the client-address headers it passes are the gateway's.
 // Out-of-bounds reads of the parser's own buffers are ASan's to find (the build instruments
 // the whole library).
 #include <cstdint>
@@ -48,7 +48,7 @@ using Status = RequestParser::Status;
 
 // Issue 10 point 4: names with '_' are dropped once the request-header allowlist lands. Today's
 // denylist filter forwards them, so the check is off until then; turn it on with that change.
-constexpr bool kUnderscoreNamesDropped = false;
+constexpr bool kUnderscoreNamesDropped = true;
 // The codec takes the request target as whatever lies between the two spaces: bare CR, bare LF,
 // NUL, HTAB and DEL pass it (the normaliser refuses them before routing). Turn this on once
 // the codec refuses control bytes in the target itself.
@@ -253,7 +253,33 @@ void CheckFilteredHeaders(const HttpRequest& request) {
       "trailer",    "trailers",       "upgrade",          "transfer-encoding",
       "host",       "content-length", "authorization",    "proxy-authorization",
       "cookie",     "standalonetoken"};
-  for (const auto& [name, value] : tollgate::upstream::FilterRequestHeaders(request.headers)) {
+  // An upstream that adds one name of its own and wants the gateway's client-address headers;
+  // the route alternates between plain and redacted with the head's length.
+  static const tollgate::config::Upstream kUpstream = [] {
+    tollgate::config::Upstream u;
+    u.name = "devin";
+    u.forward_headers = {"x-custom-trace"};
+    u.send_x_forwarded_for = true;
+    u.send_forwarded = true;
+    return u;
+  }();
+  const bool redacted = request.header_bytes % 2 == 1;
+  size_t own_client_headers = 0;
+  for (const auto& [name, value] : tollgate::upstream::FilterRequestHeaders(
+           request.headers, kUpstream, "127.0.0.1", redacted, nullptr)) {
+    if (EqualsLower(name, "x-forwarded-for") || EqualsLower(name, "forwarded")) {
+      // Only the gateway's own, from the address it saw: never a caller's value.
+      if (value != "127.0.0.1" && value != "for=127.0.0.1") {
+        Fail("a client-address header not the gateway's own", value);
+      }
+      ++own_client_headers;
+      continue;
+    }
+    if (EqualsLower(name, "accept-encoding")) Fail("filter passed Accept-Encoding", name);
+    if (redacted && (EqualsLower(name, "range") || EqualsLower(name, "if-range") ||
+                     EqualsLower(name, "request-range"))) {
+      Fail("filter passed a range header on a redacted route", name);
+    }
     for (const char* never : kNeverForwarded) {
       if (EqualsLower(name, never)) Fail("filter passed a hop-by-hop or credential header", name);
     }
@@ -266,6 +292,7 @@ void CheckFilteredHeaders(const HttpRequest& request) {
       Fail("filter passed a name with '_'", name);
     }
   }
+  if (own_client_headers != 2) Fail("the gateway's client-address headers are missing", "");
 }
 
 // Roles with a deny rule without `where`, one with, an allow-everything role and `where`

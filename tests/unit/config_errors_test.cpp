@@ -300,6 +300,70 @@ TEST(ConfigErrors, AuthFieldsMustMatchTheType) {
       << AllErrors(result);
 }
 
+// Issue 10 point 4: forward_headers adds names to the request allowlist, never one that no
+// upstream may get from a caller; the error names the entry.
+TEST(ConfigErrors, ForwardHeadersRefusesNamesNoUpstreamMayGet) {
+  const std::pair<const char*, const char*> refused[] = {
+      {"Connection", "hop-by-hop"},
+      {"Keep-Alive", "hop-by-hop"},
+      {"Proxy-Authorization", "hop-by-hop"},
+      {"Host", "set by the gateway"},
+      {"Content-Length", "set by the gateway"},
+      {"Transfer-Encoding", "hop-by-hop"},
+      {"Authorization", "carries credentials"},
+      {"Cookie", "carries credentials"},
+      {"standAloneToken", "carries credentials"},
+      {"x-logtrust-apikey", "carries credentials"},
+      {"X-Forwarded-For", "client_ip_headers"},
+      {"Forwarded", "client_ip_headers"},
+      {"X-Original-Method", "what the upstream takes"},
+      {"X_Custom", "'_'"},
+      {"bad name", "RFC 9110 token"},
+      {"Accept-Encoding", "compressed"},
+  };
+  for (const auto& [name, why] : refused) {
+    std::string list = std::string(R"(["X-Fine", ")") + name + "\"]";
+    LoadResult result = Load({{"/upstreams/devin/forward_headers", list.c_str()}});
+    EXPECT_TRUE(HasError(result, "/upstreams/devin/forward_headers/1", why))
+        << name << ": " << AllErrors(result);
+    EXPECT_EQ(result.errors.size(), 1u) << AllErrors(result);
+  }
+  // The upstream's own credential header, for that upstream.
+  LoadResult result = Load({{"/upstreams/devo/forward_headers", R"(["STANDALONETOKEN"])"}});
+  EXPECT_TRUE(HasError(result, "/upstreams/devo/forward_headers/0", "credentials"))
+      << AllErrors(result);
+  result = Load({{"/upstreams/devo/auth/header", R"("X-Api-Token")"},
+                 {"/upstreams/devo/forward_headers", R"(["x-api-token"])"}});
+  EXPECT_TRUE(HasError(result, "/upstreams/devo/forward_headers/0", "credentials"))
+      << AllErrors(result);
+  result = Load({{"/upstreams/devin/forward_headers", R"(["x-api-token"])"}});
+  EXPECT_TRUE(result.ok()) << AllErrors(result);
+}
+
+TEST(ConfigErrors, ClientIpHeadersAreAFixedList) {
+  LoadResult result = Load({{"/upstreams/devin/client_ip_headers", R"(["x-real-ip"])"}});
+  EXPECT_TRUE(HasError(result, "/upstreams/devin/client_ip_headers/0", "is not one of"))
+      << AllErrors(result);
+  result = Load({{"/upstreams/devin/forward_headers", R"(["x", 3])"}});
+  EXPECT_TRUE(HasError(result, "/upstreams/devin/forward_headers/1", "")) << AllErrors(result);
+}
+
+TEST(ConfigModel, ForwardHeadersAreLowerCaseSortedAndUnique) {
+  LoadResult result =
+      Load({{"/upstreams/devin/forward_headers", R"(["X-B", "x-a", "X-A", "Idempotency-Key"])"},
+            {"/upstreams/devin/client_ip_headers", R"(["forwarded"])"},
+            {"/upstreams/devo/client_ip_headers", R"(["x-forwarded-for", "forwarded"])"}});
+  ASSERT_TRUE(result.ok()) << AllErrors(result);
+  const Upstream& devin = result.config->upstreams.at("devin");
+  EXPECT_EQ(devin.forward_headers, (std::vector<std::string>{"idempotency-key", "x-a", "x-b"}));
+  EXPECT_TRUE(devin.send_forwarded);
+  EXPECT_FALSE(devin.send_x_forwarded_for);
+  const Upstream& devo = result.config->upstreams.at("devo");
+  EXPECT_TRUE(devo.forward_headers.empty());
+  EXPECT_TRUE(devo.send_forwarded);
+  EXPECT_TRUE(devo.send_x_forwarded_for);
+}
+
 TEST(ConfigErrors, BadNamesAndRedactPointers) {
   LoadResult result = Load({{"/upstreams/_tollgate", R"({"base_url": "http://a",
       "auth": {"type": "bearer", "secret_env": "TOKEN"}})"},

@@ -615,10 +615,26 @@ TEST(MaskQuery, DecodesEscapesInNamesSoAnEncodingCannotCarryASecretPast) {
 // Each secret-looking word masks on its own, in any case: a name that holds only that word
 // (and no other word of the list) is masked.
 TEST(MaskQuery, EverySecretWordMasksByItself) {
-  for (const char* name :
-       {"token", "KEY", "Secret", "password", "passwd", "sig", "auth", "credential"}) {
+  for (const char* name : {"token", "KEY", "Secret", "pass", "PWD", "auth", "Bearer", "sig",
+                           "credential", "jwt", "cookie", "hmac"}) {
     EXPECT_EQ(MaskQuery(std::string("x=1&") + name + "=v"), std::string("x=1&") + name + "=***")
         << name;
+  }
+}
+
+// Issue 10 point 9: names a caller uses for a secret in a query, each masked.
+TEST(MaskQuery, Point9_EveryNameHoldingASecretLikeWordIsMasked) {
+  for (const char* name :
+       {"bearer", "apikey", "api_key", "API-KEY", "access_token", "signature", "sign", "auth",
+        "X-Amz-Signature", "x-logtrust-sign", "passphrase", "user_pwd", "id_jwt", "session_cookie",
+        "hmac", "Authorization", "client_credentials", "refresh%5Ftoken", "Be%61rer"}) {
+    EXPECT_EQ(MaskQuery(std::string("a=1&") + name + "=s3cr3t&b=2"),
+              std::string("a=1&") + name + "=***&b=2")
+        << name;
+  }
+  // Names that carry no secret stay readable: the audit is for reading.
+  for (const char* name : {"session_id", "org_id", "limit", "from", "q", "page", "cursor"}) {
+    EXPECT_EQ(MaskQuery(std::string(name) + "=v"), std::string(name) + "=v") << name;
   }
 }
 
