@@ -13,6 +13,16 @@ bool IsTokenChar(char c) {
   return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
 }
 
+// A control character other than HTAB (or DEL): never valid in a field, an extension or a
+// trailer line.
+bool HasControl(std::string_view s) {
+  for (char c : s) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return true;
+  }
+  return false;
+}
+
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -223,6 +233,9 @@ RequestParser::Status RequestParser::ParseChunked() {
         }
         if (eol - chunk_pos_ > kMaxChunkLine) return Fail(400, "chunk size line too long");
         std::string_view line = data.substr(chunk_pos_, eol - chunk_pos_);
+        // Extensions are ignored, but not trusted: a bare CR or LF in one is how a front end and
+        // a back end come to disagree on where a chunk ends.
+        if (HasControl(line)) return Fail(400, "control character in a chunk size line");
         std::string_view hex = Trim(line.substr(0, line.find(';')));  // extensions are ignored
         uint64_t size = 0;
         auto [p, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), size, 16);
@@ -270,6 +283,11 @@ RequestParser::Status RequestParser::ParseChunked() {
           return Status::kIncomplete;
         }
         bool empty = eol == chunk_pos_;
+        std::string_view field = data.substr(chunk_pos_, eol - chunk_pos_);
+        if (!empty && (HasControl(field) || field.find(':') == std::string_view::npos ||
+                       field.front() == ':' || field.front() == ' ' || field.front() == '\t')) {
+          return Fail(400, "malformed trailer field");
+        }
         trailer_bytes_ += eol - chunk_pos_ + 2;
         if (trailer_bytes_ > kMaxTrailerBytes) {
           return Fail(431,

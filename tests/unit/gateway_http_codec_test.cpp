@@ -122,6 +122,11 @@ INSTANTIATE_TEST_SUITE_P(
                 "aaaaaaaaaaaaaaaaaa",
                 431},
         BadCase{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+        // Control bytes in a chunk extension or a trailer, a trailer without a name (found by
+        // the request-head fuzz target).
+        BadCase{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;a\nb\r\n", 400},
+        BadCase{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nx\x01\r\n", 400},
+        BadCase{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nnocolon\r\n", 400},
         BadCase{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n", 413}));
 
 TEST(HttpCodec, SerializesResponsesWithLengthAndConnection) {
