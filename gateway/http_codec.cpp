@@ -492,7 +492,8 @@ std::string SerializeResponse(const HttpResponse& response, bool keep_alive, boo
   for (const auto& [k, v] : response.headers) estimate += k.size() + v.size() + 4;
   out.reserve(estimate);
   AppendHead(&out, response.status, response.headers,
-             no_body ? BodyFraming::kNone : BodyFraming::kLength,
+             no_body || (head_only && response.head_length_withheld) ? BodyFraming::kNone
+                                                                     : BodyFraming::kLength,
              head_only && response.head_content_length ? *response.head_content_length
                                                        : response.body.size(),
              keep_alive);

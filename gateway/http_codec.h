@@ -40,6 +40,9 @@ struct HttpResponse {
   std::string body;
   // For a HEAD request: the length a GET would have had (the upstream's Content-Length).
   std::optional<uint64_t> head_content_length;
+  // For a HEAD request: no Content-Length at all (RFC 9110 9.3.2 lets a HEAD answer omit it),
+  // where the only length known would tell the caller something it must not learn.
+  bool head_length_withheld = false;
 };
 
 // GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS: the methods the front-end accepts (any other

@@ -873,8 +873,9 @@ void Pipeline::FinishBuffered(const std::shared_ptr<Context>& ctx) {
   out.status = ctx->upstream_status;
   out.headers = std::move(ctx->upstream_headers);
   out.body = std::move(ctx->body);
-  // A HEAD answer carries no length of its own here: the upstream's would be that of the
-  // unredacted body (a token's length, on a redacted route).
+  // A HEAD answer carries no length here: the upstream's would be that of the unredacted body
+  // (a token's length, on a redacted route), and no other is known.
+  out.head_length_withheld = ctx->exchange->request().method == "HEAD";
   if (ctx->buffered && !out.body.empty()) {
     // Whatever the status: an error page can carry the token as well as a 200 can. Every
     // matching rule's redactions apply (a JSON body stays JSON after the first).

@@ -197,6 +197,8 @@ TEST_F(ResponseHardeningTest, Point3_HeadOnARedactedRouteCarriesNoUpstreamLength
   const std::string redacted = RawGet("HEAD", "/devin/redacted/head");
   EXPECT_EQ(StatusOf(redacted), 200) << redacted;
   EXPECT_EQ(redacted.find("Content-Length: 1234\r\n"), std::string::npos) << redacted;
+  // Nor any made-up length: the field is omitted, as RFC 9110 allows for HEAD.
+  EXPECT_EQ(redacted.find("Content-Length"), std::string::npos) << redacted;
   // Without redactions the upstream's length is the real one, and is passed.
   const std::string plain = RawGet("HEAD", "/devin/head");
   EXPECT_NE(plain.find("Content-Length: 1234\r\n"), std::string::npos) << plain;

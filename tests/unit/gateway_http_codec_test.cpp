@@ -149,6 +149,12 @@ TEST(HttpCodec, SerializesResponsesWithLengthAndConnection) {
   r.body.clear();
   EXPECT_EQ(SerializeResponse(r, true, false),
             "HTTP/1.1 204 No Content\r\nLocation: /devo/v2/x\r\nConnection: keep-alive\r\n\r\n");
+  // Or says nothing of it, where the only length known must not be told.
+  r.status = 200;
+  r.body = "{}";
+  r.head_length_withheld = true;
+  EXPECT_EQ(SerializeResponse(r, true, true).find("Content-Length"), std::string::npos);
+  EXPECT_NE(SerializeResponse(r, true, false).find("Content-Length: 2\r\n"), std::string::npos);
 }
 
 }  // namespace
