@@ -149,8 +149,8 @@ struct StreamClient::Impl {
     bool resume_pending = false;
     bool send_paused = false;  // the BodySource had nothing yet
     bool send_resume_pending = false;
-    bool body_failed = false;  // the BodySource failed: the transfer is aborted
-    bool upload_done = false;  // the BodySource said the body ended
+    bool body_failed = false;   // the BodySource failed: the transfer is aborted
+    bool upload_done = false;   // the BodySource said the body ended
     bool forbid_reuse = false;  // FORBID_REUSE is set on the handle (reset at its next use)
     uint64_t body_bytes = 0;
     Clock::time_point start;

@@ -105,12 +105,12 @@ TEST(SerializeAuditRecord, WritesEveryFieldInOrder) {
   const rapidjson::Document doc = Parse(line);
   std::vector<std::string> names;
   for (const auto& m : doc.GetObject()) names.emplace_back(m.name.GetString());
-  EXPECT_THAT(
-      names,
-      ElementsAre("ts", "request_id", "gateway_request_id", "caller", "client_ip", "method", "upstream", "path", "query",
-                  "rule", "decision", "status", "upstream_status", "latency_ms", "upstream_ms",
-                  "ttfb_ms", "duration_ms", "ended_by", "bytes_in", "bytes_out", "bucket",
-                  "remaining", "upstream_request_id", "error", "would_limit", "limiter_fallback"));
+  EXPECT_THAT(names,
+              ElementsAre("ts", "request_id", "gateway_request_id", "caller", "client_ip", "method",
+                          "upstream", "path", "query", "rule", "decision", "status",
+                          "upstream_status", "latency_ms", "upstream_ms", "ttfb_ms", "duration_ms",
+                          "ended_by", "bytes_in", "bytes_out", "bucket", "remaining",
+                          "upstream_request_id", "error", "would_limit", "limiter_fallback"));
   EXPECT_STREQ(doc["ts"].GetString(), "2026-11-25T12:00:00.123Z");
   EXPECT_STREQ(doc["request_id"].GetString(), "req-1");
   EXPECT_STREQ(doc["gateway_request_id"].GetString(), "9f8e7d6c5b4a39281706f5e4d3c2b1a0");
