@@ -4,6 +4,7 @@
 
 #include "config/model.h"
 #include "policies/policy.h"
+#include "tests/unit/policy_test_helpers.h"
 
 namespace tollgate::policies {
 namespace {
@@ -23,16 +24,7 @@ config::Rule MakeRule(std::string upstream, std::vector<std::string> methods, st
   return rule;
 }
 
-void AddRole(config::Config* config, const std::string& name, std::vector<config::Rule> rules) {
-  config::Role& role = config->roles[name];
-  role.name = name;
-  for (size_t i = 0; i < rules.size(); ++i) {
-    rules[i].role = name;
-    rules[i].index = i;
-    rules[i].pointer = "/roles/" + name + "/rules/" + std::to_string(i);
-  }
-  role.rules = std::move(rules);
-}
+using testing::AddRole;
 
 config::Caller MakeCaller(std::vector<std::string> roles,
                           std::map<std::string, std::vector<std::string>> attributes = {}) {

@@ -8,6 +8,7 @@
 #include "policies/policy.h"
 #include "policies/policy_warnings.h"
 #include "tests/unit/config_test_helpers.h"
+#include "tests/unit/policy_test_helpers.h"
 
 namespace tollgate::policies {
 namespace {
@@ -29,16 +30,7 @@ config::Rule MakeRule(std::vector<std::string> methods, std::string path,
   return rule;
 }
 
-void AddRole(config::Config* config, const std::string& name, std::vector<config::Rule> rules) {
-  config::Role& role = config->roles[name];
-  role.name = name;
-  for (size_t i = 0; i < rules.size(); ++i) {
-    rules[i].role = name;
-    rules[i].index = i;
-    rules[i].pointer = "/roles/" + name + "/rules/" + std::to_string(i);
-  }
-  role.rules = std::move(rules);
-}
+using testing::AddRole;
 
 const std::map<std::string, std::string> kOrgWhere = {{"org_id", "devin_orgs"}};
 
