@@ -142,6 +142,16 @@ struct AdminConfig {
   std::vector<AdminToken> tokens;  // none: the admin endpoints that act answer 403
 };
 
+// Run-time caller keys (`"keys"`; they need the `redis` section: without it the key endpoints
+// answer 409 and only config keys exist). See keys/key_cache.h for what each setting bounds.
+struct KeysConfig {
+  int cache_ttl_seconds = 300;    // a verified key is trusted this long (Redis down: then refused)
+  int negative_ttl_seconds = 10;  // an id Redis did not know is not looked up again this long
+  double lookups_per_second = 100;  // lookups of ids this replica knows nothing of, per second
+  double lookup_burst = 200;
+  int max_ttl_seconds = 0;  // the longest ttl_seconds POST /keys accepts; 0 = no bound
+};
+
 struct Config {
   std::string source_path;  // the file it was loaded from ("" when loaded from a string)
   std::string listen = "127.0.0.1:8080";
@@ -164,6 +174,7 @@ struct Config {
   std::map<std::string, Role> roles;
   std::map<std::string, Caller> callers;
   AdminConfig admin;
+  KeysConfig keys;
   // A fingerprint (SHA-256 of its JSON text) of each top-level entry of the document: "listen",
   // "redis", each "upstreams/<name>", "roles/<name>", "callers/<name>", "admin/tokens/<name>".
   // A reload compares them to say which entries it changed, never their values.

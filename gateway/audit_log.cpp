@@ -288,6 +288,10 @@ void AppendAdminAction(const AdminAction& a, std::string* out) {
     AppendLiteral(out, ",\"restart_required\":");
     AppendStrings(a.restart_required, out);
   }
+  if (!a.new_key_id.empty()) {
+    AppendLiteral(out, ",\"new_key_id\":");
+    AppendString(a.new_key_id, out);
+  }
 }
 
 void AppendAuditRecord(const AuditRecord& r, std::string* out) {
@@ -303,6 +307,8 @@ void AppendAuditRecord(const AuditRecord& r, std::string* out) {
   } else {
     AppendLiteral(out, "null");
   }
+  AppendLiteral(out, ",\"key_id\":");
+  AppendStringOrNull(r.key_id, out);
   AppendLiteral(out, ",\"client_ip\":");
   AppendString(r.client_ip, out);
   AppendLiteral(out, ",\"method\":");

@@ -48,6 +48,7 @@ struct AdminAction {
   std::optional<bool> applied;                // a reload: whether the new config was swapped in
   std::vector<std::string> changes;           // config entries changed ("roles/ops"), by name
   std::vector<std::string> restart_required;  // changed settings that wait for a restart
+  std::string new_key_id;                     // a key rotation: the new key's id ("" = omitted)
 };
 
 struct AuditRecord {
@@ -57,6 +58,9 @@ struct AuditRecord {
   // caller-chosen request_id need not be unique.
   std::string gateway_request_id;
   std::optional<std::string> caller;  // nullopt = not authenticated
+  // The key used ("" = null): a run-time key's id, or for a config key the first 8 hex
+  // characters of its SHA-256. On an admin record, the key acted on.
+  std::string key_id;
   std::string client_ip;
   std::string method;
   std::string upstream;

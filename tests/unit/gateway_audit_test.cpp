@@ -74,6 +74,7 @@ AuditRecord FullRecord() {
   r.request_id = "req-1";
   r.gateway_request_id = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
   r.caller = "data-team";
+  r.key_id = "k7q2m9x4p1z8";
   r.client_ip = "127.0.0.1";
   r.method = "POST";
   r.upstream = "devin";
@@ -106,8 +107,8 @@ TEST(SerializeAuditRecord, WritesEveryFieldInOrder) {
   std::vector<std::string> names;
   for (const auto& m : doc.GetObject()) names.emplace_back(m.name.GetString());
   EXPECT_THAT(names,
-              ElementsAre("ts", "request_id", "gateway_request_id", "caller", "client_ip", "method",
-                          "upstream", "path", "query", "rule", "decision", "status",
+              ElementsAre("ts", "request_id", "gateway_request_id", "caller", "key_id", "client_ip",
+                          "method", "upstream", "path", "query", "rule", "decision", "status",
                           "upstream_status", "latency_ms", "upstream_ms", "ttfb_ms", "duration_ms",
                           "ended_by", "bytes_in", "bytes_out", "bucket", "remaining",
                           "upstream_request_id", "error", "would_limit", "limiter_fallback"));
@@ -115,6 +116,7 @@ TEST(SerializeAuditRecord, WritesEveryFieldInOrder) {
   EXPECT_STREQ(doc["request_id"].GetString(), "req-1");
   EXPECT_STREQ(doc["gateway_request_id"].GetString(), "9f8e7d6c5b4a39281706f5e4d3c2b1a0");
   EXPECT_STREQ(doc["caller"].GetString(), "data-team");
+  EXPECT_STREQ(doc["key_id"].GetString(), "k7q2m9x4p1z8");
   EXPECT_STREQ(doc["client_ip"].GetString(), "127.0.0.1");
   EXPECT_STREQ(doc["method"].GetString(), "POST");
   EXPECT_STREQ(doc["upstream"].GetString(), "devin");
@@ -346,6 +348,8 @@ std::string Serialize(const AuditRecord& r) {
   } else {
     w.Null();
   }
+  w.Key("key_id");
+  StringOrNull(w, r.key_id);
   w.Key("client_ip");
   String(w, r.client_ip);
   w.Key("method");
@@ -432,6 +436,10 @@ std::string Serialize(const AuditRecord& r) {
       for (const std::string& setting : a.restart_required) String(w, setting);
       w.EndArray();
     }
+    if (!a.new_key_id.empty()) {
+      w.Key("new_key_id");
+      String(w, a.new_key_id);
+    }
   }
   w.EndObject();
   return out;
@@ -453,6 +461,7 @@ class RecordGenerator {
         std::chrono::microseconds(Int(0, 999)));
     r.request_id = Text();
     if (Int(0, 3) != 0) r.caller = Text();
+    r.key_id = Maybe();
     r.client_ip = Text();
     r.method = Text();
     r.upstream = Text();
@@ -482,6 +491,7 @@ class RecordGenerator {
       if (Int(0, 2) != 0) a->applied = Int(0, 1) == 1;
       for (int64_t n = Int(-1, 3); n > 0; --n) a->changes.push_back(Text());
       for (int64_t n = Int(-2, 2); n > 0; --n) a->restart_required.push_back(Text());
+      a->new_key_id = Maybe();
       r.admin = std::move(a);
     }
     return r;
