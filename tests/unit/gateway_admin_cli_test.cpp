@@ -87,7 +87,7 @@ TEST(KeysCliTable, NotAListingIsAnError) {
 // The binary against a fake admin API.
 
 const std::string kToken = "tga_cli_test_admin_token_value";
-const std::string kKey = "tg_abcdefghijkl_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdEf";
+const std::string kKey = "tg_abcdefghijkl_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdE";  // 43
 
 struct CliRun {
   int rc = -1;
