@@ -266,6 +266,26 @@ TEST_F(KeysCliTest, TheUrlMayComeFromTheEnvironment) {
   EXPECT_EQ(OnlyRequest().target, "/keys");
 }
 
+// A proxy named by the environment would see the admin token: the CLI talks to the admin URL
+// itself.
+TEST_F(KeysCliTest, TheTokenNeverGoesThroughAProxyFromTheEnvironment) {
+  answer_ = HttpResponse(200, R"({"items":[]})");
+  TestServer proxy(
+      [](const ReceivedRequest&) { return Reply(HttpResponse(200, R"({"items":[]})")); });
+  const std::string proxy_url = "http://127.0.0.1:" + std::to_string(proxy.port());
+  CliRun run = Run({"list"}, {{"http_proxy", proxy_url},
+                              {"HTTP_PROXY", proxy_url},
+                              {"https_proxy", proxy_url},
+                              {"ALL_PROXY", proxy_url},
+                              {"all_proxy", proxy_url},
+                              {"no_proxy", ""},
+                              {"NO_PROXY", ""}});
+  EXPECT_EQ(run.rc, 0) << run.err;
+  EXPECT_EQ(proxy.accepted(), 0);
+  EXPECT_EQ(proxy.raw_all().find(kToken), std::string::npos);
+  EXPECT_EQ(OnlyRequest().target, "/keys");
+}
+
 // Usage errors exit 2 before anything is sent.
 TEST_F(KeysCliTest, UsageErrorsExitTwoAndSendNothing) {
   answer_ = HttpResponse(500, "{}");
