@@ -493,26 +493,12 @@ void AdminApi::RotateKey(const std::shared_ptr<Call>& call, const std::string& i
         return Refuse(*call, 500, "internal",
                       "the system random generator failed; nothing changed");
       }
-      keys::KeyRecord replacement;
-      replacement.id = key.id;
-      replacement.caller = old->caller;
-      replacement.sha256 = key.sha256;
-      replacement.created_at = now;
-      replacement.note = old->note;
-      replacement.created_by = call->action->admin;
-      if (req.ttl_seconds) {
-        replacement.expires_at = now + std::chrono::seconds(*req.ttl_seconds);
-      } else if (old->expires_at) {
-        // The old key's lifetime again, within today's bound.
-        auto lifetime = *old->expires_at - old->created_at;
-        if (max_ttl > 0)
-          lifetime = std::min<keys::TimePoint::duration>(lifetime, std::chrono::seconds(max_ttl));
-        replacement.expires_at = now + lifetime;
-      }
+      const keys::KeyRecord replacement =
+          RotationReplacement(*old, key, now, req.ttl_seconds, max_ttl, call->action->admin);
       const keys::TimePoint grace_end = now + std::chrono::seconds(req.grace_seconds);
       deps_.keys->store().Rotate(
           id, replacement, grace_end, now,
-          [this, call, id, replacement, secret = std::move(key.key), old = *old, grace_end](
+          [this, call, id, replacement, secret = std::move(key.key), previous = *old, grace_end](
               keys::StoreStatus status, std::optional<keys::KeyRecord> after) {
             if (status != keys::StoreStatus::kOk) {
               return StoreRefused(*call, status,
@@ -521,7 +507,7 @@ void AdminApi::RotateKey(const std::shared_ptr<Call>& call, const std::string& i
             deps_.keys->Changed(id);
             deps_.keys->Changed(replacement.id);
             call->action->new_key_id = replacement.id;
-            keys::KeyRecord replaced = after ? *after : old;
+            keys::KeyRecord replaced = after ? *after : previous;
             if (!after && (!replaced.expires_at || grace_end < *replaced.expires_at)) {
               replaced.expires_at = grace_end;
             }

@@ -4,6 +4,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <set>
 
@@ -164,6 +165,30 @@ std::string ParseListKeysQuery(std::string_view query, std::string* caller) {
     caller->assign(value);
   }
   return "";
+}
+
+keys::KeyRecord RotationReplacement(const keys::KeyRecord& old, const keys::NewKey& key,
+                                    keys::TimePoint now, std::optional<int64_t> ttl_seconds,
+                                    int max_ttl_seconds, const std::string& admin) {
+  keys::KeyRecord replacement;
+  replacement.id = key.id;
+  replacement.caller = old.caller;
+  replacement.sha256 = key.sha256;
+  replacement.created_at = now;
+  replacement.note = old.note;
+  replacement.created_by = admin;
+  if (ttl_seconds) {
+    replacement.expires_at = now + std::chrono::seconds(*ttl_seconds);
+  } else if (old.expires_at) {
+    // A key issued for 30 days is replaced by one for 30 days, within today's bound.
+    keys::TimePoint::duration lifetime = *old.expires_at - old.created_at;
+    if (max_ttl_seconds > 0) {
+      lifetime =
+          std::min<keys::TimePoint::duration>(lifetime, std::chrono::seconds(max_ttl_seconds));
+    }
+    replacement.expires_at = now + lifetime;
+  }
+  return replacement;
 }
 
 std::string FormatKeyTime(keys::TimePoint time) {

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "keys/key_format.h"
 #include "keys/key_record.h"
 
 namespace tollgate::gateway {
@@ -46,6 +47,14 @@ std::string ParseListKeysQuery(std::string_view query, std::string* caller);
 // `text` quoted when it may be shown in a message (a plain name, not shaped like a key), else
 // a placeholder that says why it is not.
 std::string EchoName(std::string_view text);
+
+// The record of the key a rotation of `old` makes (id and hash from `key`) at `now`, by
+// `admin`: for the same caller, with the same note; expiring `ttl_seconds` from now, else after
+// the old key's lifetime (expires_at - created_at, at most max_ttl_seconds when that is > 0),
+// else never.
+keys::KeyRecord RotationReplacement(const keys::KeyRecord& old, const keys::NewKey& key,
+                                    keys::TimePoint now, std::optional<int64_t> ttl_seconds,
+                                    int max_ttl_seconds, const std::string& admin);
 
 // RFC 3339 UTC with milliseconds: "2026-12-01T18:00:00.000Z".
 std::string FormatKeyTime(keys::TimePoint time);

@@ -142,6 +142,38 @@ TEST(AdminKeysListQuery, TakesOnlyACallerName) {
             std::string::npos);
 }
 
+TEST(AdminKeysRotation, TheNewKeyKeepsCallerAndNoteAndTakesTheOldLifetimeByDefault) {
+  keys::KeyRecord old;
+  old.id = "abcdefghijkl";
+  old.caller = "data-team";
+  old.sha256 = "old-hash";
+  old.note = "ci";
+  old.created_by = "alice";
+  old.created_at = At(1796148000000);
+  old.expires_at = old.created_at + seconds(30 * 86400);
+  keys::NewKey key{"mnopqrstuvwx", "tg_mnopqrstuvwx_secret", "new-hash"};
+  const keys::TimePoint now = old.created_at + seconds(86400);
+
+  keys::KeyRecord r = RotationReplacement(old, key, now, std::nullopt, 0, "ops");
+  EXPECT_EQ(r.id, "mnopqrstuvwx");
+  EXPECT_EQ(r.sha256, "new-hash");
+  EXPECT_EQ(r.caller, "data-team");
+  EXPECT_EQ(r.note, "ci");
+  EXPECT_EQ(r.created_by, "ops");
+  EXPECT_EQ(r.created_at, now);
+  EXPECT_EQ(r.expires_at, now + seconds(30 * 86400));
+  EXPECT_FALSE(r.revoked_at);
+  EXPECT_EQ(r.replaced_by, "");
+
+  // ttl_seconds wins; keys.max_ttl_seconds bounds the inherited lifetime.
+  EXPECT_EQ(RotationReplacement(old, key, now, 60, 0, "ops").expires_at, now + seconds(60));
+  EXPECT_EQ(RotationReplacement(old, key, now, std::nullopt, 3600, "ops").expires_at,
+            now + seconds(3600));
+  // A key that never expired is replaced by one that never expires.
+  old.expires_at.reset();
+  EXPECT_FALSE(RotationReplacement(old, key, now, std::nullopt, 0, "ops").expires_at);
+}
+
 TEST(AdminKeysJson, TimesAreRfc3339UtcWithMilliseconds) {
   EXPECT_EQ(FormatKeyTime(At(1796148000000)), "2026-12-01T18:00:00.000Z");
   EXPECT_EQ(FormatKeyTime(At(1796148000007)), "2026-12-01T18:00:00.007Z");
