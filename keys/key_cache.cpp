@@ -107,6 +107,7 @@ struct KeyCache::State {
       std::lock_guard<std::mutex> lock(shards[i].mu);
       for (const auto& [id, entry] : shards[i].entries) all.push_back({entry.fetched, {i, id}});
     }
+    if (all.empty()) return;  // dropped meanwhile (InvalidateAll)
     const size_t drop = all.size() - all.size() / 2;
     std::nth_element(all.begin(), all.begin() + (drop - 1), all.end(),
                      [](const auto& a, const auto& b) { return a.first < b.first; });

@@ -31,6 +31,8 @@ constexpr milliseconds kCountRetry{1000};
 // The stamps and the count go over an ordinary connection; the count script reads every record,
 // so it gets more than the request path's timeout (redis.timeout_ms, 50 ms by default).
 constexpr int kMinCommandTimeoutMs = 500;
+// Intervals shorter than this (a misconfiguration) would make the thread spin.
+constexpr milliseconds kMinInterval{10};
 
 // Redis names of the feature (key_store.h's KeyNames computes the same; to be unified).
 inline std::string KeysName(const std::string& prefix, std::string_view what) {
@@ -178,7 +180,9 @@ void KeyEvents::Run() {
   ContextPtr subscription;
   milliseconds backoff = kFirstBackoff;
   auto next_connect = steady_clock::now();
-  auto next_flush = next_connect + options_.flush_interval;
+  const milliseconds flush_interval = std::max(options_.flush_interval, kMinInterval);
+  const milliseconds count_interval = std::max(options_.count_interval, kMinInterval);
+  auto next_flush = next_connect + flush_interval;
   auto next_count = next_connect;  // the gauge is known as soon as Redis answers
 
   // Events missed while unsubscribed are not replayed: every (re)subscription starts empty.
@@ -193,6 +197,7 @@ void KeyEvents::Run() {
     cache_->SetSubscribed(false, steady_clock::now());
     subscribed_.store(false);
     next_connect = steady_clock::now() + backoff;
+    backoff = std::min(backoff * 2, kMaxBackoff);
   };
   const auto handle = [&](const redisReply& reply) {
     if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 3 ||
@@ -267,19 +272,19 @@ void KeyEvents::Run() {
     }
     if (now >= next_flush) {
       flush();
-      next_flush = steady_clock::now() + options_.flush_interval;
+      next_flush = steady_clock::now() + flush_interval;
     }
     if (count_soon_.exchange(false) || now >= next_count) {
       const bool ok = count();
-      next_count = steady_clock::now() +
-                   (ok ? options_.count_interval : std::min(options_.count_interval, kCountRetry));
+      next_count =
+          steady_clock::now() + (ok ? count_interval : std::min(count_interval, kCountRetry));
     }
     if (subscription != nullptr && !drain()) on_lost();
 
     // Wait for an event, a wake-up, or the next timer, whichever is first (at most a tick).
     auto until = std::min(next_flush, next_count);
     if (subscription == nullptr) until = std::min(until, next_connect);
-    const auto wait = std::chrono::duration_cast<milliseconds>(until - steady_clock::now());
+    const auto wait = std::chrono::ceil<milliseconds>(until - steady_clock::now());
     pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {-1, POLLIN, 0}};
     if (subscription != nullptr) fds[1].fd = subscription->fd;
     const int ready =
