@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "keys/key_store.h"
 #include "policies/redis_connection.h"
 
 namespace tollgate::keys {
@@ -33,11 +34,6 @@ constexpr milliseconds kCountRetry{1000};
 constexpr int kMinCommandTimeoutMs = 500;
 // Intervals shorter than this (a misconfiguration) would make the thread spin.
 constexpr milliseconds kMinInterval{10};
-
-// Redis names of the feature (key_store.h's KeyNames computes the same; to be unified).
-inline std::string KeysName(const std::string& prefix, std::string_view what) {
-  return prefix + "{keys}:" + std::string(what);
-}
 
 // Counts the records by state (key_record.h) at the gateway's clock (ARGV[1], unix ms). An id
 // whose record is missing is not counted. A rotated key without expires_at counts as grace.
@@ -169,10 +165,11 @@ void KeyEvents::Wake() {
 
 void KeyEvents::Run() {
   BlockSigpipeOnThisThread();
-  const std::string channel = KeysName(redis_.key_prefix, "events");
-  const std::string last_used = KeysName(redis_.key_prefix, "last_used");
-  const std::string ids = KeysName(redis_.key_prefix, "ids");
-  const std::string records = KeysName(redis_.key_prefix, "key:");
+  const KeyNames names(redis_.key_prefix);
+  const std::string channel = names.Events();
+  const std::string last_used = names.LastUsed();
+  const std::string ids = names.Ids();
+  const std::string records = names.Record("");
   config::RedisConfig command_config = redis_;
   command_config.timeout_ms = std::max(command_config.timeout_ms, kMinCommandTimeoutMs);
   policies::RedisConnection commands(command_config);
