@@ -433,7 +433,7 @@ void AdminApi::CreateKey(const std::shared_ptr<Call>& call) {
     deps_.keys->store().Create(
         record, [this, call, record, secret = std::move(key.key)](keys::StoreStatus status) {
           if (status != keys::StoreStatus::kOk) {
-            return StoreRefused(*call, status, "a key with the new id exists; retry");
+            return StoreRefused(*call, status, "a key with the new id exists; retry", true);
           }
           deps_.keys->Changed(record.id);
           call->record.key_id = record.id;
@@ -460,7 +460,7 @@ void AdminApi::ListKeys(const std::shared_ptr<Call>& call) {
 void AdminApi::RevokeKey(const std::shared_ptr<Call>& call, const std::string& id) {
   deps_.keys->store().Revoke(
       id, KeyNow(), [this, call, id](keys::StoreStatus status, std::optional<keys::KeyRecord>) {
-        if (status != keys::StoreStatus::kOk) return StoreRefused(*call, status, "");
+        if (status != keys::StoreStatus::kOk) return StoreRefused(*call, status, "", true);
         // This replica drops the key at once; the others when the store's event reaches them.
         deps_.keys->Changed(id);
         HttpResponse r;
@@ -502,7 +502,7 @@ void AdminApi::RotateKey(const std::shared_ptr<Call>& call, const std::string& i
               keys::StoreStatus status, std::optional<keys::KeyRecord> after) {
             if (status != keys::StoreStatus::kOk) {
               return StoreRefused(*call, status,
-                                  "the key was revoked, expired or rotated meanwhile");
+                                  "the key was revoked, expired or rotated meanwhile", true);
             }
             deps_.keys->Changed(id);
             deps_.keys->Changed(replacement.id);
@@ -552,7 +552,8 @@ void AdminApi::Refuse(Call& call, int status, std::string_view reason, const std
   Finish(call, std::move(r), "admin", message);
 }
 
-void AdminApi::StoreRefused(Call& call, keys::StoreStatus status, const std::string& conflict) {
+void AdminApi::StoreRefused(Call& call, keys::StoreStatus status, const std::string& conflict,
+                            bool writes) {
   switch (status) {
     case keys::StoreStatus::kNotFound:
       return Refuse(call, 404, "not_found", "no such key");
@@ -563,7 +564,8 @@ void AdminApi::StoreRefused(Call& call, keys::StoreStatus status, const std::str
       break;
   }
   Refuse(call, 503, "redis_unavailable",
-         "Redis did not answer; retry (a change may or may not have been made: list to see)");
+         std::string("Redis did not answer; retry") +
+             (writes ? " (the change may or may not have been made: list the keys to see)" : ""));
 }
 
 void AdminApi::Finish(Call& call, HttpResponse response, std::string decision, std::string error) {

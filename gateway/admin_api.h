@@ -106,8 +106,10 @@ class AdminApi {
   void WithBody(const std::shared_ptr<Call>& call, std::function<void()> next);
   // Ends an authorised call with an error envelope (decision "admin", `message` as its error).
   void Refuse(Call& call, int status, std::string_view reason, const std::string& message);
-  // The answer to a store that did not succeed; `conflict` words a kConflict.
-  void StoreRefused(Call& call, keys::StoreStatus status, const std::string& conflict);
+  // The answer to a store that did not succeed; `conflict` words a kConflict; `writes`: the
+  // operation changes Redis (a timeout leaves unknown whether it did).
+  void StoreRefused(Call& call, keys::StoreStatus status, const std::string& conflict,
+                    bool writes = false);
   // Ends a call that has an audit place: its record, then the answer.
   void Finish(Call& call, HttpResponse response, std::string decision, std::string error = "");
 
