@@ -619,6 +619,11 @@ void AdminApi::ServeMetrics(const std::shared_ptr<Exchange>& exchange) {
   m.open_streams = deps_.pipeline->open_streams();
   m.connections_open = deps_.main->connections_open();
   m.connections_refused = deps_.main->connections_refused();
+  if (deps_.keys != nullptr) {
+    m.keys = &deps_.keys->stats();
+    m.key_counts = deps_.keys->counts();
+    m.key_events_subscribed = deps_.keys->subscribed();
+  }
   HttpResponse r;
   r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
   r.body = deps_.metrics->Render(m);
