@@ -342,6 +342,51 @@ std::string Metrics::Render(const MetricsSnapshot& g) const {
                "Rate-limit scripts reloaded after NOSCRIPT.",
                std::to_string(Load(l ? &l->script_reloads : nullptr)));
 
+  if (const keys::KeyStats* k = g.keys) {
+    AppendHeader(&out, "tollgate_keys", "gauge",
+                 "Run-time caller keys in Redis, by state (counted every 15 s and after each "
+                 "admin change; absent until the first count).");
+    if (g.key_counts.known) {
+      const std::pair<const char*, int64_t> states[] = {{"active", g.key_counts.active},
+                                                        {"grace", g.key_counts.grace},
+                                                        {"expired", g.key_counts.expired},
+                                                        {"revoked", g.key_counts.revoked}};
+      for (const auto& [state, n] : states) {
+        AppendSample(&out, "tollgate_keys", LabelSet({"state"}, {state}), std::to_string(n));
+      }
+    }
+    AppendHeader(&out, "tollgate_key_lookups_total", "counter",
+                 "Run-time key lookups in Redis, by result: found, not_found, failed (Redis "
+                 "down or an error), throttled (the lookup budget was spent: none made).");
+    const std::pair<const char*, const std::atomic<uint64_t>*> lookups[] = {
+        {"found", &k->lookups_found},
+        {"not_found", &k->lookups_not_found},
+        {"failed", &k->lookups_failed},
+        {"throttled", &k->lookups_throttled}};
+    for (const auto& [result, counter] : lookups) {
+      AppendSample(&out, "tollgate_key_lookups_total", LabelSet({"result"}, {result}),
+                   std::to_string(Load(counter)));
+    }
+    AppendHeader(&out, "tollgate_key_cache_total", "counter",
+                 "Run-time key authentications by what this replica's cache knew: hit (a fresh "
+                 "record), negative_hit (an id Redis recently did not know), miss (looked up).");
+    const std::pair<const char*, const std::atomic<uint64_t>*> cache[] = {
+        {"hit", &k->cache_hits},
+        {"negative_hit", &k->cache_negative_hits},
+        {"miss", &k->cache_misses}};
+    for (const auto& [result, counter] : cache) {
+      AppendSample(&out, "tollgate_key_cache_total", LabelSet({"result"}, {result}),
+                   std::to_string(Load(counter)));
+    }
+    AppendScalar(&out, "tollgate_key_stale_used_total", "counter",
+                 "Run-time keys accepted from the cache because Redis could not be asked (within "
+                 "keys.cache_ttl_seconds of their last verification).",
+                 std::to_string(Load(&k->stale_used)));
+    AppendScalar(&out, "tollgate_key_events_subscribed", "gauge",
+                 "1 while the key invalidation subscription (Redis pub/sub) is live.",
+                 g.key_events_subscribed ? "1" : "0");
+  }
+
   const upstream::UpstreamClientStats* u = g.upstream;
   AppendScalar(&out, "tollgate_upstream_in_flight", "gauge", "Upstream transfers in progress.",
                std::to_string(g.upstream_in_flight));

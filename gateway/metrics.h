@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "keys/run_time_keys.h"
 #include "policies/rate_limiter.h"
 #include "upstream/upstream_client.h"
 
@@ -43,6 +44,10 @@ struct MetricsSnapshot {
   uint64_t audit_stream_dropped = 0;
   uint64_t audit_file_dropped = 0;  // records the audit file could not take (disk full...)
   int64_t audit_slots_used = 0;     // audit places taken (reserved, queued or being written)
+  // Run-time keys; null without a `redis` section (then their series are left out).
+  const keys::KeyStats* keys = nullptr;
+  keys::KeyStateCounts key_counts;
+  bool key_events_subscribed = false;
 };
 
 class Metrics {

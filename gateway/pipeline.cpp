@@ -11,6 +11,7 @@
 #include <random>
 #include <unordered_set>
 
+#include "config/syntax.h"
 #include "gateway/log.h"
 #include "gateway/rate_limit_headers.h"
 #include "policies/normalise.h"
@@ -33,6 +34,10 @@ struct Pipeline::Context : upstream::StreamSink {
   AuditLog::Slot audit_slot;  // reserved at admission: the record always has a place
   const config::Upstream* upstream = nullptr;
   const config::Caller* caller = nullptr;
+  // When the caller's key stops working (the run-time key's expiry or the caller's `expires`):
+  // within kKeyExpiryNotice of it, every answer says when (Tollgate-Key-Expires).
+  std::optional<std::chrono::system_clock::time_point> key_expires;
+  std::string key_kind;  // "config" or "run-time", for whoami
   const config::Rule* rule = nullptr;
   // The redactions of every allow rule that matched (owned by the snapshot's policy); empty on
   // routes without any.
@@ -75,6 +80,16 @@ struct Pipeline::Context : upstream::StreamSink {
 };
 
 namespace {
+
+// A key that stops working within this long says so on every answer (Tollgate-Key-Expires), so
+// a team sees it coming in its own logs.
+constexpr std::chrono::hours kKeyExpiryNotice{24 * 7};
+
+void AddKeyExpiry(const Pipeline::Context& ctx, HeaderList* headers) {
+  if (ctx.caller == nullptr || !ctx.key_expires) return;
+  if (*ctx.key_expires - std::chrono::system_clock::now() >= kKeyExpiryNotice) return;
+  headers->emplace_back("Tollgate-Key-Expires", config::syntax::FormatRfc3339(*ctx.key_expires));
+}
 
 // The transfers running on one loop (a Loop local), for ending them at shutdown.
 struct ActiveTransfers {
@@ -346,16 +361,74 @@ void Pipeline::Route(const std::shared_ptr<Context>& ctx) {
     return;
   }
   a.upstream = ctx->upstream->name;
-  // 4. authenticate
+  Authenticate(ctx, &Pipeline::Authorise);
+}
+
+void Pipeline::Authenticate(const std::shared_ptr<Context>& ctx, Stage next) {
+  const auto now = std::chrono::system_clock::now();
   AuthResult auth =
-      ctx->snapshot->Authenticate(req.Header("authorization"), std::chrono::system_clock::now());
+      ctx->snapshot->Authenticate(ctx->exchange->request().Header("authorization"), now);
+  if (auth.run_time_key.empty() || deps_.keys == nullptr) {
+    if (auth.outcome == AuthResult::Outcome::kOk) ctx->key_kind = "config";
+    Authenticated(ctx, auth, next);
+    return;
+  }
+  ctx->audit.key_id = auth.key_id;
+  ctx->key_kind = "run-time";
+  // The answer comes on this loop: at once from the cache, else when Redis answers.
+  deps_.keys->Authenticate(auth.run_time_key, auth.key_id, [this, ctx, next](keys::KeyAuth key) {
+    OnLoop(ctx, [this, ctx, next, key = std::move(key)] { KeyAuthenticated(ctx, key, next); });
+  });
+}
+
+void Pipeline::KeyAuthenticated(const std::shared_ptr<Context>& ctx, const keys::KeyAuth& key,
+                                Stage next) {
+  using Outcome = keys::KeyAuth::Outcome;
+  if (key.outcome == Outcome::kUnavailable || key.outcome == Outcome::kBusy) {
+    const bool busy = key.outcome == Outcome::kBusy;
+    ctx->audit.decision = "unauthenticated";
+    ctx->audit.error = key.message;
+    HttpResponse r = ErrorResponse(503, busy ? "key_lookup_busy" : "redis_unavailable", key.message,
+                                   ctx->request_id);
+    r.headers.emplace_back("Retry-After", "1");
+    Finish(ctx, std::move(r));
+    return;
+  }
+  const auto now = std::chrono::system_clock::now();
+  AuthResult auth;
+  if (key.outcome == Outcome::kOk) {
+    auth = ctx->snapshot->AuthenticateCaller(key.record.caller, now);
+    if (auth.outcome == AuthResult::Outcome::kOk && key.record.expires_at &&
+        (!auth.key_expires || *key.record.expires_at < *auth.key_expires)) {
+      auth.key_expires = key.record.expires_at;
+    }
+  } else {
+    auth.outcome = key.outcome == Outcome::kRevoked   ? AuthResult::Outcome::kDisabled
+                   : key.outcome == Outcome::kExpired ? AuthResult::Outcome::kExpired
+                                                      : AuthResult::Outcome::kUnknown;
+    auth.message = key.message;
+  }
+  Authenticated(ctx, auth, next);
+}
+
+void Pipeline::Authenticated(const std::shared_ptr<Context>& ctx, const AuthResult& auth,
+                             Stage next) {
+  AuditRecord& a = ctx->audit;
+  if (!auth.key_id.empty()) a.key_id = auth.key_id;
   if (auth.outcome != AuthResult::Outcome::kOk) {
     if (auth.caller) a.caller = auth.caller->name;
     Fail(ctx, 401, "unauthenticated", "unauthenticated", auth.message);
     return;
   }
   ctx->caller = auth.caller;
+  ctx->key_expires = auth.key_expires;
   a.caller = auth.caller->name;
+  (this->*next)(ctx);
+}
+
+void Pipeline::Authorise(const std::shared_ptr<Context>& ctx) {
+  const HttpRequest& req = ctx->exchange->request();
+  AuditRecord& a = ctx->audit;
   // 5. authorise
   policies::PolicyDecision decision =
       ctx->snapshot->policy().Decide(*ctx->caller, req.method, ctx->upstream->name, ctx->path);
@@ -382,7 +455,6 @@ void Pipeline::Route(const std::shared_ptr<Context>& ctx) {
 }
 
 void Pipeline::Internal(const std::shared_ptr<Context>& ctx, std::string_view path) {
-  const HttpRequest& req = ctx->exchange->request();
   if (path == "/health") {
     HttpResponse r;
     r.headers.emplace_back("Content-Type", "application/json");
@@ -395,16 +467,11 @@ void Pipeline::Internal(const std::shared_ptr<Context>& ctx, std::string_view pa
     Fail(ctx, 404, "not_found", "not_found", "no such gateway endpoint");
     return;
   }
-  AuthResult auth =
-      ctx->snapshot->Authenticate(req.Header("authorization"), std::chrono::system_clock::now());
-  if (auth.outcome != AuthResult::Outcome::kOk) {
-    if (auth.caller) ctx->audit.caller = auth.caller->name;
-    Fail(ctx, 401, "unauthenticated", "unauthenticated", auth.message);
-    return;
-  }
-  ctx->caller = auth.caller;
-  ctx->audit.caller = auth.caller->name;
-  auto buckets = ctx->snapshot->BucketsOfCaller(*auth.caller);
+  Authenticate(ctx, &Pipeline::Whoami);
+}
+
+void Pipeline::Whoami(const std::shared_ptr<Context>& ctx) {
+  auto buckets = ctx->snapshot->BucketsOfCaller(*ctx->caller);
   deps_.limiter->Peek(buckets, [this, ctx, buckets](policies::LimitDecision levels) {
     OnLoop(ctx, [this, ctx, buckets, levels = std::move(levels)] {
       rapidjson::StringBuffer buf;
@@ -416,6 +483,20 @@ void Pipeline::Internal(const std::shared_ptr<Context>& ctx, std::string_view pa
       w.StartArray();
       for (const auto& r : ctx->caller->roles) WriteJsonString(w, r);
       w.EndArray();
+      // The key's id (never the key), its kind and when it stops working.
+      w.Key("key");
+      w.StartObject();
+      w.Key("id");
+      WriteJsonString(w, ctx->audit.key_id);
+      w.Key("kind");
+      WriteJsonString(w, ctx->key_kind);
+      w.Key("expires_at");
+      if (ctx->key_expires) {
+        WriteJsonString(w, config::syntax::FormatRfc3339(*ctx->key_expires));
+      } else {
+        w.Null();
+      }
+      w.EndObject();
       w.Key("buckets");
       w.StartArray();
       for (size_t i = 0; i < buckets.size() && i < levels.levels.size(); ++i) {
@@ -688,6 +769,7 @@ void Pipeline::OnUpstreamHeaders(Context& c, int status, upstream::HeaderList he
     ctx->length_promised = length.has_value();
   }
   out.emplace_back("X-Request-Id", ctx->request_id);
+  AddKeyExpiry(*ctx, &out);
   if (!ctx->buckets.empty() && ctx->limit.levels.size() == ctx->buckets.size()) {
     AddRateLimitHeaders(ctx->buckets, ctx->limit.levels, &out);
   }
@@ -917,6 +999,7 @@ void Pipeline::Fail(const std::shared_ptr<Context>& ctx, int status, std::string
 
 void Pipeline::Finish(const std::shared_ptr<Context>& ctx, HttpResponse response) {
   response.headers.emplace_back("X-Request-Id", ctx->request_id);
+  AddKeyExpiry(*ctx, &response.headers);
   if (!ctx->buckets.empty() && ctx->limit.levels.size() == ctx->buckets.size()) {
     AddRateLimitHeaders(ctx->buckets, ctx->limit.levels, &response.headers);
   }

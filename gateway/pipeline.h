@@ -33,6 +33,7 @@
 #include "gateway/http_server.h"
 #include "gateway/metrics.h"
 #include "gateway/snapshot.h"
+#include "keys/run_time_keys.h"
 #include "loop/loop.h"
 #include "policies/rate_limiter.h"
 #include "upstream/stream_client.h"
@@ -62,6 +63,8 @@ struct PipelineDeps {
   // For each loop's StreamClient. max_response_bytes caps the buffered (redacted) answers.
   upstream::UpstreamClientOptions upstream_options;
   upstream::UpstreamClientStats* upstream_stats = nullptr;
+  // Run-time caller keys (null without a `redis` section: then only config keys exist).
+  keys::RunTimeKeys* keys = nullptr;
 };
 
 class Pipeline {
@@ -99,6 +102,14 @@ class Pipeline {
   void Refuse(const std::shared_ptr<Exchange>& exchange);
   void Route(const std::shared_ptr<Context>& ctx);
   void Internal(const std::shared_ptr<Context>& ctx, std::string_view path);
+  // 4. authenticate, then `next`: a config key at once, a run-time key from this replica's cache
+  // or, later on the same loop, from Redis. Ends the request itself when the key is refused.
+  using Stage = void (Pipeline::*)(const std::shared_ptr<Context>& ctx);
+  void Authenticate(const std::shared_ptr<Context>& ctx, Stage next);
+  void KeyAuthenticated(const std::shared_ptr<Context>& ctx, const keys::KeyAuth& key, Stage next);
+  void Authenticated(const std::shared_ptr<Context>& ctx, const AuthResult& auth, Stage next);
+  void Authorise(const std::shared_ptr<Context>& ctx);
+  void Whoami(const std::shared_ptr<Context>& ctx);
   void Limit(const std::shared_ptr<Context>& ctx);
   void Forward(const std::shared_ptr<Context>& ctx);
   // The upstream transfer's events (Context is its StreamSink).

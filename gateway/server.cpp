@@ -16,6 +16,7 @@
 #include "gateway/metrics.h"
 #include "gateway/pipeline.h"
 #include "gateway/snapshot.h"
+#include "keys/run_time_keys.h"
 #include "policies/policy_warnings.h"
 #include "policies/rate_limiter.h"
 #include "upstream/upstream_client.h"
@@ -71,6 +72,13 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
   if (a.client_idle_timeout_ms != b.client_idle_timeout_ms) out.push_back("client_idle_timeout_ms");
   if (a.max_connections != b.max_connections) out.push_back("max_connections");
   if (a.max_response_bytes != b.max_response_bytes) out.push_back("max_response_bytes");
+  const config::KeysConfig& ka = a.keys;
+  const config::KeysConfig& kb = b.keys;
+  if (ka.cache_ttl_seconds != kb.cache_ttl_seconds ||
+      ka.negative_ttl_seconds != kb.negative_ttl_seconds ||
+      ka.lookups_per_second != kb.lookups_per_second || ka.lookup_burst != kb.lookup_burst) {
+    out.push_back("keys");
+  }
   return out;
 }
 
@@ -105,6 +113,8 @@ class Server {
 
     limiter_ = cfg.redis ? policies::MakeRedisLimiter(*cfg.redis) : policies::MakeMemoryLimiter();
     audit_ = std::make_unique<AuditLog>(cfg.audit, cfg.redis);
+    // Run-time keys live in Redis: without it, only the config's keys exist.
+    if (cfg.redis) keys_ = std::make_unique<keys::RunTimeKeys>(*cfg.redis, cfg.keys);
     metrics_.MarkConfigLoaded();
     PipelineDeps deps;
     deps.limiter = limiter_.get();
@@ -112,6 +122,7 @@ class Server {
     deps.metrics = &metrics_;
     deps.upstream_options.max_response_bytes = cfg.max_response_bytes;
     deps.upstream_stats = &upstream_stats_;
+    deps.keys = keys_.get();
     pipeline_ = std::make_unique<Pipeline>(std::move(deps));
     pipeline_->SetSnapshot(loaded.snapshot);
 
@@ -235,6 +246,7 @@ class Server {
     main_->Shutdown();
     if (admin_) admin_->Shutdown();
     pipeline_.reset();
+    keys_.reset();
     limiter_.reset();
     audit_->Flush();
     audit_.reset();
@@ -244,6 +256,7 @@ class Server {
 
   std::string path_;
   std::unique_ptr<policies::RateLimiter> limiter_;
+  std::unique_ptr<keys::RunTimeKeys> keys_;
   upstream::UpstreamClientStats upstream_stats_;
   std::unique_ptr<AuditLog> audit_;
   Metrics metrics_;

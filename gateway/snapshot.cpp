@@ -5,6 +5,7 @@
 #include <cctype>
 #include <set>
 
+#include "keys/key_format.h"
 #include "upstream/upstream_auth.h"
 
 namespace tollgate::gateway {
@@ -117,17 +118,41 @@ AuthResult Snapshot::Authenticate(const std::string* authorization,
   auto it = callers_by_key_.find(digest);
   // Lookup is by the key's SHA-256, never the key: its timing can only depend on digest bytes
   // an attacker cannot steer, and the final check is constant-time (CRYPTO_memcmp).
-  if (it == callers_by_key_.end()) {
+  if (it == callers_by_key_.end() ||
+      CRYPTO_memcmp(it->first.data(), digest.data(), digest.size()) != 0) {
     r.outcome = AuthResult::Outcome::kUnknown;
     r.message = "unknown key";
+    std::string_view id;
+    if (keys::ParseRunTimeKey(key, &id)) {
+      r.run_time_key = key;
+      r.key_id = std::string(id);
+    }
     return r;
   }
-  if (CRYPTO_memcmp(it->first.data(), digest.data(), digest.size()) != 0) {
-    r.outcome = AuthResult::Outcome::kUnknown;
-    r.message = "unknown key";
-    return r;
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (size_t i = 0; i < 4; ++i) {
+    const auto b = static_cast<unsigned char>(digest[i]);
+    r.key_id.push_back(kHex[b >> 4]);
+    r.key_id.push_back(kHex[b & 15]);
   }
   r.caller = it->second;
+  return CheckCaller(std::move(r), now);
+}
+
+AuthResult Snapshot::AuthenticateCaller(std::string_view caller,
+                                        std::chrono::system_clock::time_point now) const {
+  AuthResult r;
+  r.caller = FindCaller(caller);
+  if (r.caller == nullptr) {
+    // The key names a caller this config no longer has: the key is as good as unknown.
+    r.outcome = AuthResult::Outcome::kUnknown;
+    r.message = "unknown key";
+    return r;
+  }
+  return CheckCaller(std::move(r), now);
+}
+
+AuthResult Snapshot::CheckCaller(AuthResult r, std::chrono::system_clock::time_point now) {
   if (r.caller->disabled) {
     r.outcome = AuthResult::Outcome::kDisabled;
     r.message = "caller is disabled";
@@ -138,6 +163,7 @@ AuthResult Snapshot::Authenticate(const std::string* authorization,
     r.message = "caller key has expired";
     return r;
   }
+  r.key_expires = r.caller->expires;
   r.outcome = AuthResult::Outcome::kOk;
   return r;
 }

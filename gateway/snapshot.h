@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -24,6 +25,14 @@ struct AuthResult {
   Outcome outcome = Outcome::kMissing;
   const config::Caller* caller = nullptr;  // set for kOk, kDisabled, kExpired
   std::string message;                     // for the 401 envelope; never echoes the key
+  // The key's id for the audit record: a config key's first 8 hex characters of its SHA-256
+  // (set for kOk), a run-time key's id (set whenever it has the run-time shape).
+  std::string key_id;
+  // When the key stops working: a config key's caller `expires` (a run-time key's is its own).
+  std::optional<std::chrono::system_clock::time_point> key_expires;
+  // kUnknown with a key of the run-time shape (tg_<id>_<secret>): no config key has its hash,
+  // so it is for the run-time keys to decide. Views into the Authorization header.
+  std::string_view run_time_key;
 };
 
 class Snapshot {
@@ -37,6 +46,10 @@ class Snapshot {
   // `authorization` is the Authorization header value (nullptr when absent).
   AuthResult Authenticate(const std::string* authorization,
                           std::chrono::system_clock::time_point now) const;
+  // The checks a caller passes after its key was recognised (it exists in this config, is not
+  // disabled, has not expired): for a run-time key, whose caller is named by its record.
+  AuthResult AuthenticateCaller(std::string_view caller,
+                                std::chrono::system_clock::time_point now) const;
 
   // Every bucket a request is charged: the upstream's limits, the rule's, the caller's.
   std::vector<policies::BucketSpec> BucketsFor(const config::Upstream& upstream,
@@ -52,6 +65,8 @@ class Snapshot {
   const upstream::SecretScanner& secrets() const { return *secrets_; }
 
  private:
+  static AuthResult CheckCaller(AuthResult r, std::chrono::system_clock::time_point now);
+
   std::shared_ptr<const config::Config> config_;
   std::unique_ptr<const policies::Policy> policy_;
   std::unordered_map<std::string, const config::Caller*> callers_by_key_;  // raw 32-byte digest

@@ -23,6 +23,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -82,8 +83,10 @@ class KeyCache {
   size_t size() const;
 
  private:
-  // (definition left to the implementation: shards of {mutex, map}, the subscription epoch,
-  // the budget bucket, the touch map)
+  // Defined in key_cache.cpp: 16 shards (by hash of the id) of {mutex, entries, recent
+  // invalidations, pending and handed-out touches}; the subscription epoch (bumped whenever the
+  // subscription goes down or comes up; odd = live) and when it last came up; the budget bucket
+  // under its own mutex.
   struct Shard;
   struct State;
   std::shared_ptr<State> state_;

@@ -51,6 +51,7 @@ class KeyEvents {
 
  private:
   void Run();
+  void Wake();
 
   const config::RedisConfig redis_;
   KeyCache* const cache_;
@@ -61,6 +62,8 @@ class KeyEvents {
   std::atomic<uint64_t> events_{0};
   mutable std::mutex mu_;
   KeyStateCounts counts_;
+  int wake_fd_ = -1;  // an eventfd: Stop and CountSoon end the thread's wait at once
+  std::mutex stop_mu_;
   std::thread thread_;
 };
 

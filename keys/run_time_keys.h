@@ -15,8 +15,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "config/model.h"
 #include "keys/key_cache.h"
@@ -71,9 +73,15 @@ class RunTimeKeys {
 
   const KeyStats& stats() const { return stats_; }
   KeyStateCounts counts() const { return events_.counts(); }
+  bool subscribed() const { return events_.subscribed(); }
   const config::KeysConfig& config() const { return config_; }
 
  private:
+  // Asks Redis for `id`; `stale` is the cached entry to fall back on when Redis fails.
+  void Lookup(std::string id, std::string digest,
+              std::optional<std::pair<KeyRecord, SteadyTime>> stale,
+              std::function<void(KeyAuth)> done);
+
   const config::KeysConfig config_;
   policies::RedisLoopClient client_;
   KeyStore store_;

@@ -12,22 +12,17 @@
 // request, or a PING when there is none) then decides whether to close it. The breaker is per
 // loop; the counters and readiness are process-wide.
 
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <pthread.h>
-#include <signal.h>
-
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <deque>
+#include <optional>
 #include <utility>
 
 #include "loop/loop.h"
 #include "policies/rate_limiter.h"
 #include "policies/rate_limiter_memory.h"
 #include "policies/redis_loop_link.h"
+#include "policies/redis_loop_shared.h"
 #include "policies/token_bucket.h"
 #include "policies/token_bucket_script.h"
 
@@ -54,18 +49,6 @@ struct Pending {
 };
 using PendingPtr = std::unique_ptr<Pending>;
 
-void BlockSigpipeOnThisThread() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-}
-
-bool IsNoScript(const redisReply& reply) {
-  return reply.type == REDIS_REPLY_ERROR && reply.str != nullptr &&
-         std::strncmp(reply.str, "NOSCRIPT", 8) == 0;
-}
-
 LimitDecision Unavailable() {
   LimitDecision decision;
   decision.outcome = LimitDecision::Outcome::kUnavailable;
@@ -75,25 +58,7 @@ LimitDecision Unavailable() {
 
 // What the limiter and its per-loop connections share. Held by shared_ptr from both, so a loop's
 // connection destroyed late (its loop's locals cleared after the limiter) still finds it.
-// The address to connect to, resolved once here (on the thread that builds the limiter):
-// hiredis resolves a host name inside redisAsyncConnect, which would block a loop on DNS at
-// every reconnect. A name that does not resolve now is kept, so a later connect still tries it.
-std::string ResolveOnce(const std::string& host) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  if (getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0 || found == nullptr) return host;
-  char text[INET6_ADDRSTRLEN] = {0};
-  const void* addr =
-      found->ai_family == AF_INET6
-          ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(found->ai_addr)->sin6_addr)
-          : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr);
-  std::string out = inet_ntop(found->ai_family, addr, text, sizeof text) ? text : host;
-  freeaddrinfo(found);
-  return out;
-}
-
+// The address is resolved once here, on the thread that builds the limiter (ResolveOnce).
 struct Core {
   explicit Core(const config::RedisConfig& c)
       : config(c),
@@ -144,7 +109,7 @@ class LoopConnection {
       : core_(std::move(core)), loop_(loop), stats_(core_->stats) {}
 
   ~LoopConnection() {
-    if (deadline_timer_ != 0) loop_->Cancel(deadline_timer_);
+    deadline_.Cancel();
     if (probe_timer_ != 0) loop_->Cancel(probe_timer_);
     if (link_ != nullptr) link_->Close();
     link_.reset();
@@ -187,17 +152,9 @@ class LoopConnection {
         [this](const redisReply& reply) { OnReply(reply); }, [this] { Drop(); },
         &stats_.redis_writes);
     if (link_ == nullptr) return false;
-    const config::RedisConfig& config = core_->config;
     const Clock::time_point deadline = Clock::now() + core_->timeout;
-    if (!config.password.empty()) {
-      std::vector<std::string> auth = {"AUTH"};
-      if (!config.username.empty()) auth.push_back(config.username);
-      auth.push_back(config.password);
-      SendCommand(auth, Entry{Type::kHandshake, nullptr, deadline});
-    }
-    if (config.db != 0) {
-      SendCommand({"SELECT", std::to_string(config.db)},
-                  Entry{Type::kHandshake, nullptr, deadline});
+    for (const auto& argv : HandshakeCommands(core_->config)) {
+      SendCommand(argv, Entry{Type::kHandshake, nullptr, deadline});
     }
     return true;
   }
@@ -238,23 +195,7 @@ class LoopConnection {
       return;
     }
     inflight_.push_back(std::move(entry));
-    ArmDeadline();
-  }
-
-  // One timer watches the oldest command: replies come in order, so nothing behind it can have
-  // been answered while it was not.
-  void ArmDeadline() {
-    if (deadline_timer_ != 0 || inflight_.empty()) return;
-    const auto left = std::chrono::ceil<milliseconds>(inflight_.front().deadline - Clock::now());
-    deadline_timer_ = loop_->After(std::max(left, milliseconds(0)), [this] {
-      deadline_timer_ = 0;
-      if (inflight_.empty()) return;
-      if (Clock::now() >= inflight_.front().deadline) {
-        Drop();  // timed out: hiredis has no timeouts of its own in async mode
-      } else {
-        ArmDeadline();
-      }
-    });
+    deadline_.Arm();
   }
 
   void OnReply(const redisReply& reply) {
@@ -420,7 +361,13 @@ class LoopConnection {
   std::deque<Entry> inflight_;               // one per command sent, in order
   std::vector<PendingPtr> awaiting_script_;  // answered NOSCRIPT, resent after SCRIPT LOAD
   bool loading_script_ = false;
-  loop::Loop::TimerId deadline_timer_ = 0;
+  // Watches the oldest command in inflight_ (FifoDeadline); a timeout drops the connection.
+  FifoDeadline deadline_{loop_,
+                         [this]() -> std::optional<Clock::time_point> {
+                           if (inflight_.empty()) return std::nullopt;
+                           return inflight_.front().deadline;
+                         },
+                         [this] { Drop(); }};
   loop::Loop::TimerId probe_timer_ = 0;
 
   int consecutive_failures_ = 0;

@@ -1,8 +1,6 @@
 #include "policies/token_bucket_script.h"
 
-#include <openssl/evp.h>
-
-#include <cstdio>
+#include "policies/redis_loop_client.h"
 
 namespace tollgate::policies {
 
@@ -111,19 +109,6 @@ return out
 
 namespace {
 
-std::string ComputeSha1(const std::string& text) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(text.data(), text.size(), digest, &length, EVP_sha1(), nullptr);
-  std::string hex;
-  char byte[3];
-  for (unsigned int i = 0; i < length; ++i) {
-    std::snprintf(byte, sizeof(byte), "%02x", digest[i]);
-    hex += byte;
-  }
-  return hex;
-}
-
 constexpr size_t kHeaderFields = 5;
 constexpr size_t kBucketParamsBytes = 25;  // refill, capacity, cost, shadow: '<i8i8i8B'
 constexpr size_t kBucketStateBytes = 16;   // level, stamp: '<i8i8'
@@ -144,8 +129,8 @@ constexpr size_t kFieldsPerBucket = 3;
 }  // namespace
 
 const std::string& TokenBucketScriptSha1() {
-  static const std::string sha = ComputeSha1(kTokenBucketScript);
-  return sha;
+  static const RedisScript script(kTokenBucketScript);
+  return script.sha1;
 }
 
 TokenBucketCall MakeTokenBucketCall(const std::vector<BucketSpec>& buckets,

@@ -54,19 +54,27 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::map<std::string, st
 }
 
 // True when 127.0.0.1:port answers an inline PING with +PONG within a second.
-bool Pings(int port) {
+// With a password, AUTH goes first (inline protocol: the test passwords hold no spaces).
+bool Pings(int port, const std::string& password = "") {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(port);
   bool ok = false;
+  const std::string request = (password.empty() ? "" : "AUTH " + password + "\r\n") + "PING\r\n";
+  const std::string expected = std::string(password.empty() ? "" : "+OK\r\n") + "+PONG\r\n";
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      write(fd, "PING\r\n", 6) == 6) {
+      write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+    std::string got;
     pollfd p{fd, POLLIN, 0};
-    char buf[16] = {0};
-    ok = poll(&p, 1, 1000) == 1 && read(fd, buf, sizeof buf - 1) >= 7 &&
-         std::strncmp(buf, "+PONG\r\n", 7) == 0;
+    char buf[32];
+    while (got.size() < expected.size() && poll(&p, 1, 1000) == 1) {
+      const ssize_t n = read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    ok = got.compare(0, expected.size(), expected) == 0;
   }
   close(fd);
   return ok;
@@ -287,6 +295,11 @@ std::string ReadFile(const std::string& path) {
 
 RedisServer::RedisServer() : port_(FreePort()) { Start(); }
 
+RedisServer::RedisServer(RedisServerOptions options)
+    : port_(FreePort()), options_(std::move(options)) {
+  Start();
+}
+
 std::string RedisServer::url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
 
 void RedisServer::Start() {
@@ -297,12 +310,26 @@ void RedisServer::Start() {
   // keeps its port: a test restarting Redis means "the same address again").
   const bool first_start = !started_once_;
   for (int attempt = 0; attempt < 5; ++attempt) {
-    process_ = ChildProcess(
-        {"/usr/bin/redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save",
-         "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"},
-        {}, "/dev/null");
+    std::vector<std::string> argv = {"/usr/bin/redis-server",
+                                     "--port",
+                                     std::to_string(port_),
+                                     "--bind",
+                                     "127.0.0.1",
+                                     "--save",
+                                     "",
+                                     "--appendonly",
+                                     "no",
+                                     "--daemonize",
+                                     "no",
+                                     "--loglevel",
+                                     "warning"};
+    if (!options_.password.empty()) {
+      argv.push_back("--requirepass");
+      argv.push_back(options_.password);
+    }
+    process_ = ChildProcess(argv, {}, "/dev/null");
     if (WaitForPort(port_, std::chrono::milliseconds(10000)) && process_.running() &&
-        Pings(port_)) {
+        Pings(port_, options_.password)) {
       started_once_ = true;
       return;
     }

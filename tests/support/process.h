@@ -69,10 +69,15 @@ class TempDir {
 
 std::string ReadFile(const std::string& path);
 
+struct RedisServerOptions {
+  std::string password;  // non-empty: `--requirepass` (clients must AUTH with it)
+};
+
 // redis-server on a free loopback port with no persistence.
 class RedisServer {
  public:
   RedisServer();  // starts it and waits until it answers; ADD_FAILURE()s if it cannot
+  explicit RedisServer(RedisServerOptions options);
   int port() const { return port_; }
   std::string url() const;  // redis://127.0.0.1:<port>/0
   void Stop();              // kills it (SIGKILL: like a crash)
@@ -82,6 +87,7 @@ class RedisServer {
  private:
   int port_;
   bool started_once_ = false;
+  RedisServerOptions options_;
   ChildProcess process_;
 };
 

@@ -1,0 +1,85 @@
+#include "policies/redis_loop_shared.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+namespace tollgate::policies {
+
+std::string ResolveOnce(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0 || found == nullptr) return host;
+  char text[INET6_ADDRSTRLEN] = {0};
+  const void* addr =
+      found->ai_family == AF_INET6
+          ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(found->ai_addr)->sin6_addr)
+          : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr);
+  std::string out = inet_ntop(found->ai_family, addr, text, sizeof text) ? text : host;
+  freeaddrinfo(found);
+  return out;
+}
+
+void BlockSigpipeOnThisThread() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+bool IsNoScript(const redisReply& reply) {
+  return reply.type == REDIS_REPLY_ERROR && reply.str != nullptr &&
+         std::strncmp(reply.str, "NOSCRIPT", 8) == 0;
+}
+
+std::vector<std::vector<std::string>> HandshakeCommands(const config::RedisConfig& config) {
+  std::vector<std::vector<std::string>> commands;
+  if (!config.password.empty()) {
+    std::vector<std::string> auth = {"AUTH"};
+    if (!config.username.empty()) auth.push_back(config.username);
+    auth.push_back(config.password);
+    commands.push_back(std::move(auth));
+  }
+  if (config.db != 0) commands.push_back({"SELECT", std::to_string(config.db)});
+  return commands;
+}
+
+FifoDeadline::FifoDeadline(loop::Loop* loop,
+                           std::function<std::optional<Clock::time_point>()> oldest,
+                           std::function<void()> expired)
+    : loop_(loop), oldest_(std::move(oldest)), expired_(std::move(expired)) {}
+
+FifoDeadline::~FifoDeadline() { Cancel(); }
+
+void FifoDeadline::Arm() {
+  using std::chrono::milliseconds;
+  if (timer_ != 0) return;
+  const std::optional<Clock::time_point> oldest = oldest_();
+  if (!oldest) return;
+  const auto left = std::chrono::ceil<milliseconds>(*oldest - Clock::now());
+  timer_ = loop_->After(std::max(left, milliseconds(0)), [this] {
+    timer_ = 0;
+    const std::optional<Clock::time_point> now_oldest = oldest_();
+    if (!now_oldest) return;
+    if (Clock::now() >= *now_oldest) {
+      expired_();  // timed out: hiredis has no timeouts of its own in async mode
+    } else {
+      Arm();
+    }
+  });
+}
+
+void FifoDeadline::Cancel() {
+  if (timer_ != 0) loop_->Cancel(timer_);
+  timer_ = 0;
+}
+
+}  // namespace tollgate::policies
