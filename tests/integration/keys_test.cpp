@@ -649,6 +649,30 @@ TEST_F(KeysTest, AdminKeyCallsNeedTheKeysScopeAndEveryCallIsAudited) {
 
 // ------------------------------------------------------------------------------- caller requests
 
+TEST_F(KeysTest, ACallerRemovedFromTheConfigLosesItsRunTimeKeys) {
+  const std::string config = KeysGatewayConfig();
+  auto g = Start(config);
+  ASSERT_TRUE(g->started());
+  CreatedKey ops = Create(*g, R"({"caller": "ops-team"})");
+  CreatedKey data = Create(*g);
+  ASSERT_EQ(Use(*g, ops.key).status, 200);  // cached
+  ASSERT_EQ(Use(*g, data.key).status, 200);
+
+  const std::string ops_caller =
+      R"(,
+    "ops-team": {"key_sha256": ["${OPS_HASH}"], "roles": ["devin-beta"], "expires": "${SOON}"})";
+  std::string without_ops = config;
+  const size_t at = without_ops.find(ops_caller);
+  ASSERT_NE(at, std::string::npos);
+  without_ops.erase(at, ops_caller.size());
+  g->WriteConfig(without_ops);
+  HttpResponse reload = Admin(*g, "POST", "/reload", "", kNoKeysAdminToken);
+  ASSERT_EQ(reload.status, 200) << reload.body;
+  // The key still exists in Redis, but names a caller the running config does not know.
+  ExpectError(Use(*g, ops.key), 401, "unauthenticated", "unknown key");
+  EXPECT_EQ(Use(*g, data.key).status, 200);
+}
+
 TEST_F(KeysTest, CallerRecordsCarryTheKeyIdAndShortLivedKeysAnnounceTheirExpiry) {
   auto g = Start();
   ASSERT_TRUE(g->started());
