@@ -58,6 +58,18 @@ std::string DescribeConfig(const Config& config) {
     out << "limiter: in-process limiter (no redis section; single instance only)\n";
   }
 
+  const KeysConfig& keys = config.keys;
+  if (config.redis) {
+    out << "run-time keys: in redis, trusted " << keys.cache_ttl_seconds
+        << " s once verified, unknown ids remembered " << keys.negative_ttl_seconds
+        << " s, lookups " << keys.lookups_per_second << "/s burst " << keys.lookup_burst
+        << ", max ttl "
+        << (keys.max_ttl_seconds > 0 ? std::to_string(keys.max_ttl_seconds) + " s" : "none")
+        << "\n";
+  } else {
+    out << "run-time keys: off (no redis section; only the callers' key_sha256 keys)\n";
+  }
+
   out << "audit: ";
   if (config.audit.file == "-") {
     out << "stdout";

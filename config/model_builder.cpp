@@ -36,6 +36,26 @@ bool BoolOr(const Value& object, const char* key, bool fallback) {
   return it == object.MemberEnd() ? fallback : it->value.GetBool();
 }
 
+// The `keys` section (types and ranges were checked by the schema).
+void BuildKeys(const Value& keys, KeysConfig* result, std::vector<ConfigError>* errors) {
+  result->cache_ttl_seconds = IntOr(keys, "cache_ttl_seconds", result->cache_ttl_seconds);
+  result->negative_ttl_seconds = IntOr(keys, "negative_ttl_seconds", result->negative_ttl_seconds);
+  result->max_ttl_seconds = IntOr(keys, "max_ttl_seconds", result->max_ttl_seconds);
+  if (auto it = keys.FindMember("lookups_per_second"); it != keys.MemberEnd()) {
+    result->lookups_per_second = it->value.GetDouble();
+    // The schema says >= 0 (draft 4 cannot word "> 0" well): no refill would refuse every key
+    // not yet cached, once the burst is spent, until a restart.
+    if (!(result->lookups_per_second > 0)) {
+      errors->push_back({"/keys/lookups_per_second",
+                         "must be greater than 0 (lookups of keys this replica has not cached, "
+                         "per second)"});
+    }
+  }
+  if (auto it = keys.FindMember("lookup_burst"); it != keys.MemberEnd()) {
+    result->lookup_burst = it->value.GetDouble();
+  }
+}
+
 bool SameSettings(const Limit& a, const Limit& b) {
   return a.rate.tokens == b.rate.tokens && a.rate.period_seconds == b.rate.period_seconds &&
          a.burst == b.burst && a.scope == b.scope && a.shadow == b.shadow;
@@ -56,6 +76,15 @@ Config ModelBuilder::Build(const Value& root) {
     Error("/audit/redis_stream", "needs a \"redis\" section to write the stream to");
   }
 
+  if (root.HasMember("keys")) {
+    BuildKeys(root["keys"], &config.keys, errors_);
+    // Like the audit stream: settings for something that cannot run are a mistake to point out.
+    if (!config.redis && !WasRemoved("/redis")) {
+      Error("/keys",
+            "run-time keys live in Redis: they need a \"redis\" section (without one, only the "
+            "callers' key_sha256 keys exist)");
+    }
+  }
   if (root.HasMember("admin")) BuildAdmin(root["admin"], &config);
   config.entry_digests = DigestEntries(root);
 

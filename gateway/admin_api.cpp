@@ -6,7 +6,10 @@
 
 #include <string_view>
 
+#include "gateway/admin_keys.h"
 #include "gateway/snapshot.h"
+#include "keys/key_format.h"
+#include "keys/run_time_keys.h"
 #include "upstream/upstream_auth.h"
 
 namespace tollgate::gateway {
@@ -14,25 +17,79 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+enum class Method { kGet, kPost, kDelete };  // kGet: GET and HEAD
+
 struct Endpoint {
-  std::string_view path;
+  std::string_view path;  // a "{id}" segment matches any one non-empty segment
+  Method method;
   std::string_view action;  // the audit record's `action`
-  bool post;                // POST only; otherwise GET and HEAD
   std::string_view scope;   // "" = open: no token, no audit record
 };
 
 constexpr Endpoint kEndpoints[] = {
-    {"/healthz", "healthz", false, ""},
-    {"/readyz", "readyz", false, ""},
-    {"/metrics", "metrics", false, ""},
-    {"/reload", "reload", true, "reload"},
+    {"/healthz", Method::kGet, "healthz", ""},
+    {"/readyz", Method::kGet, "readyz", ""},
+    {"/metrics", Method::kGet, "metrics", ""},
+    {"/reload", Method::kPost, "reload", "reload"},
+    {"/keys", Method::kPost, "keys.create", "keys"},
+    {"/keys", Method::kGet, "keys.list", "keys"},
+    {"/keys/{id}", Method::kDelete, "keys.revoke", "keys"},
+    {"/keys/{id}/rotate", Method::kPost, "keys.rotate", "keys"},
 };
 
-const Endpoint* FindEndpoint(std::string_view path) {
-  for (const Endpoint& e : kEndpoints) {
-    if (e.path == path) return &e;
+bool MethodMatches(Method method, std::string_view m) {
+  switch (method) {
+    case Method::kGet:
+      return m == "GET" || m == "HEAD";
+    case Method::kPost:
+      return m == "POST";
+    case Method::kDelete:
+      return m == "DELETE";
   }
-  return nullptr;
+  return false;
+}
+
+// True when `path` matches `pattern` segment by segment; *param is what "{id}" matched.
+bool PathMatches(std::string_view pattern, std::string_view path, std::string_view* param) {
+  constexpr std::string_view kParamSegment = "/{id}";
+  while (!pattern.empty() && !path.empty()) {
+    const size_t p_end = pattern.find('/', 1);
+    const size_t end = path.find('/', 1);
+    const std::string_view p_segment = pattern.substr(0, p_end);
+    const std::string_view segment = path.substr(0, end);
+    if (p_segment == kParamSegment) {
+      if (segment.size() < 2) return false;
+      *param = segment.substr(1);
+    } else if (p_segment != segment) {
+      return false;
+    }
+    pattern = p_end == std::string_view::npos ? std::string_view() : pattern.substr(p_end);
+    path = end == std::string_view::npos ? std::string_view() : path.substr(end);
+  }
+  return pattern.empty() && path.empty();
+}
+
+struct Route {
+  const Endpoint* endpoint = nullptr;  // the one for this path and method
+  const Endpoint* on_path = nullptr;   // the first for this path (any method)
+  std::string_view param;              // the "{id}" segment
+};
+
+Route FindRoute(std::string_view method, std::string_view path) {
+  Route route;
+  for (const Endpoint& e : kEndpoints) {
+    std::string_view param;
+    if (!PathMatches(e.path, path, &param)) continue;
+    if (route.on_path == nullptr) {
+      route.on_path = &e;
+      route.param = param;
+    }
+    if (MethodMatches(e.method, method)) {
+      route.endpoint = &e;
+      break;
+    }
+  }
+  return route;
 }
 
 // Why a request comes from a web page, or nullptr. Browsers send Origin with every POST and
@@ -154,6 +211,7 @@ struct AdminApi::Call {
   std::string request_id;
   AuditRecord record;
   std::shared_ptr<AdminAction> action;
+  bool finished = false;
 };
 
 void AdminApi::Handle(const std::shared_ptr<Exchange>& exchange) {
@@ -164,20 +222,34 @@ void AdminApi::Handle(const std::shared_ptr<Exchange>& exchange) {
     return;
   }
   const std::string path = req.target.substr(0, req.target.find('?'));
-  const Endpoint* endpoint = FindEndpoint(path);
+  const Route route = FindRoute(req.method, path);
+  // Audit records name a key by its id only: a path segment that is not one (a whole key
+  // pasted by mistake, say) is not written down.
+  const std::string id(route.param);
+  auto begin = [&](std::string_view action, Call* call) {
+    if (!Begin(exchange, action, call)) return false;
+    if (!route.param.empty()) {
+      if (keys::IsValidKeyId(id)) {
+        call->record.key_id = id;
+      } else {
+        call->record.path = std::string(route.on_path->path);
+      }
+    }
+    return true;
+  };
   if (const char* why = FromABrowser(req)) {
     Call call;
-    if (!Begin(exchange, endpoint ? endpoint->action : "none", &call)) return;
+    const Endpoint* named = route.endpoint ? route.endpoint : route.on_path;
+    if (!begin(named ? named->action : "none", &call)) return;
     Finish(call, ErrorResponse(403, "forbidden", why, call.request_id), "forbidden");
     return;
   }
-  if (endpoint == nullptr) {
+  if (route.on_path == nullptr) {
     exchange->Respond(ErrorResponse(404, "not_found", "no such admin endpoint", ""));
     return;
   }
-  const bool method_ok =
-      endpoint->post ? req.method == "POST" : req.method == "GET" || req.method == "HEAD";
-  if (!method_ok) {
+  const Endpoint* endpoint = route.endpoint;
+  if (endpoint == nullptr) {
     exchange->Respond(ErrorResponse(405, "method_not_allowed", "method not allowed", ""));
     return;
   }
@@ -191,10 +263,14 @@ void AdminApi::Handle(const std::shared_ptr<Exchange>& exchange) {
     }
     return;
   }
-  Call call;
-  if (!Begin(exchange, endpoint->action, &call)) return;
-  if (!Authorise(call, std::string(endpoint->scope))) return;
-  Reload(call);
+  auto call = std::make_shared<Call>();
+  if (!begin(endpoint->action, call.get())) return;
+  if (!Authorise(*call, std::string(endpoint->scope))) return;
+  if (endpoint->action == "reload") {
+    Reload(*call);
+  } else {
+    Keys(call, endpoint->action, id);
+  }
 }
 
 bool AdminApi::Begin(const std::shared_ptr<Exchange>& exchange, std::string_view action,
@@ -279,7 +355,222 @@ void AdminApi::Reload(Call& call) {
          JoinErrors(outcome.errors));
 }
 
+namespace {
+
+// Times as Redis keeps them (whole milliseconds), so an answer's times equal a later listing's.
+keys::TimePoint KeyNow() {
+  return keys::FromUnixMs(keys::ToUnixMs(std::chrono::system_clock::now()));
+}
+
+// The 404 for a path segment that cannot be a key id; it never echoes the segment.
+std::string NotAnIdMessage(std::string_view segment) {
+  std::string_view id;
+  if (keys::ParseRunTimeKey(segment, &id)) {
+    return "that is a whole key, not its id: name the key by the 12 characters after \"tg_\" "
+           "(and treat the key as exposed)";
+  }
+  return "no such key (a key id is 12 characters of a-z and 0-9)";
+}
+
+std::string_view RotationConflict(keys::KeyState state) {
+  switch (state) {
+    case keys::KeyState::kRevoked:
+      return "the key is revoked";
+    case keys::KeyState::kExpired:
+      return "the key has expired";
+    case keys::KeyState::kGrace:
+      return "the key was already rotated";
+    case keys::KeyState::kActive:
+      break;
+  }
+  return "";
+}
+
+}  // namespace
+
+void AdminApi::Keys(const std::shared_ptr<Call>& call, std::string_view action,
+                    const std::string& id) {
+  if (deps_.keys == nullptr) {
+    Refuse(*call, 409, "conflict",
+           "run-time keys need the redis section (this gateway has none: only the callers' "
+           "key_sha256 keys exist)");
+  } else if (action == "keys.create") {
+    CreateKey(call);
+  } else if (action == "keys.list") {
+    ListKeys(call);
+  } else if (!keys::IsValidKeyId(id)) {
+    Refuse(*call, 404, "not_found", NotAnIdMessage(id));
+  } else if (action == "keys.revoke") {
+    RevokeKey(call, id);
+  } else {
+    RotateKey(call, id);
+  }
+}
+
+void AdminApi::CreateKey(const std::shared_ptr<Call>& call) {
+  WithBody(call, [this, call] {
+    CreateKeyRequest req;
+    std::string error = ParseCreateKeyBody(call->exchange->request().body,
+                                           deps_.keys->config().max_ttl_seconds, &req);
+    if (!error.empty()) return Refuse(*call, 400, "bad_request", error);
+    // A run-time key is a credential for a caller the running config defines.
+    if (deps_.pipeline->snapshot()->FindCaller(req.caller) == nullptr) {
+      return Refuse(*call, 400, "bad_request", "unknown caller " + EchoName(req.caller));
+    }
+    keys::NewKey key = keys::GenerateKey();
+    if (key.id.empty()) {
+      return Refuse(*call, 500, "internal", "the system random generator failed; nothing stored");
+    }
+    keys::KeyRecord record;
+    record.id = key.id;
+    record.caller = req.caller;
+    record.sha256 = key.sha256;
+    record.created_at = KeyNow();
+    if (req.ttl_seconds)
+      record.expires_at = record.created_at + std::chrono::seconds(*req.ttl_seconds);
+    record.note = req.note;
+    record.created_by = call->action->admin;
+    deps_.keys->store().Create(
+        record, [this, call, record, secret = std::move(key.key)](keys::StoreStatus status) {
+          if (status != keys::StoreStatus::kOk) {
+            return StoreRefused(*call, status, "a key with the new id exists; retry", true);
+          }
+          deps_.keys->Changed(record.id);
+          call->record.key_id = record.id;
+          HttpResponse r = JsonResponse(201, CreatedKeyJson(record, secret));
+          r.headers.emplace_back("Cache-Control", "no-store");
+          Finish(*call, std::move(r), "admin");
+        });
+  });
+}
+
+void AdminApi::ListKeys(const std::shared_ptr<Call>& call) {
+  std::string caller;
+  std::string error = ParseListKeysQuery(call->record.query, &caller);
+  if (!error.empty()) return Refuse(*call, 400, "bad_request", error);
+  deps_.keys->store().List(
+      caller, [this, call](keys::StoreStatus status, std::vector<keys::KeyRecord> records) {
+        if (status != keys::StoreStatus::kOk) return StoreRefused(*call, status, "");
+        HttpResponse r = JsonResponse(200, KeyListJson(records, KeyNow()));
+        r.headers.emplace_back("Cache-Control", "no-store");
+        Finish(*call, std::move(r), "admin");
+      });
+}
+
+void AdminApi::RevokeKey(const std::shared_ptr<Call>& call, const std::string& id) {
+  deps_.keys->store().Revoke(
+      id, KeyNow(), [this, call, id](keys::StoreStatus status, std::optional<keys::KeyRecord>) {
+        if (status != keys::StoreStatus::kOk) return StoreRefused(*call, status, "", true);
+        // This replica drops the key at once; the others when the store's event reaches them.
+        deps_.keys->Changed(id);
+        HttpResponse r;
+        r.status = 204;
+        Finish(*call, std::move(r), "admin");
+      });
+}
+
+void AdminApi::RotateKey(const std::shared_ptr<Call>& call, const std::string& id) {
+  WithBody(call, [this, call, id] {
+    RotateKeyRequest req;
+    const int max_ttl = deps_.keys->config().max_ttl_seconds;
+    std::string error = ParseRotateKeyBody(call->exchange->request().body, max_ttl, &req);
+    if (!error.empty()) return Refuse(*call, 400, "bad_request", error);
+    deps_.keys->store().Get(id, [this, call, id, req, max_ttl](keys::StoreStatus status,
+                                                               std::optional<keys::KeyRecord> old) {
+      if (status != keys::StoreStatus::kOk || !old) return StoreRefused(*call, status, "");
+      const keys::TimePoint now = KeyNow();
+      // The store's script checks the state again, atomically; this answers the common case
+      // before a key is made for nothing.
+      if (std::string_view why = RotationConflict(keys::StateAt(*old, now)); !why.empty()) {
+        return Refuse(*call, 409, "conflict", std::string(why));
+      }
+      if (deps_.pipeline->snapshot()->FindCaller(old->caller) == nullptr) {
+        return Refuse(*call, 409, "conflict",
+                      "the key's caller " + EchoName(old->caller) + " is no longer in the config");
+      }
+      keys::NewKey key = keys::GenerateKey();
+      if (key.id.empty()) {
+        return Refuse(*call, 500, "internal",
+                      "the system random generator failed; nothing changed");
+      }
+      const keys::KeyRecord replacement =
+          RotationReplacement(*old, key, now, req.ttl_seconds, max_ttl, call->action->admin);
+      const keys::TimePoint grace_end = now + std::chrono::seconds(req.grace_seconds);
+      deps_.keys->store().Rotate(
+          id, replacement, grace_end, now,
+          [this, call, id, replacement, secret = std::move(key.key), previous = *old, grace_end](
+              keys::StoreStatus status, std::optional<keys::KeyRecord> after) {
+            if (status != keys::StoreStatus::kOk) {
+              return StoreRefused(*call, status,
+                                  "the key was revoked, expired or rotated meanwhile", true);
+            }
+            deps_.keys->Changed(id);
+            deps_.keys->Changed(replacement.id);
+            call->action->new_key_id = replacement.id;
+            keys::KeyRecord replaced = after ? *after : previous;
+            if (!after && (!replaced.expires_at || grace_end < *replaced.expires_at)) {
+              replaced.expires_at = grace_end;
+            }
+            HttpResponse r = JsonResponse(201, RotatedKeyJson(replacement, secret, replaced));
+            r.headers.emplace_back("Cache-Control", "no-store");
+            Finish(*call, std::move(r), "admin");
+          });
+    });
+  });
+}
+
+void AdminApi::WithBody(const std::shared_ptr<Call>& call, std::function<void()> next) {
+  Exchange& exchange = *call->exchange;
+  if (!exchange.body_pending()) {
+    next();
+    return;
+  }
+  std::weak_ptr<Call> weak = call;
+  exchange.SetStreamCallbacks(nullptr, [this, weak] {
+    std::shared_ptr<Call> c = weak.lock();
+    if (!c) return;
+    // The collector below holds the call, which holds the exchange: drop it, or neither ends.
+    c->exchange->CollectBody(nullptr);
+    c->record.ended_by = "client_closed";
+    Refuse(*c, 400, "bad_request", "the connection closed before the request body ended");
+  });
+  exchange.CollectBody([this, call, next = std::move(next)] {
+    Exchange& ex = *call->exchange;
+    ex.SetStreamCallbacks(nullptr, nullptr);
+    call->record.bytes_in = ex.request().body.size();
+    if (int status = ex.body_error_status()) {
+      return Refuse(*call, status, status == 413 ? "payload_too_large" : "bad_request",
+                    ex.body_error());
+    }
+    next();
+  });
+}
+
+void AdminApi::Refuse(Call& call, int status, std::string_view reason, const std::string& message) {
+  HttpResponse r = ErrorResponse(status, reason, message, call.request_id);
+  if (status == 503) r.headers.emplace_back("Retry-After", "1");
+  Finish(call, std::move(r), "admin", message);
+}
+
+void AdminApi::StoreRefused(Call& call, keys::StoreStatus status, const std::string& conflict,
+                            bool writes) {
+  switch (status) {
+    case keys::StoreStatus::kNotFound:
+      return Refuse(call, 404, "not_found", "no such key");
+    case keys::StoreStatus::kConflict:
+      return Refuse(call, 409, "conflict", conflict);
+    case keys::StoreStatus::kOk:  // not a refusal; only a record that failed to parse gets here
+    case keys::StoreStatus::kUnavailable:
+      break;
+  }
+  Refuse(call, 503, "redis_unavailable",
+         std::string("Redis did not answer; retry") +
+             (writes ? " (the change may or may not have been made: list the keys to see)" : ""));
+}
+
 void AdminApi::Finish(Call& call, HttpResponse response, std::string decision, std::string error) {
+  if (call.finished) return;
+  call.finished = true;
   response.headers.emplace_back("X-Request-Id", call.request_id);
   AuditRecord& a = call.record;
   a.decision = std::move(decision);
@@ -328,6 +619,11 @@ void AdminApi::ServeMetrics(const std::shared_ptr<Exchange>& exchange) {
   m.open_streams = deps_.pipeline->open_streams();
   m.connections_open = deps_.main->connections_open();
   m.connections_refused = deps_.main->connections_refused();
+  if (deps_.keys != nullptr) {
+    m.keys = &deps_.keys->stats();
+    m.key_counts = deps_.keys->counts();
+    m.key_events_subscribed = deps_.keys->subscribed();
+  }
   HttpResponse r;
   r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
   r.body = deps_.metrics->Render(m);

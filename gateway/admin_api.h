@@ -3,7 +3,9 @@
 //
 // /healthz, /readyz and /metrics are open to whoever reaches the port (probes and scrapers carry
 // no credential; the port is for a private network, see deploy/k8s/networkpolicy.yaml). Every
-// other endpoint acts (today POST /reload) and needs `Authorization: Bearer <admin token>`:
+// other endpoint (POST /reload, scope "reload"; the run-time keys' POST /keys, GET /keys,
+// DELETE /keys/{id} and POST /keys/{id}/rotate, scope "keys") needs
+// `Authorization: Bearer <admin token>`:
 // the token's SHA-256 is compared, in constant time, with every hash in `admin.tokens` of the
 // running config, and the endpoint's scope must be one of the token's. A missing or unknown
 // token gets 401 `unauthenticated` (`WWW-Authenticate: Bearer`), a token without the scope 403
@@ -19,6 +21,10 @@
 // anything is done (no free place: 503 `audit_unavailable`, nothing done): `decision` "admin"
 // for an action taken, "unauthenticated"/"forbidden" for one refused, with `admin` (the token's
 // name) and `action` (AdminAction in audit_log.h).
+//
+// The key endpoints answer from the Redis reply's callback, on the listener's loop; a new key is
+// in the 201 body and nowhere else (not in the audit record, a log line or an error). Without a
+// `redis` section (deps.keys null) they answer 409 `conflict`.
 //
 // Thread-safety: Handle runs on the admin listener's reactor thread; the reload callback may
 // also be run by the thread that takes SIGHUP (it serialises itself). Tokens are read from the
@@ -38,6 +44,11 @@
 #include "gateway/pipeline.h"
 #include "policies/rate_limiter.h"
 #include "upstream/upstream_client.h"
+
+namespace tollgate::keys {
+class RunTimeKeys;
+enum class StoreStatus;
+}  // namespace tollgate::keys
 
 namespace tollgate::gateway {
 
@@ -62,6 +73,7 @@ struct AdminApiDeps {
   upstream::UpstreamClientStats* upstream_stats = nullptr;
   const HttpServer* main = nullptr;  // the front-end listener, for its connection counts
   std::function<ReloadOutcome()> reload;
+  keys::RunTimeKeys* keys = nullptr;  // null: no redis section (the key endpoints answer 409)
 };
 
 class AdminApi {
@@ -82,6 +94,22 @@ class AdminApi {
   // True when the call's admin token holds `scope`; otherwise the call is answered and audited.
   bool Authorise(Call& call, const std::string& scope);
   void Reload(Call& call);
+  // The run-time key endpoints. Each continues in the store's callback (on this loop) and
+  // answers from there; `call` keeps the exchange and the audit place until then.
+  void Keys(const std::shared_ptr<Call>& call, std::string_view action, const std::string& id);
+  void CreateKey(const std::shared_ptr<Call>& call);
+  void ListKeys(const std::shared_ptr<Call>& call);
+  void RevokeKey(const std::shared_ptr<Call>& call, const std::string& id);
+  void RotateKey(const std::shared_ptr<Call>& call, const std::string& id);
+  // Runs `next` once the call's whole body is in (at once when it came with the head). A
+  // body that breaks off, or a caller that leaves first, ends the call (audited) instead.
+  void WithBody(const std::shared_ptr<Call>& call, std::function<void()> next);
+  // Ends an authorised call with an error envelope (decision "admin", `message` as its error).
+  void Refuse(Call& call, int status, std::string_view reason, const std::string& message);
+  // The answer to a store that did not succeed; `conflict` words a kConflict; `writes`: the
+  // operation changes Redis (a timeout leaves unknown whether it did).
+  void StoreRefused(Call& call, keys::StoreStatus status, const std::string& conflict,
+                    bool writes = false);
   // Ends a call that has an audit place: its record, then the answer.
   void Finish(Call& call, HttpResponse response, std::string decision, std::string error = "");
 

@@ -2,6 +2,9 @@
 
 #include <limits.h>
 #include <openssl/rand.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
@@ -17,8 +20,11 @@
 
 #include "config/loader.h"
 #include "config/syntax.h"
+#include "gateway/admin_client.h"
+#include "gateway/admin_keys.h"
 #include "gateway/server.h"
 #include "gateway/snapshot.h"
+#include "keys/key_format.h"
 #include "policies/normalise.h"
 #include "policies/policy_warnings.h"
 #include "upstream/upstream_auth.h"
@@ -39,11 +45,23 @@ usage:
   tollgate explain --config FILE --caller NAME METHOD PATH
                                         show how a request would be decided (PATH as sent to
                                         the gateway, e.g. /devin/v3beta1/enterprise/self)
+  tollgate keys create --caller NAME [--ttl DURATION] [--note TEXT]
+  tollgate keys list [--caller NAME]
+  tollgate keys revoke ID
+  tollgate keys rotate ID [--grace DURATION] [--ttl DURATION]
+                                        run-time caller keys, through the admin listener: each
+                                        takes --admin-url URL (else TOLLGATE_ADMIN_URL) and
+                                        --json (the API's answer as is); the admin token (scope
+                                        "keys") comes from TOLLGATE_ADMIN_TOKEN, never a flag.
+                                        DURATION: seconds, or with a unit: 45s, 15m, 12h, 30d
   tollgate --version | --help
 
 Signals (serve): SIGHUP reloads the config and reopens the audit file; SIGTERM/SIGINT drain
 in-flight requests and exit 0. POST /reload on the admin listener needs an admin token with the
 "reload" scope (Authorization: Bearer <token>).
+
+Exit codes: 0 ok; 1 failed (for keys: the admin API refused, its message on stderr); 2 usage or
+config error.
 )";
 
 struct Args {
@@ -364,9 +382,295 @@ int ServeDemo(Args a) {
   return rc;
 }
 
+// ---------------------------------------------------------------------------------------------
+// tollgate keys: the run-time key endpoints of the admin listener (gateway/admin_api.h).
+
+struct KeysArgs {
+  std::string command;  // create, list, revoke, rotate
+  std::optional<std::string> caller, ttl, note, grace, admin_url;
+  bool json = false;
+  bool help = false;
+  std::vector<std::string> positional;
+  std::string error;
+};
+
+// argv[1] is "keys". Each command takes only its own options.
+KeysArgs ParseKeysArgs(int argc, char** argv) {
+  KeysArgs k;
+  int i = 2;
+  if (i < argc && argv[i][0] != '-') k.command = argv[i++];
+  struct Option {
+    const char* name;
+    std::optional<std::string> KeysArgs::*field;
+    const char* commands;  // where it is accepted
+  };
+  static const Option kOptions[] = {
+      {"--caller", &KeysArgs::caller, "create list"},
+      {"--ttl", &KeysArgs::ttl, "create rotate"},
+      {"--note", &KeysArgs::note, "create"},
+      {"--grace", &KeysArgs::grace, "rotate"},
+      {"--admin-url", &KeysArgs::admin_url, "create list revoke rotate"},
+  };
+  for (; i < argc && k.error.empty(); ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      k.help = true;
+      continue;
+    }
+    if (arg == "--json") {
+      k.json = true;
+      continue;
+    }
+    if (arg.empty() || arg[0] != '-') {
+      k.positional.push_back(arg);
+      continue;
+    }
+    const size_t eq = arg.find('=');
+    const std::string name = arg.substr(0, eq);
+    const Option* option = nullptr;
+    for (const Option& o : kOptions) {
+      if (name == o.name) option = &o;
+    }
+    if (option == nullptr) {
+      k.error = "unknown option " + name;
+    } else if ((std::string(" ") + option->commands + " ").find(" " + k.command + " ") ==
+               std::string::npos) {
+      k.error = "keys " + k.command + " does not take " + name;
+    } else if (eq != std::string::npos) {
+      (k.*(option->field)) = arg.substr(eq + 1);
+    } else if (i + 1 < argc) {
+      (k.*(option->field)) = argv[++i];
+    } else {
+      k.error = name + " needs a value";
+    }
+  }
+  return k;
+}
+
+std::string JsonText(const rapidjson::Value& v) {
+  if (v.IsString()) return std::string(v.GetString(), v.GetStringLength());
+  return "";
+}
+
+std::string Member(const rapidjson::Value& object, const char* name) {
+  if (!object.IsObject()) return "";
+  auto it = object.FindMember(name);
+  return it == object.MemberEnd() ? "" : JsonText(it->value);
+}
+
+// A value for a terminal: control characters (escape sequences, line breaks) shown as '?'.
+std::string Printable(std::string text) {
+  for (char& c : text) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) c = '?';
+  }
+  return text;
+}
+
+// "2026-12-01T18:00:00.000Z" -> "2026-12-01T18:00:00Z"; null -> "-".
+std::string TableTime(const rapidjson::Value& object, const char* name) {
+  std::string t = Printable(Member(object, name));
+  if (t.empty()) return "-";
+  if (t.size() == 24 && t[19] == '.' && t.back() == 'Z') t = t.substr(0, 19) + "Z";
+  return t;
+}
+
+std::string TableText(const rapidjson::Value& object, const char* name) {
+  std::string t = Printable(Member(object, name));
+  return t.empty() ? "-" : t;
+}
+
+// Characters on screen (UTF-8 continuation bytes take no column).
+size_t Columns(const std::string& text) {
+  size_t n = 0;
+  for (unsigned char c : text) n += (c & 0xC0) != 0x80 ? 1 : 0;
+  return n;
+}
+
+// The reason and message of an error envelope, or the status alone.
+std::string RefusalLine(const AdminReply& reply) {
+  rapidjson::Document doc;
+  doc.Parse(reply.body.data(), reply.body.size());
+  const std::string status = std::to_string(reply.status);
+  if (!doc.HasParseError() && doc.IsObject() && doc.HasMember("error")) {
+    const rapidjson::Value& e = doc["error"];
+    const std::string reason = Printable(Member(e, "reason"));
+    const std::string message = Printable(Member(e, "message"));
+    if (!reason.empty()) return reason + " (" + status + "): " + message;
+  }
+  return "the admin API answered " + status;
+}
+
+int KeysUsage(const std::string& error) { return Usage("keys: " + error); }
+
+// The id argument of revoke and rotate ("" when it is fine), never echoing a key.
+std::string CheckIdArgument(const std::string& id) {
+  std::string_view key_id;
+  if (keys::ParseRunTimeKey(id, &key_id)) {
+    return "that is a whole key, not its id: the id is the 12 characters after \"tg_\" (" +
+           std::string(key_id) + "); treat the key as exposed";
+  }
+  if (!keys::IsValidKeyId(id)) {
+    return "not a key id: " + EchoName(id) + " (a key id is 12 characters of a-z and 0-9)";
+  }
+  return "";
+}
+
+// What a created or rotated key's 201 says, then the key alone on the last line.
+void PrintNewKey(const rapidjson::Value& doc, bool rotated) {
+  const std::string id = Printable(Member(doc, "id"));
+  const std::string expires = TableTime(doc, "expires_at");
+  const std::string lifetime = expires == "-" ? "never expires" : "expires " + expires;
+  if (rotated) {
+    const std::string old = Printable(Member(doc, "replaces"));
+    const std::string old_end = TableTime(doc, "replaced_expires_at");
+    std::cout << "rotated key " << old << ": new key " << id << " for caller "
+              << Printable(Member(doc, "caller")) << " (" << lifetime << "); " << old
+              << (old_end == "-" ? " keeps working" : " stops working at " + old_end) << "\n";
+  } else {
+    std::cout << "created key " << id << " for caller " << Printable(Member(doc, "caller")) << " ("
+              << lifetime << ")\n";
+  }
+  std::cout << "the key is shown this once (tollgate keeps only its hash); hand it over now:\n"
+            << Member(doc, "key") << "\n";
+}
+
+int KeysCommand(int argc, char** argv) {
+  KeysArgs k = ParseKeysArgs(argc, argv);
+  if (k.help) {
+    std::cout << kUsage;
+    return 0;
+  }
+  const std::string& cmd = k.command;
+  if (cmd != "create" && cmd != "list" && cmd != "revoke" && cmd != "rotate") {
+    return KeysUsage(cmd.empty() ? "name a command: create, list, revoke or rotate"
+                                 : "unknown command " + EchoName(cmd) +
+                                       " (create, list, revoke or rotate)");
+  }
+  if (!k.error.empty()) return KeysUsage(k.error);
+  const size_t want_positional = cmd == "revoke" || cmd == "rotate" ? 1 : 0;
+  if (k.positional.size() != want_positional) {
+    return KeysUsage(want_positional ? cmd + " takes one key ID" : cmd + " takes no arguments");
+  }
+
+  // The request, checked before anything is sent.
+  std::string method = "POST", target = "/keys", body;
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  auto duration = [&](const std::optional<std::string>& text, const char* flag, const char* member,
+                      std::string* error) {
+    if (!text) return;
+    std::optional<int64_t> seconds = ParseDuration(*text);
+    if (!seconds) {
+      *error = std::string(flag) + ": not a duration (seconds, or 45s, 15m, 12h, 30d)";
+      return;
+    }
+    w.Key(member);
+    w.Int64(*seconds);
+  };
+  std::string error;
+  if (cmd == "create") {
+    if (!k.caller || k.caller->empty()) return KeysUsage("create needs --caller NAME");
+    w.StartObject();
+    w.Key("caller");
+    w.String(k.caller->c_str(), static_cast<rapidjson::SizeType>(k.caller->size()));
+    duration(k.ttl, "--ttl", "ttl_seconds", &error);
+    if (k.note) {
+      w.Key("note");
+      w.String(k.note->c_str(), static_cast<rapidjson::SizeType>(k.note->size()));
+    }
+    w.EndObject();
+    body = buf.GetString();
+  } else if (cmd == "list") {
+    method = "GET";
+    if (k.caller) {
+      // Caller names need no escaping in a URL; anything else cannot be one.
+      if (!config::syntax::IsValidName(*k.caller)) {
+        return KeysUsage("--caller: not a caller name (letters, digits, '.', '_', '-')");
+      }
+      target += "?caller=" + *k.caller;
+    }
+  } else {
+    const std::string& id = k.positional[0];
+    error = CheckIdArgument(id);
+    if (!error.empty()) return KeysUsage(error);
+    if (cmd == "revoke") {
+      method = "DELETE";
+      target += "/" + id;
+    } else {
+      target += "/" + id + "/rotate";
+      w.StartObject();
+      duration(k.grace, "--grace", "grace_seconds", &error);
+      duration(k.ttl, "--ttl", "ttl_seconds", &error);
+      w.EndObject();
+      body = buf.GetString();
+    }
+  }
+  if (!error.empty()) return KeysUsage(error);
+
+  std::string url = k.admin_url ? *k.admin_url : "";
+  if (!k.admin_url) {
+    if (const char* env = getenv("TOLLGATE_ADMIN_URL")) url = env;
+  }
+  if (url.empty()) return KeysUsage(cmd + " needs --admin-url URL (or TOLLGATE_ADMIN_URL)");
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
+    return KeysUsage("--admin-url must start with http:// or https://, e.g. http://127.0.0.1:9090");
+  }
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  const char* token = getenv("TOLLGATE_ADMIN_TOKEN");
+  if (token == nullptr || *token == '\0') {
+    return KeysUsage(
+        "set TOLLGATE_ADMIN_TOKEN to an admin token with the \"keys\" scope (never a flag: "
+        "command lines are visible to every user in ps)");
+  }
+  for (const char* c = token; *c != '\0'; ++c) {
+    if (static_cast<unsigned char>(*c) <= 0x20 || *c == 0x7f) {
+      return KeysUsage("TOLLGATE_ADMIN_TOKEN holds spaces or control characters");
+    }
+  }
+
+  AdminReply reply = AdminRequest(url, token, method, target, body);
+  if (reply.status == 0) {
+    std::cerr << "tollgate: no answer from the admin API (--admin-url): " << reply.error << "\n";
+    return 1;
+  }
+  if (k.json && !reply.body.empty()) {
+    std::cout << reply.body << (reply.body.back() == '\n' ? "" : "\n");
+  }
+  if (reply.status < 200 || reply.status > 299) {
+    std::cerr << "tollgate: " << RefusalLine(reply) << "\n";
+    return 1;
+  }
+  if (k.json) return 0;
+  if (cmd == "revoke") {
+    std::cout << "revoked key " << k.positional[0] << "\n";
+    return 0;
+  }
+  if (cmd == "list") {
+    std::string table = FormatKeyTable(reply.body, &error);
+    if (!error.empty()) {
+      std::cerr << "tollgate: unexpected answer from the admin API: " << error << "\n";
+      return 1;
+    }
+    std::cout << table;
+    return 0;
+  }
+  rapidjson::Document doc;
+  doc.Parse(reply.body.data(), reply.body.size());
+  if (doc.HasParseError() || !doc.IsObject() || Member(doc, "key").empty()) {
+    // Whatever it is, it may hold the only copy of a new key: show it as it came.
+    std::cerr << "tollgate: unexpected answer from the admin API; as received:\n";
+    std::cout << reply.body << "\n";
+    return 1;
+  }
+  PrintNewKey(doc, cmd == "rotate");
+  return 0;
+}
+
 }  // namespace
 
 int RunCli(int argc, char** argv) {
+  if (argc >= 2 && std::string_view(argv[1]) == "keys") return KeysCommand(argc, argv);
   Args a = Parse(argc, argv);
   if (!a.error.empty()) return Usage(a.error);
   if (a.verb == "help") {
@@ -388,6 +692,75 @@ int RunCli(int argc, char** argv) {
   if (a.verb == "keygen") return Keygen(a);
   if (a.verb == "explain") return Explain(a);
   return Usage("unknown command '" + a.verb + "'");
+}
+
+}  // namespace tollgate::gateway
+
+namespace tollgate::gateway {
+
+std::optional<int64_t> ParseDuration(std::string_view text) {
+  constexpr int64_t kMaxSeconds = int64_t{100} * 365 * 86400;
+  if (text.empty()) return std::nullopt;
+  int64_t unit = 1;
+  switch (text.back()) {
+    case 's':
+      unit = 1;
+      break;
+    case 'm':
+      unit = 60;
+      break;
+    case 'h':
+      unit = 3600;
+      break;
+    case 'd':
+      unit = 86400;
+      break;
+    default:
+      unit = 0;  // no unit: seconds
+  }
+  if (unit != 0) {
+    text.remove_suffix(1);
+  } else {
+    unit = 1;
+  }
+  if (text.empty() || text.size() > 12) return std::nullopt;
+  int64_t count = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    count = count * 10 + (c - '0');
+  }
+  if (count > kMaxSeconds / unit) return std::nullopt;
+  return count * unit;
+}
+
+std::string FormatKeyTable(std::string_view json, std::string* error) {
+  rapidjson::Document doc;
+  doc.Parse(json.data(), json.size());
+  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("items") ||
+      !doc["items"].IsArray()) {
+    *error = "not a key listing ({\"items\": [...]})";
+    return "";
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "CALLER", "STATE", "CREATED", "EXPIRES", "LAST USED", "NOTE"}};
+  for (const auto& item : doc["items"].GetArray()) {
+    rows.push_back({TableText(item, "id"), TableText(item, "caller"), TableText(item, "state"),
+                    TableTime(item, "created_at"), TableTime(item, "expires_at"),
+                    TableTime(item, "last_used_at"), TableText(item, "note")});
+  }
+  std::vector<size_t> widths(rows[0].size(), 0);
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], Columns(row[i]));
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      out += row[i];
+      if (i + 1 < row.size()) out.append(widths[i] - Columns(row[i]) + 2, ' ');
+    }
+    out += "\n";
+  }
+  return out;
 }
 
 }  // namespace tollgate::gateway

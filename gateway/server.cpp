@@ -151,6 +151,7 @@ class Server {
       admin_deps.upstream_stats = &upstream_stats_;
       admin_deps.main = main_.get();
       admin_deps.reload = [this] { return Reload(); };
+      admin_deps.keys = keys_.get();
       admin_api_ = std::make_unique<AdminApi>(std::move(admin_deps));
       HttpServerOptions admin_options;
       admin_options.listen = cfg.admin_listen;

@@ -22,7 +22,8 @@ TEST(Cli, VersionAndHelp) {
   EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "--version"}, &out), 0);
   EXPECT_EQ(out.rfind("tollgate ", 0), 0u) << out;
   EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "--help"}, &out), 0);
-  for (const char* verb : {"serve", "check-config", "keygen", "explain"}) {
+  for (const char* verb : {"serve", "check-config", "keygen", "explain", "keys create", "keys list",
+                           "keys revoke", "keys rotate", "TOLLGATE_ADMIN_TOKEN"}) {
     EXPECT_NE(out.find(verb), std::string::npos) << verb;
   }
   EXPECT_EQ(RunCommand({TOLLGATE_BINARY, "frobnicate"}, &out), 2);

@@ -360,6 +360,52 @@ TEST(Metrics, SnapshotValuesAreRendered) {
   EXPECT_EQ(without.Value("tollgate_limiter_ready", {{"backend", "redis 127.0.0.1:6379/0"}}), 0);
 }
 
+TEST(Metrics, RunTimeKeySeriesAreRenderedOnlyWithRunTimeKeys) {
+  Metrics metrics;
+  keys::KeyStats stats;
+  stats.lookups_found = 4;
+  stats.lookups_not_found = 3;
+  stats.lookups_failed = 2;
+  stats.lookups_throttled = 1;
+  stats.cache_hits = 40;
+  stats.cache_negative_hits = 30;
+  stats.cache_misses = 20;
+  stats.stale_used = 5;
+  MetricsSnapshot g;
+  g.keys = &stats;
+  g.key_events_subscribed = true;
+  {
+    // Before the first count the gauge has no sample: 0 keys would be a lie.
+    const Exposition e(metrics.Render(g));
+    EXPECT_EQ(e.Type("tollgate_keys"), "gauge");
+    EXPECT_FALSE(e.Has("tollgate_keys", {{"state", "active"}}));
+  }
+  g.key_counts.known = true;
+  g.key_counts.active = 7;
+  g.key_counts.grace = 1;
+  g.key_counts.expired = 2;
+  g.key_counts.revoked = 3;
+  const Exposition e(metrics.Render(g));
+  EXPECT_EQ(e.Value("tollgate_keys", {{"state", "active"}}), 7);
+  EXPECT_EQ(e.Value("tollgate_keys", {{"state", "grace"}}), 1);
+  EXPECT_EQ(e.Value("tollgate_keys", {{"state", "expired"}}), 2);
+  EXPECT_EQ(e.Value("tollgate_keys", {{"state", "revoked"}}), 3);
+  EXPECT_EQ(e.Value("tollgate_key_lookups_total", {{"result", "found"}}), 4);
+  EXPECT_EQ(e.Value("tollgate_key_lookups_total", {{"result", "not_found"}}), 3);
+  EXPECT_EQ(e.Value("tollgate_key_lookups_total", {{"result", "failed"}}), 2);
+  EXPECT_EQ(e.Value("tollgate_key_lookups_total", {{"result", "throttled"}}), 1);
+  EXPECT_EQ(e.Value("tollgate_key_cache_total", {{"result", "hit"}}), 40);
+  EXPECT_EQ(e.Value("tollgate_key_cache_total", {{"result", "negative_hit"}}), 30);
+  EXPECT_EQ(e.Value("tollgate_key_cache_total", {{"result", "miss"}}), 20);
+  EXPECT_EQ(e.Value("tollgate_key_stale_used_total"), 5);
+  EXPECT_EQ(e.Value("tollgate_key_events_subscribed"), 1);
+
+  g.keys = nullptr;
+  const Exposition without(metrics.Render(g));
+  EXPECT_EQ(without.Type("tollgate_keys"), "");
+  EXPECT_EQ(without.Type("tollgate_key_lookups_total"), "");
+}
+
 TEST(Metrics, LabelValuesAreEscaped) {
   Metrics metrics;
   const std::string odd = "a\\b\"c\nd";
