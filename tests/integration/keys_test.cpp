@@ -470,6 +470,60 @@ TEST_F(KeysTest, ARotatedKeyWorksThroughItsGraceOnEveryReplicaThenOnlyTheNewKeyW
   EXPECT_EQ(Json::Parse(all.body).Size("/items"), 2u) << all.body;
 }
 
+// The tests above also pass on a replica that re-verifies every entry after 1 s (as it does for
+// keys it has just heard of). Here replica A trusts its cached entries longer than that, so only
+// the invalidation event can make it refuse a key within 1 s of a change made through B.
+TEST_F(KeysTest, ChangesThroughOneReplicaReachAnotherThatTrustsItsCacheWithinOneSecond) {
+  auto a = Start();
+  auto b = Start();
+  ASSERT_TRUE(a->started() && b->started());
+  WaitSubscribed(*a);
+  WaitSubscribed(*b);
+  CreatedKey revoked = Create(*b);
+  CreatedKey rotated = Create(*b);
+  // Until A answers both keys from its cache across more than 1 s without a single lookup.
+  auto misses = [&] {
+    const std::string metrics = Http("GET", a->admin_url() + "/metrics").body;
+    return MetricValue(metrics, "tollgate_key_cache_total", {{"result", "miss"}}).value_or(-1);
+  };
+  bool trusted = false;
+  const auto give_up = Clock::now() + milliseconds(20000);
+  while (!trusted && Clock::now() < give_up) {
+    ASSERT_EQ(Use(*a, revoked.key).status, 200);
+    ASSERT_EQ(Use(*a, rotated.key).status, 200);
+    const double before = misses();
+    std::this_thread::sleep_for(milliseconds(1300));
+    ASSERT_EQ(Use(*a, revoked.key).status, 200);
+    ASSERT_EQ(Use(*a, rotated.key).status, 200);
+    trusted = misses() == before;
+  }
+  ASSERT_TRUE(trusted) << "replica A never trusted a cached key longer than 1 s with its "
+                          "subscription live (cache_ttl_seconds unused)";
+
+  HttpResponse r = Admin(*b, "DELETE", "/keys/" + revoked.id);
+  auto changed = Clock::now();
+  ASSERT_EQ(r.status, 204) << r.body;
+  HttpResponse last;
+  auto refused = PollUntil(changed + milliseconds(1000), [&] {
+    last = Use(*a, revoked.key);
+    return last.status != 200;
+  });
+  ASSERT_TRUE(refused) << "a revocation through B not in force on A after 1 s";
+  ExpectError(last, 401, "unauthenticated", "key revoked");
+
+  // A rotation without grace: the old key is expired at once, on A within 1 s.
+  r = Admin(*b, "POST", "/keys/" + rotated.id + "/rotate", R"({"grace_seconds": 0})");
+  changed = Clock::now();
+  ASSERT_EQ(r.status, 201) << r.body;
+  refused = PollUntil(changed + milliseconds(1000), [&] {
+    last = Use(*a, rotated.key);
+    return last.status != 200;
+  });
+  ASSERT_TRUE(refused) << "a rotation through B not in force on A after 1 s";
+  ExpectError(last, 401, "unauthenticated", "key expired");
+  EXPECT_EQ(Use(*a, Json::Parse(r.body).String("/key")).status, 200);
+}
+
 TEST_F(KeysTest, AKeyWithATtlWorksUntilItExpiresThenIsRefused) {
   auto g = Start();
   ASSERT_TRUE(g->started());
