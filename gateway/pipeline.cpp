@@ -11,7 +11,7 @@
 #include <random>
 #include <unordered_set>
 
-#include "config/syntax.h"
+#include "gateway/admin_keys.h"
 #include "gateway/log.h"
 #include "gateway/rate_limit_headers.h"
 #include "policies/normalise.h"
@@ -88,7 +88,7 @@ constexpr std::chrono::hours kKeyExpiryNotice{24 * 7};
 void AddKeyExpiry(const Pipeline::Context& ctx, HeaderList* headers) {
   if (ctx.caller == nullptr || !ctx.key_expires) return;
   if (*ctx.key_expires - std::chrono::system_clock::now() >= kKeyExpiryNotice) return;
-  headers->emplace_back("Tollgate-Key-Expires", config::syntax::FormatRfc3339(*ctx.key_expires));
+  headers->emplace_back("Tollgate-Key-Expires", FormatKeyTime(*ctx.key_expires));
 }
 
 // The transfers running on one loop (a Loop local), for ending them at shutdown.
@@ -492,7 +492,7 @@ void Pipeline::Whoami(const std::shared_ptr<Context>& ctx) {
       WriteJsonString(w, ctx->key_kind);
       w.Key("expires_at");
       if (ctx->key_expires) {
-        WriteJsonString(w, config::syntax::FormatRfc3339(*ctx->key_expires));
+        WriteJsonString(w, FormatKeyTime(*ctx->key_expires));
       } else {
         w.Null();
       }
