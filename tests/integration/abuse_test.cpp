@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 
+#include <chrono>
 #include <thread>
 
 #include "tests/integration/gateway_fixture.h"
@@ -139,6 +140,13 @@ TEST_F(AbuseTest, ConnectionsPastMaxConnectionsAreClosedOnArrivalAndCounted) {
   auto metric = [&](const std::string& series) {
     return MetricValue(Http("GET", gateway_->admin_url() + "/metrics").body, series).value_or(-1);
   };
+  // The harness's own readiness probe may still hold a place until the gateway has seen it
+  // close: wait for no connection to be open, so the two below are the only ones.
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       metric("tollgate_connections_open") != 0 && std::chrono::steady_clock::now() < deadline;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(metric("tollgate_connections_open"), 0);
   // Two keep-alive connections, each answered once (so the gateway has registered both).
   int open[2];
   for (int& fd : open) {
