@@ -23,7 +23,7 @@ ctest --test-dir "$build" -j"$(nproc)" --timeout 600 --output-on-failure "$@" ||
 }
 mkdir -p "$build/coverage"
 gcovr_args=(-r "$root" "$build" --filter "$root/config/" --filter "$root/policies/"
-  --filter "$root/upstream/" --filter "$root/gateway/"
+  --filter "$root/upstream/" --filter "$root/keys/" --filter "$root/gateway/"
   --exclude-throw-branches --exclude-unreachable-branches --gcov-ignore-parse-errors)
 gcovr "${gcovr_args[@]}" --json-summary "$build/coverage/summary.json" \
   --html-details "$build/coverage/index.html" >/dev/null
