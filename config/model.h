@@ -149,7 +149,9 @@ struct KeysConfig {
   int negative_ttl_seconds = 10;  // an id Redis did not know is not looked up again this long
   double lookups_per_second = 100;  // lookups of ids this replica knows nothing of, per second
   double lookup_burst = 200;
-  int max_ttl_seconds = 0;  // the longest ttl_seconds POST /keys accepts; 0 = no bound
+  // The longest ttl_seconds POST /keys accepts (and the ttl of a key asked for without one);
+  // 0 = no bound. Read from the running config on each call (the others need a restart).
+  int max_ttl_seconds = 0;
 };
 
 struct Config {

@@ -139,6 +139,31 @@ const config::AdminToken* MatchToken(const std::vector<config::AdminToken>& toke
   return match;
 }
 
+// `text` with every run of key characters that starts like a caller key or an admin token
+// ("tg_", "tga_") replaced by "[key]": a key pasted into a path or a query by mistake is not
+// written into the audit record.
+std::string ScrubKeys(std::string_view text) {
+  auto is_key_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+  };
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    const bool starts_run = i == 0 || !is_key_char(text[i - 1]);
+    if (starts_run && (text.substr(i, 3) == "tg_" || text.substr(i, 4) == "tga_")) {
+      size_t end = i;
+      while (end < text.size() && is_key_char(text[end])) ++end;
+      out += "[key]";
+      i = end;
+      continue;
+    }
+    out.push_back(text[i++]);
+  }
+  return out;
+}
+
 HttpResponse JsonResponse(int status, std::string body) {
   HttpResponse r;
   r.status = status;
@@ -250,7 +275,15 @@ void AdminApi::Handle(const std::shared_ptr<Exchange>& exchange) {
   }
   const Endpoint* endpoint = route.endpoint;
   if (endpoint == nullptr) {
-    exchange->Respond(ErrorResponse(405, "method_not_allowed", "method not allowed", ""));
+    if (route.on_path->scope.empty()) {
+      exchange->Respond(ErrorResponse(405, "method_not_allowed", "method not allowed", ""));
+      return;
+    }
+    // A wrong method on an endpoint that acts is on record too (someone tried something).
+    Call call;
+    if (!begin(route.on_path->action, &call)) return;
+    Finish(call, ErrorResponse(405, "method_not_allowed", "method not allowed", call.request_id),
+           "bad_request");
     return;
   }
   if (endpoint->scope.empty()) {
@@ -304,8 +337,8 @@ bool AdminApi::Begin(const std::shared_ptr<Exchange>& exchange, std::string_view
   a.client_ip = exchange->client_ip();
   a.method = req.method;
   const size_t query = req.target.find('?');
-  a.path = req.target.substr(0, query);
-  if (query != std::string::npos) a.query = req.target.substr(query + 1);
+  a.path = ScrubKeys(req.target.substr(0, query));
+  if (query != std::string::npos) a.query = ScrubKeys(req.target.substr(query + 1));
   a.bytes_in = req.body.size();
   return true;
 }
@@ -410,8 +443,9 @@ void AdminApi::Keys(const std::shared_ptr<Call>& call, std::string_view action,
 void AdminApi::CreateKey(const std::shared_ptr<Call>& call) {
   WithBody(call, [this, call] {
     CreateKeyRequest req;
-    std::string error = ParseCreateKeyBody(call->exchange->request().body,
-                                           deps_.keys->config().max_ttl_seconds, &req);
+    std::string error =
+        ParseCreateKeyBody(call->exchange->request().body,
+                           deps_.pipeline->snapshot()->config().keys.max_ttl_seconds, &req);
     if (!error.empty()) return Refuse(*call, 400, "bad_request", error);
     // A run-time key is a credential for a caller the running config defines.
     if (deps_.pipeline->snapshot()->FindCaller(req.caller) == nullptr) {
@@ -472,7 +506,7 @@ void AdminApi::RevokeKey(const std::shared_ptr<Call>& call, const std::string& i
 void AdminApi::RotateKey(const std::shared_ptr<Call>& call, const std::string& id) {
   WithBody(call, [this, call, id] {
     RotateKeyRequest req;
-    const int max_ttl = deps_.keys->config().max_ttl_seconds;
+    const int max_ttl = deps_.pipeline->snapshot()->config().keys.max_ttl_seconds;
     std::string error = ParseRotateKeyBody(call->exchange->request().body, max_ttl, &req);
     if (!error.empty()) return Refuse(*call, 400, "bad_request", error);
     deps_.keys->store().Get(id, [this, call, id, req, max_ttl](keys::StoreStatus status,

@@ -118,6 +118,8 @@ std::string ParseCreateKeyBody(std::string_view body, int max_ttl_seconds, Creat
   if (out->caller.empty()) return "\"caller\" must not be empty";
   error = TtlMember(doc, max_ttl_seconds, &out->ttl_seconds);
   if (!error.empty()) return error;
+  // With a bound, no key outlives it: one asked for without a ttl gets the longest allowed.
+  if (!out->ttl_seconds && max_ttl_seconds > 0) out->ttl_seconds = max_ttl_seconds;
   if (auto note = doc.FindMember("note"); note != doc.MemberEnd()) {
     if (!note->value.IsString()) return "\"note\" must be a string";
     out->note.assign(note->value.GetString(), note->value.GetStringLength());
@@ -187,6 +189,9 @@ keys::KeyRecord RotationReplacement(const keys::KeyRecord& old, const keys::NewK
           std::min<keys::TimePoint::duration>(lifetime, std::chrono::seconds(max_ttl_seconds));
     }
     replacement.expires_at = now + lifetime;
+  } else if (max_ttl_seconds > 0) {
+    // A key that never expired is replaced, under today's bound, by one that does.
+    replacement.expires_at = now + std::chrono::seconds(max_ttl_seconds);
   }
   return replacement;
 }

@@ -84,10 +84,19 @@ struct KeyCache::State {
     return it != shard.invalidated.end() && recent(it->second);
   }
 
-  void Insert(std::string id, Entry entry) {
+  // Stores a lookup's answer fetched at `now`. The check for an event that named the id while
+  // the lookup was out is made under the same lock as the insertion: an event is then either
+  // seen here or comes after, and erases what was stored.
+  void Insert(std::string id, Entry entry, SteadyTime now) {
     Shard& shard = ShardOf(id);
     {
       std::lock_guard<std::mutex> lock(shard.mu);
+      if (Raced(shard, id, now)) {
+        // A "no such id" may predate the id's creation: not kept. A record may predate a
+        // revocation: trusted for unverified_ttl only.
+        if (entry.negative) return;
+        entry.covered_epoch = 0;
+      }
       const auto [it, inserted] = shard.entries.insert_or_assign(std::move(id), std::move(entry));
       (void)it;
       if (inserted) count.fetch_add(1);
@@ -194,28 +203,16 @@ void KeyCache::Put(const KeyRecord& record, SteadyTime now) {
     const uint64_t epoch = state.epoch.load();
     if (epoch % 2 == 1 && state.live_since < now) entry.covered_epoch = epoch;
   }
-  if (entry.covered_epoch != 0) {
-    Shard& shard = state.ShardOf(record.id);
-    std::lock_guard<std::mutex> lock(shard.mu);
-    if (state.Raced(shard, record.id, now)) entry.covered_epoch = 0;
-  }
-  state.Insert(record.id, std::move(entry));
+  state.Insert(record.id, std::move(entry), now);
 }
 
 void KeyCache::PutMissing(std::string_view id, SteadyTime now) {
   State& state = *state_;
   state.SawTime(now);
-  const std::string key(id);
-  {
-    Shard& shard = state.ShardOf(id);
-    std::lock_guard<std::mutex> lock(shard.mu);
-    // An event named it while we looked: it may have been created since Redis answered.
-    if (state.Raced(shard, key, now)) return;
-  }
   Entry entry;
   entry.negative = true;
   entry.fetched = now;
-  state.Insert(key, std::move(entry));
+  state.Insert(std::string(id), std::move(entry), now);
 }
 
 void KeyCache::Invalidate(std::string_view id) {

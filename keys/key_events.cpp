@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +28,11 @@ using std::chrono::steady_clock;
 constexpr milliseconds kTick{200};
 constexpr milliseconds kFirstBackoff{100};
 constexpr milliseconds kMaxBackoff{2000};
+// The subscription is silent while nothing changes: a PING every kHeartbeat proves it is alive,
+// and one unanswered for kHeartbeatTimeout (a connection a NAT or firewall dropped without a
+// word) counts as lost, so entries stop being trusted beyond 1 s instead of for cache_ttl.
+constexpr milliseconds kHeartbeat{250};
+constexpr milliseconds kHeartbeatTimeout{750};
 // A failed count is tried again this soon (not a whole count_interval later).
 constexpr milliseconds kCountRetry{1000};
 // The stamps and the count go over an ordinary connection; the count script reads every record,
@@ -131,6 +137,7 @@ KeyEvents::KeyEvents(const config::RedisConfig& redis, KeyCache* cache, KeyEvent
     : redis_(redis), cache_(cache), options_(options) {
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   thread_ = std::thread(&KeyEvents::Run, this);
+  commands_thread_ = std::thread(&KeyEvents::RunCommands, this);
 }
 
 KeyEvents::~KeyEvents() {
@@ -142,12 +149,18 @@ void KeyEvents::Stop() {
   std::lock_guard<std::mutex> lock(stop_mu_);
   stop_.store(true);
   Wake();
+  {
+    std::lock_guard<std::mutex> wake(commands_mu_);
+    commands_cv_.notify_all();
+  }
   if (thread_.joinable()) thread_.join();
+  if (commands_thread_.joinable()) commands_thread_.join();
 }
 
 void KeyEvents::CountSoon() {
+  std::lock_guard<std::mutex> wake(commands_mu_);
   count_soon_.store(true);
-  Wake();
+  commands_cv_.notify_all();
 }
 
 KeyStateCounts KeyEvents::counts() const {
@@ -165,22 +178,12 @@ void KeyEvents::Wake() {
 
 void KeyEvents::Run() {
   BlockSigpipeOnThisThread();
-  const KeyNames names(redis_.key_prefix);
-  const std::string channel = names.Events();
-  const std::string last_used = names.LastUsed();
-  const std::string ids = names.Ids();
-  const std::string records = names.Record("");
-  config::RedisConfig command_config = redis_;
-  command_config.timeout_ms = std::max(command_config.timeout_ms, kMinCommandTimeoutMs);
-  policies::RedisConnection commands(command_config);
-
+  const std::string channel = KeyNames(redis_.key_prefix).Events();
   ContextPtr subscription;
   milliseconds backoff = kFirstBackoff;
   auto next_connect = steady_clock::now();
-  const milliseconds flush_interval = std::max(options_.flush_interval, kMinInterval);
-  const milliseconds count_interval = std::max(options_.count_interval, kMinInterval);
-  auto next_flush = next_connect + flush_interval;
-  auto next_count = next_connect;  // the gauge is known as soon as Redis answers
+  auto next_ping = next_connect;
+  std::optional<steady_clock::time_point> ping_sent;  // a PING not answered yet
 
   // Events missed while unsubscribed are not replayed: every (re)subscription starts empty.
   const auto on_subscribed = [&] {
@@ -188,6 +191,8 @@ void KeyEvents::Run() {
     cache_->SetSubscribed(true, steady_clock::now());
     subscribed_.store(true);
     backoff = kFirstBackoff;
+    ping_sent.reset();
+    next_ping = steady_clock::now() + kHeartbeat;
   };
   const auto on_lost = [&] {
     subscription.reset();
@@ -197,10 +202,13 @@ void KeyEvents::Run() {
     backoff = std::min(backoff * 2, kMaxBackoff);
   };
   const auto handle = [&](const redisReply& reply) {
-    if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 3 ||
-        !IsString(reply.element[0], "message")) {
+    if (reply.type != REDIS_REPLY_ARRAY) return;
+    if (reply.elements == 2 && IsString(reply.element[0], "pong")) {
+      ping_sent.reset();
+      next_ping = steady_clock::now() + kHeartbeat;
       return;
     }
+    if (reply.elements != 3 || !IsString(reply.element[0], "message")) return;
     const redisReply* payload = reply.element[2];
     if (payload == nullptr || payload->type != REDIS_REPLY_STRING) return;
     const std::string_view id(payload->str, payload->len);
@@ -221,6 +229,80 @@ void KeyEvents::Run() {
       handle(*reply);
     }
   };
+  // Writes a PING on the subscription (a subscribed connection may send PING): false when the
+  // connection is broken.
+  const auto ping = [&]() {
+    if (redisAppendCommand(subscription.get(), "PING") != REDIS_OK) return false;
+    int done = 0;
+    while (done == 0) {
+      if (redisBufferWrite(subscription.get(), &done) != REDIS_OK) return false;
+    }
+    ping_sent = steady_clock::now();
+    return true;
+  };
+
+  while (!stop_.load()) {
+    auto now = steady_clock::now();
+    if (subscription == nullptr && now >= next_connect) {
+      subscription = Subscribe(redis_, channel);
+      if (subscription != nullptr) {
+        on_subscribed();
+      } else {
+        next_connect = steady_clock::now() + backoff;
+        backoff = std::min(backoff * 2, kMaxBackoff);
+      }
+      if (stop_.load()) break;
+      now = steady_clock::now();
+    }
+    if (subscription != nullptr && !drain()) on_lost();
+    if (subscription != nullptr) {
+      if (ping_sent && now - *ping_sent > kHeartbeatTimeout) {
+        on_lost();
+      } else if (!ping_sent && now >= next_ping && !ping()) {
+        on_lost();
+      }
+    }
+
+    // Wait for an event, a wake-up, or the next timer, whichever is first (at most a tick).
+    auto until = now + kTick;
+    if (subscription == nullptr) {
+      until = std::min(until, next_connect);
+    } else {
+      until = std::min(until, ping_sent ? *ping_sent + kHeartbeatTimeout : next_ping);
+    }
+    const auto wait = std::chrono::ceil<milliseconds>(until - steady_clock::now());
+    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {-1, POLLIN, 0}};
+    if (subscription != nullptr) fds[1].fd = subscription->fd;
+    const int ready =
+        poll(fds, 2, static_cast<int>(std::clamp(wait, milliseconds(0), kTick).count()));
+    if (ready <= 0) continue;
+    if (fds[0].revents != 0) {
+      uint64_t value = 0;
+      if (read(wake_fd_, &value, sizeof(value)) < 0) {
+        // Nothing to read (another wake-up was drained with it).
+      }
+    }
+    if (subscription != nullptr && fds[1].revents != 0) {
+      if (redisBufferRead(subscription.get()) != REDIS_OK || !drain()) on_lost();
+    }
+  }
+  if (subscription != nullptr) on_lost();
+}
+
+void KeyEvents::RunCommands() {
+  BlockSigpipeOnThisThread();
+  const KeyNames names(redis_.key_prefix);
+  const std::string last_used = names.LastUsed();
+  const std::string ids = names.Ids();
+  const std::string records = names.Record("");
+  config::RedisConfig command_config = redis_;
+  command_config.timeout_ms = std::max(command_config.timeout_ms, kMinCommandTimeoutMs);
+  policies::RedisConnection commands(command_config);
+  const milliseconds flush_interval = std::max(options_.flush_interval, kMinInterval);
+  const milliseconds count_interval = std::max(options_.count_interval, kMinInterval);
+  auto next_flush = steady_clock::now() + flush_interval;
+  auto next_count = steady_clock::now();  // the gauge is known as soon as Redis answers
+
   const auto flush = [&] {
     const auto stamps = cache_->TakeLastUsed(steady_clock::now());
     if (stamps.empty()) return;
@@ -255,50 +337,19 @@ void KeyEvents::Run() {
   };
 
   while (!stop_.load()) {
-    auto now = steady_clock::now();
-    if (subscription == nullptr && now >= next_connect) {
-      subscription = Subscribe(redis_, channel);
-      if (subscription != nullptr) {
-        on_subscribed();
-      } else {
-        next_connect = steady_clock::now() + backoff;
-        backoff = std::min(backoff * 2, kMaxBackoff);
-      }
-      if (stop_.load()) break;
-      now = steady_clock::now();
-    }
-    if (now >= next_flush) {
+    if (steady_clock::now() >= next_flush) {
       flush();
       next_flush = steady_clock::now() + flush_interval;
     }
-    if (count_soon_.exchange(false) || now >= next_count) {
+    if (count_soon_.exchange(false) || steady_clock::now() >= next_count) {
       const bool ok = count();
       next_count =
           steady_clock::now() + (ok ? count_interval : std::min(count_interval, kCountRetry));
     }
-    if (subscription != nullptr && !drain()) on_lost();
-
-    // Wait for an event, a wake-up, or the next timer, whichever is first (at most a tick).
-    auto until = std::min(next_flush, next_count);
-    if (subscription == nullptr) until = std::min(until, next_connect);
-    const auto wait = std::chrono::ceil<milliseconds>(until - steady_clock::now());
-    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {-1, POLLIN, 0}};
-    if (subscription != nullptr) fds[1].fd = subscription->fd;
-    const int ready =
-        poll(fds, 2, static_cast<int>(std::clamp(wait, milliseconds(0), kTick).count()));
-    if (ready <= 0) continue;
-    if (fds[0].revents != 0) {
-      uint64_t value = 0;
-      if (read(wake_fd_, &value, sizeof(value)) < 0) {
-        // Nothing to read (another wake-up was drained with it).
-      }
-    }
-    if (subscription != nullptr && fds[1].revents != 0) {
-      if (redisBufferRead(subscription.get()) != REDIS_OK || !drain()) on_lost();
-    }
+    std::unique_lock<std::mutex> lock(commands_mu_);
+    commands_cv_.wait_until(lock, std::min(next_flush, next_count),
+                            [&] { return stop_.load() || count_soon_.load(); });
   }
-
-  if (subscription != nullptr) on_lost();
   flush();
 }
 

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -50,7 +51,10 @@ class KeyEvents {
   uint64_t events_received() const { return events_.load(); }
 
  private:
+  // The subscription (its own thread, so no Redis command ever delays an event).
   void Run();
+  // The last-use stamps and the count, over an ordinary connection.
+  void RunCommands();
   void Wake();
 
   const config::RedisConfig redis_;
@@ -64,7 +68,10 @@ class KeyEvents {
   KeyStateCounts counts_;
   int wake_fd_ = -1;  // an eventfd: Stop and CountSoon end the thread's wait at once
   std::mutex stop_mu_;
+  std::mutex commands_mu_;
+  std::condition_variable commands_cv_;  // Stop and CountSoon end RunCommands' wait at once
   std::thread thread_;
+  std::thread commands_thread_;
 };
 
 }  // namespace tollgate::keys

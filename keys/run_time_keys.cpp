@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "upstream/upstream_auth.h"
@@ -18,6 +19,11 @@ KeyCacheOptions CacheOptions(const config::KeysConfig& keys) {
   o.lookups_per_second = keys.lookups_per_second;
   o.lookup_burst = keys.lookup_burst;
   return o;
+}
+
+config::RedisConfig AdminRedis(config::RedisConfig redis) {
+  redis.timeout_ms = std::max(redis.timeout_ms, RunTimeKeys::kAdminTimeoutMs);
+  return redis;
 }
 
 KeyAuth Refused(KeyAuth::Outcome outcome, std::string message) {
@@ -60,6 +66,8 @@ RunTimeKeys::RunTimeKeys(const config::RedisConfig& redis, const config::KeysCon
     : config_(keys),
       client_(redis),
       store_(&client_),
+      admin_client_(AdminRedis(redis)),
+      admin_store_(&admin_client_),
       cache_(CacheOptions(keys)),
       events_(redis, &cache_) {}
 

@@ -66,9 +66,12 @@ class RunTimeKeys {
   // on that loop, inline when the cache answers.
   void Authenticate(std::string_view key, std::string_view id, std::function<void(KeyAuth)> done);
 
-  // The admin operations (gateway/admin_api.cpp) go through the store; after a change, tell the
-  // cache (this replica drops the id at once, before the event comes back) and the gauge.
-  KeyStore& store() { return store_; }
+  // The admin operations (gateway/admin_api.cpp) go through this store (its own connections,
+  // whose deadline is at least kAdminTimeoutMs: a listing reads every record in one script);
+  // after a change, tell the cache (this replica drops the id at once, before the event comes
+  // back) and the gauge.
+  KeyStore& store() { return admin_store_; }
+  static constexpr int kAdminTimeoutMs = 2000;
   void Changed(std::string_view id);
 
   const KeyStats& stats() const { return stats_; }
@@ -83,8 +86,10 @@ class RunTimeKeys {
               std::function<void(KeyAuth)> done);
 
   const config::KeysConfig config_;
-  policies::RedisLoopClient client_;
+  policies::RedisLoopClient client_;  // lookups on the request path: redis.timeout_ms
   KeyStore store_;
+  policies::RedisLoopClient admin_client_;
+  KeyStore admin_store_;
   KeyCache cache_;
   KeyEvents events_;
   KeyStats stats_;

@@ -701,6 +701,38 @@ TEST_F(KeysTest, AdminKeyCallsNeedTheKeysScopeAndEveryCallIsAudited) {
   EXPECT_EQ(line->Int("/status"), 409);
 }
 
+// A wrong method on a key endpoint is on record like every other admin call; a key pasted into
+// an admin path or query by mistake (or by a page, refused for its Origin) is not written into
+// the audit record.
+TEST_F(KeysTest, AWrongMethodIsAuditedAndAKeyPastedIntoAnAdminRequestIsNotWrittenDown) {
+  auto g = Start();
+  ASSERT_TRUE(g->started());
+  CreatedKey k = Create(*g);
+  HttpResponse wrong = Admin(*g, "PUT", "/keys/" + k.id);
+  ExpectError(wrong, 405, "method_not_allowed");
+  std::optional<Json> line = AuditRecordOf(*g, wrong);
+  ASSERT_TRUE(line);
+  EXPECT_EQ(line->String("/decision"), "bad_request");
+  EXPECT_EQ(line->Int("/status"), 405);
+  EXPECT_EQ(line->String("/key_id"), k.id);
+
+  const std::string secret = k.key.substr(keys::kKeyLength - keys::kSecretLength);
+  HttpResponse in_query = Admin(*g, "GET", "/keys?caller=" + k.key);
+  EXPECT_EQ(in_query.status, 400) << in_query.body;
+  line = AuditRecordOf(*g, in_query);
+  ASSERT_TRUE(line);
+  EXPECT_EQ(line->String("/query").find(secret), std::string::npos) << line->String("/query");
+  HttpResponse in_path =
+      Http("DELETE", g->admin_url() + "/keys/" + k.key + "/x?token=" + k.key,
+           {{"Authorization", "Bearer " + kKeysAdminToken}, {"Origin", "http://page.example"}});
+  EXPECT_EQ(in_path.status, 403) << in_path.body;
+  line = AuditRecordOf(*g, in_path);
+  ASSERT_TRUE(line);
+  EXPECT_EQ(line->String("/path").find(secret), std::string::npos) << line->String("/path");
+  EXPECT_EQ(line->String("/query").find(secret), std::string::npos) << line->String("/query");
+  EXPECT_EQ(ReadFile(g->audit_path()).find(secret), std::string::npos);
+}
+
 // ------------------------------------------------------------------------------- caller requests
 
 TEST_F(KeysTest, ACallerRemovedFromTheConfigLosesItsRunTimeKeys) {

@@ -83,6 +83,7 @@ class RedisServer {
   void Stop();              // kills it (SIGKILL: like a crash)
   void Start();             // starts it again on the same port (empty: no persistence)
   bool running();
+  pid_t pid() const { return process_.pid(); }  // SIGSTOP/SIGCONT: a Redis that goes silent
 
  private:
   int port_;

@@ -78,6 +78,13 @@ TEST(AdminKeysCreateBody, MaxTtlBoundsTtlSeconds) {
       << error;
   // 0 = no bound but the built-in one.
   EXPECT_EQ(ParseCreateKeyBody(R"({"caller": "c", "ttl_seconds": 315360000})", 0, &req), "");
+  // With a bound, a key asked for without a ttl lives as long as the bound allows, no longer.
+  CreateKeyRequest unbounded;
+  EXPECT_EQ(ParseCreateKeyBody(R"({"caller": "c"})", 0, &unbounded), "");
+  EXPECT_FALSE(unbounded.ttl_seconds);
+  CreateKeyRequest bounded;
+  EXPECT_EQ(ParseCreateKeyBody(R"({"caller": "c"})", 3600, &bounded), "");
+  EXPECT_EQ(bounded.ttl_seconds, 3600);
 }
 
 // A key pasted where a name belongs never comes back in a message (messages reach the audit
@@ -172,6 +179,9 @@ TEST(AdminKeysRotation, TheNewKeyKeepsCallerAndNoteAndTakesTheOldLifetimeByDefau
   // A key that never expired is replaced by one that never expires.
   old.expires_at.reset();
   EXPECT_FALSE(RotationReplacement(old, key, now, std::nullopt, 0, "ops").expires_at);
+  // ... unless keys.max_ttl_seconds now bounds every key.
+  EXPECT_EQ(RotationReplacement(old, key, now, std::nullopt, 3600, "ops").expires_at,
+            now + seconds(3600));
 }
 
 TEST(AdminKeysJson, TimesAreRfc3339UtcWithMilliseconds) {

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
+#include <signal.h>
 
 #include <chrono>
 #include <string>
@@ -175,6 +176,22 @@ TEST_F(KeyEventsTest, ARestartedRedisIsResubscribedAndTheCacheStartsEmpty) {
   Client client(redis_.port());
   EXPECT_EQ(client.Integer({"PUBLISH", kChannel, "cccccccccccc"}), 1);
   ASSERT_TRUE(Eventually([&] { return FindNow(cache_, "cccccccccccc") == Found::kMiss; }));
+}
+
+// A connection a NAT or firewall dropped without a word looks like a Redis that stopped
+// answering: nothing arrives, nothing fails. The heartbeat notices it within about a second, so
+// the cache stops trusting entries for cache_ttl (events may be going missing), and the
+// subscription comes back, empty, once Redis answers again.
+TEST_F(KeyEventsTest, ASubscriptionThatGoesSilentIsTakenAsLostAndRenewed) {
+  KeyEvents events(Config(), &cache_, Fast());
+  ASSERT_TRUE(Eventually([&] { return events.subscribed(); }));
+  cache_.Put(Record("aaaaaaaaaaaa"), steady_clock::now());
+  ASSERT_EQ(kill(redis_.pid(), SIGSTOP), 0);
+  const bool lost = Eventually([&] { return !events.subscribed(); }, milliseconds(10000));
+  ASSERT_EQ(kill(redis_.pid(), SIGCONT), 0);
+  ASSERT_TRUE(lost) << "a subscription that stopped answering was still taken as live";
+  ASSERT_TRUE(Eventually([&] { return events.subscribed(); }));
+  EXPECT_EQ(FindNow(cache_, "aaaaaaaaaaaa"), Found::kMiss);
 }
 
 TEST_F(KeyEventsTest, StampsLandInTheLastUsedHash) {
