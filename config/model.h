@@ -24,13 +24,42 @@ struct Rate {
 
 enum class LimitScope { kShared, kCaller };
 
-// A token bucket: `burst` tokens at most, refilled at `rate`.
+enum class QuotaPeriod { kDay, kWeek, kMonth };
+
+// A quota on fixed UTC calendar windows (issue 12): `amount` per day/week/month, the window
+// starting at `reset_hour_utc` (weeks on Monday, months on the 1st).
+struct Quota {
+  uint64_t amount = 0;
+  QuotaPeriod period = QuotaPeriod::kMonth;
+  int reset_hour_utc = 0;         // 0..23
+  std::optional<double> warn_at;  // 0 < warn_at < 1: Tollgate-Quota-Warning past it
+};
+
+// A token bucket: `burst` tokens at most, refilled at `rate`; or, with `quota`, a calendar
+// quota (then `rate` and `burst` are unused).
 struct Limit {
   std::string name;
   Rate rate;
   uint64_t burst = 0;  // defaults to rate.tokens
   LimitScope scope = LimitScope::kShared;
   bool shadow = false;  // evaluated and audited (`would_limit`), never rejects
+  std::optional<Quota> quota;
+};
+
+// One body rule (issue 12): what a rule does to one field of a JSON request body, keyed by JSON
+// pointer. Operators apply in this order: require, forbid, set, default, enum, min/max, append.
+struct BodyRule {
+  std::string pointer;  // RFC 6901, e.g. "/max_acu_limit", "/tags"
+  std::optional<double> max;
+  std::optional<double> min;
+  bool clamp = false;                       // on_exceed: "clamp" (else "reject": 403)
+  std::optional<std::string> default_json;  // a JSON value, as text
+  std::vector<std::string> enum_json;       // JSON values, as text; empty = any
+  bool forbid = false;
+  bool require = false;
+  // `set`: a JSON value as text, or a template: "{caller}" or "caller.<attribute>".
+  std::optional<std::string> set;
+  std::vector<std::string> append;  // strings, each may hold "{caller}"
 };
 
 enum class AuthType { kBearer, kHeader, kDevoHmac };
@@ -80,8 +109,14 @@ struct Rule {
   std::string path;  // the template text, e.g. /v3beta1/organizations/{org_id}/sessions
   Effect effect = Effect::kAllow;
   std::map<std::string, std::string>
-      where;  // template param -> caller attribute name (no "caller.")
+      where;  // template param -> caller attribute name (no "caller."); "owner": the value
+              // must be recorded as owned by the caller (or its owner_group), issue 12
   uint64_t cost = 1;
+  std::string cost_pointer;    // "cost": "/max_acu_limit": read from the body (after its rules)
+  std::vector<BodyRule> body;  // in the order written
+  std::string record_owner;    // JSON pointer into a 2xx answer: the value is owned by the caller
+  std::string owner_group;     // caller attribute: callers sharing a value share ownership
+  std::map<std::string, std::string> query;  // forced query parameters ("{caller}" allowed)
   std::vector<Limit> limits;
   std::vector<std::string> redact;  // JSON pointers, `*` = every element / member
   // A body on GET, HEAD, DELETE or OPTIONS is forwarded only where this is set (else 400).
@@ -177,6 +212,7 @@ struct Config {
   std::map<std::string, Caller> callers;
   AdminConfig admin;
   KeysConfig keys;
+  int ownership_ttl_days = 90;  // how long `record_owner` records live in Redis (issue 12)
   // A fingerprint (SHA-256 of its JSON text) of each top-level entry of the document: "listen",
   // "redis", each "upstreams/<name>", "roles/<name>", "callers/<name>", "admin/tokens/<name>".
   // A reload compares them to say which entries it changed, never their values.

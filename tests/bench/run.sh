@@ -10,6 +10,8 @@
 #   c  pistache_hello                                (the front-end library's ceiling)
 #   d  tollgate -> (a), in-process limiter
 #   e  tollgate -> (a), Redis limiter (a local redis-server)
+#   f  (e) called with a run-time key (issue 11: made through its admin API) instead of a
+#      config key: what the key cache costs per request
 # For each target: req/s, latency, and the CPU the measured process used per request (utime+stime
 # from /proc/<pid>/stat, of the process and its child processes, over the wrk run, divided by the
 # requests wrk completed). nginx's proxying alone is the CPU of both nginx instances per proxied
@@ -208,6 +210,9 @@ wait_http "pistache_hello (c)" "http://127.0.0.1:$PORT_C/data.json" "$PID_C" ||
 BENCH_KEY="tgbench_$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
 BENCH_KEY_SHA="$(printf '%s' "$BENCH_KEY" | sha256sum | cut -d' ' -f1)"
 AUTH_HEADER="Authorization: Bearer $BENCH_KEY"
+# An admin token (scope keys) for row f's run-time key; also this run's only.
+BENCH_ADMIN="tga_bench_$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
+BENCH_ADMIN_SHA="$(printf '%s' "$BENCH_ADMIN" | sha256sum | cut -d' ' -f1)"
 export BENCH_UPSTREAM_TOKEN="bench-upstream-token-not-a-secret"
 
 tollgate_conf() {  # tollgate_conf PORT ADMIN_PORT AUDIT_FILE [REDIS_SECTION]
@@ -225,6 +230,7 @@ tollgate_conf() {  # tollgate_conf PORT ADMIN_PORT AUDIT_FILE [REDIS_SECTION]
   },
   "roles": {"reader": {"rules": [{"upstream": "bench", "methods": ["GET"], "path": "/**"}]}},
   "callers": {"bench": {"key_sha256": ["$BENCH_KEY_SHA"], "roles": ["reader"]}},
+  "admin": {"tokens": [{"name": "bench", "sha256": "$BENCH_ADMIN_SHA", "scopes": ["keys"]}]},
   ${4:-}
   "audit": {"file": "$3"}
 }
@@ -274,6 +280,20 @@ if [ "$REDIS_UP" = 1 ]; then
   TOLLGATE_PID=
   start_tollgate tollgate-e "$PORT_E" "$PORT_E_ADMIN" "$TMP/tollgate-e.json" && E_OK=1
   PID_E=$TOLLGATE_PID
+fi
+F_OK=0
+RT_HEADER="X-Bench: 1"
+if [ "$E_OK" = 1 ]; then
+  RT_KEY="$(curl -s -X POST -H "Authorization: Bearer $BENCH_ADMIN" \
+    -d '{"caller": "bench", "note": "bench"}' "http://127.0.0.1:$PORT_E_ADMIN/keys" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin).get("key", ""))' 2>/dev/null)" || RT_KEY=""
+  if [ -n "$RT_KEY" ]; then
+    RT_HEADER="Authorization: Bearer $RT_KEY"
+    wait_http "tollgate (run-time key)" "http://127.0.0.1:$PORT_E/bench/data.json" "$PID_E" \
+      "$RT_HEADER" && F_OK=1
+  else
+    log "could not create a run-time key on (e); row f will be n/a"
+  fi
 else
   log "redis-server did not start; row e will be n/a"
   tail -n 5 "$TMP/redis.log" >&2 || true
@@ -326,7 +346,8 @@ us_per() {
 }
 
 declare -A RPS P50 P99 NOTE REQS CPU_SELF CPU_A CPU_R PIDS_OF
-PIDS_OF=([a]="$PID_A" [b]="$PID_B" [c]="$PID_C" [d]="${PID_D:-}" [e]="${PID_E:-}")
+PIDS_OF=([a]="$PID_A" [b]="$PID_B" [c]="$PID_C" [d]="${PID_D:-}" [e]="${PID_E:-}"
+  [f]="${PID_E:-}")
 measure() {  # measure KEY OK URL [HEADER]
   local key="$1" ok="$2" url="$3" header="${4:-X-Bench: 1}"
   if [ "$ok" != 1 ]; then
@@ -364,6 +385,7 @@ measure b 1 "http://127.0.0.1:$PORT_B/data.json"
 measure c 1 "http://127.0.0.1:$PORT_C/data.json"
 measure d "$D_OK" "http://127.0.0.1:$PORT_D/bench/data.json" "$AUTH_HEADER"
 measure e "$E_OK" "http://127.0.0.1:$PORT_E/bench/data.json" "$AUTH_HEADER"
+measure f "$F_OK" "http://127.0.0.1:$PORT_E/bench/data.json" "$RT_HEADER"
 
 declare -A NAME=(
   [a]="a nginx static (upstream)"
@@ -371,13 +393,14 @@ declare -A NAME=(
   [c]="c pistache_hello"
   [d]="d tollgate, memory limiter"
   [e]="e tollgate, redis limiter"
+  [f]="f (e) with a run-time key"
 )
 
 echo
 echo "Throughput: wrk -t$WRK_THREADS -c$CONNECTIONS -d${SECONDS_RUN}s, loopback, $(nproc) cores shared with wrk"
 printf '%-30s %12s %10s %10s %12s  %s\n' "target" "req/s" "p50 ms" "p99 ms" "CPU us/req" ""
 declare -A CPU_US
-for k in a b c d e; do
+for k in a b c d e f; do
   CPU_US[$k]="$(us_per "${CPU_SELF[$k]}" "${REQS[$k]}")"
   printf '%-30s %12s %10s %10s %12s  %s\n' "${NAME[$k]}" "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" \
     "${CPU_US[$k]}" "${NOTE[$k]}"
@@ -410,6 +433,8 @@ aim "redis-server us per decision (e)" "$REDIS_US" "<=" 12
 aim "throughput e/b (tollgate+redis vs nginx proxy)" "$(ratio "${RPS[e]}" "${RPS[b]}")" ">=" 0.6
 aim "throughput d/b (tollgate+memory vs nginx proxy)" "$(ratio "${RPS[d]}" "${RPS[b]}")" ">=" 0.6
 printf '%-52s %8s\n' "throughput e/c (tollgate+redis vs bare pistache)" "$(ratio "${RPS[e]}" "${RPS[c]}")"
+printf '%-52s %8s\n' "CPU/req run-time key / config key (f/e)" "$(ratio "${CPU_US[f]}" "${CPU_US[e]}")"
+printf '%-52s %8s\n' "throughput run-time key / config key (f/e)" "$(ratio "${RPS[f]}" "${RPS[e]}")"
 
 # --- latency added under a moderate, fixed load ------------------------------------------------------
 echo
