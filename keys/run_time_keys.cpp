@@ -36,14 +36,15 @@ KeyAuth Refused(KeyAuth::Outcome outcome, std::string message) {
 // The verdict on a key whose record is known. The hash is compared first (in constant time):
 // whoever does not hold the secret learns nothing about the key behind the id, not even
 // whether it was revoked.
-KeyAuth Judge(const KeyRecord& record, const std::string& digest, TimePoint now) {
+KeyAuth Judge(KeyRecord record, const std::string& digest, TimePoint now) {
   if (record.sha256.size() != digest.size() ||
       CRYPTO_memcmp(record.sha256.data(), digest.data(), digest.size()) != 0) {
     return Refused(KeyAuth::Outcome::kUnknown, "unknown key");
   }
   KeyAuth out;
-  out.record = record;
-  switch (StateAt(record, now)) {
+  const KeyState state = StateAt(record, now);
+  out.record = std::move(record);
+  switch (state) {
     case KeyState::kRevoked:
       out.outcome = KeyAuth::Outcome::kRevoked;
       out.message = "key revoked";
@@ -82,7 +83,7 @@ void RunTimeKeys::Authenticate(std::string_view key, std::string_view id,
   switch (cache_.Find(id, now, &cached, &fetched)) {
     case KeyCache::Found::kFresh: {
       stats_.cache_hits.fetch_add(1, std::memory_order_relaxed);
-      KeyAuth auth = Judge(cached, digest, std::chrono::system_clock::now());
+      KeyAuth auth = Judge(std::move(cached), digest, std::chrono::system_clock::now());
       if (auth.outcome == KeyAuth::Outcome::kOk) cache_.Touch(id, std::chrono::system_clock::now());
       done(std::move(auth));
       return;
@@ -142,7 +143,7 @@ void RunTimeKeys::Lookup(std::string id, std::string digest,
     if (stale && cache_.UsableWithoutRedis(stale->second, now)) {
       // Redis is down: what this replica verified within cache_ttl_seconds still holds.
       stats_.stale_used.fetch_add(1, std::memory_order_relaxed);
-      KeyAuth auth = Judge(stale->first, digest, wall);
+      KeyAuth auth = Judge(std::move(stale->first), digest, wall);
       if (auth.outcome == KeyAuth::Outcome::kOk) cache_.Touch(id, wall);
       done(std::move(auth));
       return;
