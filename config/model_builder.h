@@ -59,6 +59,11 @@ class ModelBuilder {
   Caller BuildCaller(const std::string& name, const rapidjson::Value& value,
                      const std::string& pointer, const Config& config);
 
+  // model_builder_body.cpp: a rule's `body` and `cost` (issue 12), and the callers whose
+  // attributes a `set` reads.
+  void BuildBody(const rapidjson::Value& rule_value, const std::string& pointer, Rule* rule);
+  void CheckSetAttributes(const Caller& caller, const std::string& pointer, const Config& config);
+
   struct SeenLimit {
     Limit limit;
     std::string pointer;

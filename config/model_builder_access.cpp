@@ -83,7 +83,7 @@ Rule ModelBuilder::BuildRule(const std::string& role, size_t index, const Value&
   if (value.HasMember("where") && problem.empty()) {
     CheckWhere(value["where"], JoinPointer(pointer, "where"), params, &rule);
   }
-  if (value.HasMember("cost")) rule.cost = value["cost"].GetUint64();
+  BuildBody(value, pointer, &rule);  // `body` and `cost`
   if (value.HasMember("allow_body")) rule.allow_body = value["allow_body"].GetBool();
   rule.limits = BuildLimits(value, pointer, LimitScope::kShared);
   if (value.HasMember("redact")) {
@@ -130,7 +130,7 @@ void ModelBuilder::CheckCost(const Rule& rule, const Config& config) {
     for (const Limit& limit : upstream->second.limits) buckets.push_back(&limit);
   }
   for (const Limit* limit : buckets) {
-    if (rule.cost > limit->burst) {
+    if (rule.cost_pointer.empty() && rule.cost > limit->burst) {
       Error(JoinPointer(rule.pointer, "cost"),
             "cost " + std::to_string(rule.cost) + " exceeds the burst " +
                 std::to_string(limit->burst) + " of limit " + Quoted(limit->name) +
@@ -202,7 +202,7 @@ Caller ModelBuilder::BuildCaller(const std::string& name, const Value& value,
   for (size_t i = 0; all_limits_built && i < caller.limits.size(); ++i) {
     for (const std::string& role : caller.roles) {
       for (const Rule& rule : config.roles.at(role).rules) {
-        if (rule.cost > caller.limits[i].burst) {
+        if (rule.cost_pointer.empty() && rule.cost > caller.limits[i].burst) {
           Error(JoinPointer(JoinPointer(pointer, "limits"), i),
                 "burst " + std::to_string(caller.limits[i].burst) + " is below the cost " +
                     std::to_string(rule.cost) + " of " + rule.pointer +
@@ -212,6 +212,7 @@ Caller ModelBuilder::BuildCaller(const std::string& name, const Value& value,
     }
   }
 
+  CheckSetAttributes(caller, pointer, config);
   if (value.HasMember("expires")) {
     std::string text = value["expires"].GetString();
     caller.expires = syntax::ParseRfc3339(text);

@@ -369,6 +369,10 @@ void AppendAuditRecord(const AuditRecord& r, std::string* out) {
     AppendLiteral(out, ",\"would_limit\":");
     AppendStrings(r.would_limit, out);
   }
+  if (!r.body_rules.empty()) {
+    AppendLiteral(out, ",\"body_rules\":");
+    AppendStrings(r.body_rules, out);
+  }
   if (r.fallback) AppendLiteral(out, ",\"limiter_fallback\":true");
   if (r.admin) AppendAdminAction(*r.admin, out);
   out->push_back('}');

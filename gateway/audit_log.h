@@ -85,6 +85,9 @@ struct AuditRecord {
   std::string upstream_request_id;       // "" = null
   std::string error;                     // "" = null
   std::vector<std::string> would_limit;  // shadow buckets that lacked tokens; omitted when empty
+  // The JSON pointers of the body fields a body rule changed (never their values); omitted
+  // when empty.
+  std::vector<std::string> body_rules;
   bool fallback = false;  // limiter decided locally (Redis down): "limiter_fallback": true
   // Admin records only; null (and its fields omitted) on every caller request, so the request
   // path pays one pointer for it.

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -25,6 +26,7 @@
 #include "gateway/server.h"
 #include "gateway/snapshot.h"
 #include "keys/key_format.h"
+#include "policies/body_rules.h"
 #include "policies/normalise.h"
 #include "policies/policy_warnings.h"
 #include "upstream/upstream_auth.h"
@@ -42,9 +44,10 @@ usage:
   tollgate keygen --admin NAME [--scopes reload,read]
                                         make a new admin token (admin listener) and its config
                                         line; scopes: reload, keys, usage, read
-  tollgate explain --config FILE --caller NAME METHOD PATH
+  tollgate explain --config FILE --caller NAME [--body FILE] METHOD PATH
                                         show how a request would be decided (PATH as sent to
-                                        the gateway, e.g. /devin/v3beta1/enterprise/self)
+                                        the gateway, e.g. /devin/v3beta1/enterprise/self); with
+                                        --body, what the rule's body rules do to that body
   tollgate keys create --caller NAME [--ttl DURATION] [--note TEXT]
   tollgate keys list [--caller NAME]
   tollgate keys revoke ID
@@ -68,6 +71,7 @@ struct Args {
   std::string verb;
   std::string config;
   std::string caller;
+  std::string body_file;  // explain --body
   std::optional<std::string> admin;
   std::optional<std::string> scopes;
   bool demo = false;
@@ -95,6 +99,8 @@ Args Parse(int argc, char** argv) {
       value(&a.config);
     } else if (arg == "--caller" || arg.rfind("--caller=", 0) == 0) {
       value(&a.caller);
+    } else if (arg == "--body" || arg.rfind("--body=", 0) == 0) {
+      value(&a.body_file);
     } else if (arg == "--admin" || arg.rfind("--admin=", 0) == 0) {
       value(&a.admin.emplace());
     } else if (arg == "--scopes" || arg.rfind("--scopes=", 0) == 0) {
@@ -295,7 +301,32 @@ int Explain(const Args& a) {
     std::cout << "rule:       no rule matched\n";
   }
   if (d.allowed()) {
-    auto buckets = snap->BucketsFor(*up, d.rule, *caller);
+    uint64_t cost = d.rule ? d.rule->cost : 1;
+    if (d.rule && policies::NeedsBody(*d.rule)) {
+      if (a.body_file.empty()) {
+        std::cout << "body:       the rule has body rules; give a body with --body FILE\n";
+      } else {
+        std::ifstream in(a.body_file, std::ios::binary);
+        if (!in) {
+          std::cerr << "tollgate: cannot read " << a.body_file << "\n";
+          return 2;
+        }
+        std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        // The same code serve runs (gateway/pipeline.cpp ApplyBody).
+        policies::BodyRulesOutcome out = policies::ApplyBodyRules(*d.rule, body, *caller);
+        for (const auto& step : out.steps) std::cout << "body rule:  " << step << "\n";
+        if (out.status != 0) {
+          std::cout << "decision:   body_rule (" << out.status << "): " << out.message << "\n";
+          return 1;
+        }
+        std::cout << "body:       " << (out.rewritten ? out.body : "forwarded as sent") << "\n";
+        if (out.has_cost) {
+          cost = out.cost;
+          std::cout << "cost:       " << cost << " (from " << d.rule->cost_pointer << ")\n";
+        }
+      }
+    }
+    auto buckets = snap->BucketsFor(*up, d.rule, *caller, cost);
     if (buckets.empty()) std::cout << "buckets:    none\n";
     for (const auto& b : buckets) {
       std::cout << "bucket:     " << b.name << " key=" << b.key << " cost=" << b.cost

@@ -46,6 +46,8 @@ class Exchange {
   const HttpRequest& request() const { return request_; }
   // The request body, to be moved into the upstream request (no copy).
   std::string TakeBody() { return std::move(request_.body); }
+  // A collected body replaced by the one to forward (a rule's body rules rewrote it).
+  void ReplaceBody(std::string body) { request_.body = std::move(body); }
   const std::string& client_ip() const { return client_ip_; }
   // Non-zero when the request could not be parsed (400, 408, 413, 431, 501, 505): the handler must
   // answer with this status; request() holds whatever was parsed (may be empty).

@@ -14,6 +14,7 @@
 #include "gateway/admin_keys.h"
 #include "gateway/log.h"
 #include "gateway/rate_limit_headers.h"
+#include "policies/body_rules.h"
 #include "policies/normalise.h"
 #include "upstream/headers.h"
 #include "upstream/secret_scan.h"
@@ -46,6 +47,7 @@ struct Pipeline::Context : upstream::StreamSink {
   std::string query;  // raw
   policies::LimitDecision limit;
   std::vector<policies::BucketSpec> buckets;  // what the limit stage charged, for the headers
+  uint64_t cost = 1;  // the rule's cost, or the one its body rules read from the body
 
   // The upstream transfer.
   upstream::StreamClient* client = nullptr;
@@ -451,6 +453,38 @@ void Pipeline::Authorise(const std::shared_ptr<Context>& ctx) {
              "\"allow_body\": true)");
     return;
   }
+  ctx->cost = ctx->rule->cost;
+  if (policies::NeedsBody(*ctx->rule)) {
+    ApplyBody(ctx);
+    return;
+  }
+  Limit(ctx);
+}
+
+// The body is collected whole first (max_body_bytes bounds it), rewritten once, and forwarded
+// buffered: its new length and (devo_hmac) its signature are the rewritten body's. A refusal
+// takes no token and forwards nothing.
+void Pipeline::ApplyBody(const std::shared_ptr<Context>& ctx) {
+  if (ctx->exchange->body_pending()) {
+    ctx->exchange->CollectBody([this, ctx] {
+      if (int status = ctx->exchange->body_error_status()) {
+        FailBody(ctx, status);
+        return;
+      }
+      ApplyBody(ctx);
+    });
+    return;
+  }
+  policies::BodyRulesOutcome out =
+      policies::ApplyBodyRules(*ctx->rule, ctx->exchange->request().body, *ctx->caller);
+  if (out.status != 0) {
+    Fail(ctx, out.status, "body_rule", out.status == 403 ? "forbidden" : "bad_request",
+         std::move(out.message));
+    return;
+  }
+  ctx->audit.body_rules = std::move(out.changed);
+  if (out.rewritten) ctx->exchange->ReplaceBody(std::move(out.body));
+  if (out.has_cost) ctx->cost = out.cost;
   Limit(ctx);
 }
 
@@ -536,7 +570,7 @@ void Pipeline::Whoami(const std::shared_ptr<Context>& ctx) {
 
 void Pipeline::Limit(const std::shared_ptr<Context>& ctx) {
   policies::LimitRequest request;
-  request.buckets = ctx->snapshot->BucketsFor(*ctx->upstream, ctx->rule, *ctx->caller);
+  request.buckets = ctx->snapshot->BucketsFor(*ctx->upstream, ctx->rule, *ctx->caller, ctx->cost);
   request.cooldown_upstream = ctx->upstream->name;
   ctx->buckets = request.buckets;  // kept for the response headers
   deps_.limiter->Acquire(std::move(request), [this, ctx](policies::LimitDecision d) {

@@ -110,6 +110,8 @@ class Pipeline {
   void Authenticated(const std::shared_ptr<Context>& ctx, const AuthResult& auth, Stage next);
   void Authorise(const std::shared_ptr<Context>& ctx);
   void Whoami(const std::shared_ptr<Context>& ctx);
+  // A rule's body rules and body cost (issue 12): after Authorise, before Limit.
+  void ApplyBody(const std::shared_ptr<Context>& ctx);
   void Limit(const std::shared_ptr<Context>& ctx);
   void Forward(const std::shared_ptr<Context>& ctx);
   // The upstream transfer's events (Context is its StreamSink).

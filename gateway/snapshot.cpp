@@ -170,9 +170,9 @@ AuthResult Snapshot::CheckCaller(AuthResult r, std::chrono::system_clock::time_p
 
 std::vector<policies::BucketSpec> Snapshot::BucketsFor(const config::Upstream& upstream,
                                                        const config::Rule* rule,
-                                                       const config::Caller& caller) const {
+                                                       const config::Caller& caller,
+                                                       uint64_t cost) const {
   std::vector<policies::BucketSpec> out;
-  uint64_t cost = rule ? rule->cost : 1;
   out.reserve(upstream.limits.size() + (rule ? rule->limits.size() : 0) + caller.limits.size());
   for (const auto& l : upstream.limits) out.push_back(MakeBucket(l, caller.name, cost));
   if (rule) {

@@ -51,10 +51,11 @@ class Snapshot {
   AuthResult AuthenticateCaller(std::string_view caller,
                                 std::chrono::system_clock::time_point now) const;
 
-  // Every bucket a request is charged: the upstream's limits, the rule's, the caller's.
+  // Every bucket a request is charged `cost` tokens from: the upstream's limits, the rule's, the
+  // caller's. `cost`: the rule's, or the one read from the body (policies/body_rules.h).
   std::vector<policies::BucketSpec> BucketsFor(const config::Upstream& upstream,
                                                const config::Rule* rule,
-                                               const config::Caller& caller) const;
+                                               const config::Caller& caller, uint64_t cost) const;
   // Every bucket that could apply to the caller (for /_tollgate/whoami), cost 0.
   std::vector<policies::BucketSpec> BucketsOfCaller(const config::Caller& caller) const;
 

@@ -96,6 +96,7 @@ AuditRecord FullRecord() {
   r.upstream_request_id = "cid-9";
   r.error = "";
   r.would_limit = {"devin-shadow"};
+  r.body_rules = {"/max_acu_limit", "/a~1b"};
   r.fallback = true;
   return r;
 }
@@ -106,12 +107,12 @@ TEST(SerializeAuditRecord, WritesEveryFieldInOrder) {
   const rapidjson::Document doc = Parse(line);
   std::vector<std::string> names;
   for (const auto& m : doc.GetObject()) names.emplace_back(m.name.GetString());
-  EXPECT_THAT(names,
-              ElementsAre("ts", "request_id", "gateway_request_id", "caller", "key_id", "client_ip",
-                          "method", "upstream", "path", "query", "rule", "decision", "status",
-                          "upstream_status", "latency_ms", "upstream_ms", "ttfb_ms", "duration_ms",
-                          "ended_by", "bytes_in", "bytes_out", "bucket", "remaining",
-                          "upstream_request_id", "error", "would_limit", "limiter_fallback"));
+  EXPECT_THAT(names, ElementsAre("ts", "request_id", "gateway_request_id", "caller", "key_id",
+                                 "client_ip", "method", "upstream", "path", "query", "rule",
+                                 "decision", "status", "upstream_status", "latency_ms",
+                                 "upstream_ms", "ttfb_ms", "duration_ms", "ended_by", "bytes_in",
+                                 "bytes_out", "bucket", "remaining", "upstream_request_id", "error",
+                                 "would_limit", "body_rules", "limiter_fallback"));
   EXPECT_STREQ(doc["ts"].GetString(), "2026-11-25T12:00:00.123Z");
   EXPECT_STREQ(doc["request_id"].GetString(), "req-1");
   EXPECT_STREQ(doc["gateway_request_id"].GetString(), "9f8e7d6c5b4a39281706f5e4d3c2b1a0");
@@ -140,6 +141,10 @@ TEST(SerializeAuditRecord, WritesEveryFieldInOrder) {
   ASSERT_TRUE(doc["would_limit"].IsArray());
   ASSERT_EQ(doc["would_limit"].Size(), 1u);
   EXPECT_STREQ(doc["would_limit"][0].GetString(), "devin-shadow");
+  ASSERT_TRUE(doc["body_rules"].IsArray());
+  ASSERT_EQ(doc["body_rules"].Size(), 2u);
+  EXPECT_STREQ(doc["body_rules"][0].GetString(), "/max_acu_limit");
+  EXPECT_STREQ(doc["body_rules"][1].GetString(), "/a~1b");
   EXPECT_TRUE(doc["limiter_fallback"].GetBool());
   EXPECT_EQ(line.find("abc"), std::string::npos);
 }
@@ -155,6 +160,7 @@ TEST(SerializeAuditRecord, WritesNullsForUnsetFieldsAndOmitsOptionalOnes) {
     EXPECT_TRUE(doc[name].IsNull()) << name;
   }
   EXPECT_FALSE(doc.HasMember("would_limit"));
+  EXPECT_FALSE(doc.HasMember("body_rules"));
   EXPECT_FALSE(doc.HasMember("limiter_fallback"));
   for (const char* name : {"admin", "action", "applied", "changes", "restart_required"}) {
     EXPECT_FALSE(doc.HasMember(name)) << name;  // admin records only
@@ -412,6 +418,12 @@ std::string Serialize(const AuditRecord& r) {
     for (const std::string& bucket : r.would_limit) String(w, bucket);
     w.EndArray();
   }
+  if (!r.body_rules.empty()) {
+    w.Key("body_rules");
+    w.StartArray();
+    for (const std::string& field : r.body_rules) String(w, field);
+    w.EndArray();
+  }
   if (r.fallback) {
     w.Key("limiter_fallback");
     w.Bool(true);
@@ -483,6 +495,7 @@ class RecordGenerator {
     r.upstream_request_id = Maybe();
     r.error = Maybe();
     for (int64_t n = Int(-2, 3); n > 0; --n) r.would_limit.push_back(Text());
+    for (int64_t n = Int(-2, 3); n > 0; --n) r.body_rules.push_back(Text());
     r.fallback = Int(0, 1) == 1;
     if (Int(0, 2) == 0) {
       auto a = std::make_shared<AdminAction>();
