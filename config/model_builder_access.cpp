@@ -167,7 +167,11 @@ void ModelBuilder::BuildOwnership(const Value& value, const std::string& pointer
     const bool checks_owner =
         std::any_of(rule->where.begin(), rule->where.end(),
                     [](const auto& binding) { return binding.second == "owner"; });
-    if (!IsAttributeName(rule->owner_group)) {
+    if (rule->owner_group.rfind("caller.", 0) == 0) {
+      Error(JoinPointer(pointer, "owner_group"), "names the attribute itself (" +
+                                                     Quoted(rule->owner_group.substr(7)) +
+                                                     "), not " + Quoted(rule->owner_group));
+    } else if (!IsAttributeName(rule->owner_group)) {
       Error(JoinPointer(pointer, "owner_group"),
             "must be a caller attribute name (letters, digits, '_', '-', '.'), not " +
                 Quoted(rule->owner_group));

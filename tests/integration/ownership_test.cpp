@@ -53,7 +53,7 @@ std::string OwnershipConfig(const std::string& redis = "") {
 
 std::string RedisMember() {
   return R"(
-  "redis": {"url": "${REDIS}", "timeout_ms": 200, "on_error": "open"},)";
+  "redis": {"url": "${REDIS}", "timeout_ms": 200, "on_error": "local"},)";
 }
 
 class OwnershipTest : public ::testing::Test {

@@ -82,6 +82,10 @@ TEST(ConfigOwnership, OwnerGroupNeedsAnOwnerCheckAndAnAttributeName) {
       << AllErrors(result);
   result = Load(std::string(kSession) +
                 R"(, "where": {"devin_id": "owner"}, "owner_group": "caller.team")");
+  EXPECT_TRUE(HasError(result, "/roles/team/rules/0/owner_group", "the attribute itself"))
+      << AllErrors(result);
+  result =
+      Load(std::string(kSession) + R"(, "where": {"devin_id": "owner"}, "owner_group": "te am")");
   EXPECT_TRUE(HasError(result, "/roles/team/rules/0/owner_group", "attribute name"))
       << AllErrors(result);
 }

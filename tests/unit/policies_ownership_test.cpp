@@ -118,7 +118,7 @@ bool Record(loop::LoopThread& thread, OwnershipStore& store, const std::string& 
 }
 
 TEST(RedisOwnershipStore, TwoReplicasShareRecordsUnderThePrefixWithTheTtl) {
-  testing::RedisServer redis;
+  tollgate::testing::RedisServer redis;
   RedisOwnershipStore a(RedisAt(redis.port()), 90);
   RedisOwnershipStore b(RedisAt(redis.port()), 90);
   loop::LoopThread thread("ownership-test");
@@ -126,7 +126,7 @@ TEST(RedisOwnershipStore, TwoReplicasShareRecordsUnderThePrefixWithTheTtl) {
   EXPECT_TRUE(Record(thread, a, "devin-1", "team-a"));
   EXPECT_EQ(Lookup(thread, b, "devin-1"), Found(true, "team-a"));
   EXPECT_EQ(a.Key("devin", "devin-1"), "tg:owner:devin:devin-1");
-  testing::RedisPeek peek(redis.port());
+  tollgate::testing::RedisPeek peek(redis.port());
   EXPECT_EQ(peek.Run({"GET", "tg:owner:devin:devin-1"}), "team-a");
   const long ttl = std::stol(peek.Run({"TTL", "tg:owner:devin:devin-1"}));
   EXPECT_GT(ttl, 90L * 86400 - 60);
@@ -134,7 +134,7 @@ TEST(RedisOwnershipStore, TwoReplicasShareRecordsUnderThePrefixWithTheTtl) {
 }
 
 TEST(RedisOwnershipStore, AFailingRedisIsAFailureNeverNotOwned) {
-  testing::RedisServer redis;
+  tollgate::testing::RedisServer redis;
   RedisOwnershipStore store(RedisAt(redis.port()), 90);
   loop::LoopThread thread("ownership-test");
   ASSERT_TRUE(Record(thread, store, "devin-1", "team-a"));
