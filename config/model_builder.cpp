@@ -86,6 +86,7 @@ Config ModelBuilder::Build(const Value& root) {
     }
   }
   if (root.HasMember("admin")) BuildAdmin(root["admin"], &config);
+  config.ownership_ttl_days = IntOr(root, "ownership_ttl_days", config.ownership_ttl_days);
   config.entry_digests = DigestEntries(root);
 
   auto upstreams = root.FindMember("upstreams");

@@ -56,6 +56,8 @@ class ModelBuilder {
   void CheckWhere(const rapidjson::Value& where, const std::string& pointer,
                   const std::vector<std::string>& params, Rule* rule);
   void CheckCost(const Rule& rule, const Config& config);
+  // record_owner, owner_group, query (issue 12; model_builder_access.cpp).
+  void BuildOwnership(const rapidjson::Value& value, const std::string& pointer, Rule* rule);
   Caller BuildCaller(const std::string& name, const rapidjson::Value& value,
                      const std::string& pointer, const Config& config);
 

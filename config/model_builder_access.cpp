@@ -97,6 +97,7 @@ Rule ModelBuilder::BuildRule(const std::string& role, size_t index, const Value&
       rule.redact.push_back(std::move(target));
     }
   }
+  BuildOwnership(value, pointer, &rule);
   CheckCost(rule, config);
   return rule;
 }
@@ -104,6 +105,7 @@ Rule ModelBuilder::BuildRule(const std::string& role, size_t index, const Value&
 void ModelBuilder::CheckWhere(const Value& where, const std::string& pointer,
                               const std::vector<std::string>& params, Rule* rule) {
   static const std::string kPrefix = "caller.";
+  static const std::string kOwner = "owner";
   for (const auto& member : where.GetObject()) {
     std::string param = member.name.GetString();
     std::string value = member.value.GetString();
@@ -112,12 +114,82 @@ void ModelBuilder::CheckWhere(const Value& where, const std::string& pointer,
       Error(at, Quoted(param) + " is not a {parameter} of the path template " + Quoted(rule->path));
       continue;
     }
+    if (value == kOwner) {  // issue 12: the value must be recorded as owned by the caller
+      if (rule->effect == Effect::kDeny) {
+        Error(at, "\"owner\" applies only to an allow rule");
+        continue;
+      }
+      rule->where[param] = value;
+      continue;
+    }
+    if (value == kPrefix + kOwner) {
+      // The model spells an owner check "owner": an attribute of that name cannot be told apart.
+      Error(at,
+            "an attribute named \"owner\" cannot be used in `where` (\"owner\" alone asks "
+            "for the value to be recorded as owned by the caller)");
+      continue;
+    }
     if (value.compare(0, kPrefix.size(), kPrefix) != 0 ||
         !IsAttributeName(value.substr(kPrefix.size()))) {
-      Error(at, "must be \"caller.<attribute>\", not " + Quoted(value));
+      Error(at, "must be \"caller.<attribute>\" or \"owner\", not " + Quoted(value));
       continue;
     }
     rule->where[param] = value.substr(kPrefix.size());
+  }
+}
+
+// A JSON pointer (RFC 6901) to a member: starts with '/', every '~' is "~0" or "~1".
+bool IsMemberPointer(const std::string& pointer) {
+  if (pointer.empty() || pointer.front() != '/') return false;
+  for (size_t i = 0; i < pointer.size(); ++i) {
+    if (pointer[i] == '~' &&
+        (i + 1 >= pointer.size() || (pointer[i + 1] != '0' && pointer[i + 1] != '1'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void ModelBuilder::BuildOwnership(const Value& value, const std::string& pointer, Rule* rule) {
+  if (value.HasMember("record_owner")) {
+    rule->record_owner = value["record_owner"].GetString();
+    if (!IsMemberPointer(rule->record_owner)) {
+      Error(JoinPointer(pointer, "record_owner"),
+            "must be a JSON pointer into the answer, starting with '/' (~ escaped as ~0, / as "
+            "~1), not " +
+                Quoted(rule->record_owner));
+    } else if (rule->effect == Effect::kDeny) {
+      Error(JoinPointer(pointer, "record_owner"), "a deny rule forwards nothing to record");
+    }
+  }
+  if (value.HasMember("owner_group")) {
+    rule->owner_group = value["owner_group"].GetString();
+    const bool checks_owner =
+        std::any_of(rule->where.begin(), rule->where.end(),
+                    [](const auto& binding) { return binding.second == "owner"; });
+    if (rule->owner_group.rfind("caller.", 0) == 0) {
+      Error(JoinPointer(pointer, "owner_group"), "names the attribute itself (" +
+                                                     Quoted(rule->owner_group.substr(7)) +
+                                                     "), not " + Quoted(rule->owner_group));
+    } else if (!IsAttributeName(rule->owner_group)) {
+      Error(JoinPointer(pointer, "owner_group"),
+            "must be a caller attribute name (letters, digits, '_', '-', '.'), not " +
+                Quoted(rule->owner_group));
+    } else if (!checks_owner) {
+      Error(JoinPointer(pointer, "owner_group"),
+            "applies only to a rule whose \"where\" binds a parameter to \"owner\"");
+    }
+  }
+  if (value.HasMember("query")) {
+    const std::string base = JoinPointer(pointer, "query");
+    for (const auto& member : value["query"].GetObject()) {
+      std::string name = member.name.GetString();
+      if (name.empty()) {
+        Error(base, "a forced query parameter needs a name");
+        continue;
+      }
+      rule->query[name] = member.value.GetString();
+    }
   }
 }
 

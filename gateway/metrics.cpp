@@ -246,6 +246,9 @@ void Metrics::RecordRequestHeadersDropped(std::string_view upstream,
 }
 
 void Metrics::RecordAuditRefused() { audit_refused_.fetch_add(1, std::memory_order_relaxed); }
+void Metrics::RecordOwnershipFailure() {
+  ownership_failures_.fetch_add(1, std::memory_order_relaxed);
+}
 
 void Metrics::RecordReload(bool ok) {
   (ok ? reload_success_ : reload_failure_).fetch_add(1, std::memory_order_relaxed);
@@ -320,6 +323,10 @@ std::string Metrics::Render(const MetricsSnapshot& g) const {
                "Requests refused with 503 audit_unavailable because the audit queue had no free "
                "place (a stalled audit sink); they have no audit record.",
                std::to_string(audit_refused_.load(std::memory_order_relaxed)));
+  AppendScalar(&out, "tollgate_ownership_record_failures_total", "counter",
+               "2xx answers on record_owner routes whose owner was not recorded (the store "
+               "failed, or the answer lacked the value); the answers went out regardless.",
+               std::to_string(ownership_failures_.load(std::memory_order_relaxed)));
 
   const policies::LimiterStats* l = g.limiter;
   AppendScalar(&out, "tollgate_limiter_ready", "gauge",

@@ -83,6 +83,8 @@ class Metrics {
   // A request refused at admission (503 audit_unavailable): no audit place was free, so it has
   // no audit record and is counted here instead.
   void RecordAuditRefused();
+  // A 2xx answer on a record_owner route whose owner was not recorded (issue 12).
+  void RecordOwnershipFailure();
   // A reload attempt; a success also sets the last-success timestamp.
   void RecordReload(bool ok);
   // Sets the last-success timestamp for the config loaded at start, without counting a reload.
@@ -108,6 +110,7 @@ class Metrics {
   std::unique_ptr<Family<std::atomic<uint64_t>>> secrets_redacted_;
   std::unique_ptr<Family<std::atomic<uint64_t>>> request_headers_dropped_;
   std::atomic<uint64_t> audit_refused_{0};
+  std::atomic<uint64_t> ownership_failures_{0};
   std::atomic<uint64_t> reload_success_{0};
   std::atomic<uint64_t> reload_failure_{0};
   std::atomic<int64_t> last_reload_success_ms_{0};  // unix time in ms, 0 = never

@@ -454,6 +454,15 @@ void Pipeline::Authorise(const std::shared_ptr<Context>& ctx) {
     return;
   }
   ctx->cost = ctx->rule->cost;
+  if (!decision.owner_values.empty()) {
+    CheckOwners(ctx, std::move(decision.owner_values), 0);
+    return;
+  }
+  Owned(ctx);
+}
+
+// Past authorisation and ownership: the body rules (when the rule has any), then the limiter.
+void Pipeline::Owned(const std::shared_ptr<Context>& ctx) {
   if (policies::NeedsBody(*ctx->rule)) {
     ApplyBody(ctx);
     return;
@@ -486,6 +495,59 @@ void Pipeline::ApplyBody(const std::shared_ptr<Context>& ctx) {
   if (out.rewritten) ctx->exchange->ReplaceBody(std::move(out.body));
   if (out.has_cost) ctx->cost = out.cost;
   Limit(ctx);
+}
+
+// Issue 12: ownership. Checked before the limiter (a refused request takes no tokens); never
+// allowed when the store cannot answer.
+void Pipeline::CheckOwners(const std::shared_ptr<Context>& ctx, std::vector<std::string> values,
+                           size_t next) {
+  if (next == values.size()) {
+    Owned(ctx);
+    return;
+  }
+  if (deps_.ownership == nullptr) {
+    Fail(ctx, 503, "redis_unavailable", "error", "ownership cannot be checked now; retry shortly");
+    return;
+  }
+  const std::string value = values[next];
+  deps_.ownership->Lookup(
+      ctx->upstream->name, value,
+      [this, ctx, values = std::move(values), next](bool ok,
+                                                    std::optional<std::string> owner) mutable {
+        OnLoop(ctx, [this, ctx, values = std::move(values), next, ok,
+                     owner = std::move(owner)]() mutable {
+          const config::Caller& caller = *ctx->caller;
+          if (!ok) {
+            Fail(ctx, 503, "redis_unavailable", "error",
+                 "ownership cannot be checked now (its store is unavailable); retry shortly");
+            return;
+          }
+          bool owned = owner && *owner == caller.name;
+          const std::string& group = ctx->rule->owner_group;
+          const config::Caller* other =
+              owner && !owned && !group.empty() ? ctx->snapshot->FindCaller(*owner) : nullptr;
+          if (other != nullptr) {
+            auto mine = caller.attributes.find(group);
+            auto theirs = other->attributes.find(group);
+            if (mine != caller.attributes.end() && theirs != other->attributes.end()) {
+              for (const std::string& v : mine->second) {
+                if (std::find(theirs->second.begin(), theirs->second.end(), v) !=
+                    theirs->second.end()) {
+                  owned = true;
+                  break;
+                }
+              }
+            }
+          }
+          if (!owned) {
+            Fail(ctx, 403, "forbidden", "forbidden",
+                 "caller '" + caller.name + "' does not own '" + values[next] + "' on " +
+                     ctx->upstream->name);
+            return;
+          }
+          CheckOwners(ctx, std::move(values), next + 1);
+        });
+      });
 }
 
 void Pipeline::Internal(const std::shared_ptr<Context>& ctx, std::string_view path) {
@@ -658,10 +720,16 @@ void Pipeline::Forward(const std::shared_ptr<Context>& ctx) {
   out.method = req.method;
   out.url.reserve(up.base_url.size() + ctx->path.size() + ctx->query.size() + 1);
   out.url.append(up.base_url).append(ctx->path);
-  if (!ctx->query.empty()) out.url.append("?").append(ctx->query);
+  if (!ctx->rule->query.empty()) {
+    // Issue 12: the rule's forced parameters replace whatever the caller sent for them.
+    out.url.append("?").append(
+        policies::ForceQuery(ctx->query, ctx->rule->query, ctx->caller->name));
+  } else if (!ctx->query.empty()) {
+    out.url.append("?").append(ctx->query);
+  }
   // A route with redactions has its answer collected whole, and no byte range of it is asked
   // for (FilterRequestHeaders drops Range and If-Range there).
-  ctx->buffered = !ctx->redactors.empty();
+  ctx->buffered = !ctx->redactors.empty() || !ctx->rule->record_owner.empty();
   upstream::RequestHeaderDrops dropped;
   out.headers = upstream::FilterRequestHeaders(req.headers, up, ctx->exchange->client_ip(),
                                                ctx->buffered, &dropped);
@@ -953,7 +1021,38 @@ void Pipeline::OnUpstreamEnd(Context& c, const upstream::StreamEnd& end) {
     OnUpstreamFailure(ctx, end);
     return;
   }
+  if (!ctx->rule->record_owner.empty() && ctx->upstream_status / 100 == 2) {
+    RecordOwner(ctx);
+    return;
+  }
   FinishBuffered(ctx);
+}
+
+// Issue 12: recorded before the answer is released, so the caller's next call finds it. A
+// record that fails is logged and counted, and the answer still goes out: what was created
+// upstream exists either way, and the caller had better know its id.
+void Pipeline::RecordOwner(const std::shared_ptr<Context>& ctx) {
+  std::optional<std::string> value = policies::OwnedValueAt(ctx->body, ctx->rule->record_owner);
+  if (!value || deps_.ownership == nullptr) {
+    deps_.metrics->RecordOwnershipFailure();
+    LogWarn("upstream '" + ctx->upstream->name + "' answered " +
+            std::to_string(ctx->upstream_status) + " on " + ctx->path +
+            " without a string or integer at " + ctx->rule->record_owner + " (request " +
+            ctx->request_id + "); no owner recorded");
+    FinishBuffered(ctx);
+    return;
+  }
+  deps_.ownership->Record(ctx->upstream->name, *value, ctx->caller->name, [this, ctx](bool ok) {
+    OnLoop(ctx, [this, ctx, ok] {
+      if (!ok) {
+        deps_.metrics->RecordOwnershipFailure();
+        LogWarn("the owner of what request " + ctx->request_id +
+                " created could not be recorded (the ownership store "
+                "is unavailable); the answer goes out regardless");
+      }
+      FinishBuffered(ctx);
+    });
+  });
 }
 
 void Pipeline::OnUpstreamFailure(const std::shared_ptr<Context>& ctx,

@@ -35,6 +35,7 @@
 #include "gateway/snapshot.h"
 #include "keys/run_time_keys.h"
 #include "loop/loop.h"
+#include "policies/ownership.h"
 #include "policies/rate_limiter.h"
 #include "upstream/stream_client.h"
 #include "upstream/upstream_client.h"
@@ -65,6 +66,9 @@ struct PipelineDeps {
   upstream::UpstreamClientStats* upstream_stats = nullptr;
   // Run-time caller keys (null without a `redis` section: then only config keys exist).
   keys::RunTimeKeys* keys = nullptr;
+  // Session ownership (issue 12): Redis, or an in-process map without a `redis` section. Null:
+  // a rule that checks or records ownership answers 503 redis_unavailable / records nothing.
+  policies::OwnershipStore* ownership = nullptr;
 };
 
 class Pipeline {
@@ -109,8 +113,16 @@ class Pipeline {
   void KeyAuthenticated(const std::shared_ptr<Context>& ctx, const keys::KeyAuth& key, Stage next);
   void Authenticated(const std::shared_ptr<Context>& ctx, const AuthResult& auth, Stage next);
   void Authorise(const std::shared_ptr<Context>& ctx);
+  // Issue 12: each value in `values` (from index `next`) must be owned by the caller or its
+  // owner_group, then Owned; else 403 (not owned) or 503 (the store failed).
+  void CheckOwners(const std::shared_ptr<Context>& ctx, std::vector<std::string> values,
+                   size_t next);
+  // A 2xx JSON answer on a record_owner route: its value is recorded, then FinishBuffered.
+  void RecordOwner(const std::shared_ptr<Context>& ctx);
   void Whoami(const std::shared_ptr<Context>& ctx);
-  // A rule's body rules and body cost (issue 12): after Authorise, before Limit.
+  // Past authorisation and ownership: ApplyBody when the rule has body rules, else Limit.
+  void Owned(const std::shared_ptr<Context>& ctx);
+  // A rule's body rules and body cost (issue 12): after the owner checks, before Limit.
   void ApplyBody(const std::shared_ptr<Context>& ctx);
   void Limit(const std::shared_ptr<Context>& ctx);
   void Forward(const std::shared_ptr<Context>& ctx);

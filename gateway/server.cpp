@@ -17,6 +17,7 @@
 #include "gateway/pipeline.h"
 #include "gateway/snapshot.h"
 #include "keys/run_time_keys.h"
+#include "policies/ownership.h"
 #include "policies/policy_warnings.h"
 #include "policies/rate_limiter.h"
 #include "upstream/upstream_client.h"
@@ -72,6 +73,7 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
   if (a.client_idle_timeout_ms != b.client_idle_timeout_ms) out.push_back("client_idle_timeout_ms");
   if (a.max_connections != b.max_connections) out.push_back("max_connections");
   if (a.max_response_bytes != b.max_response_bytes) out.push_back("max_response_bytes");
+  if (a.ownership_ttl_days != b.ownership_ttl_days) out.push_back("ownership_ttl_days");
   const config::KeysConfig& ka = a.keys;
   const config::KeysConfig& kb = b.keys;
   if (ka.cache_ttl_seconds != kb.cache_ttl_seconds ||
@@ -115,6 +117,7 @@ class Server {
     audit_ = std::make_unique<AuditLog>(cfg.audit, cfg.redis);
     // Run-time keys live in Redis: without it, only the config's keys exist.
     if (cfg.redis) keys_ = std::make_unique<keys::RunTimeKeys>(*cfg.redis, cfg.keys);
+    ownership_ = policies::MakeOwnershipStore(cfg);
     metrics_.MarkConfigLoaded();
     PipelineDeps deps;
     deps.limiter = limiter_.get();
@@ -123,6 +126,7 @@ class Server {
     deps.upstream_options.max_response_bytes = cfg.max_response_bytes;
     deps.upstream_stats = &upstream_stats_;
     deps.keys = keys_.get();
+    deps.ownership = ownership_.get();
     pipeline_ = std::make_unique<Pipeline>(std::move(deps));
     pipeline_->SetSnapshot(loaded.snapshot);
 
@@ -248,6 +252,7 @@ class Server {
     if (admin_) admin_->Shutdown();
     pipeline_.reset();
     keys_.reset();
+    ownership_.reset();
     limiter_.reset();
     audit_->Flush();
     audit_.reset();
@@ -258,6 +263,7 @@ class Server {
   std::string path_;
   std::unique_ptr<policies::RateLimiter> limiter_;
   std::unique_ptr<keys::RunTimeKeys> keys_;
+  std::unique_ptr<policies::OwnershipStore> ownership_;
   upstream::UpstreamClientStats upstream_stats_;
   std::unique_ptr<AuditLog> audit_;
   Metrics metrics_;

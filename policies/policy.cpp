@@ -34,8 +34,10 @@ std::unique_ptr<const Policy> Policy::Compile(const config::Config& config, std:
         if (index < 0) {
           return fail(name + "/where: '" + param + "' is not a parameter of " + rule.path);
         }
-        where.push_back({static_cast<size_t>(index), &attribute});
+        where.push_back({static_cast<size_t>(index), &attribute, attribute == "owner"});
       }
+      const bool checks_owner =
+          std::any_of(where.begin(), where.end(), [](const WhereCheck& w) { return w.owner; });
 
       std::string redact_error;
       std::optional<Redactor> redactor = Redactor::Compile(rule.redact, &redact_error);
@@ -52,7 +54,7 @@ std::unique_ptr<const Policy> Policy::Compile(const config::Config& config, std:
                       [](const std::string& m) { return m == "GET" || m == "HEAD"; });
       grouped[{role_name, rule.upstream}].push_back(
           CompiledRule{&rule, std::move(*path), any_method, default_methods, allows_head,
-                       std::move(where), std::move(*redactor)});
+                       std::move(where), checks_owner, std::move(*redactor)});
     }
   }
 
@@ -100,6 +102,7 @@ PolicyDecision Policy::Decide(const config::Caller& caller, std::string_view met
   };
   auto where_holds = [&caller, &values](const CompiledRule& compiled) {
     for (const WhereCheck& check : compiled.where) {
+      if (check.owner) continue;  // the pipeline's to check (owner_values)
       auto attribute = caller.attributes.find(*check.attribute);
       if (attribute == caller.attributes.end()) return false;
       std::string_view value = values[check.param];
@@ -124,7 +127,12 @@ PolicyDecision Policy::Decide(const config::Caller& caller, std::string_view met
     for (size_t i = 0; i < names.size(); ++i) {
       decision.params.emplace_back(names[i], std::string(bound[i]));
     }
-    if (outcome == PolicyDecision::Outcome::kAllow) decision.redactor = &compiled.redactor;
+    if (outcome == PolicyDecision::Outcome::kAllow) {
+      decision.redactor = &compiled.redactor;
+      for (const WhereCheck& check : compiled.where) {
+        if (check.owner) decision.owner_values.emplace_back(bound[check.param]);
+      }
+    }
     return decision;
   };
 
@@ -138,7 +146,8 @@ PolicyDecision Policy::Decide(const config::Caller& caller, std::string_view met
       if (compiled.rule->effect == config::Effect::kDeny) {
         return decision_for(compiled, values, PolicyDecision::Outcome::kDeny);
       }
-      if (allow == nullptr) {
+      // The first rule needing no owner check wins over any that needs one.
+      if (allow == nullptr || (allow->checks_owner && !compiled.checks_owner)) {
         allow = &compiled;
         allow_values = values;
       }

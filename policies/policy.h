@@ -11,7 +11,9 @@
 // `where` compares the bound segment as it appears in the normalised path (escapes kept), so
 // an attribute value must be written the way the path carries it. Roles the caller names that
 // the config lacks are ignored. Among several matching allow rules, the first in role order
-// (the caller's list), then document order, is reported.
+// (the caller's list), then document order, is reported, except that a rule without an "owner"
+// binding in `where` is preferred to one with (an owner check is a condition the pipeline
+// checks after Decide: a rule that needs none allows at once).
 #pragma once
 
 #include <memory>
@@ -35,6 +37,10 @@ struct PolicyDecision {
   // kAllow: the non-empty `redact` lists of EVERY allow rule that matched, `rule`'s first. All of
   // them apply: a broad rule listed first must not shadow the redactions of a narrower one.
   std::vector<const Redactor*> redactors;
+  // kAllow: the values of `rule`'s parameters that `where` binds to "owner" (issue 12). Not
+  // checked here: the caller must find each recorded as owned by it (or its owner_group) before
+  // the request goes on. Empty when `rule` has no such binding.
+  std::vector<std::string> owner_values;
   bool allowed() const { return outcome == Outcome::kAllow; }
 };
 
@@ -52,6 +58,7 @@ class Policy {
   struct WhereCheck {
     size_t param;                  // index into the template's parameters
     const std::string* attribute;  // the caller attribute's name (points into the config)
+    bool owner;                    // bound to "owner": reported in owner_values, not checked
   };
   struct CompiledRule {
     const config::Rule* rule;
@@ -60,6 +67,7 @@ class Policy {
     bool default_methods;  // an allow rule without `methods`: all but OPTIONS
     bool allows_head;      // methods contains GET or HEAD
     std::vector<WhereCheck> where;
+    bool checks_owner;  // some `where` binding is "owner"
     Redactor redactor;
   };
   // Rules grouped by (role, upstream) and sorted, so Decide reads only the caller's roles'
