@@ -128,7 +128,9 @@ class RawHeader : public Http::Header::Header {
 
 struct FakeServer::Impl {
   explicit Impl(const FakeServerOptions& options, int bound_port)
-      : devin(options.devin_token),
+      // "localhost", not 127.0.0.1: another origin than the API's, as S3 is Devin's, so the
+      // gateway passes the Location on unchanged; it still reaches this server.
+      : devin(options.devin_token, "http://localhost:" + std::to_string(bound_port)),
         devo(options.devo, "http://127.0.0.1:" + std::to_string(bound_port)) {}
 
   // Answers one request; `writer` may be answered now or from the delay queue. `peer_fd` is the
@@ -184,6 +186,8 @@ void FakeServer::Impl::Serve(FakeRequest request, std::shared_ptr<Http::Response
   if (head_only) as_get.method = "GET";
   if (FakeDevin::Owns(request.path)) {
     response = devin.Handle(as_get);
+  } else if (FakeDevin::IsPresigned(request.path)) {
+    response = devin.HandlePresigned(as_get);
   } else if (devo_path) {
     response = devo.Handle(as_get);
   } else if (request.path == "/stream" || request.path.rfind("/stream/", 0) == 0) {

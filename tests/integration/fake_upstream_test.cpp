@@ -136,6 +136,131 @@ TEST_F(FakeUpstreamTest, DevinConsumptionAndAuditLogs) {
   EXPECT_EQ(Json::Parse(logs.body).Size("/items"), 2u);
 }
 
+TEST_F(FakeUpstreamTest, DevinV3SessionsCarryTagsTheListFiltersOn) {
+  for (const char* tags : {R"(["team:data","env:ci"])", R"(["team:platform"])", "[]"}) {
+    HttpResponse r = Http("POST", Url("/v3/organizations/org-123/sessions"), DevinAuth(),
+                          std::string(R"({"prompt":"p","tags":)") + tags + "}");
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  auto list = [&](const std::string& query) {
+    return Json::Parse(
+        Http("GET", Url("/v3/organizations/org-123/sessions" + query), DevinAuth()).body);
+  };
+  EXPECT_EQ(list("").Size("/items"), 3u);
+  Json data = list("?tags=team%3Adata");
+  ASSERT_EQ(data.Size("/items"), 1u);
+  EXPECT_EQ(data.String("/items/0/tags/1"), "env:ci");
+  EXPECT_EQ(list("?tags=team:data&tags=env:ci").Size("/items"), 1u);
+  EXPECT_EQ(list("?tags=team:data&tags=team:platform").Size("/items"), 0u);
+  EXPECT_EQ(list("?tags=team:nobody").Size("/items"), 0u);
+  EXPECT_EQ(Http("POST", Url("/v3/organizations/org-123/sessions"), DevinAuth(),
+                 R"({"prompt":"p","tags":"team:data"})")
+                .status,
+            422);
+}
+
+TEST_F(FakeUpstreamTest, DevinV3SessionMessages) {
+  HttpResponse created =
+      Http("POST", Url("/v3/organizations/org-123/sessions"), DevinAuth(), R"({"prompt":"p"})");
+  std::string id = Json::Parse(created.body).String("/session_id");
+  ASSERT_EQ(id.rfind("devin-", 0), 0u) << created.body;
+  EXPECT_FALSE(Json::Parse(created.body).Has("/max_acu_limit")) << created.body;
+  std::string messages = "/v3/organizations/org-123/sessions/" + id + "/messages";
+  EXPECT_EQ(Http("POST", Url(messages), DevinAuth(), R"({"message":"one"})").status, 200);
+  EXPECT_EQ(Http("POST", Url(messages), DevinAuth(), R"({"message":"two"})").status, 200);
+  EXPECT_EQ(Http("POST", Url(messages), DevinAuth(), R"({"text":"no"})").status, 422);
+  Json got = Json::Parse(Http("GET", Url(messages), DevinAuth()).body);
+  ASSERT_EQ(got.Size("/items"), 2u);
+  EXPECT_EQ(got.String("/items/1/message"), "two");
+  EXPECT_EQ(Http("GET", Url("/v3/organizations/org-456/sessions/" + id + "/messages"), DevinAuth())
+                .status,
+            404);
+}
+
+TEST_F(FakeUpstreamTest, DevinV3SessionsEchoTheirCostFields) {
+  HttpResponse created =
+      Http("POST", Url("/v3/organizations/org-123/sessions"), DevinAuth(),
+           R"({"prompt":"p","max_acu_limit":50,"devin_mode":"normal","create_as_user_id":"u-7"})");
+  ASSERT_EQ(created.status, 200) << created.body;
+  Json body = Json::Parse(created.body);
+  EXPECT_EQ(body.Int("/max_acu_limit"), 50);
+  EXPECT_FALSE(body.Has("/advanced_mode"));
+  Json got = Json::Parse(
+      Http("GET", Url("/v3/organizations/org-123/sessions/" + body.String("/session_id")),
+           DevinAuth())
+          .body);
+  EXPECT_EQ(got.String("/create_as_user_id"), "u-7");
+  EXPECT_EQ(got.String("/devin_mode"), "normal");
+}
+
+TEST_F(FakeUpstreamTest, DevinV3AttachmentUploadThenDownloadIsA307ToAPresignedUrl) {
+  const std::string body =
+      "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"notes.txt\"\r\n"
+      "Content-Type: text/plain\r\n\r\nline one\r\nline two\r\n--XyZ--\r\n";
+  HeaderList headers = DevinAuth();
+  headers.emplace_back("Content-Type", "multipart/form-data; boundary=XyZ");
+  HttpResponse up = Http("POST", Url("/v3/organizations/org-123/attachments"), headers, body);
+  ASSERT_EQ(up.status, 200) << up.body;
+  Json uploaded = Json::Parse(up.body);
+  std::string id = uploaded.String("/attachment_id");
+  ASSERT_FALSE(id.empty());
+  EXPECT_EQ(uploaded.String("/name"), "notes.txt");
+  EXPECT_NE(uploaded.String("/url").find(id + "/notes.txt"), std::string::npos);
+  EXPECT_EQ(Http("POST", Url("/v3/organizations/org-123/attachments"), DevinAuth(), "{}").status,
+            422);
+
+  std::string download = "/v3/organizations/org-123/attachments/" + id + "/notes.txt";
+  HttpResponse redirect = Http("GET", Url(download), DevinAuth());
+  ASSERT_EQ(redirect.status, 307) << redirect.body;
+  std::string location = redirect.Header("Location");
+  // Another origin than the API's (as S3 is), served by the fake itself.
+  std::string origin = "http://localhost:" + std::to_string(fake_.port()) + "/presigned/";
+  ASSERT_EQ(location.rfind(origin, 0), 0u) << location;
+  EXPECT_NE(location.find("X-Amz-Signature="), std::string::npos);
+  std::string local = "http://127.0.0.1:" + location.substr(location.find(':', 7) + 1);
+  HttpResponse file = Http("GET", local);  // no credentials: the signature is the credential
+  EXPECT_EQ(file.status, 200);
+  EXPECT_EQ(file.body, "line one\r\nline two");
+  EXPECT_EQ(file.Header("Content-Type"), "text/plain");
+  EXPECT_EQ(Http("GET", local.substr(0, local.find("X-Amz-Signature="))).status, 403);
+  EXPECT_EQ(
+      Http("GET", Url("/v3/organizations/org-456/attachments/" + id + "/notes.txt"), DevinAuth())
+          .status,
+      404);
+}
+
+TEST_F(FakeUpstreamTest, DevinV3SecretsNeverShowTheirValue) {
+  std::string secrets = "/v3/organizations/org-123/secrets";
+  HttpResponse created =
+      Http("POST", Url(secrets), DevinAuth(), R"({"key":"NPM_TOKEN","value":"s3cr3t-value"})");
+  ASSERT_EQ(created.status, 200) << created.body;
+  std::string id = Json::Parse(created.body).String("/secret_id");
+  HttpResponse list = Http("GET", Url(secrets), DevinAuth());
+  EXPECT_EQ(Json::Parse(list.body).String("/items/0/key"), "NPM_TOKEN");
+  EXPECT_EQ((created.body + list.body).find("s3cr3t-value"), std::string::npos);
+  EXPECT_EQ(Http("POST", Url(secrets), DevinAuth(), R"({"key":"K"})").status, 422);
+  EXPECT_EQ(Http("DELETE", Url(secrets + "/" + id), DevinAuth()).status, 200);
+  EXPECT_EQ(Http("DELETE", Url(secrets + "/" + id), DevinAuth()).status, 404);
+  EXPECT_EQ(Json::Parse(Http("GET", Url(secrets), DevinAuth()).body).Size("/items"), 0u);
+}
+
+TEST_F(FakeUpstreamTest, DevinV3AcuLimits) {
+  std::string limits = "/v3/enterprise/consumption/acu-limits/devin";
+  std::string org = limits + "/organizations/org-456";
+  EXPECT_EQ(Http("PUT", Url(org), DevinAuth(), R"({"cycle_acu_limit":500})").status, 200);
+  EXPECT_EQ(Http("PUT", Url(org), DevinAuth(), R"({"cycle_acu_limit":-1})").status, 422);
+  EXPECT_EQ(
+      Http("PUT", Url(limits + "/organizations/org-nope"), DevinAuth(), R"({"cycle_acu_limit":1})")
+          .status,
+      404);
+  Json list = Json::Parse(Http("GET", Url(limits), DevinAuth()).body);
+  ASSERT_EQ(list.Size("/items"), 1u);
+  EXPECT_EQ(list.Int("/items/0/cycle_acu_limit"), 500);
+  EXPECT_EQ(list.String("/items/0/org_id"), "org-456");
+  EXPECT_EQ(Http("DELETE", Url(org), DevinAuth()).status, 204);
+  EXPECT_EQ(Json::Parse(Http("GET", Url(limits), DevinAuth()).body).Size("/items"), 0u);
+}
+
 TEST_F(FakeUpstreamTest, HeadIsAnsweredWithoutABody) {
   HttpResponse r = Http("HEAD", Url("/v3beta1/enterprise/self"), DevinAuth());
   EXPECT_EQ(r.status, 200);
