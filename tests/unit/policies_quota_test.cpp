@@ -258,9 +258,12 @@ class QuotaDecisionTest : public ::testing::TestWithParam<std::string> {
 
 testing::RedisServer* QuotaDecisionTest::redis_ = nullptr;
 
+// Keys expire at their window's end in Redis's own time (PXAT): the stateful cases below run in
+// 2099, so that windows of a fixed date are never already over.
+
 TEST_P(QuotaDecisionTest, CountsUpToTheAmountAndRefusesUntilTheWindowEnds) {
-  const int64_t now = At(2026, 12, 1, 10);
-  const int64_t end = At(2027, 1, 1);
+  const int64_t now = At(2099, 12, 1, 10);
+  const int64_t end = At(2100, 1, 1);
   const BucketSpec acu = Quota("acu", 10, QuotaPeriod::kMonth, 0, 4);
   Evaluation e = Run({acu}, now);
   EXPECT_EQ(e.status, Status::kAllowed);
@@ -282,7 +285,7 @@ TEST_P(QuotaDecisionTest, CountsUpToTheAmountAndRefusesUntilTheWindowEnds) {
 
 TEST_P(QuotaDecisionTest, TheWindowResetsAtTheConfiguredHourExactly) {
   const BucketSpec day = Quota("day", 3, QuotaPeriod::kDay, 8, 3);
-  const int64_t reset = At(2026, 12, 2, 8);
+  const int64_t reset = At(2099, 12, 2, 8);
   EXPECT_EQ(Run({day}, reset - kHour).status, Status::kAllowed);
   // One microsecond before 08:00 the old window is spent...
   Evaluation e = Run({day}, reset, true, -1);
@@ -296,7 +299,7 @@ TEST_P(QuotaDecisionTest, TheWindowResetsAtTheConfiguredHourExactly) {
 }
 
 TEST_P(QuotaDecisionTest, ARefusedRequestTakesNothingFromBucketsOrQuotas) {
-  const int64_t now = At(2026, 12, 1, 10);
+  const int64_t now = At(2099, 12, 1, 10);
   const BucketSpec quota = Quota("acu", 10, QuotaPeriod::kWeek, 0, 3);
   BucketSpec bucket = Bucket("slow", 1, 86400, 3);
   bucket.burst = 4;
@@ -312,13 +315,13 @@ TEST_P(QuotaDecisionTest, ARefusedRequestTakesNothingFromBucketsOrQuotas) {
   e = Run({other, small}, now);
   EXPECT_EQ(e.status, Status::kLimited);
   EXPECT_EQ(e.limiting, 1);
-  EXPECT_EQ(e.retry_us, (At(2026, 12, 2) - now) * kSecond);
+  EXPECT_EQ(e.retry_us, (At(2099, 12, 2) - now) * kSecond);
   EXPECT_EQ(Run({other}, now, false).buckets[0].level, MathFor(other).capacity);
   EXPECT_EQ(Run({quota}, now, false).buckets[0].level, 7);
 }
 
 TEST_P(QuotaDecisionTest, APeekTakesNothing) {
-  const int64_t now = At(2026, 12, 1, 10);
+  const int64_t now = At(2099, 12, 1, 10);
   const BucketSpec quota = Quota("acu", 5, QuotaPeriod::kDay, 0, 2);
   EXPECT_EQ(Run({quota}, now, false).buckets[0].level, 5);
   EXPECT_EQ(Run({quota}, now, false).buckets[0].level, 5);
@@ -326,7 +329,7 @@ TEST_P(QuotaDecisionTest, APeekTakesNothing) {
 }
 
 TEST_P(QuotaDecisionTest, AShadowQuotaNeverRefuses) {
-  const int64_t now = At(2026, 12, 1, 10);
+  const int64_t now = At(2099, 12, 1, 10);
   BucketSpec quota = Quota("acu", 1, QuotaPeriod::kDay);
   quota.shadow = true;
   EXPECT_EQ(Run({quota}, now).status, Status::kAllowed);
@@ -355,10 +358,10 @@ TEST_P(QuotaDecisionTest, WindowEndsMatchQuotaWindowAt) {
 
 TEST_P(QuotaDecisionTest, TheRedisKeyExpiresAtTheWindowsEnd) {
   if (lua_ == nullptr) GTEST_SKIP() << "Redis only";
-  const int64_t now = At(2026, 12, 1, 10);
+  const int64_t now = At(2099, 12, 1, 10);
   Run({Quota("acu", 5, QuotaPeriod::kMonth, 8)}, now);
   EXPECT_EQ(lua_->Integer({"PEXPIRETIME", BucketStateKey("test:", "quota:acu:_shared")}),
-            At(2027, 1, 1, 8) * 1000);
+            At(2100, 1, 1, 8) * 1000);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, QuotaDecisionTest, ::testing::Values("cpp", "lua"));
