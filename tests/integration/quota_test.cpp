@@ -194,7 +194,9 @@ TEST_F(QuotaTest, TheWindowIsTheOneStartingAtTheConfiguredHour) {
   const int64_t retry = std::stoll(third.Header("retry-after"));
   EXPECT_GE(retry, 1);
   EXPECT_LE(retry, end_after - now + 1);
-  if (end == end_after) EXPECT_LE(retry, 3600);
+  if (end == end_after) {
+    EXPECT_LE(retry, 3600);
+  }
   // The other caller's window is its own.
   EXPECT_EQ(Get(*g, kSelf, kOpsKey).status, 200);
 }
