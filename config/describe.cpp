@@ -1,5 +1,6 @@
 // DescribeConfig: the summary `tollgate check-config` prints. It names where each secret comes
 // from (env:NAME / file:PATH) and never reads UpstreamAuth::secret/key or RedisConfig::password.
+#include <cmath>
 #include <sstream>
 
 #include "config/loader.h"
@@ -21,6 +22,18 @@ const char* AuthTypeName(AuthType type) {
 }
 
 std::string DescribeLimit(const Limit& limit) {
+  if (limit.quota) {
+    static const char* const kPeriods[] = {"day", "week", "month"};
+    std::string text = limit.name + " quota " + std::to_string(limit.quota->amount) + "/" +
+                       kPeriods[static_cast<int>(limit.quota->period)] + " from " +
+                       std::to_string(limit.quota->reset_hour_utc) + ":00 UTC" +
+                       (limit.scope == LimitScope::kCaller ? " per caller" : " shared");
+    if (limit.quota->warn_at) {
+      text += " warn at " + std::to_string(std::lround(*limit.quota->warn_at * 100)) + "%";
+    }
+    if (limit.shadow) text += " (shadow)";
+    return text;
+  }
   std::string text = limit.name + " " + syntax::FormatRate(limit.rate) + " burst " +
                      std::to_string(limit.burst) +
                      (limit.scope == LimitScope::kCaller ? " per caller" : " shared");

@@ -57,8 +57,45 @@ void BuildKeys(const Value& keys, KeysConfig* result, std::vector<ConfigError>* 
 }
 
 bool SameSettings(const Limit& a, const Limit& b) {
+  if (a.quota.has_value() != b.quota.has_value()) return false;
+  if (a.quota && (a.quota->amount != b.quota->amount || a.quota->period != b.quota->period ||
+                  a.quota->reset_hour_utc != b.quota->reset_hour_utc ||
+                  a.quota->warn_at != b.quota->warn_at)) {
+    return false;
+  }
   return a.rate.tokens == b.rate.tokens && a.rate.period_seconds == b.rate.period_seconds &&
          a.burst == b.burst && a.scope == b.scope && a.shadow == b.shadow;
+}
+
+LimitScope ScopeOf(const Value& value, LimitScope default_scope) {
+  std::string scope = StringOr(value, "scope", "");
+  return scope.empty() ? default_scope
+                       : (scope == "caller" ? LimitScope::kCaller : LimitScope::kShared);
+}
+
+// "N/day", "N/week" or "N/month", N a positive integer below 2^53 (exact in Redis's Lua).
+std::optional<Quota> ParseQuota(const std::string& text) {
+  const size_t slash = text.find('/');
+  if (slash == std::string::npos || slash == 0 || slash > 16) return std::nullopt;
+  uint64_t amount = 0;
+  for (size_t i = 0; i < slash; ++i) {
+    if (text[i] < '0' || text[i] > '9') return std::nullopt;
+    amount = amount * 10 + static_cast<uint64_t>(text[i] - '0');
+  }
+  if (amount == 0 || amount >= (uint64_t{1} << 53)) return std::nullopt;
+  Quota quota;
+  quota.amount = amount;
+  const std::string period = text.substr(slash + 1);
+  if (period == "day") {
+    quota.period = QuotaPeriod::kDay;
+  } else if (period == "week") {
+    quota.period = QuotaPeriod::kWeek;
+  } else if (period == "month") {
+    quota.period = QuotaPeriod::kMonth;
+  } else {
+    return std::nullopt;
+  }
+  return quota;
 }
 
 }  // namespace
@@ -290,6 +327,51 @@ UpstreamAuth ModelBuilder::BuildAuth(const Value& auth, const std::string& point
   return result;
 }
 
+bool ModelBuilder::BuildQuota(const Value& value, const std::string& at, Limit* limit) {
+  if (!value.HasMember("quota")) {
+    for (const char* key : {"reset_hour_utc", "warn_at"}) {
+      if (value.HasMember(key)) {
+        Error(JoinPointer(at, key), std::string("\"") + key + "\" applies only to a \"quota\"");
+        return false;
+      }
+    }
+    return true;
+  }
+  for (const char* key : {"rate", "burst"}) {
+    if (value.HasMember(key)) {
+      Error(JoinPointer(at, key), std::string("a limit with \"quota\" takes no \"") + key +
+                                      "\" (a quota is not a token bucket: use two limits)");
+      return false;
+    }
+  }
+  const std::string text = value["quota"].GetString();
+  std::optional<Quota> quota = ParseQuota(text);
+  if (!quota) {
+    Error(JoinPointer(at, "quota"),
+          "malformed quota " + Quoted(text) +
+              ": expected N/day, N/week or N/month, N a positive integer below 2^53");
+    return false;
+  }
+  if (value.HasMember("reset_hour_utc")) {
+    const Value& hour = value["reset_hour_utc"];
+    if (!hour.IsInt() || hour.GetInt() < 0 || hour.GetInt() > 23) {
+      Error(JoinPointer(at, "reset_hour_utc"), "must be an hour 0..23");
+      return false;
+    }
+    quota->reset_hour_utc = hour.GetInt();
+  }
+  if (value.HasMember("warn_at")) {
+    const Value& warn = value["warn_at"];
+    if (!warn.IsNumber() || !(warn.GetDouble() > 0 && warn.GetDouble() < 1)) {
+      Error(JoinPointer(at, "warn_at"), "must be a fraction of the quota: 0 < warn_at < 1");
+      return false;
+    }
+    quota->warn_at = warn.GetDouble();
+  }
+  limit->quota = quota;
+  return true;
+}
+
 std::vector<Limit> ModelBuilder::BuildLimits(const Value& owner, const std::string& pointer,
                                              LimitScope default_scope) {
   std::vector<Limit> limits;
@@ -301,6 +383,24 @@ std::vector<Limit> ModelBuilder::BuildLimits(const Value& owner, const std::stri
     const std::string at = JoinPointer(base, i);
     Limit limit;
     limit.name = value["name"].GetString();
+    if (!BuildQuota(value, at, &limit)) continue;
+    if (limit.quota) {
+      limit.burst = limit.quota->amount;  // what one call may cost at most (CheckCost)
+      limit.scope = ScopeOf(value, default_scope);
+      limit.shadow = BoolOr(value, "shadow", false);
+      auto [seen, inserted] = limits_by_name_.emplace(limit.name, SeenLimit{limit, at});
+      if (!inserted && !SameSettings(seen->second.limit, limit)) {
+        Error(at, "limit " + Quoted(limit.name) +
+                      " is already defined with different settings at " + seen->second.pointer);
+        continue;
+      }
+      limits.push_back(std::move(limit));
+      continue;
+    }
+    if (!value.HasMember("rate")) {
+      Error(at, "a limit needs \"rate\" (a token bucket) or \"quota\" (a calendar quota)");
+      continue;
+    }
     std::string rate_text = value["rate"].GetString();
     std::optional<Rate> rate = ParseRate(rate_text);
     if (!rate) {

@@ -42,6 +42,8 @@ class ModelBuilder {
   void BuildForwarding(const rapidjson::Value& value, const std::string& pointer,
                        Upstream* upstream);
   UpstreamAuth BuildAuth(const rapidjson::Value& auth, const std::string& pointer);
+  // A limit's quota fields into `limit->quota`; false (after an error) when they are wrong.
+  bool BuildQuota(const rapidjson::Value& value, const std::string& at, Limit* limit);
   std::vector<Limit> BuildLimits(const rapidjson::Value& owner, const std::string& pointer,
                                  LimitScope default_scope);
 

@@ -604,9 +604,16 @@ void Pipeline::Whoami(const std::shared_ptr<Context>& ctx) {
         WriteJsonString(w, buckets[i].key);
         w.Key("burst");
         w.Uint64(buckets[i].burst);
-        w.Key("rate");
-        WriteJsonString(w, std::to_string(buckets[i].rate.tokens) + "/" +
-                               std::to_string(buckets[i].rate.period_seconds) + "s");
+        if (l.quota) {  // a calendar quota: what its window used and has left
+          w.Key("quota");
+          w.Bool(true);
+          w.Key("used");
+          w.Uint64(l.used);
+        } else {
+          w.Key("rate");
+          WriteJsonString(w, std::to_string(buckets[i].rate.tokens) + "/" +
+                                 std::to_string(buckets[i].rate.period_seconds) + "s");
+        }
         w.Key("remaining");
         w.Double(std::floor(l.remaining * 1000) / 1000);
         w.Key("reset_seconds");
@@ -657,6 +664,10 @@ void Pipeline::Limit(const std::shared_ptr<Context>& ctx) {
           for (const auto& s : specs) {
             if (!s.shadow) deps_.metrics->RecordLimit(s.name, "allowed");
           }
+          // Quotas past warn_at (the answer says so: AddRateLimitHeaders).
+          for (const auto& l : ctx->limit.levels) {
+            if (l.warn) deps_.metrics->RecordLimit(l.name, "quota_warning");
+          }
           Forward(ctx);
           return;
         case policies::LimitDecision::Outcome::kLimited:
@@ -668,7 +679,11 @@ void Pipeline::Limit(const std::shared_ptr<Context>& ctx) {
               cooldown ? "upstream '" + ctx->limit.limited_by +
                              "' answered 429; calls are paused until its Retry-After passes"
                        : "rate limit '" + ctx->limit.limited_by + "' exceeded";
-          Fail(ctx, 429, "rate_limited", "rate_limited", message);
+          const bool quota = !cooldown && std::any_of(specs.begin(), specs.end(), [&](auto& s) {
+            return s.quota && s.name == ctx->limit.limited_by;
+          });
+          if (quota) message = "quota '" + ctx->limit.limited_by + "' exhausted for this window";
+          Fail(ctx, 429, quota ? "quota_exceeded" : "rate_limited", "rate_limited", message);
           return;
         }
         case policies::LimitDecision::Outcome::kUnavailable:

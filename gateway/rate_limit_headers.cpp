@@ -116,6 +116,18 @@ bool ParseHttpDate(const std::string& text, std::tm* tm) {
 
 }  // namespace
 
+int64_t QuotaWindowSeconds(config::QuotaPeriod period) {
+  switch (period) {
+    case config::QuotaPeriod::kDay:
+      return 86400;
+    case config::QuotaPeriod::kWeek:
+      return 7 * 86400;
+    case config::QuotaPeriod::kMonth:
+      break;
+  }
+  return 30 * 86400;
+}
+
 std::optional<size_t> TightestBucket(const std::vector<policies::BucketSpec>& specs,
                                      const std::vector<policies::BucketLevel>& levels) {
   std::optional<size_t> best;
@@ -131,16 +143,27 @@ std::optional<size_t> TightestBucket(const std::vector<policies::BucketSpec>& sp
 
 void AddRateLimitHeaders(const std::vector<policies::BucketSpec>& specs,
                          const std::vector<policies::BucketLevel>& levels, HeaderList* headers) {
+  // Quotas past their warn_at: `"<name>";used=<n>;limit=<m>`, one list member each.
+  std::string warning;
+  for (const auto& level : levels) {
+    if (!level.warn) continue;
+    if (!warning.empty()) warning += ", ";
+    warning += Member(level.name, ";used=", static_cast<int64_t>(level.used),
+                      ";limit=", static_cast<int64_t>(level.burst));
+  }
+  if (!warning.empty()) headers->emplace_back(kQuotaWarningHeader, std::move(warning));
   auto tight = TightestBucket(specs, levels);
   if (!tight) return;
   const auto& spec = specs[*tight];
   const auto& level = levels[*tight];
   int64_t remaining = static_cast<int64_t>(std::floor(std::max(0.0, level.remaining)));
   int64_t reset = static_cast<int64_t>(std::ceil(std::max(0.0, level.reset_seconds)));
-  // The window is the time an empty bucket takes to refill completely.
+  // The window is the time an empty bucket takes to refill completely; a quota's is its
+  // calendar period (a month counted as 30 days: `t` says when this one really ends).
   int64_t window = static_cast<int64_t>(
       std::ceil(static_cast<double>(spec.burst) * static_cast<double>(spec.rate.period_seconds) /
                 static_cast<double>(spec.rate.tokens ? spec.rate.tokens : 1)));
+  if (spec.quota) window = QuotaWindowSeconds(spec.quota->period);
   // Structured fields are lists: the upstream's own policies stay, ours come first.
   const std::array<size_t, kFieldCount> at = FindFields(*headers);
   headers->reserve(headers->size() + kFieldCount);

@@ -21,6 +21,12 @@ namespace tollgate::gateway {
 std::optional<size_t> TightestBucket(const std::vector<policies::BucketSpec>& specs,
                                      const std::vector<policies::BucketLevel>& levels);
 
+// Sent on answers while a quota is past its warn_at (issue 12).
+inline constexpr char kQuotaWarningHeader[] = "Tollgate-Quota-Warning";
+
+// A quota's nominal window for `w=` in RateLimit-Policy (a month is 30 days).
+int64_t QuotaWindowSeconds(config::QuotaPeriod period);
+
 // Adds (or tightens) the fields in *headers, which may already hold the upstream's.
 void AddRateLimitHeaders(const std::vector<policies::BucketSpec>& specs,
                          const std::vector<policies::BucketLevel>& levels, HeaderList* headers);

@@ -59,12 +59,13 @@ policies::BucketSpec MakeBucket(const config::Limit& limit, const std::string& c
                                 uint64_t cost) {
   policies::BucketSpec b;
   b.name = limit.name;
-  b.key = "bucket:" + limit.name + ":" +
+  b.key = (limit.quota ? "quota:" : "bucket:") + limit.name + ":" +
           (limit.scope == config::LimitScope::kCaller ? caller : std::string("_shared"));
   b.rate = limit.rate;
   b.burst = limit.burst > 0 ? limit.burst : limit.rate.tokens;
   b.cost = cost;
   b.shadow = limit.shadow;
+  b.quota = limit.quota;
   return b;
 }
 

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,9 @@ struct BucketSpec {
   uint64_t burst = 0;
   uint64_t cost = 1;
   bool shadow = false;
+  // A calendar quota instead of a token bucket (issue 12): `rate` and `burst` are unused; the
+  // quota counts `cost` per window (quota_window.h) up to `quota->amount`.
+  std::optional<config::Quota> quota;
 };
 
 struct BucketLevel {
@@ -42,6 +46,11 @@ struct BucketLevel {
   double reset_seconds = 0;        // seconds until the bucket is full again
   double retry_after_seconds = 0;  // seconds until `cost` tokens are available (0 if they are)
   bool shadow = false;
+  // Quotas: `burst` is the quota's amount, `remaining` what is left in the window, `reset_seconds`
+  // the time to the window's end; `used` = burst - remaining; `warn` past the quota's warn_at.
+  bool quota = false;
+  uint64_t used = 0;
+  bool warn = false;
 };
 
 struct LimitRequest {

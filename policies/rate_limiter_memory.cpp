@@ -13,11 +13,20 @@ int64_t SteadyMicros() {
       .count();
 }
 
+int64_t WallMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
 
-MemoryLimiter::MemoryLimiter() : MemoryLimiter(SteadyMicros) {}
+MemoryLimiter::MemoryLimiter() : MemoryLimiter(SteadyMicros, WallMicros) {}
 
-MemoryLimiter::MemoryLimiter(MicrosClock clock) : clock_(std::move(clock)) {}
+MemoryLimiter::MemoryLimiter(MicrosClock clock) : clock_(clock), wall_clock_(std::move(clock)) {}
+
+MemoryLimiter::MemoryLimiter(MicrosClock clock, MicrosClock wall_clock)
+    : clock_(std::move(clock)), wall_clock_(std::move(wall_clock)) {}
 
 void MemoryLimiter::Acquire(LimitRequest request, std::function<void(LimitDecision)> done) {
   done(Decide(request, true));
@@ -51,6 +60,7 @@ int64_t MemoryLimiter::CooldownMillis(const std::string& upstream, int64_t now_u
 
 LimitDecision MemoryLimiter::Decide(const LimitRequest& request, bool take) {
   const int64_t now = clock_();
+  const int64_t wall = wall_clock_();
   const int64_t cooldown_ms = CooldownMillis(request.cooldown_upstream, now);
 
   const size_t n = request.buckets.size();
@@ -74,12 +84,14 @@ LimitDecision MemoryLimiter::Decide(const LimitRequest& request, bool take) {
     auto it = buckets.find(request.buckets[i].key);
     if (it != buckets.end()) states[i] = it->second.state;
   }
-  Evaluation evaluation = EvaluateBuckets(math, states, now, take && cooldown_ms == 0);
+  Evaluation evaluation = EvaluateBuckets(math, states, now, take && cooldown_ms == 0, wall);
   if (take && cooldown_ms == 0 && evaluation.status == Evaluation::Status::kAllowed) {
     for (size_t i = 0; i < n; ++i) {
       Entry& entry = shards_[shard_of[i]].buckets[request.buckets[i].key];
       entry.state = states[i];
-      entry.full_at_us = states[i].ts_us + evaluation.buckets[i].reset_us;
+      // A quota's ts_us is its window's (wall-clock) start: it is forgotten when the window ends.
+      const int64_t from = math[i].quota_period >= 0 ? now : states[i].ts_us;
+      entry.full_at_us = from + evaluation.buckets[i].reset_us;
     }
   }
   locks.clear();

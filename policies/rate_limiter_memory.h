@@ -23,8 +23,10 @@ class MemoryLimiter : public RateLimiter {
  public:
   using MicrosClock = std::function<int64_t()>;  // monotonic microseconds
 
-  MemoryLimiter();  // the steady clock
+  MemoryLimiter();  // the steady clock; quotas read the system (UTC) clock
+  // `clock` serves buckets and, as Unix microseconds, quota windows (tests inject one).
   explicit MemoryLimiter(MicrosClock clock);
+  MemoryLimiter(MicrosClock clock, MicrosClock wall_clock);
 
   void Acquire(LimitRequest request, std::function<void(LimitDecision)> done) override;
   void Peek(std::vector<BucketSpec> buckets, std::function<void(LimitDecision)> done) override;
@@ -54,6 +56,7 @@ class MemoryLimiter : public RateLimiter {
   void SweepIfDue(int64_t now_us);
 
   MicrosClock clock_;
+  MicrosClock wall_clock_;
   std::array<Shard, kShards> shards_;
   std::mutex cooldown_mu_;
   std::unordered_map<std::string, int64_t> cooldown_until_us_;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "policies/quota_window.h"
+
 namespace tollgate::policies {
 namespace {
 
@@ -27,6 +29,14 @@ BucketMath MathFor(const BucketSpec& spec) {
   math.capacity = SaturatingProduct(burst, static_cast<uint64_t>(math.unit));
   math.cost = SaturatingProduct(spec.cost, static_cast<uint64_t>(math.unit));
   math.shadow = spec.shadow;
+  if (spec.quota) {  // whole units that never refill
+    math.unit = 1;
+    math.refill = 1;
+    math.capacity = SaturatingProduct(spec.quota->amount, 1);
+    math.cost = SaturatingProduct(spec.cost, 1);
+    math.quota_period = static_cast<int>(spec.quota->period);
+    math.reset_offset_s = int64_t{spec.quota->reset_hour_utc} * 3600;
+  }
   return math;
 }
 
@@ -46,19 +56,38 @@ int64_t RefilledLevel(const BucketMath& math, const BucketState& state, int64_t 
   return level + elapsed * math.refill;
 }
 
+namespace {
+
+// What a quota has left in the window holding `wall_us` (stored in *window); a state of an
+// earlier window counts as nothing used.
+int64_t QuotaLevel(const BucketMath& math, const BucketState& state, int64_t wall_us,
+                   QuotaWindow* window) {
+  *window = QuotaWindowAt(static_cast<config::QuotaPeriod>(math.quota_period),
+                          static_cast<int>(math.reset_offset_s / 3600), wall_us / kMicrosPerSecond);
+  const bool current = state.exists && state.ts_us == window->start_s * kMicrosPerSecond;
+  return std::max<int64_t>(math.capacity - (current ? state.level : 0), 0);
+}
+
+}  // namespace
+
 Evaluation EvaluateBuckets(const std::vector<BucketMath>& math, std::vector<BucketState>& states,
-                           int64_t now_us, bool take) {
+                           int64_t now_us, bool take, int64_t wall_us) {
+  if (wall_us < 0) wall_us = now_us;
   Evaluation evaluation;
   evaluation.buckets.resize(math.size());
   std::vector<int64_t> levels(math.size());
+  std::vector<QuotaWindow> windows(math.size());
   bool enough = true;
   for (size_t i = 0; i < math.size(); ++i) {
     const BucketMath& m = math[i];
-    levels[i] = RefilledLevel(m, states[i], now_us);
+    levels[i] = m.quota_period >= 0 ? QuotaLevel(m, states[i], wall_us, &windows[i])
+                                    : RefilledLevel(m, states[i], now_us);
     if (levels[i] >= m.cost) continue;
     // A cost above the burst can never be met; the time to full is the honest best answer.
+    // A quota gives nothing back before its window ends, however little is missing.
     const int64_t needed = std::min(m.cost, m.capacity) - levels[i];
-    const int64_t retry = CeilDiv(needed, m.refill);
+    const int64_t retry = m.quota_period >= 0 ? windows[i].end_s * kMicrosPerSecond - wall_us
+                                              : CeilDiv(needed, m.refill);
     evaluation.buckets[i].retry_us = retry;
     if (m.shadow) {
       evaluation.would_limit = true;
@@ -72,6 +101,16 @@ Evaluation EvaluateBuckets(const std::vector<BucketMath>& math, std::vector<Buck
   }
   evaluation.status = enough ? Evaluation::Status::kAllowed : Evaluation::Status::kLimited;
   for (size_t i = 0; i < math.size(); ++i) {
+    if (math[i].quota_period >= 0) {
+      if (enough && take && levels[i] >= math[i].cost) {
+        levels[i] -= math[i].cost;
+        states[i] =
+            BucketState{true, math[i].capacity - levels[i], windows[i].start_s * kMicrosPerSecond};
+      }
+      evaluation.buckets[i].level = levels[i];
+      evaluation.buckets[i].reset_us = windows[i].end_s * kMicrosPerSecond - wall_us;
+      continue;
+    }
     if (enough && take) {
       if (levels[i] >= math[i].cost) levels[i] -= math[i].cost;
       const int64_t ts = states[i].exists ? std::max(states[i].ts_us, now_us) : now_us;
@@ -98,6 +137,15 @@ LimitDecision ToDecision(const std::vector<BucketSpec>& specs, const Evaluation&
     level.reset_seconds = static_cast<double>(result.reset_us) / kMicrosPerSecond;
     level.retry_after_seconds = static_cast<double>(result.retry_us) / kMicrosPerSecond;
     level.shadow = spec.shadow;
+    if (spec.quota) {
+      level.quota = true;
+      level.burst = spec.quota->amount;
+      level.used = spec.quota->amount -
+                   std::min<uint64_t>(static_cast<uint64_t>(result.level), spec.quota->amount);
+      level.warn =
+          spec.quota->warn_at && static_cast<double>(level.used) >=
+                                     *spec.quota->warn_at * static_cast<double>(spec.quota->amount);
+    }
     decision.levels.push_back(std::move(level));
   }
   decision.would_limit = evaluation.would_limit;

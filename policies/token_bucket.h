@@ -26,11 +26,16 @@ struct BucketMath {
   int64_t capacity = 0;  // burst * unit (burst 0 means rate.tokens)
   int64_t cost = 0;      // cost * unit
   bool shadow = false;
+  // A calendar quota (unit 1, capacity = amount): 0 day, 1 week, 2 month; -1 for a bucket.
+  int quota_period = -1;
+  int64_t reset_offset_s = 0;  // reset_hour_utc * 3600
 };
 
 BucketMath MathFor(const BucketSpec& spec);
 
 // Stored state of one bucket. A bucket that does not exist yet starts full.
+// A quota stores what its window used in `level` and the window's start in `ts_us` (Unix
+// microseconds): a state of an earlier window counts as nothing used.
 struct BucketState {
   bool exists = false;
   int64_t level = 0;  // units
@@ -63,8 +68,9 @@ int64_t RefilledLevel(const BucketMath& math, const BucketState& state, int64_t 
 // Decides one request over `states` (one per bucket, same order as `math`). With `take` and when
 // every non-shadow bucket holds `cost`, takes it from all (shadow ones when they can) and updates
 // `states` to `now_us`; otherwise leaves `states` untouched. `take` false is a peek.
+// Quotas find their calendar window from `wall_us` (Unix microseconds; -1: `now_us` is wall time).
 Evaluation EvaluateBuckets(const std::vector<BucketMath>& math, std::vector<BucketState>& states,
-                           int64_t now_us, bool take);
+                           int64_t now_us, bool take, int64_t wall_us = -1);
 
 // The public decision for `specs` (cooldown carries the upstream's name in `limited_by`).
 LimitDecision ToDecision(const std::vector<BucketSpec>& specs, const Evaluation& evaluation,

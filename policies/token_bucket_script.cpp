@@ -27,6 +27,39 @@ local function ceil_div(a, b)
   return q
 end
 
+-- Calendar windows of a quota, as policies/quota_window.cpp computes them: period 1 day,
+-- 2 week (from Monday), 3 month (from the 1st), shifted by `offset` seconds.
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = floor(y / 400)
+  local yoe = y - era * 400
+  local doy = floor((153 * (m > 2 and m - 3 or m + 9) + 2) / 5) + d - 1
+  return era * 146097 + yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy - 719468
+end
+
+local function quota_window(now_us, period, offset)
+  local now_s = floor(now_us / 1000000)
+  while now_s * 1000000 > now_us do now_s = now_s - 1 end
+  local day = floor((now_s - offset) / 86400)
+  local first, nxt = day, day + 1
+  if period == 2 then
+    first = day - (day + 3) % 7
+    nxt = first + 7
+  elseif period == 3 then
+    local z = day + 719468
+    local era = floor(z / 146097)
+    local doe = z - era * 146097
+    local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)
+    local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
+    local mp = floor((5 * doy + 2) / 153)
+    local m = mp < 10 and mp + 3 or mp - 9
+    local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+    first = days_from_civil(y, m, 1)
+    if m == 12 then nxt = days_from_civil(y + 1, 1, 1) else nxt = days_from_civil(y, m + 1, 1) end
+  end
+  return (first * 86400 + offset) * 1000000, (nxt * 86400 + offset) * 1000000
+end
+
 local take = ARGV[1] == '1'
 local ncd = ARGV[2] == '1' and 1 or 0
 local now
@@ -49,10 +82,24 @@ if cooldown_ms > 0 then take = false end
 local n = #KEYS - ncd
 local out = {0, 0, -1, 0, cooldown_ms}
 local enough, limiting, retry_us = true, 0, 0
+-- A quota (flags >= 2) keeps (used, window start) and counts only within its window.
+local wstart, wend = {}, {}
 for i = 1, n do
-  local refill, cap, cost, shadow = unpack_struct('<i8i8i8B', ARGV[3 + i])
+  local refill, cap, cost, flags = unpack_struct('<i8i8i8B', ARGV[3 + i])
+  local shadow = flags % 2
   local level, ts = cap, now
   local state = stored[ncd + i]
+  if flags >= 2 then
+    wstart[i], wend[i] = quota_window(now, floor(flags / 2), refill)
+    level = cap
+    if state then
+      if #state ~= 16 then return redis.error_reply('unreadable quota ' .. KEYS[ncd + i]) end
+      local used, start = unpack_struct('<i8i8', state)
+      if start == wstart[i] then level = cap - used end
+      if level < 0 then level = 0 end
+    end
+    state = nil
+  end
   if state then
     -- Never read what another writer left as a full bucket: an error falls back per on_error.
     if #state ~= 16 then return redis.error_reply('unreadable bucket ' .. KEYS[ncd + i]) end
@@ -73,7 +120,11 @@ for i = 1, n do
   end
   local retry = 0
   if level < cost then
-    retry = ceil_div((cost < cap and cost or cap) - level, refill)
+    if wend[i] then
+      retry = wend[i] - now
+    else
+      retry = ceil_div((cost < cap and cost or cap) - level, refill)
+    end
     if shadow == 1 then
       out[2] = 1
     else
@@ -93,7 +144,14 @@ for i = 1, n do
   local o = 3 + i * 3
   local refill, cap, cost = unpack_struct('<i8i8i8', ARGV[3 + i])
   local level = out[o]
-  if enough and take then
+  if wend[i] then
+    if level >= cost and enough and take then
+      level = level - cost
+      redis.call('SET', KEYS[ncd + i], pack_struct('<i8i8', cap - level, wstart[i]),
+                 'PXAT', floor(wend[i] / 1000))
+    end
+    out[o], out[o + 1] = level, wend[i] - now
+  elseif enough and take then
     if level >= cost then level = level - cost end
     local reset = ceil_div(cap - level, refill)
     local ttl = ceil_div(reset, 1000)
@@ -147,10 +205,13 @@ TokenBucketCall MakeTokenBucketCall(const std::vector<BucketSpec>& buckets,
     call.keys.push_back(BucketStateKey(key_prefix, spec.key));
     std::string params;
     params.reserve(kBucketParamsBytes);
-    AppendInt64(params, math.refill);
+    // A quota: the reset offset in the refill field, its period in the flags (bit 0 shadow).
+    const bool quota = math.quota_period >= 0;
+    AppendInt64(params, quota ? math.reset_offset_s : math.refill);
     AppendInt64(params, math.capacity);
     AppendInt64(params, math.cost);
-    params.push_back(math.shadow ? 1 : 0);
+    params.push_back(
+        static_cast<char>((math.shadow ? 1 : 0) + (quota ? 2 * (math.quota_period + 1) : 0)));
     call.args.push_back(std::move(params));
   }
   return call;
