@@ -175,11 +175,17 @@ std::vector<policies::BucketSpec> Snapshot::BucketsFor(const config::Upstream& u
                                                        uint64_t cost) const {
   std::vector<policies::BucketSpec> out;
   out.reserve(upstream.limits.size() + (rule ? rule->limits.size() : 0) + caller.limits.size());
-  for (const auto& l : upstream.limits) out.push_back(MakeBucket(l, caller.name, cost));
+  // A cost read from the body (ACUs) is a budget's measure: it is charged to quotas, while token
+  // buckets (request rates) count the request once. An integer cost is charged to both.
+  const uint64_t bucket_cost = rule != nullptr && !rule->cost_pointer.empty() ? 1 : cost;
+  auto make = [&](const config::Limit& l) {
+    return MakeBucket(l, caller.name, l.quota ? cost : bucket_cost);
+  };
+  for (const auto& l : upstream.limits) out.push_back(make(l));
   if (rule) {
-    for (const auto& l : rule->limits) out.push_back(MakeBucket(l, caller.name, cost));
+    for (const auto& l : rule->limits) out.push_back(make(l));
   }
-  for (const auto& l : caller.limits) out.push_back(MakeBucket(l, caller.name, cost));
+  for (const auto& l : caller.limits) out.push_back(make(l));
   return out;
 }
 

@@ -13,7 +13,8 @@ std::string Rules(const std::string& cap) {
   return R"([
     {"upstream": "devin", "methods": ["POST"], "path": "/v3/organizations/{org}/sessions",
      "cost": "/max_acu_limit",
-     "limits": [{"name": "acu", "rate": "1/h", "burst": 10, "scope": "caller"}],
+     "limits": [{"name": "acu", "quota": "10/day", "scope": "caller"},
+                {"name": "creates", "rate": "1/h", "burst": 2, "scope": "caller"}],
      "body": {
        "/max_acu_limit": )" +
          cap + R"(,
@@ -111,7 +112,8 @@ TEST_F(BodyRulesTest, TagsGetTheTeamAndCreateAsUserIdComesFromTheCallerNeverFrom
 
 TEST_F(BodyRulesTest, TheCostReadFromTheBodyChargesThatManyTokens) {
   Start(kClamp);
-  // Burst 10, refilled at 1/h: 6 then 6 cannot both pass; 6 then 4 can.
+  // The ACU quota is 10 a day: 6 then 6 cannot both pass; 6 then 4 can. The "creates" bucket
+  // (burst 2) counts requests, not ACUs: a create of 6 ACUs takes one of its tokens.
   ASSERT_EQ(Call("POST", kCreate, kDataKey, R"({"prompt":"a","max_acu_limit":6})").status, 200);
   HttpResponse r = Call("POST", kCreate, kDataKey, R"({"prompt":"b","max_acu_limit":6})");
   EXPECT_EQ(r.status, 429) << r.body;
