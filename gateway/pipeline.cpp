@@ -378,7 +378,7 @@ void Pipeline::Authenticate(const std::shared_ptr<Context>& ctx, Stage next) {
   ctx->audit.key_id = auth.key_id;
   ctx->key_kind = "run-time";
   // The answer comes on this loop: at once from the cache, else when Redis answers.
-  deps_.keys->Authenticate(auth.run_time_key, auth.key_id, [this, ctx, next](keys::KeyAuth key) {
+  deps_.keys->Authenticate(auth.key_digest, auth.key_id, [this, ctx, next](keys::KeyAuth key) {
     OnLoop(ctx, [this, ctx, next, key = std::move(key)] { KeyAuthenticated(ctx, key, next); });
   });
 }

@@ -127,6 +127,7 @@ AuthResult Snapshot::Authenticate(const std::string* authorization,
     if (keys::ParseRunTimeKey(key, &id)) {
       r.run_time_key = key;
       r.key_id = std::string(id);
+      r.key_digest = std::move(digest);
     }
     return r;
   }

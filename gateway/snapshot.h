@@ -33,6 +33,9 @@ struct AuthResult {
   // kUnknown with a key of the run-time shape (tg_<id>_<secret>): no config key has its hash,
   // so it is for the run-time keys to decide. Views into the Authorization header.
   std::string_view run_time_key;
+  // With run_time_key: the SHA-256 (32 raw bytes) of the whole key, already computed for the
+  // config-key lookup, so the run-time check does not hash the key again.
+  std::string key_digest;
 };
 
 class Snapshot {

@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <utility>
 
-#include "upstream/upstream_auth.h"
-
 namespace tollgate::keys {
 namespace {
 
@@ -74,10 +72,18 @@ RunTimeKeys::RunTimeKeys(const config::RedisConfig& redis, const config::KeysCon
 
 RunTimeKeys::~RunTimeKeys() { events_.Stop(); }
 
-void RunTimeKeys::Authenticate(std::string_view key, std::string_view id,
+void RunTimeKeys::Authenticate(std::string_view raw_digest, std::string_view id,
                                std::function<void(KeyAuth)> done) {
   const SteadyClock::time_point now = SteadyClock::now();
-  std::string digest = upstream::Sha256Hex(key);
+  // Records hold the hex form.
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string digest;
+  digest.reserve(raw_digest.size() * 2);
+  for (const char c : raw_digest) {
+    const auto b = static_cast<unsigned char>(c);
+    digest.push_back(kHex[b >> 4]);
+    digest.push_back(kHex[b & 15]);
+  }
   KeyRecord cached;
   SteadyTime fetched;
   switch (cache_.Find(id, now, &cached, &fetched)) {

@@ -62,9 +62,11 @@ class RunTimeKeys {
   RunTimeKeys(const RunTimeKeys&) = delete;
   RunTimeKeys& operator=(const RunTimeKeys&) = delete;
 
-  // `key` has the run-time shape with id `id` (ParseRunTimeKey). On a loop thread; `done` runs
-  // on that loop, inline when the cache answers.
-  void Authenticate(std::string_view key, std::string_view id, std::function<void(KeyAuth)> done);
+  // A key of the run-time shape with id `id` (ParseRunTimeKey), given by `digest`: the SHA-256
+  // (32 raw bytes) of the whole key. On a loop thread; `done` runs on that loop, inline when
+  // the cache answers.
+  void Authenticate(std::string_view digest, std::string_view id,
+                    std::function<void(KeyAuth)> done);
 
   // The admin operations (gateway/admin_api.cpp) go through this store (its own connections,
   // whose deadline is at least kAdminTimeoutMs: a listing reads every record in one script);
