@@ -10,6 +10,7 @@
 // expiry and Retry-After must be that window's end.
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <ctime>
 #include <optional>
 #include <string>
@@ -167,6 +168,78 @@ TEST_F(QuotaTest, AQuotaIsExactAcrossTwoGatewaysUnderConcurrency) {
       << refused->Header("ratelimit-policy");
   EXPECT_NE(refused->Header("ratelimit").find("\"acu\";r=2;t="), std::string::npos)
       << refused->Header("ratelimit");
+}
+
+TEST_F(QuotaTest, AnAcuQuotaReadFromTheBodyIsExactAcrossTwoGateways) {
+  // The issue's case: session creates whose cost is the body's max_acu_limit (after the clamp
+  // to 50), against a monthly ACU quota of 300 shared by two replicas. However the concurrent
+  // creates interleave, the ACUs the upstream was asked for never exceed the quota, equal what
+  // the quota counts as used, and a refusal means what was left could not pay for that create.
+  const std::string config = R"({
+  "listen": "${LISTEN}", "admin_listen": "${ADMIN}", "threads": 2,
+  "audit": {"file": "${AUDIT}"},)" +
+                             kRedis + R"(
+  "upstreams": {
+    "devin": {"base_url": "${UPSTREAM}", "timeout_ms": 10000, "connect_timeout_ms": 1000,
+              "auth": {"type": "bearer", "secret_env": "IT_DEVIN_TOKEN"}}
+  },
+  "roles": {
+    "data": {"rules": [
+      {"upstream": "devin", "methods": ["POST"], "path": "/v3/organizations/{org}/sessions",
+       "body": {"/max_acu_limit": {"max": 50, "default": 10, "on_exceed": "clamp"}},
+       "cost": "/max_acu_limit",
+       "limits": [{"name": "acu-month", "quota": "300/month", "reset_hour_utc": 8,
+                   "scope": "caller"}]},
+      {"upstream": "devin", "path": "/**"}]}
+  },
+  "callers": {
+    "data-team": {"key_sha256": ["${DATA_HASH}"], "roles": ["data"]},
+    "ops-team": {"key_sha256": ["${OPS_HASH}"], "roles": ["data"]}
+  }
+})";
+  auto a = StartGateway(config);
+  auto b = StartGateway(config);
+  ASSERT_TRUE(a->started() && b->started());
+  std::vector<HttpRequest> requests;
+  for (int i = 0; i < 40; ++i) {
+    HttpRequest r;
+    r.method = "POST";
+    r.url = (i % 2 == 0 ? *a : *b).url() + "/devin/v3/organizations/org-1/sessions";
+    r.headers = Bearer(kDataKey);
+    r.headers.emplace_back("Content-Type", "application/json");
+    // 1..49 ACUs, some over the cap (clamped to 50), some absent (the default, 10).
+    const int asked = i % 5 == 4 ? 90 : (i * 17) % 49 + 1;
+    r.body = i % 7 == 6 ? R"({"prompt":"x"})"
+                        : R"({"prompt":"x","max_acu_limit":)" + std::to_string(asked) + "}";
+    requests.push_back(std::move(r));
+  }
+  std::vector<HttpResponse> responses = HttpParallel(requests, milliseconds(60000));
+  ASSERT_EQ(responses.size(), 40u);
+  int refused = 0;
+  int smallest_refused = 1000;
+  for (size_t i = 0; i < responses.size(); ++i) {
+    if (responses[i].status == 429) {
+      ++refused;
+      const Json body = Json::Parse(requests[i].body);
+      const int64_t asked =
+          body.Get("/max_acu_limit") ? std::min<int64_t>(body.Int("/max_acu_limit"), 50) : 10;
+      smallest_refused = std::min<int>(smallest_refused, static_cast<int>(asked));
+    } else {
+      EXPECT_EQ(responses[i].status, 200) << responses[i].body;
+    }
+  }
+  int64_t forwarded = 0;
+  for (const auto& seen : fake_.Requests()) {
+    forwarded += Json::Parse(seen.body).Int("/max_acu_limit");
+  }
+  EXPECT_GT(refused, 0);  // 40 creates of ~20 ACUs cannot all fit in 300
+  EXPECT_LE(forwarded, 300);
+  const Json whoami = Json::Parse(Get(*b, "/_tollgate/whoami").body);
+  const std::string at = WhoamiEntry(whoami, "acu-month");
+  ASSERT_FALSE(at.empty());
+  EXPECT_EQ(whoami.Int(at + "/used"), forwarded);
+  // What was left at the end could not pay for the cheapest refused create.
+  EXPECT_LT(300 - forwarded, smallest_refused);
 }
 
 TEST_F(QuotaTest, TheWindowIsTheOneStartingAtTheConfiguredHour) {
