@@ -51,6 +51,60 @@ std::string Join(const std::vector<std::string>& items) {
   return text;
 }
 
+std::string FormatNumber(double value) {
+  std::ostringstream text;
+  text << value;
+  return text.str();
+}
+
+// One body rule as written, e.g. "/max_acu_limit max 50 default 10 (clamp)".
+std::string DescribeBodyRule(const BodyRule& rule) {
+  std::string text = rule.pointer;
+  if (rule.require) text += " required";
+  if (rule.forbid) text += " forbidden";
+  if (rule.set) text += " set " + *rule.set;
+  if (rule.default_json) text += " default " + *rule.default_json;
+  if (!rule.enum_json.empty()) text += " one of [" + Join(rule.enum_json) + "]";
+  if (rule.min) text += " min " + FormatNumber(*rule.min);
+  if (rule.max) text += " max " + FormatNumber(*rule.max);
+  if (rule.min || rule.max) text += rule.clamp ? " (clamp)" : " (reject)";
+  if (!rule.append.empty()) text += " append [" + Join(rule.append) + "]";
+  return text;
+}
+
+// Issue 12's parts of a rule (body rules, cost from the body, ownership, forced query): one line
+// each, under the rule's method and path. Nothing when the rule has none.
+void DescribeGovernance(const Rule& rule, std::ostream& out) {
+  bool owner_check = false;
+  for (const auto& [param, attribute] : rule.where) owner_check |= attribute == "owner";
+  if (rule.body.empty() && rule.cost_pointer.empty() && rule.record_owner.empty() && !owner_check &&
+      rule.query.empty()) {
+    return;
+  }
+  out << "    rule " << rule.index << ": " << (rule.methods.empty() ? "*" : Join(rule.methods))
+      << " " << rule.path << "\n";
+  for (const BodyRule& body : rule.body) out << "      body " << DescribeBodyRule(body) << "\n";
+  if (!rule.cost_pointer.empty()) {
+    out << "      cost from the body at " << rule.cost_pointer
+        << " (quotas only; buckets take 1)\n";
+  }
+  if (!rule.record_owner.empty()) {
+    out << "      record_owner " << rule.record_owner
+        << " (a 2xx answer's value is the caller's)\n";
+  }
+  for (const auto& [param, attribute] : rule.where) {
+    if (attribute != "owner") continue;
+    out << "      owner check {" << param << "}: recorded as the caller's"
+        << (rule.owner_group.empty()
+                ? ""
+                : " or a caller's with the same " + rule.owner_group + " (owner_group)")
+        << "\n";
+  }
+  for (const auto& [name, value] : rule.query) {
+    out << "      query " << name << "=" << value << " forced\n";
+  }
+}
+
 }  // namespace
 
 std::string DescribeConfig(const Config& config) {
@@ -123,7 +177,10 @@ std::string DescribeConfig(const Config& config) {
     out << "  " << name << ": " << role.rules.size() << " rule(s)";
     if (deny > 0) out << ", " << deny << " deny";
     out << "\n";
-    for (const Rule& rule : role.rules) DescribeLimits(rule.limits, "    ", out);
+    for (const Rule& rule : role.rules) {
+      DescribeGovernance(rule, out);
+      DescribeLimits(rule.limits, "    ", out);
+    }
   }
 
   out << "callers (" << config.callers.size() << "):\n";
@@ -134,6 +191,13 @@ std::string DescribeConfig(const Config& config) {
     if (caller.disabled) out << ", DISABLED";
     out << "\n";
     DescribeLimits(caller.limits, "    ", out);
+  }
+
+  if (config.metrics.per_caller) {
+    out << "metrics: per-caller series for the first " << config.metrics.max_callers
+        << " callers (later ones as caller=\"other\")\n";
+  } else {
+    out << "metrics: no per-caller series\n";
   }
 
   // Names and scopes only: a hash is not secret, but it is of no use to a reader either.

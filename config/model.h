@@ -189,6 +189,14 @@ struct KeysConfig {
   int max_ttl_seconds = 0;
 };
 
+// `"metrics"` (issue 13): per-caller Prometheus series. Off by default: each caller is a label
+// value, so every caller multiplies the series a scraper stores (max_callers bounds them: later
+// callers are counted as caller="other"). Restart-only.
+struct MetricsConfig {
+  bool per_caller = false;
+  int max_callers = 200;
+};
+
 struct Config {
   std::string source_path;  // the file it was loaded from ("" when loaded from a string)
   std::string listen = "127.0.0.1:8080";
@@ -213,6 +221,7 @@ struct Config {
   AdminConfig admin;
   KeysConfig keys;
   int ownership_ttl_days = 90;  // how long `record_owner` records live in Redis (issue 12)
+  MetricsConfig metrics;
   // A fingerprint (SHA-256 of its JSON text) of each top-level entry of the document: "listen",
   // "redis", each "upstreams/<name>", "roles/<name>", "callers/<name>", "admin/tokens/<name>".
   // A reload compares them to say which entries it changed, never their values.

@@ -124,6 +124,10 @@ Config ModelBuilder::Build(const Value& root) {
   }
   if (root.HasMember("admin")) BuildAdmin(root["admin"], &config);
   config.ownership_ttl_days = IntOr(root, "ownership_ttl_days", config.ownership_ttl_days);
+  if (auto it = root.FindMember("metrics"); it != root.MemberEnd()) {  // issue 13
+    config.metrics.per_caller = BoolOr(it->value, "per_caller", config.metrics.per_caller);
+    config.metrics.max_callers = IntOr(it->value, "max_callers", config.metrics.max_callers);
+  }
   config.entry_digests = DigestEntries(root);
 
   auto upstreams = root.FindMember("upstreams");

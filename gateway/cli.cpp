@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -292,6 +293,27 @@ int Explain(const Args& a) {
     std::cout << "rule:       " << d.rule->pointer << " (role " << d.rule->role
               << "): " << d.rule->path << "\n";
     for (const auto& [k, v] : d.params) std::cout << "param:      " << k << " = " << v << "\n";
+    // Issue 12: explain cannot see the ownership records (Redis or the serving process): it says
+    // what serve checks. An owner-bound value nobody recorded as the caller's is a 403.
+    for (const auto& [param, attribute] : d.rule->where) {
+      if (attribute != "owner" || !d.allowed()) continue;
+      std::cout << "owner:      " << param << " must be recorded as owned by " << caller->name;
+      if (!d.rule->owner_group.empty()) {
+        std::cout << " or by a caller with the same " << d.rule->owner_group << " (owner_group)";
+      }
+      std::cout << " (a record_owner rule's 2xx answer records it); serve answers 403 when it is "
+                   "not (explain cannot see the records)\n";
+    }
+    for (const auto& [k, v] : d.rule->query) {
+      if (!d.allowed()) break;
+      std::string value = v;
+      for (size_t at = value.find("{caller}"); at != std::string::npos;
+           at = value.find("{caller}", at + caller->name.size())) {
+        value.replace(at, 8, caller->name);
+      }
+      std::cout << "query:      " << k << "=" << value
+                << " forced (replaces what the caller sent)\n";
+    }
     if (!d.rule->redact.empty()) {
       std::cout << "redact:    ";
       for (const auto& p : d.rule->redact) std::cout << " " << p;
@@ -329,6 +351,19 @@ int Explain(const Args& a) {
     auto buckets = snap->BucketsFor(*up, d.rule, *caller, cost);
     if (buckets.empty()) std::cout << "buckets:    none\n";
     for (const auto& b : buckets) {
+      if (b.quota) {
+        static const char* const kPeriods[] = {"day", "week", "month"};
+        char hour[8];
+        snprintf(hour, sizeof hour, "%02d:00", b.quota->reset_hour_utc);
+        std::cout << "quota:      " << b.name << " " << b.quota->amount << "/"
+                  << kPeriods[static_cast<int>(b.quota->period)] << " reset " << hour << " UTC";
+        if (b.quota->warn_at) {
+          std::cout << " warn at " << std::lround(*b.quota->warn_at * 100) << "%";
+        }
+        std::cout << " key=" << b.key << " cost=" << b.cost << (b.shadow ? " (shadow)" : "")
+                  << "\n";
+        continue;
+      }
       std::cout << "bucket:     " << b.name << " key=" << b.key << " cost=" << b.cost
                 << " burst=" << b.burst << " rate=" << b.rate.tokens << "/" << b.rate.period_seconds
                 << "s" << (b.shadow ? " (shadow)" : "") << "\n";
@@ -399,7 +434,13 @@ int ServeDemo(Args a) {
       << "  curl -s -H \"$TG\" -H 'Content-Type: application/json' "
          "-d '{\"prompt\":\"big\",\"max_acu_limit\":500}' "
          "http://127.0.0.1:8080/devin/v3/organizations/org-demo/sessions"
-         "   # clamped to 50 ACUs, tagged team:demo, run as user-demo\n"
+         "   # clamped to 50 ACUs, tagged team:demo, run as user-demo; note its session_id\n"
+      << "  curl -s -H \"$TG\" "
+         "http://127.0.0.1:8080/devin/v3/organizations/org-demo/sessions/SESSION_ID"
+         "   # 200: demo created it (SESSION_ID from the create)\n"
+      << "  curl -s -H 'Authorization: Bearer tg_demo_other_key_not_secret' "
+         "http://127.0.0.1:8080/devin/v3/organizations/org-demo/sessions/SESSION_ID"
+         "   # 403: demo-other, same organization, did not create it\n"
       << "  curl -s -H \"$TG\" -H 'Content-Type: application/json' "
          "-d '{\"prompt\":\"x\",\"devin_mode\":\"fast\"}' "
          "http://127.0.0.1:8080/devin/v3/organizations/org-demo/sessions"

@@ -279,6 +279,10 @@ std::string Metrics::Render(const MetricsSnapshot& g) const {
                  *upstream_errors_);
   RenderCounters(&out, "tollgate_ratelimit_decisions_total",
                  "Token-bucket decisions, by bucket and result.", *limit_decisions_);
+  quota_warnings_.Render(&out, std::chrono::duration_cast<std::chrono::seconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+  callers_.Render(&out);
   RenderCounters(&out, "tollgate_upstream_cooldowns_total",
                  "Cooldowns started because an upstream answered 429.", *cooldowns_);
   RenderCounters(&out, "tollgate_upstream_secrets_redacted_total",

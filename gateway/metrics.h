@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "gateway/caller_metrics.h"
 #include "keys/run_time_keys.h"
 #include "policies/rate_limiter.h"
 #include "upstream/upstream_client.h"
@@ -90,6 +91,13 @@ class Metrics {
   // Sets the last-success timestamp for the config loaded at start, without counting a reload.
   void MarkConfigLoaded();
 
+  // Per-caller series (issue 13; off unless configured) and callers past a quota's warn_at
+  // (issue 12): gateway/caller_metrics.h.
+  CallerMetrics& callers() { return callers_; }
+  // A request of `caller` got past `quota`'s warn_at (now, by the system clock).
+  void RecordQuotaWarning(std::string_view limit, std::string_view caller,
+                          const config::Quota& quota);
+
   std::string Render(const MetricsSnapshot& gauges) const;
 
   // "2xx" ... "5xx"; "other" for anything outside 100..599 (e.g. 0 when nothing was sent).
@@ -114,6 +122,8 @@ class Metrics {
   std::atomic<uint64_t> reload_success_{0};
   std::atomic<uint64_t> reload_failure_{0};
   std::atomic<int64_t> last_reload_success_ms_{0};  // unix time in ms, 0 = never
+  CallerMetrics callers_;
+  QuotaWarnings quota_warnings_;
 };
 
 }  // namespace tollgate::gateway

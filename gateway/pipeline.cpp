@@ -665,8 +665,13 @@ void Pipeline::Limit(const std::shared_ptr<Context>& ctx) {
             if (!s.shadow) deps_.metrics->RecordLimit(s.name, "allowed");
           }
           // Quotas past warn_at (the answer says so: AddRateLimitHeaders).
-          for (const auto& l : ctx->limit.levels) {
-            if (l.warn) deps_.metrics->RecordLimit(l.name, "quota_warning");
+          for (size_t i = 0; i < ctx->limit.levels.size() && i < specs.size(); ++i) {
+            const auto& l = ctx->limit.levels[i];
+            if (!l.warn) continue;
+            deps_.metrics->RecordLimit(l.name, "quota_warning");
+            if (specs[i].quota) {
+              deps_.metrics->RecordQuotaWarning(l.name, ctx->caller->name, *specs[i].quota);
+            }
           }
           Forward(ctx);
           return;
@@ -1188,6 +1193,8 @@ void Pipeline::Done(const std::shared_ptr<Context>& ctx) {
   AuditRecord& a = ctx->audit;
   a.bytes_in = std::max<uint64_t>(a.bytes_in, ctx->exchange->body_bytes_received());
   deps_.metrics->RecordRequest(a.upstream, a.decision, a.status, a.duration_ms / 1000.0);
+  deps_.metrics->callers().Record(a.caller ? std::string_view(*a.caller) : std::string_view(),
+                                  a.upstream, a.decision, ctx->buckets, ctx->limit);
   deps_.audit->Submit(std::move(ctx->audit_slot), std::move(ctx->audit));
   if (in_flight_.fetch_sub(1) == 1) {
     std::lock_guard<std::mutex> lock(drain_mu_);

@@ -74,6 +74,10 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
   if (a.max_connections != b.max_connections) out.push_back("max_connections");
   if (a.max_response_bytes != b.max_response_bytes) out.push_back("max_response_bytes");
   if (a.ownership_ttl_days != b.ownership_ttl_days) out.push_back("ownership_ttl_days");
+  if (a.metrics.per_caller != b.metrics.per_caller ||
+      a.metrics.max_callers != b.metrics.max_callers) {
+    out.push_back("metrics");  // per-caller series: configured once, at start
+  }
   const config::KeysConfig& ka = a.keys;
   const config::KeysConfig& kb = b.keys;
   if (ka.cache_ttl_seconds != kb.cache_ttl_seconds ||
@@ -119,6 +123,7 @@ class Server {
     if (cfg.redis) keys_ = std::make_unique<keys::RunTimeKeys>(*cfg.redis, cfg.keys);
     ownership_ = policies::MakeOwnershipStore(cfg);
     metrics_.MarkConfigLoaded();
+    metrics_.callers().Configure(cfg.metrics);
     PipelineDeps deps;
     deps.limiter = limiter_.get();
     deps.audit = audit_.get();

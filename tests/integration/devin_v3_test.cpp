@@ -23,6 +23,9 @@ const std::string kPlatformKey = "tg_example_platform_team_key";
 // devin-admin and devin-billing together, which would hide which of the two grants what.
 const std::string kAdminOnlyKey = "tg_v3_admin_only_key_0123456789";
 const std::string kBillingOnlyKey = "tg_v3_billing_only_key_0123456789";
+// Another team with data-team's roles, in every organization: ownership, not the organization,
+// keeps it out of data-team's sessions.
+const std::string kOtherTeamKey = "tg_v3_other_team_key_0123456789";
 
 HeaderList Bearer(const std::string& key) { return {{"Authorization", "Bearer " + key}}; }
 
@@ -44,21 +47,26 @@ std::string ExampleOnTheFake() {
   for (auto& up : doc["upstreams"].GetObject()) {
     up.value["base_url"].SetString("${UPSTREAM}", alloc);
   }
-  auto add_caller = [&](const char* name, const std::string& key, const char* role) {
+  auto add_caller = [&](const char* name, const std::string& key,
+                        std::vector<const char*> role_names) {
     rapidjson::Value caller(rapidjson::kObjectType), hashes(rapidjson::kArrayType),
         roles(rapidjson::kArrayType), attributes(rapidjson::kObjectType),
         orgs(rapidjson::kArrayType);
     hashes.PushBack(rapidjson::Value(upstream::Sha256Hex(key).c_str(), alloc), alloc);
-    roles.PushBack(rapidjson::StringRef(role), alloc);
+    for (const char* role : role_names) roles.PushBack(rapidjson::StringRef(role), alloc);
     orgs.PushBack("*", alloc);
     attributes.AddMember("devin_orgs", orgs, alloc);
+    rapidjson::Value user(rapidjson::kArrayType);
+    user.PushBack(rapidjson::Value((std::string("user-") + name).c_str(), alloc), alloc);
+    attributes.AddMember("devin_user_id", user, alloc);
     caller.AddMember("key_sha256", hashes, alloc);
     caller.AddMember("roles", roles, alloc);
     caller.AddMember("attributes", attributes, alloc);
     doc["callers"].AddMember(rapidjson::StringRef(name), caller, alloc);
   };
-  add_caller("v3-admin-only", kAdminOnlyKey, "devin-admin");
-  add_caller("v3-billing-only", kBillingOnlyKey, "devin-billing");
+  add_caller("v3-admin-only", kAdminOnlyKey, {"devin-admin"});
+  add_caller("v3-billing-only", kBillingOnlyKey, {"devin-billing"});
+  add_caller("v3-other-team", kOtherTeamKey, {"devin-viewer", "devin-operator"});
   rapidjson::StringBuffer buf;
   rapidjson::Writer<rapidjson::StringBuffer> w(buf);
   doc.Accept(w);
@@ -133,11 +141,25 @@ TEST_F(DevinV3Test, AttachmentDownloadIs307PassedOnAndNeverFollowed) {
 }
 
 TEST_F(DevinV3Test, OperatorDrivesV3SessionsInItsOwnOrganization) {
-  HttpResponse created = Call(kDataKey, "POST", "/v3/organizations/org-123/sessions",
-                              R"({"prompt":"fix the build","tags":["team:data"]})",
-                              {{"Content-Type", "application/json"}});
+  fake_.ClearRequests();
+  HttpResponse created =
+      Call(kDataKey, "POST", "/v3/organizations/org-123/sessions",
+           R"({"prompt":"fix the build","tags":["mine"],"create_as_user_id":"user-admin"})",
+           {{"Content-Type", "application/json"}});
   ASSERT_EQ(created.status, 200) << created.body;
   std::string id = Json::Parse(created.body).String("/session_id");
+  // The example's cost governance reached Devin: the default ACU cap, the team's tag, the
+  // team's own Devin user (whatever the caller sent).
+  std::vector<RecordedRequest> sent = fake_.WaitForRequests(1);
+  ASSERT_EQ(sent.size(), 1u);
+  Json body = Json::Parse(sent[0].body);
+  EXPECT_EQ(body.Int("/max_acu_limit"), 10) << sent[0].body;
+  EXPECT_EQ(body.String("/tags/1"), "team:data-team") << sent[0].body;
+  EXPECT_EQ(body.String("/create_as_user_id"), "user-data-team-svc") << sent[0].body;
+  // Another team with the same roles creates one too; neither sees the other's.
+  HttpResponse theirs = Call(kOtherTeamKey, "POST", "/v3/organizations/org-123/sessions",
+                             R"({"prompt":"other"})", {{"Content-Type", "application/json"}});
+  ASSERT_EQ(theirs.status, 200) << theirs.body;
   std::string session = "/v3/organizations/org-123/sessions/" + id;
   EXPECT_EQ(Call(kDataKey, "POST", session + "/messages", R"({"message":"and the tests"})",
                  {{"Content-Type", "application/json"}})
@@ -146,9 +168,23 @@ TEST_F(DevinV3Test, OperatorDrivesV3SessionsInItsOwnOrganization) {
   HttpResponse messages = Call(kDataKey, "GET", session + "/messages");
   EXPECT_EQ(Json::Parse(messages.body).String("/items/0/message"), "and the tests");
   EXPECT_EQ(Call(kDataKey, "GET", session).status, 200);
-  HttpResponse list = Call(kDataKey, "GET", "/v3/organizations/org-123/sessions?tags=team:data");
-  ASSERT_EQ(list.status, 200) << list.body;
-  EXPECT_EQ(Json::Parse(list.body).Size("/items"), 1u);
+  // The list's tags are forced to the team's: whatever the caller asks, its own session only.
+  for (const char* query : {"", "?tags=anything", "?tags=team:v3-other-team"}) {
+    HttpResponse list =
+        Call(kDataKey, "GET", std::string("/v3/organizations/org-123/sessions") + query);
+    ASSERT_EQ(list.status, 200) << list.body;
+    ASSERT_EQ(Json::Parse(list.body).Size("/items"), 1u) << query << ": " << list.body;
+    EXPECT_EQ(Json::Parse(list.body).String("/items/0/session_id"), id) << list.body;
+  }
+  // Ownership: the other team is refused data-team's session (it holds the same roles and
+  // reaches org-123), and data-team is refused the other team's.
+  EXPECT_EQ(Call(kOtherTeamKey, "GET", session).status, 403);
+  EXPECT_EQ(Call(kOtherTeamKey, "GET", session + "/messages").status, 403);
+  EXPECT_EQ(
+      Call(kDataKey, "GET",
+           "/v3/organizations/org-123/sessions/" + Json::Parse(theirs.body).String("/session_id"))
+          .status,
+      403);
   EXPECT_EQ(Call(kDataKey, "GET", "/v3/organizations/org-456/sessions").status, 403);
   EXPECT_EQ(Call(kDataKey, "POST", "/v3/organizations/org-456/sessions", R"({"prompt":"x"})",
                  {{"Content-Type", "application/json"}})

@@ -1,8 +1,8 @@
 // Calendar quotas end to end (issue 12), against a real redis-server: a quota shared by two
 // gateways is exact under concurrent requests of cost > 1; a refused request answers 429
 // quota_exceeded with Retry-After up to the window's end and the RateLimit fields; whoami shows
-// used/remaining; the Tollgate-Quota-Warning header and its metric past warn_at; the in-process
-// limiter enforces quotas too.
+// used/remaining; the Tollgate-Quota-Warning header and its metrics past warn_at (decisions and
+// distinct callers); the in-process limiter enforces quotas too.
 //
 // Redis TIME cannot be moved: the window reset at reset_hour_utc is tested with an injected clock
 // in tests/unit/policies_quota_test.cpp. Here the reset hour is chosen from the current UTC hour
@@ -293,6 +293,13 @@ TEST_F(QuotaTest, PastWarnAtAnswersCarryTheWarningAndAMetricCountsIt) {
   EXPECT_EQ(MetricValue(metrics, "tollgate_ratelimit_decisions_total",
                         {{"bucket", "acu"}, {"result", "quota_warning"}}),
             2);
+  // The gauge counts callers, not requests: one so far; ops-team (cost 1) passes warn_at too.
+  EXPECT_EQ(MetricValue(metrics, "tollgate_quota_warning_callers", {{"limit", "acu"}}), 1)
+      << metrics;
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(Get(*g, kSelf, kOpsKey).status, 200);
+  EXPECT_EQ(Get(*g, kSelf).status, 200);  // data-team again (used 10): still one caller
+  const std::string after = Http("GET", g->admin_url() + "/metrics").body;
+  EXPECT_EQ(MetricValue(after, "tollgate_quota_warning_callers", {{"limit", "acu"}}), 2) << after;
 }
 
 TEST_F(QuotaTest, TheInProcessLimiterEnforcesQuotas) {

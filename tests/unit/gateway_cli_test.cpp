@@ -1,6 +1,7 @@
 // The `tollgate` command line, run as a real process.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <regex>
 
 #include "tests/support/process.h"
@@ -282,6 +283,68 @@ TEST(Cli, ExplainShowsTheDecisionRuleParametersAndBuckets) {
                   &out, kExampleEnv);
   EXPECT_EQ(rc, 1) << out;
   EXPECT_NE(out.find("bad_request"), std::string::npos) << out;
+}
+
+// Issue 12 in explain: an owner check is named (explain cannot see the records), a quota is
+// printed as a quota, a forced query parameter with the caller filled in.
+TEST(Cli, ExplainNamesOwnerChecksQuotasAndForcedQueryParameters) {
+  std::string out;
+  int rc = RunCommand({TOLLGATE_BINARY, "explain", "--config", Example(), "--caller", "data-team",
+                       "GET", "/devin/v3/organizations/org-123/sessions/devin-1"},
+                      &out, kExampleEnv);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("owner:      devin_id must be recorded as owned by data-team"),
+            std::string::npos)
+      << out;
+
+  rc = RunCommand({TOLLGATE_BINARY, "explain", "--config", Example(), "--caller", "data-team",
+                   "GET", "/devin/v3/organizations/org-123/sessions?tags=x"},
+                  &out, kExampleEnv);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("query:      tags=team:data-team forced"), std::string::npos) << out;
+  EXPECT_EQ(out.find("owner:"), std::string::npos) << out;
+
+  const std::string body = ::testing::TempDir() + "/explain_body.json";
+  {
+    std::ofstream f(body);
+    f << R"({"prompt": "x", "max_acu_limit": 500})";
+  }
+  rc = RunCommand({TOLLGATE_BINARY, "explain", "--config", Example(), "--caller", "data-team",
+                   "--body", body, "POST", "/devin/v3/organizations/org-123/sessions"},
+                  &out, kExampleEnv);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("quota:      acu-month 2000/month reset 08:00 UTC warn at 80% "
+                     "key=quota:acu-month:data-team cost=50"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("rate=0"), std::string::npos) << out;
+  // The session bucket counts the request once (a pointer cost is charged to quotas only).
+  EXPECT_NE(out.find("bucket:     sessions key=bucket:sessions:data-team cost=1 "),
+            std::string::npos)
+      << out;
+}
+
+// check-config lists issue 12's parts of each rule: body rules, the cost pointer, record_owner,
+// owner checks, forced query parameters, quotas.
+TEST(Cli, CheckConfigListsBodyRulesCostOwnershipAndQuotas) {
+  std::string out;
+  ASSERT_EQ(RunCommand({TOLLGATE_BINARY, "check-config", "--config", Example()}, &out, kExampleEnv),
+            0)
+      << out;
+  for (const char* want :
+       {"    rule 3: POST /v3/organizations/{org_id}/sessions\n"
+        "      body /max_acu_limit default 10 max 50 (clamp)\n"
+        "      body /devin_mode one of [\"normal\"]\n"
+        "      body /advanced_mode forbidden\n",
+        "      body /tags append [team:{caller}]\n",
+        "      body /create_as_user_id set caller.devin_user_id\n",
+        "      cost from the body at /max_acu_limit (quotas only; buckets take 1)\n"
+        "      record_owner /session_id",
+        "      owner check {devin_id}: recorded as the caller's\n",
+        "      query tags=team:{caller} forced\n",
+        "limit acu-month quota 2000/month from 8:00 UTC per caller warn at 80%"}) {
+    EXPECT_NE(out.find(want), std::string::npos) << want << " missing from:\n" << out;
+  }
 }
 
 }  // namespace
