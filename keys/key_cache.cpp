@@ -247,6 +247,27 @@ void KeyCache::InvalidateAll() {
   }
 }
 
+void KeyCache::Unverify() {
+  State& state = *state_;
+  SteadyTime stamp;
+  if (state.Latest(&stamp)) {
+    state.invalidated_all.store(Ticks(stamp));
+    state.invalidated_all_once.store(true);
+  }
+  for (Shard& shard : state.shards) {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    for (auto it = shard.entries.begin(); it != shard.entries.end();) {
+      if (it->second.negative) {
+        it = shard.entries.erase(it);
+        state.count.fetch_sub(1);
+      } else {
+        it->second.covered_epoch = 0;
+        ++it;
+      }
+    }
+  }
+}
+
 void KeyCache::SetSubscribed(bool live, SteadyTime now) {
   State& state = *state_;
   state.SawTime(now);

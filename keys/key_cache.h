@@ -68,6 +68,12 @@ class KeyCache {
   // An event named `id` (or "*": every entry).
   void Invalidate(std::string_view id);
   void InvalidateAll();
+  // The subscription came back: events published meanwhile are lost. Negative entries go (a
+  // key created meanwhile works at once); records stay but are trusted no longer than
+  // unverified_ttl since their fetch, so each is looked up again at its next use. They stay
+  // known ids: those lookups are outside the lookup budget, and a flood of made-up keys during
+  // a reconnection cannot lock out the keys this replica was serving.
+  void Unverify();
 
   // The subscription came up (its SUBSCRIBE was confirmed) at `now`, or went down.
   void SetSubscribed(bool live, SteadyTime now);

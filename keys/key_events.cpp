@@ -185,9 +185,10 @@ void KeyEvents::Run() {
   auto next_ping = next_connect;
   std::optional<steady_clock::time_point> ping_sent;  // a PING not answered yet
 
-  // Events missed while unsubscribed are not replayed: every (re)subscription starts empty.
+  // Events missed while unsubscribed are not replayed: after every (re)subscription, nothing
+  // cached before is trusted without a new lookup.
   const auto on_subscribed = [&] {
-    cache_->InvalidateAll();
+    cache_->Unverify();
     cache_->SetSubscribed(true, steady_clock::now());
     subscribed_.store(true);
     backoff = kFirstBackoff;

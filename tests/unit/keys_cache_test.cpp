@@ -223,6 +223,34 @@ TEST(KeyCacheInvalidation, AnAnswerRacingAnEventIsTrustedOnlyOneSecond) {
   EXPECT_EQ(FindAt(cache, "bbbbbbbbbbbb", later + seconds(5)), Found::kNegative);
 }
 
+TEST(KeyCacheInvalidation, AfterUnverifyRecordsAreLookedUpAgainOutsideTheBudget) {
+  // A resubscription (events may have been missed) during a flood of made-up keys that spent
+  // the budget: a key this replica was serving is looked up again (kStale), not treated as an
+  // unknown id that must wait for the budget (kMiss).
+  KeyCacheOptions options;
+  options.lookup_burst = 1;
+  options.lookups_per_second = 1;
+  KeyCache cache(options);
+  const SteadyTime t0 = SteadyTime{} + hours(1);
+  cache.SetSubscribed(true, t0);
+  cache.Put(Record("aaaaaaaaaaaa"), t0 + seconds(1));
+  cache.PutMissing("bbbbbbbbbbbb", t0 + seconds(1));
+  ASSERT_TRUE(cache.TakeLookup(t0 + seconds(1)));
+  ASSERT_FALSE(cache.TakeLookup(t0 + seconds(1)));
+  KeyRecord record;
+  SteadyTime fetched;
+  EXPECT_EQ(cache.Find("aaaaaaaaaaaa", t0 + seconds(30), &record, &fetched), Found::kFresh);
+
+  cache.SetSubscribed(false, t0 + seconds(30));
+  cache.SetSubscribed(true, t0 + seconds(31));
+  cache.Unverify();
+  EXPECT_EQ(cache.Find("aaaaaaaaaaaa", t0 + seconds(32), &record, &fetched), Found::kStale);
+  EXPECT_EQ(record.id, "aaaaaaaaaaaa");
+  EXPECT_TRUE(cache.UsableWithoutRedis(fetched, t0 + seconds(32)));
+  EXPECT_EQ(cache.Find("bbbbbbbbbbbb", t0 + seconds(32), &record, &fetched), Found::kMiss);
+  EXPECT_EQ(cache.size(), 1u);
+}
+
 TEST(KeyCacheBudget, AFloodAtOneInstantGetsTheBurst) {
   KeyCache cache(Options());  // 10/s, burst 5
   int allowed = 0;

@@ -148,10 +148,12 @@ TEST_F(KeyEventsTest, AStarDropsEverything) {
   ASSERT_TRUE(Eventually([&] { return cache_.size() == 0; }));
 }
 
-TEST_F(KeyEventsTest, ARestartedRedisIsResubscribedAndTheCacheStartsEmpty) {
+TEST_F(KeyEventsTest, ARestartedRedisIsResubscribedAndNothingCachedBeforeIsTrusted) {
   KeyEvents events(Config(), &cache_, Fast());
   ASSERT_TRUE(Eventually([&] { return events.subscribed(); }));
-  cache_.Put(Record("aaaaaaaaaaaa"), steady_clock::now());
+  const SteadyTime first = steady_clock::now();
+  cache_.Put(Record("aaaaaaaaaaaa"), first);
+  cache_.PutMissing("dddddddddddd", first);
 
   redis_.Stop();
   ASSERT_TRUE(Eventually([&] { return !events.subscribed(); }));
@@ -161,13 +163,16 @@ TEST_F(KeyEventsTest, ARestartedRedisIsResubscribedAndTheCacheStartsEmpty) {
   KeyRecord record;
   SteadyTime when;
   EXPECT_EQ(cache_.Find("bbbbbbbbbbbb", fetched + seconds(2), &record, &when), Found::kStale);
-  EXPECT_EQ(cache_.size(), 2u);
+  EXPECT_EQ(cache_.size(), 3u);
 
   redis_.Start();
   ASSERT_TRUE(redis_.running());
   ASSERT_TRUE(Eventually([&] { return events.subscribed(); }));
-  // Events published while it was down are lost: everything is looked up again.
-  EXPECT_EQ(cache_.size(), 0u);
+  // Events published while it was down are lost: a "no such id" is forgotten (the key may have
+  // been created meanwhile), and the records are looked up again before they are trusted.
+  EXPECT_EQ(cache_.size(), 2u);
+  EXPECT_EQ(cache_.Find("dddddddddddd", first + seconds(2), &record, &when), Found::kMiss);
+  EXPECT_EQ(cache_.Find("aaaaaaaaaaaa", first + seconds(2), &record, &when), Found::kStale);
 
   // Covered by the new subscription (past the window in which "*" makes answers suspect).
   const SteadyTime later = steady_clock::now() + seconds(20);
