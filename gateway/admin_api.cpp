@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "gateway/admin_keys.h"
+#include "gateway/console_assets.h"
 #include "gateway/snapshot.h"
 #include "keys/key_format.h"
 #include "keys/run_time_keys.h"
@@ -262,6 +263,11 @@ void AdminApi::Handle(const std::shared_ptr<Exchange>& exchange) {
     }
     return true;
   };
+  // The console's static files: no token, no data, no audit record (console_assets.h).
+  if (IsConsolePath(path)) {
+    exchange->Respond(ConsoleResponse(req, path));
+    return;
+  }
   if (const char* why = FromABrowser(req)) {
     Call call;
     const Endpoint* named = route.endpoint ? route.endpoint : route.on_path;
