@@ -167,7 +167,8 @@
   }
 
   // ---- limits ----
-  // /limits without caller= answers every caller's; rows carry their caller, or come grouped.
+  // /limits without caller= answers every caller's ({"callers": [{"caller", "items"}]}); a
+  // flat list whose rows name their caller is read too.
   function limitsByCaller(body) {
     var groups = {};
     var order = [];
@@ -175,7 +176,7 @@
       if (!groups[caller]) { groups[caller] = []; order.push(caller); }
       groups[caller].push(item);
     }
-    (body.items || []).forEach(function (item) {
+    (body.callers || body.items || []).forEach(function (item) {
       if (item && Array.isArray(item.items)) {
         if (!groups[item.caller]) { groups[item.caller] = []; order.push(item.caller); }
         item.items.forEach(function (inner) { add(item.caller, inner); });
