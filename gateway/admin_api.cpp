@@ -248,6 +248,11 @@ void AdminApi::Handle(const std::shared_ptr<Exchange>& exchange) {
     return;
   }
   const std::string path = req.target.substr(0, req.target.find('?'));
+  // The console's static files: no token, no data, no audit record (console_assets.h).
+  if (IsConsolePath(path)) {
+    exchange->Respond(ConsoleResponse(req, path));
+    return;
+  }
   const Route route = FindRoute(req.method, path);
   // Audit records name a key by its id only: a path segment that is not one (a whole key
   // pasted by mistake, say) is not written down.
@@ -263,11 +268,6 @@ void AdminApi::Handle(const std::shared_ptr<Exchange>& exchange) {
     }
     return true;
   };
-  // The console's static files: no token, no data, no audit record (console_assets.h).
-  if (IsConsolePath(path)) {
-    exchange->Respond(ConsoleResponse(req, path));
-    return;
-  }
   if (const char* why = FromABrowser(req)) {
     Call call;
     const Endpoint* named = route.endpoint ? route.endpoint : route.on_path;
