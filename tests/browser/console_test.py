@@ -344,21 +344,24 @@ document.addEventListener('securitypolicyviolation',
   e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));"""
 
 
-def screenshot(dt, out_dir, name, width, height, dark, mobile):
+def screenshot(dt, out_dir, name, width, height, dark, mobile, chart=True):
     dt.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
                                                    "deviceScaleFactor": 1, "mobile": mobile})
     dt.send("Emulation.setEmulatedMedia", {"features": [
         {"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]})
     # The page's own colours follow the media query; the chart redraws on its change event.
     wait_for("%s: the page in %s mode" % (name, "dark" if dark else "light"), lambda: dt.evaluate(
-        "matchMedia('(prefers-color-scheme: dark)').matches === %s && "
-        "!!Chart.getChart(document.getElementById('usage-chart'))" % ("true" if dark else "false")))
+        "matchMedia('(prefers-color-scheme: dark)').matches === %s && %s" % (
+            "true" if dark else "false",
+            "!!Chart.getChart(document.getElementById('usage-chart'))" if chart else "true")))
     # No horizontal scroll at this width.
     widths = dt.evaluate("[document.documentElement.scrollWidth, "
                          "document.documentElement.clientWidth]")
     check(widths[0] <= widths[1], "%s: horizontal scroll (%s > %s)" % (name, widths[0], widths[1]))
     # Two animation frames: the redrawn chart and the re-laid-out page are painted.
-    dt.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(1))))")
+    if chart:
+        dt.evaluate("new Promise(r => requestAnimationFrame(() => "
+                    "requestAnimationFrame(() => r(1))))")
     metrics = dt.send("Page.getLayoutMetrics")
     size = metrics.get("cssContentSize") or metrics["contentSize"]
     shot = dt.send("Page.captureScreenshot", {
@@ -491,6 +494,8 @@ def run(args, workdir):
               "the token is not in sessionStorage")
         check(dt.evaluate("localStorage.length") == 0, "something was put in localStorage")
         check(ADMIN_TOKEN not in dt.evaluate("location.href"), "the token is in the address")
+        check(ADMIN_TOKEN not in dt.evaluate("document.documentElement.outerHTML"),
+              "the token is in the page")
         urls = [e["params"]["request"]["url"] for e in dt.events_named("Network.requestWillBeSent")]
         check(urls, "no network requests were seen")
         check(all(u.startswith(admin + "/") or u.startswith("data:") for u in urls),
@@ -522,6 +527,17 @@ def run(args, workdir):
             "sessionStorage.getItem('tollgate.admin_token') === null && "
             "!document.getElementById('login').hidden && "
             "document.querySelectorAll('#refusals tr[data-request-id]').length === 0"))
+        # With JavaScript off the page explains itself and links the endpoints.
+        dt.send("Emulation.setScriptExecutionDisabled", {"value": True})
+        dt.send("Page.navigate", {"url": admin + "/console/"})
+        links = wait_for("the page without JavaScript", lambda: dt.evaluate(
+            "document.readyState === 'complete' && location.pathname === '/console/' && "
+            "document.body.innerText.includes('cannot show any data') && "
+            "[...document.querySelectorAll('#noscript a')].map(a => a.getAttribute('href'))"))
+        for href in ("/status", "/callers", "/limits", "/refusals",
+                     "/usage?group_by=day,caller&format=csv"):
+            check(href in links, "the no-JavaScript page does not link %s: %s" % (href, links))
+        saved.append(screenshot(dt, out, "console-nojs", 1280, 800, False, False, chart=False))
         print("console_test: ok (%d requests, %d refusals; screenshots: %s)" %
               (sent, len(ids), ", ".join(saved)))
     except Failure:
