@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <mutex>
@@ -10,6 +11,7 @@
 
 #include "config/loader.h"
 #include "gateway/admin_api.h"
+#include "gateway/admin_console_data.h"
 #include "gateway/audit_log.h"
 #include "gateway/http_server.h"
 #include "gateway/log.h"
@@ -20,6 +22,7 @@
 #include "policies/ownership.h"
 #include "policies/policy_warnings.h"
 #include "policies/rate_limiter.h"
+#include "policies/redis_loop_client.h"
 #include "upstream/upstream_client.h"
 
 namespace tollgate::gateway {
@@ -119,6 +122,7 @@ class Server {
     if (cfg.redis) keys_ = std::make_unique<keys::RunTimeKeys>(*cfg.redis, cfg.keys);
     ownership_ = policies::MakeOwnershipStore(cfg);
     metrics_.MarkConfigLoaded();
+    history_.Loaded(cfg, started_at_);
     PipelineDeps deps;
     deps.limiter = limiter_.get();
     deps.audit = audit_.get();
@@ -156,6 +160,7 @@ class Server {
       admin_deps.main = main_.get();
       admin_deps.reload = [this] { return Reload(); };
       admin_deps.keys = keys_.get();
+      admin_deps.console = StartConsole(cfg);
       admin_api_ = std::make_unique<AdminApi>(std::move(admin_deps));
       HttpServerOptions admin_options;
       admin_options.listen = cfg.admin_listen;
@@ -187,9 +192,43 @@ class Server {
   }
 
  private:
+  // The console's data endpoints (admin_console_data.h); the audit stream, when there is one, is
+  // read through a connection of the admin loop's own (a listing may take a while: the keys'
+  // admin deadline).
+  ConsoleData* StartConsole(const config::Config& cfg) {
+    ConsoleDeps deps;
+    deps.pipeline = pipeline_.get();
+    deps.limiter = limiter_.get();
+    deps.audit = audit_.get();
+    deps.main = main_.get();
+    deps.keys = keys_.get();
+    if (cfg.redis && !cfg.audit.redis_stream.empty()) {
+      config::RedisConfig redis = *cfg.redis;
+      redis.timeout_ms = std::max(redis.timeout_ms, keys::RunTimeKeys::kAdminTimeoutMs);
+      audit_redis_ = std::make_unique<policies::RedisLoopClient>(redis);
+      deps.audit_redis = audit_redis_.get();
+      deps.audit_stream = cfg.audit.redis_stream;
+    }
+    deps.history = &history_;
+    char host[256] = {};
+    deps.replica_id = gethostname(host, sizeof(host) - 1) == 0 ? host : "";
+    deps.replica_id += (deps.replica_id.empty() ? "pid " : "/") + std::to_string(getpid());
+    deps.started_at = started_at_;
+    console_ = std::make_unique<ConsoleData>(std::move(deps));
+    return console_.get();
+  }
+
   // Loads and validates the config; swaps it in only when valid.
   ReloadOutcome Reload() {
     std::lock_guard<std::mutex> lock(reload_mu_);
+    ReloadOutcome outcome = ReloadLocked();
+    history_.Reloaded({std::chrono::system_clock::now(), outcome.applied, outcome.errors});
+    if (outcome.applied)
+      history_.Loaded(pipeline_->snapshot()->config(), history_.Get().last_reload->at);
+    return outcome;
+  }
+
+  ReloadOutcome ReloadLocked() {
     ReloadOutcome outcome;
     Loaded loaded = Load(path_);
     if (!loaded.snapshot) {
@@ -269,6 +308,10 @@ class Server {
   Metrics metrics_;
   std::unique_ptr<Pipeline> pipeline_;
   std::unique_ptr<HttpServer> main_;
+  const std::chrono::system_clock::time_point started_at_ = std::chrono::system_clock::now();
+  ConfigHistory history_;
+  std::unique_ptr<policies::RedisLoopClient> audit_redis_;  // used on the admin loop only
+  std::unique_ptr<ConsoleData> console_;
   std::unique_ptr<AdminApi> admin_api_;
   std::unique_ptr<HttpServer> admin_;
   std::mutex reload_mu_;
