@@ -50,6 +50,10 @@ class RunTimeKeys;
 enum class StoreStatus;
 }  // namespace tollgate::keys
 
+namespace tollgate::usage {
+class UsageService;
+}  // namespace tollgate::usage
+
 namespace tollgate::gateway {
 
 // What a reload did.
@@ -74,6 +78,8 @@ struct AdminApiDeps {
   const HttpServer* main = nullptr;  // the front-end listener, for its connection counts
   std::function<ReloadOutcome()> reload;
   keys::RunTimeKeys* keys = nullptr;  // null: no redis section (the key endpoints answer 409)
+  // GET /usage (scope "usage", usage/usage_report.h): reads it; null: the endpoint answers 409.
+  usage::UsageService* usage = nullptr;
 };
 
 class AdminApi {
@@ -101,6 +107,8 @@ class AdminApi {
   void ListKeys(const std::shared_ptr<Call>& call);
   void RevokeKey(const std::shared_ptr<Call>& call, const std::string& id);
   void RotateKey(const std::shared_ptr<Call>& call, const std::string& id);
+  // GET /usage: answers from the usage store's callback (Redis: later, on this loop).
+  void Usage(const std::shared_ptr<Call>& call);
   // Runs `next` once the call's whole body is in (at once when it came with the head). A
   // body that breaks off, or a caller that leaves first, ends the call (audited) instead.
   void WithBody(const std::shared_ptr<Call>& call, std::function<void()> next);
