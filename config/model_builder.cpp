@@ -124,6 +124,12 @@ Config ModelBuilder::Build(const Value& root) {
   }
   if (root.HasMember("admin")) BuildAdmin(root["admin"], &config);
   config.ownership_ttl_days = IntOr(root, "ownership_ttl_days", config.ownership_ttl_days);
+  if (auto usage = root.FindMember("usage"); usage != root.MemberEnd()) {
+    UsageConfig& u = config.usage;
+    u.flush_interval_seconds =
+        IntOr(usage->value, "flush_interval_seconds", u.flush_interval_seconds);
+    u.retention_days = IntOr(usage->value, "retention_days", u.retention_days);
+  }
   config.entry_digests = DigestEntries(root);
 
   auto upstreams = root.FindMember("upstreams");

@@ -12,6 +12,8 @@
 #include "keys/key_format.h"
 #include "keys/run_time_keys.h"
 #include "upstream/upstream_auth.h"
+#include "usage/usage_report.h"
+#include "usage/usage_service.h"
 
 namespace tollgate::gateway {
 namespace {
@@ -47,6 +49,7 @@ constexpr Endpoint kEndpoints[] = {
     {"/callers", Method::kGet, "console.callers", "read"},
     {"/limits", Method::kGet, "console.limits", "read"},
     {"/refusals", Method::kGet, "console.refusals", "read"},
+    {"/usage", Method::kGet, "usage", "usage"},
 };
 
 bool MethodMatches(Method method, std::string_view m) {
@@ -332,6 +335,8 @@ void AdminApi::Handle(const std::shared_ptr<Exchange>& exchange) {
     Reload(*call);
   } else if (endpoint->action.substr(0, 8) == "console.") {
     Console(call, endpoint->action);
+  } else if (endpoint->action == "usage") {
+    Usage(call);
   } else {
     Keys(call, endpoint->action, id);
   }
@@ -593,6 +598,31 @@ void AdminApi::Console(const std::shared_ptr<Call>& call, std::string_view actio
   });
 }
 
+void AdminApi::Usage(const std::shared_ptr<Call>& call) {
+  if (deps_.usage == nullptr) return Refuse(*call, 409, "conflict", "usage is not counted here");
+  const std::string& target = call->exchange->request().target;
+  const size_t q = target.find('?');
+  usage::UsageQuery query;
+  const int retention = deps_.pipeline->snapshot()->config().usage.retention_days;
+  std::string error = usage::ParseUsageQuery(
+      q == std::string::npos ? std::string_view() : std::string_view(target).substr(q + 1),
+      usage::DayOf(std::chrono::system_clock::now()), retention, &query);
+  if (!error.empty()) return Refuse(*call, 400, "bad_request", error);
+  deps_.usage->Read(query.from, query.to, [this, call, query](bool ok, usage::UsageTable table) {
+    if (!ok) return Refuse(*call, 503, "redis_unavailable", "Redis did not answer; retry");
+    const std::vector<usage::UsageRow> rows = usage::BuildUsageRows(query, table);
+    HttpResponse r;
+    if (query.csv) {
+      r.headers.emplace_back("Content-Type", "text/csv; charset=utf-8");
+      r.body = usage::UsageCsv(query, rows);
+    } else {
+      r = JsonResponse(200, usage::UsageJson(query, rows));
+    }
+    r.headers.emplace_back("Cache-Control", "no-store");
+    Finish(*call, std::move(r), "admin");
+  });
+}
+
 void AdminApi::WithBody(const std::shared_ptr<Call>& call, std::function<void()> next) {
   Exchange& exchange = *call->exchange;
   if (!exchange.body_pending()) {
@@ -693,6 +723,10 @@ void AdminApi::ServeMetrics(const std::shared_ptr<Exchange>& exchange) {
   m.open_streams = deps_.pipeline->open_streams();
   m.connections_open = deps_.main->connections_open();
   m.connections_refused = deps_.main->connections_refused();
+  if (deps_.usage != nullptr) {
+    m.usage_flush_ok = deps_.usage->flushes_ok();
+    m.usage_flush_failed = deps_.usage->flushes_failed();
+  }
   if (deps_.keys != nullptr) {
     m.keys = &deps_.keys->stats();
     m.key_counts = deps_.keys->counts();

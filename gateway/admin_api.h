@@ -61,6 +61,10 @@ class RunTimeKeys;
 enum class StoreStatus;
 }  // namespace tollgate::keys
 
+namespace tollgate::usage {
+class UsageService;
+}  // namespace tollgate::usage
+
 namespace tollgate::gateway {
 
 // What a reload did.
@@ -86,6 +90,8 @@ struct AdminApiDeps {
   std::function<ReloadOutcome()> reload;
   keys::RunTimeKeys* keys = nullptr;  // null: no redis section (the key endpoints answer 409)
   ConsoleData* console = nullptr;     // the console's data endpoints
+  // GET /usage (scope "usage", usage/usage_report.h): reads it; null: the endpoint answers 409.
+  usage::UsageService* usage = nullptr;
 };
 
 class AdminApi {
@@ -115,6 +121,8 @@ class AdminApi {
   void RotateKey(const std::shared_ptr<Call>& call, const std::string& id);
   // The console's data endpoints: answered by deps_.console, now or from a Redis reply.
   void Console(const std::shared_ptr<Call>& call, std::string_view action);
+  // GET /usage: answers from the usage store's callback (Redis: later, on this loop).
+  void Usage(const std::shared_ptr<Call>& call);
   // Runs `next` once the call's whole body is in (at once when it came with the head). A
   // body that breaks off, or a caller that leaves first, ends the call (audited) instead.
   void WithBody(const std::shared_ptr<Call>& call, std::function<void()> next);

@@ -24,6 +24,7 @@
 #include "policies/rate_limiter.h"
 #include "policies/redis_loop_client.h"
 #include "upstream/upstream_client.h"
+#include "usage/usage_service.h"
 
 namespace tollgate::gateway {
 namespace {
@@ -77,6 +78,10 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
   if (a.max_connections != b.max_connections) out.push_back("max_connections");
   if (a.max_response_bytes != b.max_response_bytes) out.push_back("max_response_bytes");
   if (a.ownership_ttl_days != b.ownership_ttl_days) out.push_back("ownership_ttl_days");
+  if (a.usage.flush_interval_seconds != b.usage.flush_interval_seconds ||
+      a.usage.retention_days != b.usage.retention_days) {
+    out.push_back("usage");
+  }
   const config::KeysConfig& ka = a.keys;
   const config::KeysConfig& kb = b.keys;
   if (ka.cache_ttl_seconds != kb.cache_ttl_seconds ||
@@ -121,6 +126,7 @@ class Server {
     // Run-time keys live in Redis: without it, only the config's keys exist.
     if (cfg.redis) keys_ = std::make_unique<keys::RunTimeKeys>(*cfg.redis, cfg.keys);
     ownership_ = policies::MakeOwnershipStore(cfg);
+    usage_ = std::make_unique<usage::UsageService>(cfg.usage, cfg.redis);
     metrics_.MarkConfigLoaded();
     history_.Loaded(cfg, started_at_);
     PipelineDeps deps;
@@ -131,6 +137,7 @@ class Server {
     deps.upstream_stats = &upstream_stats_;
     deps.keys = keys_.get();
     deps.ownership = ownership_.get();
+    deps.usage = &usage_->recorder();
     pipeline_ = std::make_unique<Pipeline>(std::move(deps));
     pipeline_->SetSnapshot(loaded.snapshot);
 
@@ -161,6 +168,7 @@ class Server {
       admin_deps.reload = [this] { return Reload(); };
       admin_deps.keys = keys_.get();
       admin_deps.console = StartConsole(cfg);
+      admin_deps.usage = usage_.get();
       admin_api_ = std::make_unique<AdminApi>(std::move(admin_deps));
       HttpServerOptions admin_options;
       admin_options.listen = cfg.admin_listen;
@@ -290,6 +298,9 @@ class Server {
     main_->Shutdown();
     if (admin_) admin_->Shutdown();
     pipeline_.reset();
+    // Every request is done (the loops are stopped): the last counts are flushed now.
+    usage_->Stop();
+    usage_.reset();
     keys_.reset();
     ownership_.reset();
     limiter_.reset();
@@ -303,6 +314,7 @@ class Server {
   std::unique_ptr<policies::RateLimiter> limiter_;
   std::unique_ptr<keys::RunTimeKeys> keys_;
   std::unique_ptr<policies::OwnershipStore> ownership_;
+  std::unique_ptr<usage::UsageService> usage_;
   upstream::UpstreamClientStats upstream_stats_;
   std::unique_ptr<AuditLog> audit_;
   Metrics metrics_;
