@@ -206,14 +206,15 @@
             el('div', {'class': 'level-head'}, [
               el('span', {'class': 'level-name'}, [text(l.name), el('span', {'class': 'tag'}, [text(l.kind)]),
                 l.upstream ? el('span', {'class': 'muted'}, [' ' + l.upstream]) : null]),
-              el('span', {'class': 'level-value'}, [remaining + ' / ' + limit])
+              el('span', {'class': 'level-value'}, [Math.floor(remaining) + ' / ' + limit])
             ]),
             meter,
             el('div', {'class': 'muted small'}, [text(l.scope) + (l.reset_at ? ' · resets ' + l.reset_at : '')])
           ]));
         });
         box.appendChild(el('article', {'class': 'caller-levels', 'data-caller': g.caller}, [
-          el('h3', null, [g.caller]), list]));
+          el('h3', null, [g.caller]),
+          g.items.length ? list : el('p', {'class': 'muted small'}, ['No bucket or quota of its own.'])]));
       });
     });
   }
@@ -311,7 +312,7 @@
         if (row.caller === c) data[days.indexOf(row.day)] += metricOf(row, metric);
       });
       return {label: c === '-' ? '- (unauthenticated)' : c, data: data, backgroundColor: PALETTE[i % PALETTE.length],
-              borderWidth: 0, stack: 'callers'};
+              borderWidth: 0, stack: 'callers', maxBarThickness: 90};
     });
     var fg = cssVar('--fg') || '#222';
     var grid = cssVar('--grid') || '#ddd';
