@@ -354,10 +354,16 @@ def screenshot(dt, out_dir, name, width, height, dark, mobile, chart=True):
         "matchMedia('(prefers-color-scheme: dark)').matches === %s && %s" % (
             "true" if dark else "false",
             "!!Chart.getChart(document.getElementById('usage-chart'))" if chart else "true")))
-    # No horizontal scroll at this width.
-    widths = dt.evaluate("[document.documentElement.scrollWidth, "
-                         "document.documentElement.clientWidth]")
-    check(widths[0] <= widths[1], "%s: horizontal scroll (%s > %s)" % (name, widths[0], widths[1]))
+    # No horizontal scroll at this width, once the chart has followed its box (Chart.js resizes
+    # its canvas from a ResizeObserver callback, after the new layout).
+    try:
+        wait_for("%s: no horizontal scroll" % name, lambda: dt.evaluate(
+            "document.documentElement.scrollWidth <= document.documentElement.clientWidth && "
+            "document.getElementById('usage-chart').getBoundingClientRect().right <= "
+            "document.documentElement.clientWidth"), deadline_s=20)
+    except Failure:
+        raise Failure("%s: horizontal scroll: %s" % (name, dt.evaluate(
+            "[document.documentElement.scrollWidth, document.documentElement.clientWidth]")))
     # Two animation frames: the redrawn chart and the re-laid-out page are painted.
     if chart:
         dt.evaluate("new Promise(r => requestAnimationFrame(() => "
