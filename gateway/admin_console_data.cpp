@@ -46,7 +46,7 @@ void TimeOrNull(Writer& w, const std::optional<SystemTime>& t) {
   }
 }
 
-std::string Done_(const rapidjson::StringBuffer& buf) {
+std::string Text(const rapidjson::StringBuffer& buf) {
   return std::string(buf.GetString(), buf.GetSize());
 }
 
@@ -293,7 +293,7 @@ std::string StatusJson(const StatusView& s) {
   w.EndArray();
   w.EndObject();
   w.EndObject();
-  return Done_(buf);
+  return Text(buf);
 }
 
 std::string CallersJson(const config::Config& config, const std::vector<keys::KeyRecord>* run_time,
@@ -346,7 +346,7 @@ std::string CallersJson(const config::Config& config, const std::vector<keys::Ke
     w.String("redis_unavailable");
   }
   w.EndObject();
-  return Done_(buf);
+  return Text(buf);
 }
 
 std::string LimitsJson(const std::vector<CallerLimits>& callers, bool one, bool fallback,
@@ -411,7 +411,7 @@ std::string LimitsJson(const std::vector<CallerLimits>& callers, bool one, bool 
   w.Key("fallback");
   w.Bool(fallback);
   w.EndObject();
-  return Done_(buf);
+  return Text(buf);
 }
 
 std::string RefusalsJson(std::string_view source, const std::vector<std::string>& lines) {
@@ -431,7 +431,7 @@ std::string RefusalsJson(std::string_view source, const std::vector<std::string>
   }
   w.EndArray();
   w.EndObject();
-  return Done_(buf);
+  return Text(buf);
 }
 
 bool IsRefusalLine(std::string_view line) {
