@@ -133,6 +133,7 @@ std::vector<std::string> StreamRecords(const redisReply* reply, std::string* las
 // One /refusals read of the stream, page after page.
 struct StreamScan {
   policies::RedisLoopClient* redis;
+  AuditLog* audit;
   std::string stream;
   size_t limit;
   Done done;
@@ -146,8 +147,9 @@ void ScanStream(const std::shared_ptr<StreamScan>& scan, const std::string& befo
        std::to_string(kStreamPage)},
       [scan](const redisReply* reply) {
         if (reply == nullptr || reply->type == REDIS_REPLY_ERROR) {
-          return scan->done(Error(503, "redis_unavailable",
-                                  "the audit stream could not be read from Redis; retry"));
+          // What this replica wrote is still worth showing while Redis is away.
+          return scan->done(Ok(RefusalsJson("memory", scan->audit->RecentRefusals(scan->limit),
+                                            "redis_unavailable")));
         }
         std::string last_id;
         size_t entries = 0;
@@ -414,7 +416,8 @@ std::string LimitsJson(const std::vector<CallerLimits>& callers, bool one, bool 
   return Text(buf);
 }
 
-std::string RefusalsJson(std::string_view source, const std::vector<std::string>& lines) {
+std::string RefusalsJson(std::string_view source, const std::vector<std::string>& lines,
+                         std::string_view stream_error) {
   rapidjson::StringBuffer buf;
   Writer w(buf);
   w.StartObject();
@@ -430,6 +433,10 @@ std::string RefusalsJson(std::string_view source, const std::vector<std::string>
     w.RawValue(line.data(), line.size(), rapidjson::kObjectType);
   }
   w.EndArray();
+  if (!stream_error.empty()) {
+    w.Key("stream_error");
+    String(w, stream_error);
+  }
   w.EndObject();
   return Text(buf);
 }
@@ -581,6 +588,7 @@ void ConsoleData::Refusals(std::string_view query, Done done) {
   if (deps_.audit_redis != nullptr && !deps_.audit_stream.empty()) {
     auto scan = std::make_shared<StreamScan>();
     scan->redis = deps_.audit_redis;
+    scan->audit = deps_.audit;
     scan->stream = deps_.audit_stream;
     scan->limit = limit;
     scan->done = std::move(done);
