@@ -46,7 +46,7 @@ void TimeOrNull(Writer& w, const std::optional<SystemTime>& t) {
   }
 }
 
-std::string Done_(const rapidjson::StringBuffer& buf) {
+std::string Text(const rapidjson::StringBuffer& buf) {
   return std::string(buf.GetString(), buf.GetSize());
 }
 
@@ -133,6 +133,7 @@ std::vector<std::string> StreamRecords(const redisReply* reply, std::string* las
 // One /refusals read of the stream, page after page.
 struct StreamScan {
   policies::RedisLoopClient* redis;
+  AuditLog* audit;
   std::string stream;
   size_t limit;
   Done done;
@@ -146,8 +147,9 @@ void ScanStream(const std::shared_ptr<StreamScan>& scan, const std::string& befo
        std::to_string(kStreamPage)},
       [scan](const redisReply* reply) {
         if (reply == nullptr || reply->type == REDIS_REPLY_ERROR) {
-          return scan->done(Error(503, "redis_unavailable",
-                                  "the audit stream could not be read from Redis; retry"));
+          // What this replica wrote is still worth showing while Redis is away.
+          return scan->done(Ok(RefusalsJson("memory", scan->audit->RecentRefusals(scan->limit),
+                                            "redis_unavailable")));
         }
         std::string last_id;
         size_t entries = 0;
@@ -293,7 +295,7 @@ std::string StatusJson(const StatusView& s) {
   w.EndArray();
   w.EndObject();
   w.EndObject();
-  return Done_(buf);
+  return Text(buf);
 }
 
 std::string CallersJson(const config::Config& config, const std::vector<keys::KeyRecord>* run_time,
@@ -346,7 +348,7 @@ std::string CallersJson(const config::Config& config, const std::vector<keys::Ke
     w.String("redis_unavailable");
   }
   w.EndObject();
-  return Done_(buf);
+  return Text(buf);
 }
 
 std::string LimitsJson(const std::vector<CallerLimits>& callers, bool one, bool fallback,
@@ -411,10 +413,11 @@ std::string LimitsJson(const std::vector<CallerLimits>& callers, bool one, bool 
   w.Key("fallback");
   w.Bool(fallback);
   w.EndObject();
-  return Done_(buf);
+  return Text(buf);
 }
 
-std::string RefusalsJson(std::string_view source, const std::vector<std::string>& lines) {
+std::string RefusalsJson(std::string_view source, const std::vector<std::string>& lines,
+                         std::string_view stream_error) {
   rapidjson::StringBuffer buf;
   Writer w(buf);
   w.StartObject();
@@ -430,8 +433,12 @@ std::string RefusalsJson(std::string_view source, const std::vector<std::string>
     w.RawValue(line.data(), line.size(), rapidjson::kObjectType);
   }
   w.EndArray();
+  if (!stream_error.empty()) {
+    w.Key("stream_error");
+    String(w, stream_error);
+  }
   w.EndObject();
-  return Done_(buf);
+  return Text(buf);
 }
 
 bool IsRefusalLine(std::string_view line) {
@@ -581,6 +588,7 @@ void ConsoleData::Refusals(std::string_view query, Done done) {
   if (deps_.audit_redis != nullptr && !deps_.audit_stream.empty()) {
     auto scan = std::make_shared<StreamScan>();
     scan->redis = deps_.audit_redis;
+    scan->audit = deps_.audit;
     scan->stream = deps_.audit_stream;
     scan->limit = limit;
     scan->done = std::move(done);

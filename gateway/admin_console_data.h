@@ -120,7 +120,10 @@ std::string LimitsJson(const std::vector<CallerLimits>& callers, bool one, bool 
                        SystemTime now);
 
 // GET /refusals: `lines` are audit records as the log wrote them (JSON objects), newest first.
-std::string RefusalsJson(std::string_view source, const std::vector<std::string>& lines);
+// `stream_error` ("" = none): why the audit stream was not read (the lines are then this
+// replica's own, source "memory").
+std::string RefusalsJson(std::string_view source, const std::vector<std::string>& lines,
+                         std::string_view stream_error = "");
 // True for an audit line whose "status" is 401, 403 or 429.
 bool IsRefusalLine(std::string_view line);
 // The `limit` of ?limit=N (1..1000, default 50); "" or the error message.

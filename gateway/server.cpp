@@ -226,13 +226,14 @@ class Server {
     return console_.get();
   }
 
-  // Loads and validates the config; swaps it in only when valid.
+  // Loads and validates the config; swaps it in only when valid. What it did is kept for
+  // GET /status.
   ReloadOutcome Reload() {
     std::lock_guard<std::mutex> lock(reload_mu_);
     ReloadOutcome outcome = ReloadLocked();
-    history_.Reloaded({std::chrono::system_clock::now(), outcome.applied, outcome.errors});
-    if (outcome.applied)
-      history_.Loaded(pipeline_->snapshot()->config(), history_.Get().last_reload->at);
+    const auto at = std::chrono::system_clock::now();
+    if (outcome.applied) history_.Loaded(pipeline_->snapshot()->config(), at);
+    history_.Reloaded({at, outcome.applied, outcome.errors});
     return outcome;
   }
 

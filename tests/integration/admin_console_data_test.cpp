@@ -391,6 +391,13 @@ TEST_F(ConsoleDataTest, RefusalsComeFromMemoryWithoutAnAuditStream) {
 TEST_F(ConsoleDataTest, RefusalsComeFromTheAuditStreamWhenThereIsOne) {
   Start(true);
   ExpectRefusalsNewestFirst("stream");
+  // Redis gone: this replica's own refusals, and why the stream's are not there.
+  redis_.Stop();
+  Json r = Get("/refusals");
+  EXPECT_EQ(r.String("/source"), "memory");
+  EXPECT_EQ(r.String("/stream_error"), "redis_unavailable");
+  EXPECT_EQ(r.Size("/items"), 3u);
+  EXPECT_EQ(r.Int("/items/0/status"), 429);
   ExpectNoSecretIn({kMadeUpKey});
 }
 
