@@ -65,6 +65,7 @@ void AddAudit(const std::vector<Json>& lines, Sums* sums) {
   for (const Json& j : lines) {
     ASSERT_TRUE(j.ok());
     const std::string decision = j.String("/decision");
+    if (decision == "admin") continue;  // the admin listener's calls are not usage
     const std::string caller =
         decision == "unauthenticated" || j.IsNull("/caller") || !j.Has("/caller")
             ? "-"
