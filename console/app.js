@@ -192,6 +192,10 @@
       var box = $('limits');
       clear(box);
       var groups = limitsByCaller(body);
+      if (body.fallback) {
+        box.appendChild(el('p', {'class': 'warn', 'data-fallback': 'true'},
+          ['Redis did not answer: these are this replica\'s local levels, not the shared ones.']));
+      }
       if (!groups.length) box.appendChild(el('p', {'class': 'muted'}, ['No limits apply.']));
       groups.forEach(function (g) {
         var list = el('ul', {'class': 'levels'});

@@ -364,6 +364,15 @@ def screenshot(dt, out_dir, name, width, height, dark, mobile, chart=True):
     except Failure:
         raise Failure("%s: horizontal scroll: %s" % (name, dt.evaluate(
             "[document.documentElement.scrollWidth, document.documentElement.clientWidth]")))
+    if chart:
+        # The chart's text follows the page's colours (redrawn on the media change).
+        wait_for("%s: the chart in the page's colours" % name, lambda: dt.evaluate(
+            "Chart.getChart(document.getElementById('usage-chart')).options.color === "
+            "getComputedStyle(document.documentElement).getPropertyValue('--fg').trim()"))
+    background = dt.evaluate("getComputedStyle(document.body).backgroundColor")
+    check((background == "rgb(245, 246, 248)") != dark,
+          "%s: the page's background %s is not the %s one" % (
+              name, background, "dark" if dark else "light"))
     # Two animation frames: the redrawn chart and the re-laid-out page are painted.
     if chart:
         dt.evaluate("new Promise(r => requestAnimationFrame(() => "
@@ -494,6 +503,26 @@ def run(args, workdir):
                           ".every(e => e.textContent === '')"),
               "a section shows an error: %s" % dt.evaluate(
                   "[...document.querySelectorAll('[data-error-for]')].map(e => e.textContent)"))
+
+        # The levels are live: one more request shows on the page without a reload. (A level
+        # read while Redis is slow is this replica's local one, flagged "fallback"; the page
+        # then catches up with the next refresh.)
+        level_js = ("Number(document.querySelector('#limits [data-caller=\"web-team\"] "
+                    "[data-limit=\"web-quota\"]').dataset.remaining)")
+        check(http("GET", gateway + SELF, {"Authorization": "Bearer " + KEYS["web-team"]})[0]
+              == 200, "web-team's extra request was refused")
+
+        def api_level():
+            status, _, body = http("GET", admin + "/limits?caller=web-team",
+                                   {"Authorization": "Bearer " + ADMIN_TOKEN})
+            doc = json.loads(body) if status == 200 else {}
+            if doc.get("fallback", True):
+                return None
+            return [i["remaining"] for i in doc["items"] if i["name"] == "web-quota"][0]
+
+        # web-team had 3 requests allowed: the quota shows them, and the page shows the quota.
+        wait_for("the quota bar to show web-team's 3 requests", lambda: (
+            lambda api: api == 1000 - 3 and dt.evaluate(level_js) == api)(api_level()))
 
         # The token: in this tab's sessionStorage, never in a URL.
         check(dt.evaluate("sessionStorage.getItem('tollgate.admin_token')") == ADMIN_TOKEN,
