@@ -4,6 +4,8 @@
 // say, exactly. A refused run-time key is counted by id; a made-up key's id never is. The CSV
 // parses; bad parameters are 400 naming them; Redis gone is 503. Without a redis section the
 // counters are kept in memory and read the same way.
+#include <algorithm>
+#include <cstdio>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -285,6 +287,24 @@ TEST_F(UsageTest, WithoutRedisTheCountsAreKeptInMemory) {
   });
   ASSERT_TRUE(counted) << usage.root().IsObject();
   EXPECT_EQ(FromUsage(usage), audit);
+  // The CLI: a table by default, the API's CSV with --csv.
+  auto cli = [&](const std::string& args) {
+    const std::string cmd = "TOLLGATE_ADMIN_TOKEN=" + kUsageAdmin + " " + TOLLGATE_BINARY +
+                            " usage --admin-url " + g->admin_url() + " " + args + " 2>&1";
+    std::string out;
+    if (FILE* p = popen(cmd.c_str(), "r")) {
+      char buf[4096];
+      size_t n;
+      while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+      EXPECT_EQ(pclose(p), 0) << out;
+    }
+    return out;
+  };
+  const std::string table = cli("--group-by caller");
+  EXPECT_EQ(table.rfind("CALLER", 0), 0u) << table;
+  EXPECT_NE(table.find("web-calls=3"), std::string::npos) << table;
+  EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), 5) << table;  // header, 4 callers
+  EXPECT_EQ(cli("--group-by caller --csv").rfind("caller,requests,", 0), 0u);
   const std::string metrics = Http("GET", g->admin_url() + "/metrics").body;
   EXPECT_GE(MetricValue(metrics, "tollgate_usage_flush_total", {{"result", "ok"}}).value_or(0), 1);
   EXPECT_EQ(MetricValue(metrics, "tollgate_usage_flush_total", {{"result", "failed"}}), 0);
