@@ -197,6 +197,13 @@ struct MetricsConfig {
   int max_callers = 200;
 };
 
+// Usage counters (issue 13, `"usage"`): flushed to Redis (or kept in memory without a `redis`
+// section) at least every flush_interval_seconds; each day's counters kept retention_days.
+struct UsageConfig {
+  int flush_interval_seconds = 5;
+  int retention_days = 400;
+};
+
 struct Config {
   std::string source_path;  // the file it was loaded from ("" when loaded from a string)
   std::string listen = "127.0.0.1:8080";
@@ -222,6 +229,7 @@ struct Config {
   KeysConfig keys;
   int ownership_ttl_days = 90;  // how long `record_owner` records live in Redis (issue 12)
   MetricsConfig metrics;
+  UsageConfig usage;
   // A fingerprint (SHA-256 of its JSON text) of each top-level entry of the document: "listen",
   // "redis", each "upstreams/<name>", "roles/<name>", "callers/<name>", "admin/tokens/<name>".
   // A reload compares them to say which entries it changed, never their values.

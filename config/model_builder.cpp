@@ -128,6 +128,12 @@ Config ModelBuilder::Build(const Value& root) {
     config.metrics.per_caller = BoolOr(it->value, "per_caller", config.metrics.per_caller);
     config.metrics.max_callers = IntOr(it->value, "max_callers", config.metrics.max_callers);
   }
+  if (auto usage = root.FindMember("usage"); usage != root.MemberEnd()) {
+    UsageConfig& u = config.usage;
+    u.flush_interval_seconds =
+        IntOr(usage->value, "flush_interval_seconds", u.flush_interval_seconds);
+    u.retention_days = IntOr(usage->value, "retention_days", u.retention_days);
+  }
   config.entry_digests = DigestEntries(root);
 
   auto upstreams = root.FindMember("upstreams");

@@ -7,6 +7,9 @@ set -euo pipefail
 # libclang_rt.fuzzer for Debian 12's clang-14 is in libclang-rt-14-dev, which clang only
 # recommends, so --no-install-recommends would skip it. gcovr reports coverage
 # (tests/coverage.sh); ccache keeps the mutation runner's rebuilds short (tests/mutants/run.sh).
+# libjs-chart.js is compiled into the admin console (GET /console/); chromium runs the console's
+# browser test (tests/browser/console_test.py, Python 3 standard library only, with
+# fonts-dejavu-core so its screenshots have text).
 packages=(
   build-essential cmake pkg-config git ca-certificates curl
   libpistache-dev rapidjson-dev libcurl4-openssl-dev libhiredis-dev libssl-dev
@@ -14,6 +17,7 @@ packages=(
   redis-server nginx-light wrk procps python3
   clang libclang-rt-14-dev
   gcovr ccache
+  libjs-chart.js chromium fonts-dejavu-core
 )
 
 missing=()

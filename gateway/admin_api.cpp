@@ -7,10 +7,13 @@
 #include <string_view>
 
 #include "gateway/admin_keys.h"
+#include "gateway/console_assets.h"
 #include "gateway/snapshot.h"
 #include "keys/key_format.h"
 #include "keys/run_time_keys.h"
 #include "upstream/upstream_auth.h"
+#include "usage/usage_report.h"
+#include "usage/usage_service.h"
 
 namespace tollgate::gateway {
 namespace {
@@ -19,11 +22,18 @@ using Clock = std::chrono::steady_clock;
 
 enum class Method { kGet, kPost, kDelete };  // kGet: GET and HEAD
 
+// Which web pages may call an endpoint (the rule is in admin_api.h).
+enum class Browser {
+  kByScope,  // open endpoints: no page at all; token endpoints: a page of this origin
+  kPage,     // an open page (the console): typed in, or asked for by a page of this origin
+};
+
 struct Endpoint {
   std::string_view path;  // a "{id}" segment matches any one non-empty segment
   Method method;
   std::string_view action;  // the audit record's `action`
   std::string_view scope;   // "" = open: no token, no audit record
+  Browser browser = Browser::kByScope;
 };
 
 constexpr Endpoint kEndpoints[] = {
@@ -35,6 +45,11 @@ constexpr Endpoint kEndpoints[] = {
     {"/keys", Method::kGet, "keys.list", "keys"},
     {"/keys/{id}", Method::kDelete, "keys.revoke", "keys"},
     {"/keys/{id}/rotate", Method::kPost, "keys.rotate", "keys"},
+    {"/status", Method::kGet, "console.status", "read"},
+    {"/callers", Method::kGet, "console.callers", "read"},
+    {"/limits", Method::kGet, "console.limits", "read"},
+    {"/refusals", Method::kGet, "console.refusals", "read"},
+    {"/usage", Method::kGet, "usage", "usage"},
 };
 
 bool MethodMatches(Method method, std::string_view m) {
@@ -92,17 +107,27 @@ Route FindRoute(std::string_view method, std::string_view path) {
   return route;
 }
 
-// Why a request comes from a web page, or nullptr. Browsers send Origin with every POST and
+// Why a web page may not make this request, or nullptr. Browsers send Origin with every POST and
 // every cross-origin fetch, and Sec-Fetch-Site with every request; "none" there means the user
 // typed the address (not a page), which may read /metrics like curl does. Tools (curl,
-// Prometheus, the kubelet) send neither.
-const char* FromABrowser(const HttpRequest& req) {
-  if (req.Header("origin") != nullptr) {
-    return "requests with an Origin header (from a web page) are refused on the admin listener";
-  }
+// Prometheus, the kubelet) send neither. `same_origin`: a page of the listener's own origin
+// (Sec-Fetch-Site "same-origin", and an Origin, when sent, of "http://" + Host) may call.
+const char* BrowserRefusal(const HttpRequest& req, bool same_origin) {
+  const std::string* origin = req.Header("origin");
   const std::string* site = req.Header("sec-fetch-site");
-  if (site != nullptr && *site != "none") {
+  if (origin == nullptr && (site == nullptr || *site == "none")) return nullptr;
+  if (!same_origin) {
+    if (origin != nullptr) {
+      return "requests with an Origin header (from a web page) are refused on the admin listener";
+    }
     return "requests made by a web page (Sec-Fetch-Site) are refused on the admin listener";
+  }
+  if (site == nullptr || *site != "same-origin") {
+    return "requests made by a page of another site are refused on the admin listener";
+  }
+  const std::string* host = req.Header("host");
+  if (origin != nullptr && (host == nullptr || *origin != "http://" + *host)) {
+    return "requests whose Origin is not this listener's are refused on the admin listener";
   }
   return nullptr;
 }
@@ -247,6 +272,11 @@ void AdminApi::Handle(const std::shared_ptr<Exchange>& exchange) {
     return;
   }
   const std::string path = req.target.substr(0, req.target.find('?'));
+  // The console's static files: no token, no data, no audit record (console_assets.h).
+  if (IsConsolePath(path)) {
+    exchange->Respond(ConsoleResponse(req, path));
+    return;
+  }
   const Route route = FindRoute(req.method, path);
   // Audit records name a key by its id only: a path segment that is not one (a whole key
   // pasted by mistake, say) is not written down.
@@ -262,9 +292,11 @@ void AdminApi::Handle(const std::shared_ptr<Exchange>& exchange) {
     }
     return true;
   };
-  if (const char* why = FromABrowser(req)) {
+  const Endpoint* named = route.endpoint ? route.endpoint : route.on_path;
+  const bool same_origin =
+      named != nullptr && (!named->scope.empty() || named->browser == Browser::kPage);
+  if (const char* why = BrowserRefusal(req, same_origin)) {
     Call call;
-    const Endpoint* named = route.endpoint ? route.endpoint : route.on_path;
     if (!begin(named ? named->action : "none", &call)) return;
     Finish(call, ErrorResponse(403, "forbidden", why, call.request_id), "forbidden");
     return;
@@ -301,6 +333,10 @@ void AdminApi::Handle(const std::shared_ptr<Exchange>& exchange) {
   if (!Authorise(*call, std::string(endpoint->scope))) return;
   if (endpoint->action == "reload") {
     Reload(*call);
+  } else if (endpoint->action.substr(0, 8) == "console.") {
+    Console(call, endpoint->action);
+  } else if (endpoint->action == "usage") {
+    Usage(call);
   } else {
     Keys(call, endpoint->action, id);
   }
@@ -553,6 +589,40 @@ void AdminApi::RotateKey(const std::shared_ptr<Call>& call, const std::string& i
   });
 }
 
+void AdminApi::Console(const std::shared_ptr<Call>& call, std::string_view action) {
+  deps_.console->Serve(action, call->record.query, [this, call](ConsoleAnswer answer) {
+    if (answer.status != 200) return Refuse(*call, answer.status, answer.reason, answer.message);
+    HttpResponse r = JsonResponse(200, std::move(answer.body));
+    r.headers.emplace_back("Cache-Control", "no-store");
+    Finish(*call, std::move(r), "admin");
+  });
+}
+
+void AdminApi::Usage(const std::shared_ptr<Call>& call) {
+  if (deps_.usage == nullptr) return Refuse(*call, 409, "conflict", "usage is not counted here");
+  const std::string& target = call->exchange->request().target;
+  const size_t q = target.find('?');
+  usage::UsageQuery query;
+  const int retention = deps_.pipeline->snapshot()->config().usage.retention_days;
+  std::string error = usage::ParseUsageQuery(
+      q == std::string::npos ? std::string_view() : std::string_view(target).substr(q + 1),
+      usage::DayOf(std::chrono::system_clock::now()), retention, &query);
+  if (!error.empty()) return Refuse(*call, 400, "bad_request", error);
+  deps_.usage->Read(query.from, query.to, [this, call, query](bool ok, usage::UsageTable table) {
+    if (!ok) return Refuse(*call, 503, "redis_unavailable", "Redis did not answer; retry");
+    const std::vector<usage::UsageRow> rows = usage::BuildUsageRows(query, table);
+    HttpResponse r;
+    if (query.csv) {
+      r.headers.emplace_back("Content-Type", "text/csv; charset=utf-8");
+      r.body = usage::UsageCsv(query, rows);
+    } else {
+      r = JsonResponse(200, usage::UsageJson(query, rows));
+    }
+    r.headers.emplace_back("Cache-Control", "no-store");
+    Finish(*call, std::move(r), "admin");
+  });
+}
+
 void AdminApi::WithBody(const std::shared_ptr<Call>& call, std::function<void()> next) {
   Exchange& exchange = *call->exchange;
   if (!exchange.body_pending()) {
@@ -653,6 +723,10 @@ void AdminApi::ServeMetrics(const std::shared_ptr<Exchange>& exchange) {
   m.open_streams = deps_.pipeline->open_streams();
   m.connections_open = deps_.main->connections_open();
   m.connections_refused = deps_.main->connections_refused();
+  if (deps_.usage != nullptr) {
+    m.usage_flush_ok = deps_.usage->flushes_ok();
+    m.usage_flush_failed = deps_.usage->flushes_failed();
+  }
   if (deps_.keys != nullptr) {
     m.keys = &deps_.keys->stats();
     m.key_counts = deps_.keys->counts();

@@ -4,7 +4,7 @@
 // /healthz, /readyz and /metrics are open to whoever reaches the port (probes and scrapers carry
 // no credential; the port is for a private network, see deploy/k8s/networkpolicy.yaml). Every
 // other endpoint (POST /reload, scope "reload"; the run-time keys' POST /keys, GET /keys,
-// DELETE /keys/{id} and POST /keys/{id}/rotate, scope "keys") needs
+// DELETE /keys/{id} and POST /keys/{id}/rotate, scope "keys"; the console's, scope "read") needs
 // `Authorization: Bearer <admin token>`:
 // the token's SHA-256 is compared, in constant time, with every hash in `admin.tokens` of the
 // running config, and the endpoint's scope must be one of the token's. A missing or unknown
@@ -12,10 +12,20 @@
 // `forbidden`; with no admin token configured those endpoints answer 403 and only SIGHUP
 // reloads.
 //
-// A browser never reaches the listener: a request with an `Origin` header, or a `Sec-Fetch-Site`
-// other than `none` (a page's own request, including a DNS-rebinding page's same-origin GET), is
-// refused with 403 whatever the endpoint. So a page cannot send a "simple" cross-site POST that
-// acts, nor read /metrics.
+// Browsers: the open endpoints refuse any request a web page makes (an `Origin` header, or a
+// `Sec-Fetch-Site` other than `none`: "none" is an address the user typed), so no page, not
+// even a DNS-rebinding one, reads /metrics. The endpoints that need a token (and an open page
+// flagged Browser::kPage, the console) also take a page's request of this listener's own
+// origin: `Sec-Fetch-Site: same-origin`, and an `Origin`, when sent, equal to "http://" + Host.
+// A cross-site or same-site page is refused (403) whatever the endpoint. That is safe because
+// a token endpoint's guard is the token, not the page: a browser never adds
+// `Authorization: Bearer` by itself (it is no cookie), so another site's page cannot act with
+// the admin's token, and a DNS-rebinding page (same-origin with itself, under its own host
+// name) cannot read the token either: the console keeps it in this origin's sessionStorage.
+// So a page cannot send a "simple" cross-site POST that acts, nor read /metrics.
+//
+// The console's data endpoints (scope "read", admin_console_data.h): GET /status, /callers,
+// /limits[?caller=] and /refusals[?limit=N], audited as "console.status" and so on.
 //
 // Every call that is not an open endpoint answered gets one audit record, reserved before
 // anything is done (no free place: 503 `audit_unavailable`, nothing done): `decision` "admin"
@@ -38,6 +48,7 @@
 #include <string_view>
 #include <vector>
 
+#include "gateway/admin_console_data.h"
 #include "gateway/audit_log.h"
 #include "gateway/http_server.h"
 #include "gateway/metrics.h"
@@ -49,6 +60,10 @@ namespace tollgate::keys {
 class RunTimeKeys;
 enum class StoreStatus;
 }  // namespace tollgate::keys
+
+namespace tollgate::usage {
+class UsageService;
+}  // namespace tollgate::usage
 
 namespace tollgate::gateway {
 
@@ -74,6 +89,9 @@ struct AdminApiDeps {
   const HttpServer* main = nullptr;  // the front-end listener, for its connection counts
   std::function<ReloadOutcome()> reload;
   keys::RunTimeKeys* keys = nullptr;  // null: no redis section (the key endpoints answer 409)
+  ConsoleData* console = nullptr;     // the console's data endpoints
+  // GET /usage (scope "usage", usage/usage_report.h): reads it; null: the endpoint answers 409.
+  usage::UsageService* usage = nullptr;
 };
 
 class AdminApi {
@@ -101,6 +119,10 @@ class AdminApi {
   void ListKeys(const std::shared_ptr<Call>& call);
   void RevokeKey(const std::shared_ptr<Call>& call, const std::string& id);
   void RotateKey(const std::shared_ptr<Call>& call, const std::string& id);
+  // The console's data endpoints: answered by deps_.console, now or from a Redis reply.
+  void Console(const std::shared_ptr<Call>& call, std::string_view action);
+  // GET /usage: answers from the usage store's callback (Redis: later, on this loop).
+  void Usage(const std::shared_ptr<Call>& call);
   // Runs `next` once the call's whole body is in (at once when it came with the head). A
   // body that breaks off, or a caller that leaves first, ends the call (audited) instead.
   void WithBody(const std::shared_ptr<Call>& call, std::function<void()> next);

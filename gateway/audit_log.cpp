@@ -642,6 +642,13 @@ void AuditLog::Flush() {
   --flush_waiters_;
 }
 
+std::vector<std::string> AuditLog::RecentRefusals(size_t n) const {
+  std::lock_guard<std::mutex> lock(refusals_mu_);
+  n = std::min(n, refusals_.size());
+  return std::vector<std::string>(refusals_.rbegin(),
+                                  refusals_.rbegin() + static_cast<ptrdiff_t>(n));
+}
+
 int64_t AuditLog::queue_depth() const {
   std::lock_guard<std::mutex> lock(mu_);
   return static_cast<int64_t>(queue_.size());
@@ -654,6 +661,7 @@ void AuditLog::Run() {
   OpenFile();
   std::vector<AuditRecord> batch;
   std::vector<std::string> stream_lines;
+  std::vector<std::string> refusal_lines;
   std::string buffer;
   bool busy = false;  // the last batch held records: more are likely on their way
   for (;;) {
@@ -699,6 +707,9 @@ void AuditLog::Run() {
       const size_t start = buffer.size();
       AppendAuditRecord(record, &buffer);
       if (stream_ != nullptr) stream_lines.emplace_back(buffer, start);
+      if (record.status == 401 || record.status == 403 || record.status == 429) {
+        refusal_lines.emplace_back(buffer, start);
+      }
       buffer.push_back('\n');
       if (buffer.size() >= kWriteChunk) {
         lost += WriteFile(buffer);
@@ -706,6 +717,12 @@ void AuditLog::Run() {
       }
     }
     lost += WriteFile(buffer);
+    if (!refusal_lines.empty()) {
+      std::lock_guard<std::mutex> lock(refusals_mu_);
+      for (std::string& line : refusal_lines) refusals_.push_back(std::move(line));
+      while (refusals_.size() > kRecentRefusals) refusals_.pop_front();
+      refusal_lines.clear();
+    }
     if (stream_ != nullptr) {
       stream_->Send(std::move(stream_lines));
       stream_lines.clear();

@@ -27,6 +27,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -168,6 +169,12 @@ class AuditLog {
   uint64_t stream_errors() const { return stream_errors_.load(std::memory_order_relaxed); }
   uint64_t stream_dropped() const { return stream_dropped_.load(std::memory_order_relaxed); }
 
+  // The lines of the last `n` (at most kRecentRefusals) records the writer wrote whose status is
+  // 401, 403 or 429, newest first (GET /refusals without an audit stream). The writer keeps them
+  // as it serialises each batch: the request threads pay nothing for it.
+  static constexpr size_t kRecentRefusals = 1000;
+  std::vector<std::string> RecentRefusals(size_t n) const;
+
  private:
   class StreamSink;
   void Run();
@@ -214,6 +221,9 @@ class AuditLog {
   std::atomic<uint64_t> stream_written_{0};
   std::atomic<uint64_t> stream_errors_{0};
   std::atomic<uint64_t> stream_dropped_{0};
+
+  mutable std::mutex refusals_mu_;    // the writer adds once per batch; GET /refusals reads
+  std::deque<std::string> refusals_;  // oldest first, at most kRecentRefusals
 
   std::thread writer_;  // last: starts after every member above is ready
 };

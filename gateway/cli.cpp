@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <sstream>
 
@@ -31,6 +32,7 @@
 #include "policies/normalise.h"
 #include "policies/policy_warnings.h"
 #include "upstream/upstream_auth.h"
+#include "usage/usage_report.h"
 
 namespace tollgate::gateway {
 namespace {
@@ -58,6 +60,11 @@ usage:
                                         --json (the API's answer as is); the admin token (scope
                                         "keys") comes from TOLLGATE_ADMIN_TOKEN, never a flag.
                                         DURATION: seconds, or with a unit: 45s, 15m, 12h, 30d
+  tollgate usage [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--caller NAME] [--upstream NAME]
+                [--group-by day,caller,upstream] [--json | --csv]
+                                        usage counters per UTC day (default: the last 30 days,
+                                        by day) from GET /usage; --admin-url and the token
+                                        (scope "usage") as for keys
   tollgate --version | --help
 
 Signals (serve): SIGHUP reloads the config and reopens the audit file; SIGTERM/SIGINT drain
@@ -756,10 +763,108 @@ int KeysCommand(int argc, char** argv) {
   return 0;
 }
 
+// tollgate usage: GET /usage on the admin listener, as a table, its JSON or its CSV.
+int UsageCommand(int argc, char** argv) {
+  auto usage_error = [](const std::string& e) { return Usage("usage: " + e); };
+  std::map<std::string, std::string> params;  // query parameter -> value
+  std::string url, format = "table";
+  if (const char* env = getenv("TOLLGATE_ADMIN_URL")) url = env;
+  static const std::map<std::string, std::string> kOptions = {
+      {"--from", "from"},         {"--to", "to"},
+      {"--caller", "caller"},     {"--upstream", "upstream"},
+      {"--group-by", "group_by"}, {"--admin-url", ""}};
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (arg == "--json" || arg == "--csv") {
+      if (format != "table") return usage_error("give one of --json and --csv");
+      format = arg.substr(2);
+      continue;
+    }
+    const size_t eq = arg.find('=');
+    const std::string name = arg.substr(0, eq);
+    auto option = kOptions.find(name);
+    if (option == kOptions.end()) return usage_error("unknown argument " + EchoName(name));
+    std::string value;
+    if (eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      return usage_error(name + " needs a value");
+    }
+    if (option->second.empty()) {
+      url = value;
+      continue;
+    }
+    const bool day = name == "--from" || name == "--to";
+    if (day && !usage::ParseDay(value)) return usage_error(name + ": not a date (YYYY-MM-DD)");
+    const bool named = name == "--caller" || name == "--upstream";
+    // Names need no escaping in a URL ("-" is the unauthenticated requests' caller).
+    if (named && value != "-" && !config::syntax::IsValidName(value)) {
+      return usage_error(name + ": not a name (letters, digits, '.', '_', '-')");
+    }
+    if (name == "--group-by") {
+      for (char c : value) {
+        if (!(c >= 'a' && c <= 'z') && c != ',') {
+          return usage_error("--group-by: a comma list of day, caller and upstream");
+        }
+      }
+    }
+    params[option->second] = value;
+  }
+  if (format == "csv") params["format"] = "csv";
+  std::string target = "/usage";
+  for (const auto& [k, v] : params) target += (target == "/usage" ? "?" : "&") + k + "=" + v;
+
+  if (url.empty()) return usage_error("needs --admin-url URL (or TOLLGATE_ADMIN_URL)");
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
+    return usage_error("--admin-url must start with http:// or https://");
+  }
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  const char* token = getenv("TOLLGATE_ADMIN_TOKEN");
+  if (token == nullptr || *token == '\0') {
+    return usage_error(
+        "set TOLLGATE_ADMIN_TOKEN to an admin token with the \"usage\" scope (never a flag: "
+        "command lines are visible to every user in ps)");
+  }
+  for (const char* c = token; *c != '\0'; ++c) {
+    if (static_cast<unsigned char>(*c) <= 0x20 || *c == 0x7f) {
+      return usage_error("TOLLGATE_ADMIN_TOKEN holds spaces or control characters");
+    }
+  }
+  AdminReply reply = AdminRequest(url, token, "GET", target, "");
+  if (reply.status == 0) {
+    std::cerr << "tollgate: no answer from the admin API (--admin-url): " << reply.error << "\n";
+    return 1;
+  }
+  if (reply.status < 200 || reply.status > 299) {
+    std::cerr << "tollgate: " << RefusalLine(reply) << "\n";
+    return 1;
+  }
+  if (format != "table") {
+    std::cout << reply.body;
+    if (!reply.body.empty() && reply.body.back() != '\n') std::cout << "\n";
+    return 0;
+  }
+  std::string error;
+  std::string table = usage::FormatUsageTable(reply.body, &error);
+  if (!error.empty()) {
+    std::cerr << "tollgate: unexpected answer from the admin API: " << error << "\n";
+    return 1;
+  }
+  std::cout << table;
+  return 0;
+}
+
 }  // namespace
 
 int RunCli(int argc, char** argv) {
   if (argc >= 2 && std::string_view(argv[1]) == "keys") return KeysCommand(argc, argv);
+  if (argc >= 2 && std::string_view(argv[1]) == "usage") return UsageCommand(argc, argv);
   Args a = Parse(argc, argv);
   if (!a.error.empty()) return Usage(a.error);
   if (a.verb == "help") {

@@ -305,6 +305,13 @@ std::string Metrics::Render(const MetricsSnapshot& g) const {
                "Unix time of the last successful config load (0 = never).",
                FormatDouble(static_cast<double>(last_reload_success_ms_.load()) / 1000.0));
 
+  AppendHeader(&out, "tollgate_usage_flush_total", "counter",
+               "Usage counter batches flushed to their store, by result.");
+  AppendSample(&out, "tollgate_usage_flush_total", "{result=\"ok\"}",
+               std::to_string(g.usage_flush_ok));
+  AppendSample(&out, "tollgate_usage_flush_total", "{result=\"failed\"}",
+               std::to_string(g.usage_flush_failed));
+
   AppendScalar(&out, "tollgate_in_flight_requests", "gauge", "Requests being handled.",
                std::to_string(g.in_flight));
   AppendScalar(&out, "tollgate_audit_queue_depth", "gauge", "Audit records waiting for the writer.",

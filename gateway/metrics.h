@@ -49,6 +49,9 @@ struct MetricsSnapshot {
   const keys::KeyStats* keys = nullptr;
   keys::KeyStateCounts key_counts;
   bool key_events_subscribed = false;
+  // Usage counter flushes (issue 13): tollgate_usage_flush_total{result="ok|failed"}.
+  uint64_t usage_flush_ok = 0;
+  uint64_t usage_flush_failed = 0;
 };
 
 class Metrics {

@@ -38,7 +38,8 @@ struct Pipeline::Context : upstream::StreamSink {
   // When the caller's key stops working (the run-time key's expiry or the caller's `expires`):
   // within kKeyExpiryNotice of it, every answer says when (Tollgate-Key-Expires).
   std::optional<std::chrono::system_clock::time_point> key_expires;
-  std::string key_kind;  // "config" or "run-time", for whoami
+  std::string key_kind;    // "config" or "run-time", for whoami
+  bool key_known = false;  // the run-time key's id is a real key's (revoked, expired, wrong secret)
   const config::Rule* rule = nullptr;
   // The redactions of every allow rule that matched (owned by the snapshot's policy); empty on
   // routes without any.
@@ -405,6 +406,7 @@ void Pipeline::KeyAuthenticated(const std::shared_ptr<Context>& ctx, const keys:
       auth.key_expires = key.record.expires_at;
     }
   } else {
+    ctx->key_known = key.outcome != Outcome::kUnknown || key.id_known;
     auth.outcome = key.outcome == Outcome::kRevoked   ? AuthResult::Outcome::kDisabled
                    : key.outcome == Outcome::kExpired ? AuthResult::Outcome::kExpired
                                                       : AuthResult::Outcome::kUnknown;
@@ -1195,6 +1197,26 @@ void Pipeline::Done(const std::shared_ptr<Context>& ctx) {
   deps_.metrics->RecordRequest(a.upstream, a.decision, a.status, a.duration_ms / 1000.0);
   deps_.metrics->callers().Record(a.caller ? std::string_view(*a.caller) : std::string_view(),
                                   a.upstream, a.decision, ctx->buckets, ctx->limit);
+  if (deps_.usage != nullptr) {
+    // Usage counts what the audit record says; a made-up key's id is never a usage field.
+    usage::UsageEvent e;
+    e.when = a.ts;
+    if (a.caller && ctx->caller) e.caller = *a.caller;  // "" = unauthenticated
+    e.upstream = a.upstream;
+    e.decision = a.decision;
+    e.status = a.status;
+    e.bytes_in = a.bytes_in;
+    e.bytes_out = a.bytes_out;
+    if (ctx->key_known) e.unauthenticated_key = a.key_id;
+    // What the limiter took: the request was let through by every (non-shadow) bucket.
+    if (ctx->limit.outcome == policies::LimitDecision::Outcome::kAllowed && !ctx->buckets.empty() &&
+        ctx->limit.levels.size() == ctx->buckets.size()) {
+      for (const auto& b : ctx->buckets) {
+        if (!b.shadow && b.cost > 0) e.costs.emplace_back(b.name, b.cost);
+      }
+    }
+    deps_.usage->Record(e);
+  }
   deps_.audit->Submit(std::move(ctx->audit_slot), std::move(ctx->audit));
   if (in_flight_.fetch_sub(1) == 1) {
     std::lock_guard<std::mutex> lock(drain_mu_);

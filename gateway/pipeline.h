@@ -39,6 +39,7 @@
 #include "policies/rate_limiter.h"
 #include "upstream/stream_client.h"
 #include "upstream/upstream_client.h"
+#include "usage/usage_counts.h"
 
 namespace tollgate::gateway {
 
@@ -69,6 +70,8 @@ struct PipelineDeps {
   // Session ownership (issue 12): Redis, or an in-process map without a `redis` section. Null:
   // a rule that checks or records ownership answers 503 redis_unavailable / records nothing.
   policies::OwnershipStore* ownership = nullptr;
+  // Usage counters (issue 13): every ended request is recorded (null: not counted).
+  usage::UsageRecorder* usage = nullptr;
 };
 
 class Pipeline {

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <mutex>
@@ -10,6 +11,7 @@
 
 #include "config/loader.h"
 #include "gateway/admin_api.h"
+#include "gateway/admin_console_data.h"
 #include "gateway/audit_log.h"
 #include "gateway/http_server.h"
 #include "gateway/log.h"
@@ -20,7 +22,9 @@
 #include "policies/ownership.h"
 #include "policies/policy_warnings.h"
 #include "policies/rate_limiter.h"
+#include "policies/redis_loop_client.h"
 #include "upstream/upstream_client.h"
+#include "usage/usage_service.h"
 
 namespace tollgate::gateway {
 namespace {
@@ -78,6 +82,10 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
       a.metrics.max_callers != b.metrics.max_callers) {
     out.push_back("metrics");  // per-caller series: configured once, at start
   }
+  if (a.usage.flush_interval_seconds != b.usage.flush_interval_seconds ||
+      a.usage.retention_days != b.usage.retention_days) {
+    out.push_back("usage");
+  }
   const config::KeysConfig& ka = a.keys;
   const config::KeysConfig& kb = b.keys;
   if (ka.cache_ttl_seconds != kb.cache_ttl_seconds ||
@@ -122,8 +130,10 @@ class Server {
     // Run-time keys live in Redis: without it, only the config's keys exist.
     if (cfg.redis) keys_ = std::make_unique<keys::RunTimeKeys>(*cfg.redis, cfg.keys);
     ownership_ = policies::MakeOwnershipStore(cfg);
+    usage_ = std::make_unique<usage::UsageService>(cfg.usage, cfg.redis);
     metrics_.MarkConfigLoaded();
     metrics_.callers().Configure(cfg.metrics);
+    history_.Loaded(cfg, started_at_);
     PipelineDeps deps;
     deps.limiter = limiter_.get();
     deps.audit = audit_.get();
@@ -132,6 +142,7 @@ class Server {
     deps.upstream_stats = &upstream_stats_;
     deps.keys = keys_.get();
     deps.ownership = ownership_.get();
+    deps.usage = &usage_->recorder();
     pipeline_ = std::make_unique<Pipeline>(std::move(deps));
     pipeline_->SetSnapshot(loaded.snapshot);
 
@@ -161,6 +172,8 @@ class Server {
       admin_deps.main = main_.get();
       admin_deps.reload = [this] { return Reload(); };
       admin_deps.keys = keys_.get();
+      admin_deps.console = StartConsole(cfg);
+      admin_deps.usage = usage_.get();
       admin_api_ = std::make_unique<AdminApi>(std::move(admin_deps));
       HttpServerOptions admin_options;
       admin_options.listen = cfg.admin_listen;
@@ -192,9 +205,44 @@ class Server {
   }
 
  private:
-  // Loads and validates the config; swaps it in only when valid.
+  // The console's data endpoints (admin_console_data.h); the audit stream, when there is one, is
+  // read through a connection of the admin loop's own (a listing may take a while: the keys'
+  // admin deadline).
+  ConsoleData* StartConsole(const config::Config& cfg) {
+    ConsoleDeps deps;
+    deps.pipeline = pipeline_.get();
+    deps.limiter = limiter_.get();
+    deps.audit = audit_.get();
+    deps.main = main_.get();
+    deps.keys = keys_.get();
+    if (cfg.redis && !cfg.audit.redis_stream.empty()) {
+      config::RedisConfig redis = *cfg.redis;
+      redis.timeout_ms = std::max(redis.timeout_ms, keys::RunTimeKeys::kAdminTimeoutMs);
+      audit_redis_ = std::make_unique<policies::RedisLoopClient>(redis);
+      deps.audit_redis = audit_redis_.get();
+      deps.audit_stream = cfg.audit.redis_stream;
+    }
+    deps.history = &history_;
+    char host[256] = {};
+    deps.replica_id = gethostname(host, sizeof(host) - 1) == 0 ? host : "";
+    deps.replica_id += (deps.replica_id.empty() ? "pid " : "/") + std::to_string(getpid());
+    deps.started_at = started_at_;
+    console_ = std::make_unique<ConsoleData>(std::move(deps));
+    return console_.get();
+  }
+
+  // Loads and validates the config; swaps it in only when valid. What it did is kept for
+  // GET /status.
   ReloadOutcome Reload() {
     std::lock_guard<std::mutex> lock(reload_mu_);
+    ReloadOutcome outcome = ReloadLocked();
+    const auto at = std::chrono::system_clock::now();
+    if (outcome.applied) history_.Loaded(pipeline_->snapshot()->config(), at);
+    history_.Reloaded({at, outcome.applied, outcome.errors});
+    return outcome;
+  }
+
+  ReloadOutcome ReloadLocked() {
     ReloadOutcome outcome;
     Loaded loaded = Load(path_);
     if (!loaded.snapshot) {
@@ -256,6 +304,9 @@ class Server {
     main_->Shutdown();
     if (admin_) admin_->Shutdown();
     pipeline_.reset();
+    // Every request is done (the loops are stopped): the last counts are flushed now.
+    usage_->Stop();
+    usage_.reset();
     keys_.reset();
     ownership_.reset();
     limiter_.reset();
@@ -269,11 +320,16 @@ class Server {
   std::unique_ptr<policies::RateLimiter> limiter_;
   std::unique_ptr<keys::RunTimeKeys> keys_;
   std::unique_ptr<policies::OwnershipStore> ownership_;
+  std::unique_ptr<usage::UsageService> usage_;
   upstream::UpstreamClientStats upstream_stats_;
   std::unique_ptr<AuditLog> audit_;
   Metrics metrics_;
   std::unique_ptr<Pipeline> pipeline_;
   std::unique_ptr<HttpServer> main_;
+  const std::chrono::system_clock::time_point started_at_ = std::chrono::system_clock::now();
+  ConfigHistory history_;
+  std::unique_ptr<policies::RedisLoopClient> audit_redis_;  // used on the admin loop only
+  std::unique_ptr<ConsoleData> console_;
   std::unique_ptr<AdminApi> admin_api_;
   std::unique_ptr<HttpServer> admin_;
   std::mutex reload_mu_;

@@ -190,26 +190,29 @@ std::vector<policies::BucketSpec> Snapshot::BucketsFor(const config::Upstream& u
   return out;
 }
 
-std::vector<policies::BucketSpec> Snapshot::BucketsOfCaller(const config::Caller& caller) const {
+std::vector<policies::BucketSpec> Snapshot::BucketsOfCaller(
+    const config::Caller& caller, std::vector<std::string>* upstream_of) const {
   std::vector<policies::BucketSpec> out;
   std::set<std::string> seen;
-  auto add = [&](const config::Limit& l) {
+  auto add = [&](const config::Limit& l, const std::string& upstream) {
     auto b = MakeBucket(l, caller.name, 0);
-    if (seen.insert(b.key).second) out.push_back(std::move(b));
+    if (!seen.insert(b.key).second) return;
+    out.push_back(std::move(b));
+    if (upstream_of != nullptr) upstream_of->push_back(upstream);
   };
-  for (const auto& l : caller.limits) add(l);
+  for (const auto& l : caller.limits) add(l, "");
   std::set<std::string> upstreams;
   for (const auto& role_name : caller.roles) {
     auto it = config_->roles.find(role_name);
     if (it == config_->roles.end()) continue;
     for (const auto& rule : it->second.rules) {
       upstreams.insert(rule.upstream);
-      for (const auto& l : rule.limits) add(l);
+      for (const auto& l : rule.limits) add(l, rule.upstream);
     }
   }
   for (const auto& u : upstreams) {
     if (const auto* up = FindUpstream(u)) {
-      for (const auto& l : up->limits) add(l);
+      for (const auto& l : up->limits) add(l, u);
     }
   }
   return out;

@@ -59,8 +59,10 @@ class Snapshot {
   std::vector<policies::BucketSpec> BucketsFor(const config::Upstream& upstream,
                                                const config::Rule* rule,
                                                const config::Caller& caller, uint64_t cost) const;
-  // Every bucket that could apply to the caller (for /_tollgate/whoami), cost 0.
-  std::vector<policies::BucketSpec> BucketsOfCaller(const config::Caller& caller) const;
+  // Every bucket that could apply to the caller (for /_tollgate/whoami), cost 0. `upstreams`,
+  // when given, gets each bucket's upstream (a rule's or an upstream's; "" for the caller's own).
+  std::vector<policies::BucketSpec> BucketsOfCaller(
+      const config::Caller& caller, std::vector<std::string>* upstreams = nullptr) const;
 
   const config::Upstream* FindUpstream(std::string_view name) const;
   const config::Caller* FindCaller(std::string_view name) const;

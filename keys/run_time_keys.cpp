@@ -37,7 +37,9 @@ KeyAuth Refused(KeyAuth::Outcome outcome, std::string message) {
 KeyAuth Judge(KeyRecord record, const std::string& digest, TimePoint now) {
   if (record.sha256.size() != digest.size() ||
       CRYPTO_memcmp(record.sha256.data(), digest.data(), digest.size()) != 0) {
-    return Refused(KeyAuth::Outcome::kUnknown, "unknown key");
+    KeyAuth out = Refused(KeyAuth::Outcome::kUnknown, "unknown key");
+    out.id_known = true;
+    return out;
   }
   KeyAuth out;
   const KeyState state = StateAt(record, now);

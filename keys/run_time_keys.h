@@ -41,6 +41,8 @@ struct KeyAuth {
   Outcome outcome = Outcome::kUnknown;
   KeyRecord record;     // kOk, kRevoked, kExpired: id, caller, expires_at (no secret)
   std::string message;  // for the error envelope; never echoes the key
+  // kUnknown for a real key's id with a wrong secret (usage counts refusals per real key only).
+  bool id_known = false;
 };
 
 // Counters for /metrics (tollgate_key_lookups_total{result}, tollgate_key_cache_total{result}).

@@ -21,7 +21,8 @@ import time
 
 ROOT = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TARGETS = {"tollgate", "fake_upstream", "unit_config_tests", "unit_policies_tests",
-           "unit_upstream_tests", "unit_keys_tests", "unit_gateway_tests", "integration_tests"}
+           "unit_upstream_tests", "unit_keys_tests", "unit_usage_tests", "unit_gateway_tests",
+           "integration_tests"}
 
 
 class Mutant:
