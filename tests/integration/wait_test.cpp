@@ -8,6 +8,8 @@
 // a 10/s bucket cannot be forwarded before (k-1) * 100 ms after the first request was sent), or
 // an order between two events; none is an upper bound a loaded machine could miss.
 #include <hiredis/hiredis.h>
+#include <signal.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <functional>
@@ -26,9 +28,10 @@ const std::string kSelf = "/devin/v3beta1/enterprise/self";
 const std::string kOrganizations = "/devin/v3beta1/enterprise/organizations";
 
 // `limit` applies to GET /v3beta1/enterprise/self only; every other Devin path has no limit.
-std::string WaitConfig(const std::string& limit) {
+std::string WaitConfig(const std::string& limit, const std::string& extra = "") {
   return R"({
-  "listen": "${LISTEN}", "admin_listen": "${ADMIN}", "threads": 2,
+  "listen": "${LISTEN}", "admin_listen": "${ADMIN}", "threads": 2,)" +
+         extra + R"(
   "audit": {"file": "${AUDIT}"},
   "redis": {"url": "${REDIS}", "timeout_ms": 2000, "on_error": "local"},
   "upstreams": {
@@ -150,8 +153,9 @@ class WaitTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(fake_.started()) << fake_.log(); }
 
-  std::unique_ptr<GatewayProcess> StartGateway(const std::string& limit) {
-    GatewayOptions o = StandardOptions(fake_, WaitConfig(limit));
+  std::unique_ptr<GatewayProcess> StartGateway(const std::string& limit,
+                                               const std::string& extra = "") {
+    GatewayOptions o = StandardOptions(fake_, WaitConfig(limit, extra));
     o.redis = redis_.url();
     auto g = std::make_unique<GatewayProcess>(o);
     EXPECT_TRUE(g->started()) << g->log();
@@ -337,6 +341,40 @@ TEST_F(WaitTest, TwoReplicasOnOneRedisNeverGiveOneTokenTwice) {
       EXPECT_FALSE(line.Has("/limiter_fallback"));
     }
   }
+}
+
+// A drain serves a waiting request whose wait ends within drain_timeout_ms; past it, the ones
+// still waiting are answered 503 shutting_down (audited `draining`) and never forwarded.
+TEST_F(WaitTest, WaitersStillWaitingPastTheDrainTimeoutAre503ShuttingDown) {
+  // Two tokens a minute: the two waiters are 30 s and 60 s away, far past the drain's 300 ms.
+  auto g = StartGateway(
+      R"({"name": "batch", "rate": "2/min", "burst": 1, "wait_ms": 60000, "scope": "shared"})",
+      R"( "drain_timeout_ms": 300,)");
+  ASSERT_TRUE(g->started());
+  ASSERT_EQ(Http("GET", g->url() + kSelf, Bearer(kDataKey)).status, 200);
+  std::vector<Timed> answers;
+  std::thread callers([&] { answers = SendAll(Burst(*g, 2, kDataKey, "d-")); });
+  const bool both_wait = WaitUntil([&] { return Metric(*g, "tollgate_ratelimit_waiting") == 2; });
+  if (both_wait) g->Signal(SIGTERM);
+  callers.join();
+  ASSERT_TRUE(both_wait) << g->log();
+  for (const Timed& t : answers) {
+    EXPECT_EQ(t.response.status, 503) << t.response.body << t.response.error;
+    EXPECT_EQ(Json::Parse(t.response.body).String("/error/reason"), "shutting_down");
+  }
+  const int status = g->Wait(milliseconds(20000));
+  EXPECT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << g->log();
+  size_t drained = 0;
+  for (const Json& line : g->AuditLines()) {
+    if (line.String("/request_id").rfind("d-", 0) != 0) continue;
+    ++drained;
+    EXPECT_EQ(line.Int("/status"), 503);
+    EXPECT_EQ(line.String("/ended_by"), "draining");
+    EXPECT_TRUE(line.Has("/waited_ms"));
+  }
+  EXPECT_EQ(drained, 2u);
+  EXPECT_EQ(UpstreamCallsTo("/v3beta1/enterprise/self"), 1u);
 }
 
 }  // namespace
