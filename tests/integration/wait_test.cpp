@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -311,7 +312,20 @@ TEST_F(WaitTest, TwoReplicasOnOneRedisNeverGiveOneTokenTwice) {
   const Clock::time_point start = Clock::now();
   std::vector<HttpRequest> requests = Burst(*a, 35, kDataKey, "a-");
   for (HttpRequest& r : Burst(*b, 35, kOpsKey, "b-")) requests.push_back(std::move(r));
+  // The bucket's state as of its last reservation (the key expires once the bucket is full
+  // again, soon after the last waiter is forwarded, so it is watched while the burst runs).
+  std::atomic<bool> stop{false};
+  std::optional<std::pair<int64_t, int64_t>> state;
+  std::thread watcher([&] {
+    while (!stop.load()) {
+      auto now = BucketState(redis_.port(), "tollgate:v2:bucket:batch:_shared");
+      if (now && (!state || now->second >= state->second)) state = now;
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+  });
   const std::vector<Timed> answers = SendAll(requests);
+  stop.store(true);
+  watcher.join();
 
   std::vector<Clock::time_point> served;
   for (const Timed& t : answers) {
@@ -329,7 +343,6 @@ TEST_F(WaitTest, TwoReplicasOnOneRedisNeverGiveOneTokenTwice) {
   // Exactness from Redis's own books: the bucket started full (1 token) at or after
   // `before_us` and gained 10 tokens a second up to its last stamp, so what it gave out is at
   // most 1 + the refill - the level left (below zero: tokens still reserved).
-  const auto state = BucketState(redis_.port(), "tollgate:v2:bucket:batch:_shared");
   ASSERT_TRUE(state.has_value());
   const auto [level, stamp] = *state;
   const int64_t unit = 1000000;  // one token of 10/s, in units
