@@ -37,6 +37,10 @@ std::string DescribeLimit(const Limit& limit) {
   std::string text = limit.name + " " + syntax::FormatRate(limit.rate) + " burst " +
                      std::to_string(limit.burst) +
                      (limit.scope == LimitScope::kCaller ? " per caller" : " shared");
+  if (limit.wait_ms > 0) {
+    text += " waits up to " + std::to_string(limit.wait_ms) + " ms (max " +
+            std::to_string(limit.max_waiting) + " waiting per caller)";
+  }
   if (limit.shadow) text += " (shadow)";
   return text;
 }

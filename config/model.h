@@ -44,6 +44,10 @@ struct Limit {
   LimitScope scope = LimitScope::kShared;
   bool shadow = false;  // evaluated and audited (`would_limit`), never rejects
   std::optional<Quota> quota;
+  // Issue 14: a token bucket may make a request wait up to wait_ms for its tokens instead of
+  // refusing it (0: refuse); at most max_waiting requests of one caller wait on one replica.
+  uint32_t wait_ms = 0;
+  uint32_t max_waiting = 100;
 };
 
 // One body rule (issue 12): what a rule does to one field of a JSON request body, keyed by JSON

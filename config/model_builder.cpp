@@ -64,7 +64,8 @@ bool SameSettings(const Limit& a, const Limit& b) {
     return false;
   }
   return a.rate.tokens == b.rate.tokens && a.rate.period_seconds == b.rate.period_seconds &&
-         a.burst == b.burst && a.scope == b.scope && a.shadow == b.shadow;
+         a.burst == b.burst && a.scope == b.scope && a.shadow == b.shadow &&
+         a.wait_ms == b.wait_ms && a.max_waiting == b.max_waiting;
 }
 
 LimitScope ScopeOf(const Value& value, LimitScope default_scope) {
@@ -354,6 +355,14 @@ bool ModelBuilder::BuildQuota(const Value& value, const std::string& at, Limit* 
       return false;
     }
   }
+  for (const char* key : {"wait_ms", "max_waiting"}) {
+    if (value.HasMember(key)) {
+      Error(JoinPointer(at, key),
+            std::string("a quota never waits (its next unit comes when its window ends): \"") +
+                key + "\" applies only to a limit with \"rate\"");
+      return false;
+    }
+  }
   const std::string text = value["quota"].GetString();
   std::optional<Quota> quota = ParseQuota(text);
   if (!quota) {
@@ -379,6 +388,23 @@ bool ModelBuilder::BuildQuota(const Value& value, const std::string& at, Limit* 
     quota->warn_at = warn.GetDouble();
   }
   limit->quota = quota;
+  return true;
+}
+
+bool ModelBuilder::BuildWait(const Value& value, const std::string& at, Limit* limit) {
+  if (value.HasMember("wait_ms")) limit->wait_ms = value["wait_ms"].GetUint();
+  if (value.HasMember("max_waiting")) {
+    if (limit->wait_ms == 0) {
+      Error(JoinPointer(at, "max_waiting"),
+            "\"max_waiting\" applies only with \"wait_ms\" above 0");
+      return false;
+    }
+    limit->max_waiting = value["max_waiting"].GetUint();
+  }
+  if (limit->wait_ms > 0 && limit->shadow) {
+    Error(JoinPointer(at, "wait_ms"), "a shadow limit never refuses, so it never waits");
+    return false;
+  }
   return true;
 }
 
@@ -425,6 +451,7 @@ std::vector<Limit> ModelBuilder::BuildLimits(const Value& owner, const std::stri
     limit.scope = scope.empty() ? default_scope
                                 : (scope == "caller" ? LimitScope::kCaller : LimitScope::kShared);
     limit.shadow = BoolOr(value, "shadow", false);
+    if (!BuildWait(value, at, &limit)) continue;
 
     // The limiter keeps buckets in micro-tokens per second of period, as Lua numbers (doubles)
     // in Redis: beyond 2^53 they stop being exact and refills would drift.
@@ -436,6 +463,15 @@ std::vector<Limit> ModelBuilder::BuildLimits(const Value& owner, const std::stri
                 std::to_string(limit.rate.period_seconds) +
                 " s period is too large for exact bucket arithmetic (burst * period_seconds * 1e6 "
                 "must stay below 2^53); use a smaller burst or a shorter period");
+      continue;
+    }
+    // Waiting requests take the level down to -wait_ms * 1000 * rate.tokens units.
+    if (limit.wait_ms > 0 &&
+        limit.rate.tokens > (kExactLimit - 1 - limit.burst * unit) / (limit.wait_ms * 1000ULL)) {
+      Error(JoinPointer(at, "wait_ms"),
+            "wait_ms " + std::to_string(limit.wait_ms) + " at " +
+                std::to_string(limit.rate.tokens) +
+                " tokens per period is too large for exact bucket arithmetic; use a shorter wait");
       continue;
     }
 

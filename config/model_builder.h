@@ -44,6 +44,8 @@ class ModelBuilder {
   UpstreamAuth BuildAuth(const rapidjson::Value& auth, const std::string& pointer);
   // A limit's quota fields into `limit->quota`; false (after an error) when they are wrong.
   bool BuildQuota(const rapidjson::Value& value, const std::string& at, Limit* limit);
+  // wait_ms and max_waiting of a token bucket (issue 14).
+  bool BuildWait(const rapidjson::Value& value, const std::string& at, Limit* limit);
   std::vector<Limit> BuildLimits(const rapidjson::Value& owner, const std::string& pointer,
                                  LimitScope default_scope);
 

@@ -373,6 +373,10 @@ void AppendAuditRecord(const AuditRecord& r, std::string* out) {
     AppendLiteral(out, ",\"body_rules\":");
     AppendStrings(r.body_rules, out);
   }
+  if (r.waited_ms) {
+    AppendLiteral(out, ",\"waited_ms\":");
+    AppendNumber(*r.waited_ms, out);
+  }
   if (r.fallback) AppendLiteral(out, ",\"limiter_fallback\":true");
   if (r.admin) AppendAdminAction(*r.admin, out);
   out->push_back('}');

@@ -89,6 +89,9 @@ struct AuditRecord {
   // The JSON pointers of the body fields a body rule changed (never their values); omitted
   // when empty.
   std::vector<std::string> body_rules;
+  // Issue 14: how long the limiter made the request wait for its reserved tokens; omitted when
+  // it did not wait.
+  std::optional<double> waited_ms;
   bool fallback = false;  // limiter decided locally (Redis down): "limiter_fallback": true
   // Admin records only; null (and its fields omitted) on every caller request, so the request
   // path pays one pointer for it.

@@ -373,7 +373,11 @@ int Explain(const Args& a) {
       }
       std::cout << "bucket:     " << b.name << " key=" << b.key << " cost=" << b.cost
                 << " burst=" << b.burst << " rate=" << b.rate.tokens << "/" << b.rate.period_seconds
-                << "s" << (b.shadow ? " (shadow)" : "") << "\n";
+                << "s" << (b.shadow ? " (shadow)" : "")
+                << (b.wait_ms > 0 ? " wait_ms=" + std::to_string(b.wait_ms) +
+                                        " max_waiting=" + std::to_string(b.max_waiting)
+                                  : "")
+                << "\n";
     }
   }
   return d.allowed() ? 0 : 1;

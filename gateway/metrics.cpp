@@ -195,6 +195,7 @@ Metrics::Metrics()
           std::vector<std::string>{"bucket", "result"})),
       cooldowns_(
           std::make_unique<Family<std::atomic<uint64_t>>>(std::vector<std::string>{"upstream"})),
+      waits_(std::make_unique<Family<Histogram>>(std::vector<std::string>{"bucket"})),
       secrets_redacted_(
           std::make_unique<Family<std::atomic<uint64_t>>>(std::vector<std::string>{"upstream"})),
       request_headers_dropped_(std::make_unique<Family<std::atomic<uint64_t>>>(
@@ -225,6 +226,10 @@ void Metrics::RecordUpstreamError(std::string_view upstream, std::string_view ki
 
 void Metrics::RecordLimit(std::string_view bucket, std::string_view result) {
   limit_decisions_->Get({bucket, result}).fetch_add(1, std::memory_order_relaxed);
+}
+
+void Metrics::RecordWait(std::string_view bucket, double seconds) {
+  waits_->Get({bucket}).Observe(seconds);
 }
 
 void Metrics::RecordUpstreamCooldown(std::string_view upstream) {
@@ -283,6 +288,13 @@ std::string Metrics::Render(const MetricsSnapshot& g) const {
                                    std::chrono::system_clock::now().time_since_epoch())
                                    .count());
   callers_.Render(&out);
+  RenderHistograms(&out, "tollgate_ratelimit_wait_seconds",
+                   "How long requests waited for reserved tokens (waiting ones only), by the "
+                   "bucket that made them wait longest.",
+                   *waits_);
+  AppendScalar(&out, "tollgate_ratelimit_waiting", "gauge",
+               "Requests waiting for reserved tokens now.",
+               std::to_string(waiting_.load(std::memory_order_relaxed)));
   RenderCounters(&out, "tollgate_upstream_cooldowns_total",
                  "Cooldowns started because an upstream answered 429.", *cooldowns_);
   RenderCounters(&out, "tollgate_upstream_secrets_redacted_total",

@@ -78,6 +78,11 @@ class Metrics {
   // `result`: "allowed", "limited" or "would_limit".
   void RecordLimit(std::string_view bucket, std::string_view result);
   void RecordUpstreamCooldown(std::string_view upstream);
+  // Issue 14: a request made to wait `seconds` for tokens reserved in `bucket` (the bucket that
+  // made it wait longest).
+  void RecordWait(std::string_view bucket, double seconds);
+  // The requests waiting now: +1 when a wait starts, -1 when it ends.
+  void AddWaiting(int64_t delta) { waiting_.fetch_add(delta, std::memory_order_relaxed); }
   // `count` upstream secret values replaced by `[redacted]` in an answer of `upstream`.
   void RecordSecretsRedacted(std::string_view upstream, uint64_t count);
   // Caller headers a request to `upstream` did not carry, by reason (never by header name: the
@@ -118,6 +123,8 @@ class Metrics {
   std::unique_ptr<Family<std::atomic<uint64_t>>> upstream_errors_;
   std::unique_ptr<Family<std::atomic<uint64_t>>> limit_decisions_;
   std::unique_ptr<Family<std::atomic<uint64_t>>> cooldowns_;
+  std::unique_ptr<Family<Histogram>> waits_;
+  std::atomic<int64_t> waiting_{0};
   std::unique_ptr<Family<std::atomic<uint64_t>>> secrets_redacted_;
   std::unique_ptr<Family<std::atomic<uint64_t>>> request_headers_dropped_;
   std::atomic<uint64_t> audit_refused_{0};

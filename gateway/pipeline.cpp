@@ -49,6 +49,9 @@ struct Pipeline::Context : upstream::StreamSink {
   policies::LimitDecision limit;
   std::vector<policies::BucketSpec> buckets;  // what the limit stage charged, for the headers
   uint64_t cost = 1;  // the rule's cost, or the one its body rules read from the body
+  // Issue 14: the max_waiting places this request holds, and its wait's timer (0: not waiting).
+  WaitingCallers::Places waiting;
+  loop::Loop::TimerId wait_timer = 0;
 
   // The upstream transfer.
   upstream::StreamClient* client = nullptr;
@@ -643,10 +646,21 @@ void Pipeline::Limit(const std::shared_ptr<Context>& ctx) {
   policies::LimitRequest request;
   request.buckets = ctx->snapshot->BucketsFor(*ctx->upstream, ctx->rule, *ctx->caller, ctx->cost);
   request.cooldown_upstream = ctx->upstream->name;
+  for (policies::BucketSpec& b : request.buckets) {
+    // A caller with max_waiting requests waiting on a limit here may not wait on it: refused.
+    if (b.wait_ms > 0 &&
+        !waiting_.TryEnter(b.name, ctx->caller->name, b.max_waiting, &ctx->waiting)) {
+      b.wait_ms = 0;
+    }
+  }
   ctx->buckets = request.buckets;  // kept for the response headers
   deps_.limiter->Acquire(std::move(request), [this, ctx](policies::LimitDecision d) {
     OnLoop(ctx, [this, ctx, d = std::move(d)]() mutable {
       ctx->limit = std::move(d);
+      if (ctx->limit.outcome != policies::LimitDecision::Outcome::kAllowed ||
+          ctx->limit.wait_us <= 0) {
+        ctx->waiting.Release();
+      }
       const auto& specs = ctx->buckets;
       AuditRecord& a = ctx->audit;
       a.fallback = ctx->limit.fallback;
@@ -675,6 +689,10 @@ void Pipeline::Limit(const std::shared_ptr<Context>& ctx) {
               deps_.metrics->RecordQuotaWarning(l.name, ctx->caller->name, *specs[i].quota);
             }
           }
+          if (ctx->limit.wait_us > 0) {
+            WaitThenForward(ctx);
+            return;
+          }
           Forward(ctx);
           return;
         case policies::LimitDecision::Outcome::kLimited:
@@ -700,6 +718,52 @@ void Pipeline::Limit(const std::shared_ptr<Context>& ctx) {
       }
     });
   });
+}
+
+void Pipeline::WaitThenForward(const std::shared_ptr<Context>& ctx) {
+  const int64_t wait_us = ctx->limit.wait_us;
+  ctx->audit.waited_ms = static_cast<double>(wait_us) / 1000.0;  // as the limiter reserved it
+  deps_.metrics->RecordWait(ctx->limit.wait_bucket, static_cast<double>(wait_us) / 1e6);
+  deps_.metrics->AddWaiting(1);
+  // Listed with the loop's transfers, so a drain past its timeout answers it (EndTransfersOn).
+  ctx->self = ctx;
+  ctx->loop
+      ->Local<ActiveTransfers>(&upstream_in_flight_,
+                               [] { return std::make_shared<ActiveTransfers>(); })
+      ->contexts.insert(ctx.get());
+  std::weak_ptr<Context> weak = ctx;
+  ctx->exchange->SetStreamCallbacks(nullptr, [this, weak] {
+    auto c = weak.lock();
+    if (!c || c->wait_timer == 0) return;
+    EndWait(*c);
+    c->audit.decision = "allowed";
+    c->audit.error =
+        "the caller closed the connection while waiting for its tokens (they stay "
+        "spent: other requests were already given the ones after them)";
+    c->ended_by = "client_closed";
+    FinishStream(c, "client_closed");
+  });
+  const auto delay = std::chrono::milliseconds((wait_us + 999) / 1000);
+  ctx->wait_timer = ctx->loop->After(delay, [this, weak] {
+    auto c = weak.lock();
+    if (!c || c->wait_timer == 0) return;
+    c->wait_timer = 0;  // fired: nothing to cancel
+    EndWait(*c);
+    Forward(c);
+  });
+}
+
+void Pipeline::EndWait(Context& ctx) {
+  if (ctx.wait_timer != 0) ctx.loop->Cancel(ctx.wait_timer);
+  ctx.wait_timer = 0;
+  ctx.waiting.Release();
+  deps_.metrics->AddWaiting(-1);
+  ctx.exchange->SetStreamCallbacks(nullptr, nullptr);
+  ctx.loop
+      ->Local<ActiveTransfers>(&upstream_in_flight_,
+                               [] { return std::make_shared<ActiveTransfers>(); })
+      ->contexts.erase(&ctx);
+  ctx.self.reset();  // the caller holds its own reference
 }
 
 // The body source of a request whose body streams from the caller to the upstream.
@@ -815,6 +879,14 @@ void Pipeline::EndTransfersOn(loop::Loop& loop) {
   std::vector<std::shared_ptr<Context>> running;
   for (Context* c : active->contexts) running.push_back(c->self);
   for (auto& ctx : running) {
+    if (ctx->wait_timer != 0) {
+      // Still waiting for its reserved tokens when the drain timed out: not forwarded.
+      EndWait(*ctx);
+      ctx->ended_by = "draining";
+      Fail(ctx, 503, "shutting_down", "error",
+           "the gateway is shutting down (the request was waiting for its rate-limit tokens)");
+      continue;
+    }
     if (ctx->transfer == 0) continue;
     ctx->ended_by = "draining";
     ctx->client->Abort(ctx->transfer);

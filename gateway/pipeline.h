@@ -33,6 +33,7 @@
 #include "gateway/http_server.h"
 #include "gateway/metrics.h"
 #include "gateway/snapshot.h"
+#include "gateway/waiting_callers.h"
 #include "keys/run_time_keys.h"
 #include "loop/loop.h"
 #include "policies/ownership.h"
@@ -128,6 +129,11 @@ class Pipeline {
   // A rule's body rules and body cost (issue 12): after the owner checks, before Limit.
   void ApplyBody(const std::shared_ptr<Context>& ctx);
   void Limit(const std::shared_ptr<Context>& ctx);
+  // Issue 14: the limiter reserved the request's tokens ahead: Forward once the wait is over, by
+  // a timer on the request's loop (no thread waits). A caller that leaves meanwhile is audited
+  // 499 client_closed (its tokens stay spent); past the drain timeout, 503 shutting_down.
+  void WaitThenForward(const std::shared_ptr<Context>& ctx);
+  void EndWait(Context& ctx);
   void Forward(const std::shared_ptr<Context>& ctx);
   // The upstream transfer's events (Context is its StreamSink).
   void OnUpstreamHeaders(Context& ctx, int status, upstream::HeaderList headers);
@@ -157,6 +163,7 @@ class Pipeline {
   std::shared_ptr<const Snapshot> snapshot_;  // accessed with std::atomic_load/store
   std::atomic<int64_t> in_flight_{0};
   std::atomic<bool> draining_{false};
+  WaitingCallers waiting_;  // max_waiting per caller and limit
   std::mutex drain_mu_;
   std::condition_variable drained_;
 };

@@ -66,6 +66,8 @@ policies::BucketSpec MakeBucket(const config::Limit& limit, const std::string& c
   b.cost = cost;
   b.shadow = limit.shadow;
   b.quota = limit.quota;
+  b.wait_ms = limit.wait_ms;
+  b.max_waiting = limit.max_waiting;
   return b;
 }
 

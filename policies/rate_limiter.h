@@ -37,13 +37,21 @@ struct BucketSpec {
   // A calendar quota instead of a token bucket (issue 12): `rate` and `burst` are unused; the
   // quota counts `cost` per window (quota_window.h) up to `quota->amount`.
   std::optional<config::Quota> quota;
+  // Issue 14: a request that lacks tokens but would have them within `wait_ms` is not refused:
+  // its tokens are reserved now (the level goes below zero, never below what wait_ms covers)
+  // and the decision says how long to wait. 0 refuses as before; quotas and shadow buckets
+  // never wait. `max_waiting` is the gateway's per-caller cap (the limiter does not read it).
+  uint32_t wait_ms = 0;
+  uint32_t max_waiting = 0;
 };
 
 struct BucketLevel {
   std::string name;
   uint64_t burst = 0;
-  double remaining = 0;            // tokens left after this request (before it, for a rejected one)
-  double reset_seconds = 0;        // seconds until the bucket is full again
+  // Tokens left after this request (before it, for a rejected one); for a request that waits,
+  // as of the end of its wait, when its tokens are taken.
+  double remaining = 0;
+  double reset_seconds = 0;        // seconds until the bucket is full again (from then)
   double retry_after_seconds = 0;  // seconds until `cost` tokens are available (0 if they are)
   bool shadow = false;
   // Quotas: `burst` is the quota's amount, `remaining` what is left in the window, `reset_seconds`
@@ -67,6 +75,10 @@ struct LimitDecision {
   bool would_limit = false;         // a shadow bucket lacked tokens
   bool fallback = false;            // decided by per-process buckets because Redis failed
   std::string error;                // kUnavailable: why (never a secret)
+  // kAllowed: how long the request must wait before it is forwarded (its tokens are reserved
+  // for then), and the bucket that made it wait longest. 0 / "" when it need not wait.
+  int64_t wait_us = 0;
+  std::string wait_bucket;
 };
 
 // Counters the metrics endpoint reads.

@@ -37,6 +37,13 @@ BucketMath MathFor(const BucketSpec& spec) {
     math.quota_period = static_cast<int>(spec.quota->period);
     math.reset_offset_s = int64_t{spec.quota->reset_hour_utc} * 3600;
   }
+  // A quota's next token comes at its window's end and a shadow bucket never refuses: neither
+  // waits. The floor -wait_us * refill stays within exact units (the loader refuses more).
+  if (!spec.quota && !spec.shadow && spec.wait_ms > 0) {
+    math.wait_us =
+        std::min<int64_t>(int64_t{spec.wait_ms} * 1000,
+                          std::max<int64_t>(kMaxExactUnits - math.capacity, 0) / math.refill);
+  }
   return math;
 }
 
@@ -78,6 +85,10 @@ Evaluation EvaluateBuckets(const std::vector<BucketMath>& math, std::vector<Buck
   std::vector<int64_t> levels(math.size());
   std::vector<QuotaWindow> windows(math.size());
   bool enough = true;
+  // Buckets that lack `cost` now but have it within their wait_us: their tokens are reserved.
+  std::vector<char> waits(math.size(), 0);
+  int waiting = -1;
+  int64_t wait_us = 0;
   for (size_t i = 0; i < math.size(); ++i) {
     const BucketMath& m = math[i];
     levels[i] = m.quota_period >= 0 ? QuotaLevel(m, states[i], wall_us, &windows[i])
@@ -91,6 +102,12 @@ Evaluation EvaluateBuckets(const std::vector<BucketMath>& math, std::vector<Buck
     evaluation.buckets[i].retry_us = retry;
     if (m.shadow) {
       evaluation.would_limit = true;
+    } else if (take && m.cost <= m.capacity && retry <= m.wait_us) {
+      waits[i] = 1;
+      if (waiting < 0 || retry > wait_us) {
+        waiting = static_cast<int>(i);
+        wait_us = retry;
+      }
     } else {
       enough = false;
       if (evaluation.limiting < 0 || retry > evaluation.retry_us) {
@@ -100,6 +117,10 @@ Evaluation EvaluateBuckets(const std::vector<BucketMath>& math, std::vector<Buck
     }
   }
   evaluation.status = enough ? Evaluation::Status::kAllowed : Evaluation::Status::kLimited;
+  if (enough && waiting >= 0) {
+    evaluation.limiting = waiting;
+    evaluation.wait_us = wait_us;
+  }
   for (size_t i = 0; i < math.size(); ++i) {
     if (math[i].quota_period >= 0) {
       if (enough && take && levels[i] >= math[i].cost) {
@@ -112,7 +133,7 @@ Evaluation EvaluateBuckets(const std::vector<BucketMath>& math, std::vector<Buck
       continue;
     }
     if (enough && take) {
-      if (levels[i] >= math[i].cost) levels[i] -= math[i].cost;
+      if (levels[i] >= math[i].cost || waits[i]) levels[i] -= math[i].cost;
       const int64_t ts = states[i].exists ? std::max(states[i].ts_us, now_us) : now_us;
       states[i] = BucketState{true, levels[i], ts};
     }
@@ -137,6 +158,15 @@ LimitDecision ToDecision(const std::vector<BucketSpec>& specs, const Evaluation&
     level.reset_seconds = static_cast<double>(result.reset_us) / kMicrosPerSecond;
     level.retry_after_seconds = static_cast<double>(result.retry_us) / kMicrosPerSecond;
     level.shadow = spec.shadow;
+    if (evaluation.status == Evaluation::Status::kAllowed && evaluation.wait_us > 0 &&
+        !spec.quota) {
+      // A waiting request is answered after its wait: the fields say what they will be then.
+      const int64_t then = std::min(math.capacity, result.level + evaluation.wait_us * math.refill);
+      level.remaining = static_cast<double>(then) / static_cast<double>(math.unit);
+      level.reset_seconds =
+          static_cast<double>(std::max<int64_t>(result.reset_us - evaluation.wait_us, 0)) /
+          kMicrosPerSecond;
+    }
     if (spec.quota) {
       level.quota = true;
       level.burst = spec.quota->amount;
@@ -152,6 +182,11 @@ LimitDecision ToDecision(const std::vector<BucketSpec>& specs, const Evaluation&
   switch (evaluation.status) {
     case Evaluation::Status::kAllowed:
       decision.outcome = LimitDecision::Outcome::kAllowed;
+      if (evaluation.wait_us > 0 && evaluation.limiting >= 0 &&
+          static_cast<size_t>(evaluation.limiting) < specs.size()) {
+        decision.wait_us = evaluation.wait_us;
+        decision.wait_bucket = specs[evaluation.limiting].name;
+      }
       break;
     case Evaluation::Status::kLimited:
       decision.outcome = LimitDecision::Outcome::kLimited;

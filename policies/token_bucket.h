@@ -29,6 +29,9 @@ struct BucketMath {
   // A calendar quota (unit 1, capacity = amount): 0 day, 1 week, 2 month; -1 for a bucket.
   int quota_period = -1;
   int64_t reset_offset_s = 0;  // reset_hour_utc * 3600
+  // How long a request may wait for its tokens (µs; 0: never). A waiting request takes them at
+  // once, so the level may fall to -wait_us * refill but never below.
+  int64_t wait_us = 0;
 };
 
 BucketMath MathFor(const BucketSpec& spec);
@@ -53,9 +56,11 @@ struct Evaluation {
   enum class Status { kAllowed = 0, kLimited = 1, kCooldown = 2 };
   Status status = Status::kAllowed;
   bool would_limit = false;  // a shadow bucket lacked `cost`
-  int limiting = -1;         // index of the bucket that set retry_us (kLimited)
-  int64_t retry_us = 0;      // kLimited: max over lacking non-shadow buckets
-  int64_t cooldown_ms = 0;   // kCooldown: what is left of the upstream's cooldown
+  // kLimited: the bucket that set retry_us; kAllowed with a wait: the one that set wait_us.
+  int limiting = -1;
+  int64_t retry_us = 0;     // kLimited: max over the non-shadow buckets that refused
+  int64_t wait_us = 0;      // kAllowed: max over the buckets whose tokens are reserved ahead
+  int64_t cooldown_ms = 0;  // kCooldown: what is left of the upstream's cooldown
   std::vector<BucketResult> buckets;
 };
 
@@ -66,8 +71,9 @@ int64_t CeilDiv(int64_t a, int64_t b);
 int64_t RefilledLevel(const BucketMath& math, const BucketState& state, int64_t now_us);
 
 // Decides one request over `states` (one per bucket, same order as `math`). With `take` and when
-// every non-shadow bucket holds `cost`, takes it from all (shadow ones when they can) and updates
-// `states` to `now_us`; otherwise leaves `states` untouched. `take` false is a peek.
+// every non-shadow bucket holds `cost` or will within its wait_us, takes it from all (shadow
+// ones when they can) and updates `states` to `now_us`; otherwise leaves `states` untouched.
+// `take` false is a peek.
 // Quotas find their calendar window from `wall_us` (Unix microseconds; -1: `now_us` is wall time).
 Evaluation EvaluateBuckets(const std::vector<BucketMath>& math, std::vector<BucketState>& states,
                            int64_t now_us, bool take, int64_t wall_us = -1);

@@ -78,14 +78,17 @@ if ncd == 1 and stored[1] then
 end
 if cooldown_ms > 0 then take = false end
 
--- out[5 + 3i - 2 .. 5 + 3i]: level, stamp (replaced by the reset time), retry of bucket i.
+-- out[6 + 3i - 2 .. 6 + 3i]: level, stamp (replaced by the reset time), retry of bucket i.
 local n = #KEYS - ncd
-local out = {0, 0, -1, 0, cooldown_ms}
+local out = {0, 0, -1, 0, cooldown_ms, 0}
 local enough, limiting, retry_us = true, 0, 0
+-- Buckets short of `cost` now that have it within their wait: the tokens are reserved ahead
+-- (the level goes below zero), so waiting requests are served in order, on every replica.
+local waits, waiting, wait_us = {}, 0, 0
 -- A quota (flags >= 2) keeps (used, window start) and counts only within its window.
 local wstart, wend = {}, {}
 for i = 1, n do
-  local refill, cap, cost, flags = unpack_struct('<i8i8i8B', ARGV[3 + i])
+  local refill, cap, cost, flags, wait = unpack_struct('<i8i8i8Bi8', ARGV[3 + i])
   local shadow = flags % 2
   local level, ts = cap, now
   local state = stored[ncd + i]
@@ -127,6 +130,11 @@ for i = 1, n do
     end
     if shadow == 1 then
       out[2] = 1
+    elseif take and cost <= cap and retry <= wait then
+      waits[i] = true
+      if waiting == 0 or retry > wait_us then
+        waiting, wait_us = i, retry
+      end
     else
       enough = false
       if limiting == 0 or retry > retry_us then
@@ -134,14 +142,15 @@ for i = 1, n do
       end
     end
   end
-  local o = 3 + i * 3
+  local o = 4 + i * 3
   out[o], out[o + 1], out[o + 2] = level, ts, retry
 end
 
 if cooldown_ms > 0 then out[1] = 2 elseif not enough then out[1] = 1 end
 out[3], out[4] = limiting - 1, retry_us
+if enough and waiting > 0 then out[3], out[6] = waiting - 1, wait_us end
 for i = 1, n do
-  local o = 3 + i * 3
+  local o = 4 + i * 3
   local refill, cap, cost = unpack_struct('<i8i8i8', ARGV[3 + i])
   local level = out[o]
   if wend[i] then
@@ -152,7 +161,7 @@ for i = 1, n do
     end
     out[o], out[o + 1] = level, wend[i] - now
   elseif enough and take then
-    if level >= cost then level = level - cost end
+    if level >= cost or waits[i] then level = level - cost end
     local reset = ceil_div(cap - level, refill)
     local ttl = ceil_div(reset, 1000)
     local state = pack_struct('<i8i8', level, out[o + 1])
@@ -167,9 +176,10 @@ return out
 
 namespace {
 
-constexpr size_t kHeaderFields = 5;
-constexpr size_t kBucketParamsBytes = 25;  // refill, capacity, cost, shadow: '<i8i8i8B'
-constexpr size_t kBucketStateBytes = 16;   // level, stamp: '<i8i8'
+constexpr size_t kHeaderFields = 6;
+// refill, capacity, cost, flags, wait: '<i8i8i8Bi8'
+constexpr size_t kBucketParamsBytes = 33;
+constexpr size_t kBucketStateBytes = 16;  // level, stamp: '<i8i8'
 
 // Little-endian two's complement, as Lua's struct '<i8' reads and writes it.
 void AppendInt64(std::string& out, int64_t value) {
@@ -212,6 +222,7 @@ TokenBucketCall MakeTokenBucketCall(const std::vector<BucketSpec>& buckets,
     AppendInt64(params, math.cost);
     params.push_back(
         static_cast<char>((math.shadow ? 1 : 0) + (quota ? 2 * (math.quota_period + 1) : 0)));
+    AppendInt64(params, math.wait_us);
     call.args.push_back(std::move(params));
   }
   return call;
@@ -253,6 +264,7 @@ bool ParseTokenBucketReply(const redisReply& reply, size_t bucket_count, Evaluat
   evaluation->limiting = static_cast<int>(at(2));
   evaluation->retry_us = at(3);
   evaluation->cooldown_ms = at(4);
+  evaluation->wait_us = at(5);
   evaluation->buckets.assign(bucket_count, BucketResult{});
   for (size_t b = 0; b < bucket_count; ++b) {
     const size_t base = kHeaderFields + kFieldsPerBucket * b;

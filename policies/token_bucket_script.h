@@ -37,7 +37,8 @@ bool DecodeBucketState(const std::string& value, BucketState* state);
 const std::string& TokenBucketScriptSha1();
 
 // KEYS and ARGV of one script call. ARGV: take "1"/"0", cooldown "1"/"0", the clock ("" for
-// Redis TIME), then per bucket its refill, capacity and cost as '<i8i8i8' and a shadow byte.
+// Redis TIME), then per bucket its refill, capacity, cost, a flags byte and its wait in µs as
+// '<i8i8i8Bi8'. A state may hold a level below zero: tokens reserved by waiting requests.
 struct TokenBucketCall {
   std::vector<std::string> keys;
   std::vector<std::string> args;

@@ -97,6 +97,7 @@ AuditRecord FullRecord() {
   r.error = "";
   r.would_limit = {"devin-shadow"};
   r.body_rules = {"/max_acu_limit", "/a~1b"};
+  r.waited_ms = 300.25;
   r.fallback = true;
   return r;
 }
@@ -112,7 +113,7 @@ TEST(SerializeAuditRecord, WritesEveryFieldInOrder) {
                                  "decision", "status", "upstream_status", "latency_ms",
                                  "upstream_ms", "ttfb_ms", "duration_ms", "ended_by", "bytes_in",
                                  "bytes_out", "bucket", "remaining", "upstream_request_id", "error",
-                                 "would_limit", "body_rules", "limiter_fallback"));
+                                 "would_limit", "body_rules", "waited_ms", "limiter_fallback"));
   EXPECT_STREQ(doc["ts"].GetString(), "2026-11-25T12:00:00.123Z");
   EXPECT_STREQ(doc["request_id"].GetString(), "req-1");
   EXPECT_STREQ(doc["gateway_request_id"].GetString(), "9f8e7d6c5b4a39281706f5e4d3c2b1a0");
@@ -145,6 +146,7 @@ TEST(SerializeAuditRecord, WritesEveryFieldInOrder) {
   ASSERT_EQ(doc["body_rules"].Size(), 2u);
   EXPECT_STREQ(doc["body_rules"][0].GetString(), "/max_acu_limit");
   EXPECT_STREQ(doc["body_rules"][1].GetString(), "/a~1b");
+  EXPECT_DOUBLE_EQ(doc["waited_ms"].GetDouble(), 300.25);
   EXPECT_TRUE(doc["limiter_fallback"].GetBool());
   EXPECT_EQ(line.find("abc"), std::string::npos);
 }
@@ -161,6 +163,7 @@ TEST(SerializeAuditRecord, WritesNullsForUnsetFieldsAndOmitsOptionalOnes) {
   }
   EXPECT_FALSE(doc.HasMember("would_limit"));
   EXPECT_FALSE(doc.HasMember("body_rules"));
+  EXPECT_FALSE(doc.HasMember("waited_ms"));
   EXPECT_FALSE(doc.HasMember("limiter_fallback"));
   for (const char* name : {"admin", "action", "applied", "changes", "restart_required"}) {
     EXPECT_FALSE(doc.HasMember(name)) << name;  // admin records only
@@ -424,6 +427,10 @@ std::string Serialize(const AuditRecord& r) {
     for (const std::string& field : r.body_rules) String(w, field);
     w.EndArray();
   }
+  if (r.waited_ms) {
+    w.Key("waited_ms");
+    Number(w, *r.waited_ms);
+  }
   if (r.fallback) {
     w.Key("limiter_fallback");
     w.Bool(true);
@@ -496,6 +503,7 @@ class RecordGenerator {
     r.error = Maybe();
     for (int64_t n = Int(-2, 3); n > 0; --n) r.would_limit.push_back(Text());
     for (int64_t n = Int(-2, 3); n > 0; --n) r.body_rules.push_back(Text());
+    if (Int(0, 2) == 0) r.waited_ms = Double();
     r.fallback = Int(0, 1) == 1;
     if (Int(0, 2) == 0) {
       auto a = std::make_shared<AdminAction>();

@@ -293,8 +293,8 @@ TEST(Authenticate, BearerKeysMapToCallers) {
 }
 
 TEST(Snapshot, BucketKeysAreScopedAndReadable) {
-  config::Limit shared{"devin-all", {20, 1}, 40, config::LimitScope::kShared, false, {}};
-  config::Limit per{"sessions", {50, 86400}, 0, config::LimitScope::kCaller, true, {}};
+  config::Limit shared{"devin-all", {20, 1}, 40, config::LimitScope::kShared, false, {}, 0, 100};
+  config::Limit per{"sessions", {50, 86400}, 0, config::LimitScope::kCaller, true, {}, 0, 100};
   auto a = MakeBucket(shared, "data-team", 3);
   EXPECT_EQ(a.key, "bucket:devin-all:_shared");
   EXPECT_EQ(a.cost, 3u);

@@ -25,8 +25,9 @@ constexpr int64_t kDay = 86400 * kSecond;
 constexpr int64_t kEpoch = 1795000000 * kSecond;
 
 BucketSpec Bucket(const std::string& name, uint64_t tokens, uint64_t period, uint64_t burst = 0,
-                  bool shadow = false) {
+                  bool shadow = false, uint32_t wait_ms = 0) {
   BucketSpec spec;
+  spec.wait_ms = wait_ms;
   spec.key = "bucket:" + name + ":_shared";
   spec.name = name;
   spec.rate = config::Rate{tokens, period};
@@ -105,6 +106,7 @@ struct Step {
   int64_t retry_us = 0;        // expected request retry-after (kLimited)
   bool would_limit = false;
   bool take = true;
+  int64_t wait_us = 0;  // expected wait (kAllowed)
 };
 
 struct Case {
@@ -173,6 +175,43 @@ std::vector<Case> Cases() {
        {{0, 1, Status::kAllowed, {2}, 0, false, false},
         {0, 2, Status::kAllowed, {0}},
         {0, 1, Status::kLimited, {0}, kSecond, false, false}}},
+      // Issue 14: 10/s, burst 1, wait 500 ms. Requests past the burst reserve the next tokens,
+      // one every 100 ms in order; the level goes below zero but never below what 500 ms
+      // refills; past that, refused (taking nothing). A peek never reserves.
+      {"wait_reserves_the_next_tokens_in_order_down_to_the_wait",
+       {Bucket("a", 10, 1, 1, false, 500)},
+       {{0, 1, Status::kAllowed, {0}},
+        {0, 1, Status::kAllowed, {-1}, 0, false, true, 100000},
+        {0, 1, Status::kAllowed, {-2}, 0, false, true, 200000},
+        {0, 1, Status::kAllowed, {-3}, 0, false, true, 300000},
+        {0, 1, Status::kAllowed, {-4}, 0, false, true, 400000},
+        {0, 1, Status::kAllowed, {-5}, 0, false, true, 500000},
+        {0, 1, Status::kLimited, {-5}, 600000},
+        {0, 1, Status::kLimited, {-5}, 600000, false, false},
+        {1, 1, Status::kLimited, {-4.99999}, 599999},
+        {100000, 1, Status::kAllowed, {-5}, 0, false, true, 500000},
+        {150000, 1, Status::kLimited, {-4.5}, 550000},
+        {kDay, 1, Status::kAllowed, {0}}}},
+      {"wait_is_all_or_nothing_over_every_bucket",
+       {Bucket("a", 10, 1, 1, false, 500), Bucket("b", 1, 60, 1)},
+       {{0, 1, Status::kAllowed, {0, 0}},
+        // a would wait 100 ms, b refuses: nothing is taken from a either.
+        {0, 1, Status::kLimited, {0, 0}, 60 * kSecond},
+        {60 * kSecond, 1, Status::kAllowed, {0, 0}}}},
+      {"the_longest_wait_of_two_waiting_buckets_is_the_requests",
+       {Bucket("a", 10, 1, 1, false, 500), Bucket("b", 5, 1, 1, false, 2000)},
+       {{0, 1, Status::kAllowed, {0, 0}},
+        {0, 1, Status::kAllowed, {-1, -1}, 0, false, true, 200000},
+        {0, 1, Status::kAllowed, {-2, -2}, 0, false, true, 400000},
+        {0, 1, Status::kAllowed, {-3, -3}, 0, false, true, 600000},
+        {0, 1, Status::kAllowed, {-4, -4}, 0, false, true, 800000},
+        {0, 1, Status::kAllowed, {-5, -5}, 0, false, true, 1000000},
+        // b would wait 1.2 s (within its 2 s), a would need 600 ms (over its 500): refused by
+        // a alone, and nothing is reserved in b either.
+        {0, 1, Status::kLimited, {-5, -5}, 600000}}},
+      {"a_cost_above_the_burst_never_waits",
+       {Bucket("a", 10, 1, 2, false, 5000)},
+       {{0, 3, Status::kLimited, {2}, 0}, {0, 2, Status::kAllowed, {0}}}},
       {"clock_going_back_refills_nothing",
        {Bucket("a", 1, 1, 2)},
        {{kSecond, 2, Status::kAllowed, {0}}, {0, 1, Status::kLimited, {0}, kSecond}}},
@@ -214,6 +253,8 @@ TEST_P(BucketMathTest, Table) {
       EXPECT_EQ(got.would_limit, step.would_limit);
       if (step.status == Status::kLimited) {
         EXPECT_EQ(got.retry_us, step.retry_us);
+      } else {
+        EXPECT_EQ(got.wait_us, step.wait_us);
       }
       ASSERT_EQ(got.buckets.size(), buckets.size());
       for (size_t b = 0; b < buckets.size(); ++b) {

@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -180,6 +183,101 @@ TEST(MemoryLimiter, ExactUnderConcurrency) {
   }
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(allowed.load(), 20);
+}
+
+// Issue 14: a bucket with wait_ms reserves the next tokens for the requests past its burst, in
+// order, down to what the wait covers; the decision says how long each waits, and the headers'
+// fields describe the bucket as it will be when the request is forwarded.
+TEST_F(MemoryLimiterTest, WaitingRequestsReserveTheNextTokensInOrderUpToTheWait) {
+  auto bucket = Bucket("a", 10, 1, 1);
+  bucket.wait_ms = 500;
+  EXPECT_EQ(AcquireNow(limiter_, Request({bucket})).wait_us, 0);
+  for (int k = 1; k <= 5; ++k) {
+    const LimitDecision d = AcquireNow(limiter_, Request({bucket}));
+    ASSERT_EQ(d.outcome, Outcome::kAllowed) << k;
+    EXPECT_EQ(d.wait_us, k * 100000) << k;
+    EXPECT_EQ(d.wait_bucket, "a");
+    EXPECT_NEAR(d.levels[0].remaining, 0, 1e-9) << k;  // after its token is taken, then
+    EXPECT_NEAR(d.levels[0].reset_seconds, 0.1, 1e-9) << k;
+  }
+  // The level is 5 tokens below zero: the 500 ms wait covers no more.
+  const LimitDecision refused = AcquireNow(limiter_, Request({bucket}));
+  EXPECT_EQ(refused.outcome, Outcome::kLimited);
+  EXPECT_EQ(refused.wait_us, 0);
+  EXPECT_NEAR(refused.retry_after_seconds, 0.6, 1e-9);
+  EXPECT_NEAR(refused.levels[0].remaining, -5, 1e-9);
+  // 100 ms later one token came back: one more may wait, the whole 500 ms.
+  now_ += 100000;
+  EXPECT_EQ(AcquireNow(limiter_, Request({bucket})).wait_us, 500000);
+  EXPECT_EQ(AcquireNow(limiter_, Request({bucket})).outcome, Outcome::kLimited);
+  // Without wait_ms the same bucket refuses as before.
+  bucket.wait_ms = 0;
+  now_ += 10 * kSecond;
+  EXPECT_EQ(AcquireNow(limiter_, Request({bucket})).outcome, Outcome::kAllowed);
+  EXPECT_EQ(AcquireNow(limiter_, Request({bucket})).outcome, Outcome::kLimited);
+}
+
+TEST_F(MemoryLimiterTest, ARequestThatWouldWaitOnOneBucketAndIsRefusedByAnotherTakesNothing) {
+  auto waits = Bucket("waits", 10, 1, 1);
+  waits.wait_ms = 5000;
+  const auto hourly = Bucket("hourly", 2, 3600, 2);
+  auto strict = Bucket("strict", 1, 3600, 1);
+  ASSERT_EQ(AcquireNow(limiter_, Request({waits, hourly})).outcome, Outcome::kAllowed);
+  ASSERT_EQ(AcquireNow(limiter_, Request({waits, hourly})).wait_us, 100000);
+  // hourly is empty now: refused, and `waits` keeps its reservation count (the next wait is
+  // 200 ms, not 300).
+  for (int i = 0; i < 3; ++i) {
+    const LimitDecision d = AcquireNow(limiter_, Request({waits, hourly}));
+    EXPECT_EQ(d.outcome, Outcome::kLimited);
+    EXPECT_EQ(d.limited_by, "hourly");
+  }
+  EXPECT_EQ(AcquireNow(limiter_, Request({waits})).wait_us, 200000);
+  ASSERT_EQ(AcquireNow(limiter_, Request({strict})).outcome, Outcome::kAllowed);
+  EXPECT_EQ(AcquireNow(limiter_, Request({waits, strict})).outcome, Outcome::kLimited);
+  EXPECT_EQ(AcquireNow(limiter_, Request({waits})).wait_us, 300000);
+}
+
+TEST_F(MemoryLimiterTest, ShadowAndQuotaBucketsNeverWait) {
+  auto shadow = Bucket("shadow", 1, 3600, 1, true);
+  shadow.wait_ms = 60000;
+  auto quota = Bucket("quota", 1, 1, 1);
+  quota.quota = config::Quota{1, config::QuotaPeriod::kDay, 0, std::nullopt};
+  quota.wait_ms = 60000;
+  EXPECT_EQ(AcquireNow(limiter_, Request({shadow, quota})).outcome, Outcome::kAllowed);
+  const LimitDecision d = AcquireNow(limiter_, Request({shadow, quota}));
+  EXPECT_EQ(d.outcome, Outcome::kLimited);
+  EXPECT_EQ(d.limited_by, "quota");
+  EXPECT_TRUE(d.would_limit);
+  EXPECT_EQ(d.wait_us, 0);
+}
+
+// Concurrent waiters on one bucket each get their own token: the waits are exactly the
+// multiples of the token time, none twice.
+TEST_F(MemoryLimiterTest, ConcurrentWaitersGetDistinctTokens) {
+  auto bucket = Bucket("a", 1, 10, 1);  // a token every 10 s
+  bucket.wait_ms = 60000;               // 6 tokens ahead
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::vector<int64_t> waits;
+  int refused = 0;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 5; ++i) {
+        const LimitDecision d = AcquireNow(limiter_, Request({bucket}));
+        std::lock_guard<std::mutex> lock(mu);
+        if (d.outcome == Outcome::kAllowed) {
+          waits.push_back(d.wait_us);
+        } else {
+          ++refused;
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  std::sort(waits.begin(), waits.end());
+  EXPECT_EQ(waits, (std::vector<int64_t>{0, 10 * kSecond, 20 * kSecond, 30 * kSecond, 40 * kSecond,
+                                         50 * kSecond, 60 * kSecond}));
+  EXPECT_EQ(refused, 40 - 7);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -33,6 +34,7 @@ namespace tollgate::policies {
 namespace {
 
 using Outcome = LimitDecision::Outcome;
+constexpr int64_t kSecondUs = 1000000;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using std::chrono::steady_clock;
@@ -726,6 +728,47 @@ TEST_F(RedisLimiterTest, ExactUnderConcurrency) {
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(fallbacks.load(), 0);
   EXPECT_EQ(allowed.load(), 20);
+}
+
+// Issue 14 over two replicas on one Redis: requests past the burst reserve the next tokens in
+// the script, atomically, so concurrent waiters on both get distinct tokens: the waits are the
+// multiples of the token time (10 s here, so the milliseconds the test takes shift each by far
+// less than one), each once, and no more than the wait covers.
+TEST_F(RedisLimiterTest, WaitersOnTwoReplicasGetDistinctTokensInOrder) {
+  auto a = MakeRedisLimiter(Config());
+  auto b = MakeRedisLimiter(Config());
+  auto bucket = Bucket("waits", 1, 10, 1);
+  bucket.wait_ms = 60000;  // six tokens ahead
+  std::mutex mu;
+  std::vector<int64_t> waits;
+  int refused = 0;
+  int fallbacks = 0;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 5; ++i) {
+        const LimitDecision d = AcquireSync(t % 2 == 0 ? *a : *b, Request({bucket}));
+        std::lock_guard<std::mutex> lock(mu);
+        if (d.fallback) ++fallbacks;
+        if (d.outcome == Outcome::kAllowed) {
+          waits.push_back(d.wait_us);
+        } else {
+          ++refused;
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(fallbacks, 0);
+  std::sort(waits.begin(), waits.end());
+  ASSERT_EQ(waits.size(), 7u);
+  EXPECT_EQ(refused, 40 - 7);
+  EXPECT_EQ(waits[0], 0);
+  for (size_t k = 1; k < waits.size(); ++k) {
+    const int64_t token = static_cast<int64_t>(k) * 10 * kSecondUs;
+    EXPECT_LE(waits[k], token) << k;
+    EXPECT_GT(waits[k], token - kSecondUs) << k;
+  }
 }
 
 TEST_F(RedisLimiterTest, KeysCarryThePrefixAndExpireWhenFull) {
