@@ -186,17 +186,21 @@ TEST_F(KeyEventsTest, ARestartedRedisIsResubscribedAndNothingCachedBeforeIsTrust
 // A connection a NAT or firewall dropped without a word looks like a Redis that stopped
 // answering: nothing arrives, nothing fails. The heartbeat notices it within about a second, so
 // the cache stops trusting entries for cache_ttl (events may be going missing), and the
-// subscription comes back, empty, once Redis answers again.
+// subscription comes back once Redis answers again, with nothing cached before trusted: the
+// entry must be looked up again (kStale), never taken as fresh.
 TEST_F(KeyEventsTest, ASubscriptionThatGoesSilentIsTakenAsLostAndRenewed) {
   KeyEvents events(Config(), &cache_, Fast());
   ASSERT_TRUE(Eventually([&] { return events.subscribed(); }));
-  cache_.Put(Record("aaaaaaaaaaaa"), steady_clock::now());
+  const SteadyTime fetched = steady_clock::now();
+  cache_.Put(Record("aaaaaaaaaaaa"), fetched);
   ASSERT_EQ(kill(redis_.pid(), SIGSTOP), 0);
   const bool lost = Eventually([&] { return !events.subscribed(); }, milliseconds(10000));
   ASSERT_EQ(kill(redis_.pid(), SIGCONT), 0);
   ASSERT_TRUE(lost) << "a subscription that stopped answering was still taken as live";
   ASSERT_TRUE(Eventually([&] { return events.subscribed(); }));
-  EXPECT_EQ(FindNow(cache_, "aaaaaaaaaaaa"), Found::kMiss);
+  KeyRecord record;
+  SteadyTime when;
+  EXPECT_EQ(cache_.Find("aaaaaaaaaaaa", fetched + seconds(2), &record, &when), Found::kStale);
 }
 
 TEST_F(KeyEventsTest, StampsLandInTheLastUsedHash) {
