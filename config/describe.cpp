@@ -204,6 +204,11 @@ std::string DescribeConfig(const Config& config) {
     out << "metrics: no per-caller series\n";
   }
 
+  out << "usage: counted per caller, upstream and UTC day "
+      << (config.redis ? "in Redis" : "in memory (no redis section: lost at exit)")
+      << ", flushed every " << config.usage.flush_interval_seconds << " s, kept "
+      << config.usage.retention_days << " days\n";
+
   // Names and scopes only: a hash is not secret, but it is of no use to a reader either.
   out << "admin tokens (" << config.admin.tokens.size() << "):";
   if (config.admin.tokens.empty()) {

@@ -134,6 +134,7 @@ struct Role {
 
 struct Caller {
   std::string name;
+  std::string description;              // for people (the console shows it); "" = none
   std::vector<std::string> key_sha256;  // lower-case hex, 64 chars each
   std::vector<std::string> roles;
   std::map<std::string, std::vector<std::string>> attributes;

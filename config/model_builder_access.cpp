@@ -294,6 +294,7 @@ Caller ModelBuilder::BuildCaller(const std::string& name, const Value& value,
     }
   }
   caller.disabled = value.HasMember("disabled") && value["disabled"].GetBool();
+  if (value.HasMember("description")) caller.description = value["description"].GetString();
   return caller;
 }
 

@@ -313,9 +313,12 @@ std::string CallersJson(const config::Config& config, const std::vector<keys::Ke
     w.StartObject();
     w.Key("name");
     String(w, name);
-    // The model keeps no description yet: the key is there so the console's shape is stable.
     w.Key("description");
-    w.Null();
+    if (caller.description.empty()) {
+      w.Null();
+    } else {
+      String(w, caller.description);
+    }
     w.Key("roles");
     w.StartArray();
     for (const auto& role : caller.roles) String(w, role);

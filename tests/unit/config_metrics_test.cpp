@@ -55,6 +55,19 @@ TEST(ConfigMetrics, PerCallerAndMaxCallersAreRead) {
       << summary;
 }
 
+TEST(ConfigUsage, TheSummarySaysWhereUsageIsKeptAndForHowLong) {
+  LoadResult result =
+      WithMetrics(R"( "usage": {"flush_interval_seconds": 2, "retention_days": 30},)");
+  ASSERT_TRUE(result.ok()) << AllErrors(result);
+  EXPECT_EQ(result.config->usage.flush_interval_seconds, 2);
+  EXPECT_EQ(result.config->usage.retention_days, 30);
+  const std::string summary = DescribeConfig(*result.config);
+  EXPECT_NE(summary.find("usage: counted per caller, upstream and UTC day in memory (no redis "
+                         "section: lost at exit), flushed every 2 s, kept 30 days\n"),
+            std::string::npos)
+      << summary;
+}
+
 TEST(ConfigMetrics, EachMistakeNamesItsPointer) {
   for (const auto& [metrics, pointer] : {
            std::pair<std::string, std::string>{R"("metrics": {"max_callers": 0},)",

@@ -32,6 +32,7 @@ config::Config TwoCallers() {
   config::Caller data;
   data.name = "data-team";
   data.key_sha256 = {upstream::Sha256Hex("tg_data_key"), upstream::Sha256Hex("tg_data_key_2")};
+  data.description = "Data platform \"ETL\" jobs";
   data.roles = {"beta"};
   data.attributes["team"] = {"data"};
   c.callers["data-team"] = data;
@@ -61,6 +62,8 @@ TEST(CallersJson, NamesConfigKeysByTheirIdAndNeverByHash) {
   EXPECT_STREQ(items[0]["keys"][0]["kind"].GetString(), "config");
   EXPECT_STREQ(items[0]["keys"][0]["state"].GetString(), "active");
   EXPECT_STREQ(items[0]["attributes"]["team"][0].GetString(), "data");
+  EXPECT_STREQ(items[0]["description"].GetString(), "Data platform \"ETL\" jobs");
+  EXPECT_TRUE(items[1]["description"].IsNull());
   EXPECT_TRUE(items[1]["disabled"].GetBool());
   EXPECT_STREQ(items[1]["keys"][0]["state"].GetString(), "expired");
   EXPECT_STREQ(items[1]["expires"].GetString(), "2027-01-15T07:00:00.000Z");
