@@ -145,11 +145,36 @@ struct Caller {
 
 enum class RedisOnError { kLocal, kDeny };
 
+// A host:port as written in the config (a name is resolved once, off the loops).
+struct RedisEndpoint {
+  std::string host;
+  int port = 0;
+};
+
+// `redis.sentinel`: the primary is whatever these sentinels say `master` is (issue 14).
+struct RedisSentinelConfig {
+  std::vector<RedisEndpoint> addresses;  // the sentinels, tried in order
+  std::string master;                    // the monitored master's name
+  std::string username;                  // the sentinels' ACL user (optional)
+  std::string password;                  // the sentinels' own, from password_env; secret
+};
+
+// `redis.cluster`: seed nodes of a Redis Cluster; the slot map is read from them (CLUSTER SLOTS).
+struct RedisClusterConfig {
+  std::vector<RedisEndpoint> addresses;
+};
+
 struct RedisConfig {
-  std::string url;  // as written, for messages (holds no password: that comes from password_env)
+  // As written, for messages (holds no password: that comes from password_env). With sentinel
+  // or cluster: "sentinel:<master>@h:p,h:p" / "cluster:h:p,h:p", built by the loader.
+  std::string url;
+  // The one server (url mode). With sentinel or cluster: the first address (for messages only;
+  // where commands go is policies::RedisTopology's answer).
   std::string host = "127.0.0.1";
   int port = 6379;
-  int db = 0;
+  int db = 0;  // always 0 with cluster (no SELECT there)
+  std::optional<RedisSentinelConfig> sentinel;
+  std::optional<RedisClusterConfig> cluster;
   std::string username;
   std::string password;  // resolved from password_env / password_file; secret
   int timeout_ms = 50;
