@@ -528,6 +528,7 @@ void ConsoleData::Status(Done done) {
   for (size_t i = 0; i < s.upstreams.size(); ++i) {
     policies::LimitRequest request;
     request.cooldown_upstream = s.upstreams[i].first;
+    request.slot_tag = snapshot->SlotTagOf(s.upstreams[i].first);
     deps_.limiter->Acquire(
         std::move(request), [status, left, finish, i](policies::LimitDecision d) {
           status->upstreams[i].second = d.outcome == policies::LimitDecision::Outcome::kCooldown;

@@ -646,6 +646,7 @@ void Pipeline::Limit(const std::shared_ptr<Context>& ctx) {
   policies::LimitRequest request;
   request.buckets = ctx->snapshot->BucketsFor(*ctx->upstream, ctx->rule, *ctx->caller, ctx->cost);
   request.cooldown_upstream = ctx->upstream->name;
+  request.slot_tag = ctx->snapshot->SlotTagOf(ctx->upstream->name);
   for (policies::BucketSpec& b : request.buckets) {
     // A caller with max_waiting requests waiting on a limit here may not wait on it: refused.
     if (b.wait_ms > 0 &&
@@ -922,7 +923,7 @@ void Pipeline::OnUpstreamHeaders(Context& c, int status, upstream::HeaderList he
     // quota is not burnt further by callers who would only get the same 429.
     int64_t seconds = ParseRetryAfterSeconds(FindHeader(headers, "retry-after"),
                                              std::chrono::system_clock::now());
-    deps_.limiter->StartCooldown(up.name, seconds * 1000);
+    deps_.limiter->StartCooldown(up.name, seconds * 1000, ctx->snapshot->SlotTagOf(up.name));
     deps_.metrics->RecordUpstreamCooldown(up.name);
     if (!FindHeader(out, "retry-after")) out.emplace_back("Retry-After", std::to_string(seconds));
   }

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <set>
 
+#include "config/slot_tags.h"
 #include "keys/key_format.h"
 #include "upstream/upstream_auth.h"
 
@@ -93,6 +94,11 @@ std::shared_ptr<const Snapshot> Snapshot::Build(std::shared_ptr<const config::Co
     AddSpellings(up.auth.key, &secrets);
   }
   s->secrets_ = std::make_unique<const upstream::SecretScanner>(std::move(secrets));
+  if (s->config_->redis && s->config_->redis->cluster) {
+    config::SlotTags tags = config::ComputeSlotTags(*s->config_);
+    s->upstream_tags_.insert(tags.of_upstream.begin(), tags.of_upstream.end());
+    s->limit_tags_.insert(tags.of_limit.begin(), tags.of_limit.end());
+  }
   return s;
 }
 
@@ -182,7 +188,9 @@ std::vector<policies::BucketSpec> Snapshot::BucketsFor(const config::Upstream& u
   // buckets (request rates) count the request once. An integer cost is charged to both.
   const uint64_t bucket_cost = rule != nullptr && !rule->cost_pointer.empty() ? 1 : cost;
   auto make = [&](const config::Limit& l) {
-    return MakeBucket(l, caller.name, l.quota ? cost : bucket_cost);
+    policies::BucketSpec bucket = MakeBucket(l, caller.name, l.quota ? cost : bucket_cost);
+    TagBucket(&bucket);
+    return bucket;
   };
   for (const auto& l : upstream.limits) out.push_back(make(l));
   if (rule) {
@@ -199,6 +207,7 @@ std::vector<policies::BucketSpec> Snapshot::BucketsOfCaller(
   auto add = [&](const config::Limit& l, const std::string& upstream) {
     auto b = MakeBucket(l, caller.name, 0);
     if (!seen.insert(b.key).second) return;
+    TagBucket(&b);
     out.push_back(std::move(b));
     if (upstream_of != nullptr) upstream_of->push_back(upstream);
   };
@@ -218,6 +227,18 @@ std::vector<policies::BucketSpec> Snapshot::BucketsOfCaller(
     }
   }
   return out;
+}
+
+void Snapshot::TagBucket(policies::BucketSpec* bucket) const {
+  if (limit_tags_.empty()) return;
+  auto tag = limit_tags_.find(bucket->name);
+  if (tag != limit_tags_.end()) bucket->slot_tag = tag->second;
+}
+
+const std::string& Snapshot::SlotTagOf(const std::string& upstream) const {
+  static const std::string kNone;
+  auto tag = upstream_tags_.find(upstream);
+  return tag == upstream_tags_.end() ? kNone : tag->second;
 }
 
 const config::Upstream* Snapshot::FindUpstream(std::string_view name) const {

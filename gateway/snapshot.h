@@ -64,6 +64,10 @@ class Snapshot {
   std::vector<policies::BucketSpec> BucketsOfCaller(
       const config::Caller& caller, std::vector<std::string>* upstreams = nullptr) const;
 
+  // Redis Cluster (config/slot_tags.h): the hash tag of the upstream's cooldown key and of the
+  // buckets its requests are charged; "" outside a cluster.
+  const std::string& SlotTagOf(const std::string& upstream) const;
+
   const config::Upstream* FindUpstream(std::string_view name) const;
   const config::Caller* FindCaller(std::string_view name) const;
 
@@ -77,6 +81,11 @@ class Snapshot {
   std::unique_ptr<const policies::Policy> policy_;
   std::unordered_map<std::string, const config::Caller*> callers_by_key_;  // raw 32-byte digest
   std::unique_ptr<const upstream::SecretScanner> secrets_;
+  // Filled only with redis.cluster: then every bucket and cooldown key carries its group's tag.
+  std::unordered_map<std::string, std::string> upstream_tags_;
+  std::unordered_map<std::string, std::string> limit_tags_;
+
+  void TagBucket(policies::BucketSpec* bucket) const;
 };
 
 policies::BucketSpec MakeBucket(const config::Limit& limit, const std::string& caller,

@@ -43,6 +43,9 @@ struct BucketSpec {
   // never wait. `max_waiting` is the gateway's per-caller cap (the limiter does not read it).
   uint32_t wait_ms = 0;
   uint32_t max_waiting = 0;
+  // Redis Cluster only (issue 14): the hash tag of the bucket's key, so every key one request's
+  // script touches is in one slot (policies/slot_tags.h). "" outside a cluster: no tag.
+  std::string slot_tag;
 };
 
 struct BucketLevel {
@@ -64,6 +67,7 @@ struct BucketLevel {
 struct LimitRequest {
   std::vector<BucketSpec> buckets;
   std::string cooldown_upstream;  // upstream whose 429 cooldown applies ("" = none)
+  std::string slot_tag;           // Redis Cluster: the cooldown key's hash tag (as the buckets')
 };
 
 struct LimitDecision {
@@ -102,7 +106,12 @@ class RateLimiter {
   // Current levels without taking anything (for /_tollgate/whoami); cost is ignored.
   virtual void Peek(std::vector<BucketSpec> buckets, std::function<void(LimitDecision)> done) = 0;
   // Rejects every Acquire naming `upstream` for `milliseconds` (all replicas, with Redis).
-  virtual void StartCooldown(const std::string& upstream, int64_t milliseconds) = 0;
+  // `slot_tag`: the upstream's hash tag in a Redis Cluster (LimitRequest::slot_tag), else "".
+  virtual void StartCooldown(const std::string& upstream, int64_t milliseconds,
+                             const std::string& slot_tag) = 0;
+  void StartCooldown(const std::string& upstream, int64_t milliseconds) {
+    StartCooldown(upstream, milliseconds, "");
+  }
   // false while Redis is unreachable and on_error is `deny` (for /readyz).
   virtual bool Ready() const = 0;
   virtual std::string Describe() const = 0;  // "memory", "redis 127.0.0.1:6379/0"

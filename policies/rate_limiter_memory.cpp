@@ -38,7 +38,8 @@ void MemoryLimiter::Peek(std::vector<BucketSpec> buckets, std::function<void(Lim
   done(Decide(request, false));
 }
 
-void MemoryLimiter::StartCooldown(const std::string& upstream, int64_t milliseconds) {
+void MemoryLimiter::StartCooldown(const std::string& upstream, int64_t milliseconds,
+                                  const std::string&) {
   if (milliseconds <= 0) return;
   const int64_t until = clock_() + milliseconds * 1000;
   std::lock_guard<std::mutex> lock(cooldown_mu_);

@@ -30,7 +30,10 @@ class MemoryLimiter : public RateLimiter {
 
   void Acquire(LimitRequest request, std::function<void(LimitDecision)> done) override;
   void Peek(std::vector<BucketSpec> buckets, std::function<void(LimitDecision)> done) override;
-  void StartCooldown(const std::string& upstream, int64_t milliseconds) override;
+  using RateLimiter::StartCooldown;
+  // In memory there is no slot: the tag is not used.
+  void StartCooldown(const std::string& upstream, int64_t milliseconds,
+                     const std::string& slot_tag) override;
   bool Ready() const override { return true; }
   std::string Describe() const override { return "memory"; }
   const LimiterStats& stats() const override { return stats_; }

@@ -15,6 +15,8 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <utility>
 
@@ -164,8 +166,7 @@ class LoopConnection {
     const Clock::time_point deadline = pending->deadline;
     switch (pending->kind) {
       case Pending::Kind::kAcquire: {
-        const auto argv = EvalShaArgv(MakeTokenBucketCall(
-            pending->request.buckets, pending->request.cooldown_upstream, prefix, true));
+        const auto argv = EvalShaArgv(MakeTokenBucketCall(pending->request, prefix, true));
         SendCommand(argv, Entry{Type::kDecision, std::move(pending), deadline});
         break;
       }
@@ -177,7 +178,8 @@ class LoopConnection {
       }
       case Pending::Kind::kCooldown: {
         // NX creates it; GT only ever lengthens one that exists: the longer cooldown wins.
-        const std::string key = prefix + "cooldown:" + pending->request.cooldown_upstream;
+        const std::string key =
+            CooldownKey(prefix, pending->request.cooldown_upstream, pending->request.slot_tag);
         const std::string ms = std::to_string(pending->cooldown_ms);
         SendCommand({"SET", key, "1", "PX", ms, "NX"},
                     Entry{Type::kCooldownSet, nullptr, deadline});
@@ -407,6 +409,10 @@ class RedisLimiter : public RateLimiter {
   }
 
   void Peek(std::vector<BucketSpec> buckets, std::function<void(LimitDecision)> done) override {
+    if (!OneSlotTag(buckets)) {
+      PeekBySlotTag(std::move(buckets), std::move(done));
+      return;
+    }
     auto pending = std::make_unique<Pending>();
     pending->kind = Pending::Kind::kPeek;
     pending->request.buckets = std::move(buckets);
@@ -414,13 +420,15 @@ class RedisLimiter : public RateLimiter {
     Submit(std::move(pending));
   }
 
-  void StartCooldown(const std::string& upstream, int64_t milliseconds) override {
+  void StartCooldown(const std::string& upstream, int64_t milliseconds,
+                     const std::string& slot_tag) override {
     if (upstream.empty() || milliseconds <= 0) return;
     // Also local, so fallback decisions honour it while Redis is away.
     core_->local.StartCooldown(upstream, milliseconds);
     auto pending = std::make_unique<Pending>();
     pending->kind = Pending::Kind::kCooldown;
     pending->request.cooldown_upstream = upstream;
+    pending->request.slot_tag = slot_tag;
     pending->cooldown_ms = milliseconds;
     pending->done = [](LimitDecision) {};
     Submit(std::move(pending));
@@ -431,6 +439,57 @@ class RedisLimiter : public RateLimiter {
   const LimiterStats& stats() const override { return core_->stats; }
 
  private:
+  static bool OneSlotTag(const std::vector<BucketSpec>& buckets) {
+    for (const BucketSpec& bucket : buckets) {
+      if (bucket.slot_tag != buckets.front().slot_tag) return false;
+    }
+    return true;
+  }
+
+  // A Redis Cluster keeps the buckets of different slot tags on different slots, where one
+  // script cannot read them together: one peek per tag, the levels put back in the asked order.
+  // The answer is the worst of the parts (unavailable, else a fallback part makes it one).
+  void PeekBySlotTag(std::vector<BucketSpec> buckets, std::function<void(LimitDecision)> done) {
+    std::map<std::string, std::vector<size_t>> groups;
+    for (size_t i = 0; i < buckets.size(); ++i) groups[buckets[i].slot_tag].push_back(i);
+    // Parts asked from no loop are answered on the limiter's own threads, maybe not the same one.
+    struct Join {
+      std::mutex mutex;
+      LimitDecision merged;
+      size_t left = 0;
+      std::function<void(LimitDecision)> done;
+    };
+    auto join = std::make_shared<Join>();
+    join->merged.levels.resize(buckets.size());
+    join->left = groups.size();
+    join->done = std::move(done);
+    for (auto& [tag, indices] : groups) {
+      std::vector<BucketSpec> part;
+      part.reserve(indices.size());
+      for (size_t i : indices) part.push_back(buckets[i]);
+      auto pending = std::make_unique<Pending>();
+      pending->kind = Pending::Kind::kPeek;
+      pending->request.buckets = std::move(part);
+      pending->done = [join, indices = indices](LimitDecision decision) {
+        std::unique_lock<std::mutex> lock(join->mutex);
+        LimitDecision& merged = join->merged;
+        for (size_t k = 0; k < indices.size() && k < decision.levels.size(); ++k) {
+          merged.levels[indices[k]] = std::move(decision.levels[k]);
+        }
+        merged.fallback = merged.fallback || decision.fallback;
+        merged.would_limit = merged.would_limit || decision.would_limit;
+        if (decision.outcome == LimitDecision::Outcome::kUnavailable) {
+          merged.outcome = decision.outcome;
+          merged.error = decision.error;
+        }
+        if (--join->left != 0) return;
+        lock.unlock();
+        join->done(std::move(merged));
+      };
+      Submit(std::move(pending));
+    }
+  }
+
   void Submit(PendingPtr pending) {
     pending->deadline = Clock::now() + core_->timeout;
     loop::Loop* loop = loop::Loop::Current();

@@ -204,15 +204,25 @@ const std::string& TokenBucketScriptSha1() {
 TokenBucketCall MakeTokenBucketCall(const std::vector<BucketSpec>& buckets,
                                     const std::string& cooldown_upstream,
                                     const std::string& key_prefix, bool take, int64_t now_us) {
+  LimitRequest request;
+  request.buckets = buckets;
+  request.cooldown_upstream = cooldown_upstream;
+  return MakeTokenBucketCall(request, key_prefix, take, now_us);
+}
+
+TokenBucketCall MakeTokenBucketCall(const LimitRequest& request, const std::string& key_prefix,
+                                    bool take, int64_t now_us) {
+  const std::vector<BucketSpec>& buckets = request.buckets;
+  const std::string& cooldown_upstream = request.cooldown_upstream;
   TokenBucketCall call;
   const bool cooldown = !cooldown_upstream.empty();
   call.keys.reserve(buckets.size() + 1);
   call.args.reserve(buckets.size() + 3);
-  if (cooldown) call.keys.push_back(key_prefix + "cooldown:" + cooldown_upstream);
+  if (cooldown) call.keys.push_back(CooldownKey(key_prefix, cooldown_upstream, request.slot_tag));
   call.args = {take ? "1" : "0", cooldown ? "1" : "0", now_us < 0 ? "" : std::to_string(now_us)};
   for (const BucketSpec& spec : buckets) {
     const BucketMath math = MathFor(spec);
-    call.keys.push_back(BucketStateKey(key_prefix, spec.key));
+    call.keys.push_back(BucketStateKey(key_prefix, spec));
     std::string params;
     params.reserve(kBucketParamsBytes);
     // A quota: the reset offset in the refill field, its period in the flags (bit 0 shadow).
@@ -230,6 +240,21 @@ TokenBucketCall MakeTokenBucketCall(const std::vector<BucketSpec>& buckets,
 
 std::string BucketStateKey(const std::string& key_prefix, const std::string& bucket_key) {
   return key_prefix + kBucketStateVersion + bucket_key;
+}
+
+namespace {
+std::string Tagged(const std::string& key_prefix, const std::string& slot_tag) {
+  return slot_tag.empty() ? key_prefix : key_prefix + "{" + slot_tag + "}:";
+}
+}  // namespace
+
+std::string BucketStateKey(const std::string& key_prefix, const BucketSpec& spec) {
+  return BucketStateKey(Tagged(key_prefix, spec.slot_tag), spec.key);
+}
+
+std::string CooldownKey(const std::string& key_prefix, const std::string& upstream,
+                        const std::string& slot_tag) {
+  return Tagged(key_prefix, slot_tag) + "cooldown:" + upstream;
 }
 
 bool DecodeBucketState(const std::string& value, BucketState* state) {

@@ -50,6 +50,17 @@ TokenBucketCall MakeTokenBucketCall(const std::vector<BucketSpec>& buckets,
                                     const std::string& cooldown_upstream,
                                     const std::string& key_prefix, bool take, int64_t now_us = -1);
 
+// The same for a request: its buckets, its cooldown upstream and (in a cluster) the cooldown
+// key's hash tag.
+TokenBucketCall MakeTokenBucketCall(const LimitRequest& request, const std::string& key_prefix,
+                                    bool take, int64_t now_us = -1);
+
+// Where the script keeps a bucket's state and an upstream's cooldown. `slot_tag` non-empty (a
+// Redis Cluster): "<prefix>{<tag>}:..." so that a request's keys share one hash slot.
+std::string BucketStateKey(const std::string& key_prefix, const BucketSpec& spec);
+std::string CooldownKey(const std::string& key_prefix, const std::string& upstream,
+                        const std::string& slot_tag);
+
 // The argv of `EVALSHA <sha> <numkeys> keys... args...`.
 std::vector<std::string> EvalShaArgv(const TokenBucketCall& call);
 

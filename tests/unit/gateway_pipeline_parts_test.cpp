@@ -305,5 +305,54 @@ TEST(Snapshot, BucketKeysAreScopedAndReadable) {
   EXPECT_TRUE(b.shadow);
 }
 
+// Issue 14: in a Redis Cluster every key of one request's script carries its upstream group's
+// hash tag; outside a cluster no key is renamed.
+TEST(Snapshot, BucketsAndCooldownsCarryTheUpstreamsSlotTagOnlyInACluster) {
+  auto build = [](bool cluster) {
+    auto cfg = std::make_shared<config::Config>();
+    for (const char* name : {"devin", "devo"}) {
+      cfg->upstreams[name].name = name;
+      cfg->upstreams[name].base_url = "http://127.0.0.1:1";
+    }
+    cfg->upstreams["devo"].limits = {
+        {"devo-all", {20, 1}, 0, config::LimitScope::kShared, false, {}, 0, 100}};
+    config::Role role;
+    role.name = "reader";
+    for (const char* upstream : {"devin", "devo"}) {
+      config::Rule rule;
+      rule.role = "reader";
+      rule.upstream = upstream;
+      rule.methods = {"GET"};
+      rule.path = "/v3/**";
+      rule.pointer = "/roles/reader/rules/" + std::to_string(role.rules.size());
+      role.rules.push_back(rule);
+    }
+    cfg->roles["reader"] = role;
+    config::Caller caller;
+    caller.name = "team";
+    caller.key_sha256 = {upstream::Sha256Hex("key-team")};
+    caller.roles = {"reader"};
+    cfg->callers["team"] = caller;
+    cfg->redis.emplace();
+    if (cluster) cfg->redis->cluster = config::RedisClusterConfig{{{"127.0.0.1", 7000}}};
+    std::string error;
+    auto snap = Snapshot::Build(cfg, &error);
+    EXPECT_NE(snap, nullptr) << error;
+    return snap;
+  };
+  auto plain = build(false);
+  auto clustered = build(true);
+  ASSERT_NE(plain, nullptr);
+  ASSERT_NE(clustered, nullptr);
+  const config::Caller& team = plain->config().callers.at("team");
+  const config::Upstream& devo = plain->config().upstreams.at("devo");
+  EXPECT_EQ(plain->SlotTagOf("devo"), "");
+  EXPECT_EQ(plain->BucketsFor(devo, nullptr, team, 1).at(0).slot_tag, "");
+  EXPECT_EQ(clustered->SlotTagOf("devo"), "devo");
+  EXPECT_EQ(clustered->SlotTagOf("devin"), "devin");
+  EXPECT_EQ(clustered->BucketsFor(devo, nullptr, team, 1).at(0).slot_tag, "devo");
+  EXPECT_EQ(clustered->BucketsOfCaller(team).at(0).slot_tag, "devo");
+}
+
 }  // namespace
 }  // namespace tollgate::gateway

@@ -881,6 +881,41 @@ TEST_F(RedisLimiterTest, PeekTakesNothingAndWritesNothing) {
   EXPECT_NEAR(AcquireSync(*limiter, Request({bucket})).levels[0].remaining, 1, 0.001);
 }
 
+// Issue 14: tagged keys (a Redis Cluster's) keep their state under "{tag}:", the cooldown too;
+// a peek over buckets of different tags is one script per tag, answered in the asked order.
+TEST_F(RedisLimiterTest, SlotTaggedKeysAndAPeekAcrossTags) {
+  auto limiter = MakeRedisLimiter(Config(), 2);
+  auto a = Bucket("a", 1, 86400, 5);
+  auto b = Bucket("b", 1, 86400, 3);
+  auto c = Bucket("c", 1, 86400, 7);
+  a.slot_tag = "devin";
+  b.slot_tag = "devo";
+  c.slot_tag = "devin";
+  Inspector redis(redis_.port());
+  LimitRequest devin = Request({a, c}, "devin");
+  devin.slot_tag = "devin";
+  EXPECT_EQ(AcquireSync(*limiter, devin).outcome, Outcome::kAllowed);
+  EXPECT_EQ(redis.Integer({"EXISTS", "tollgate:{devin}:v2:bucket:a:_shared"}), 1);
+  EXPECT_EQ(redis.Integer({"EXISTS", "tollgate:v2:bucket:a:_shared"}), 0);
+  limiter->StartCooldown("devo", 60000, "devo");
+  EXPECT_TRUE(Eventually([&] {
+    return redis.Integer({"EXISTS", "tollgate:{devo}:cooldown:devo"}) == 1;
+  }));
+  LimitRequest devo = Request({b}, "devo");
+  devo.slot_tag = "devo";
+  EXPECT_EQ(AcquireSync(*limiter, devo).outcome, Outcome::kCooldown);
+
+  const LimitDecision peeked = PeekSync(*limiter, {b, a, c});
+  ASSERT_EQ(peeked.levels.size(), 3u);
+  EXPECT_FALSE(peeked.fallback);
+  EXPECT_EQ(peeked.levels[0].name, "b");
+  EXPECT_NEAR(peeked.levels[0].remaining, 3, 0.001);
+  EXPECT_EQ(peeked.levels[1].name, "a");
+  EXPECT_NEAR(peeked.levels[1].remaining, 4, 0.001);
+  EXPECT_EQ(peeked.levels[2].name, "c");
+  EXPECT_NEAR(peeked.levels[2].remaining, 6, 0.001);
+}
+
 TEST_F(RedisLimiterTest, CostIsTakenFromEveryBucketOrFromNone) {
   auto limiter = MakeRedisLimiter(Config(), 1);
   // Rates of one a day: nothing refills between the calls.
