@@ -13,7 +13,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <ctime>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -109,6 +112,19 @@ void ExpectNoAnswerBeforeItsToken(std::vector<Clock::time_point> done, Clock::ti
     EXPECT_GE(done[k] - start, spacing * static_cast<int64_t>(k) - milliseconds(2))
         << "answer " << k << " came before its token";
   }
+}
+
+// An audit record's "ts" ("2026-12-02T01:02:03.456Z") in Unix milliseconds; -1 if malformed.
+int64_t AuditTsMs(const std::string& ts) {
+  std::tm tm{};
+  int ms = 0;
+  if (std::sscanf(ts.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7) {
+    return -1;
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<int64_t>(timegm(&tm)) * 1000 + ms;
 }
 
 // Redis's own TIME in microseconds, and the bucket's stored state.
@@ -224,6 +240,32 @@ TEST_F(WaitTest, FiftyRequestsPastATenPerSecondBucketAllSucceedEachAfterItsToken
   for (double w : waited) {
     EXPECT_GT(w, 0);
     EXPECT_LE(w, 5000);
+  }
+
+  // Served in the order their tokens were reserved: the upstream received them in the order of
+  // their token times (arrival + wait, from the audit records), and those are a token apart.
+  // 40 ms of slack: a record's ts has millisecond resolution and a loaded machine forwards a
+  // little late, but two tokens are 100 ms apart, so a swapped pair is still caught.
+  std::map<std::string, double> token_ms;
+  for (const Json& line : lines) {
+    const std::string id = line.String("/request_id");
+    if (id.rfind("w-", 0) != 0) continue;
+    const int64_t ts = AuditTsMs(line.String("/ts"));
+    ASSERT_GE(ts, 0) << line.String("/ts");
+    const rapidjson::Value* w = line.Get("/waited_ms");
+    token_ms[id] = static_cast<double>(ts) + (w != nullptr && w->IsNumber() ? w->GetDouble() : 0);
+  }
+  std::vector<double> received_order;
+  for (const auto& r : fake_.Requests()) {
+    if (r.path != "/v3beta1/enterprise/self") continue;
+    auto it = token_ms.find(r.Header("x-request-id"));
+    ASSERT_NE(it, token_ms.end()) << "forwarded without its id: " << r.Header("x-request-id");
+    received_order.push_back(it->second);
+  }
+  ASSERT_EQ(received_order.size(), 50u);
+  for (size_t k = 1; k < received_order.size(); ++k) {
+    EXPECT_GE(received_order[k], received_order[k - 1] + 100 - 40)
+        << "the upstream received request " << k << " out of its reserved order";
   }
   // The histogram counted every wait; nobody waits any more.
   EXPECT_EQ(Metric(*g, "tollgate_ratelimit_wait_seconds_count{bucket=\"batch\"}"), 49);
