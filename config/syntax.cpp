@@ -372,5 +372,22 @@ std::string JoinPointer(const std::string& base, size_t index) {
   return base + "/" + std::to_string(index);
 }
 
+std::string ForEachQueryParam(
+    std::string_view query,
+    const std::function<std::string(std::string_view name, std::string_view value)>& each) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const size_t eq = pair.find('=');
+    std::string error =
+        each(pair.substr(0, eq),
+             eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
+    if (!error.empty()) return error;
+  }
+  return "";
+}
+
 }  // namespace syntax
 }  // namespace tollgate::config

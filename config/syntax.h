@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -51,6 +52,13 @@ bool IsValidName(std::string_view name);
 
 // `base` + "/" + `token` with RFC 6901 escaping (~ -> ~0, / -> ~1).
 std::string JoinPointer(const std::string& base, std::string_view token);
+
+// Calls `each` with every name=value pair of a URL query string ('&'-separated; empty pairs
+// skipped; a pair without '=' has an empty value), both still percent-encoded. Stops at, and
+// returns, the first non-empty string `each` returns (an error); "" when every pair was fine.
+std::string ForEachQueryParam(
+    std::string_view query,
+    const std::function<std::string(std::string_view name, std::string_view value)>& each);
 std::string JoinPointer(const std::string& base, size_t index);
 
 }  // namespace tollgate::config::syntax

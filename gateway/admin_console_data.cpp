@@ -10,6 +10,7 @@
 #include <cmath>
 #include <map>
 
+#include "config/syntax.h"
 #include "gateway/admin_keys.h"
 #include "gateway/audit_log.h"
 #include "gateway/http_server.h"
@@ -456,27 +457,20 @@ bool IsRefusalLine(std::string_view line) {
 std::string ParseRefusalsQuery(std::string_view query, size_t* limit) {
   *limit = kDefaultRefusals;
   bool seen = false;
-  while (!query.empty()) {
-    const size_t amp = query.find('&');
-    const std::string_view param = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    if (param.empty()) continue;
-    const size_t eq = param.find('=');
-    const std::string_view name = param.substr(0, eq);
-    const std::string_view value =
-        eq == std::string_view::npos ? std::string_view() : param.substr(eq + 1);
-    if (name != "limit") return "unknown query parameter " + EchoName(name) + " (only limit)";
-    if (seen) return "query parameter \"limit\" is given twice";
-    seen = true;
-    size_t n = 0;
-    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-    if (ec != std::errc() || end != value.data() + value.size() || n < 1 || n > kMaxRefusals) {
-      return "query parameter \"limit\" must be a whole number from 1 to " +
-             std::to_string(kMaxRefusals);
-    }
-    *limit = n;
-  }
-  return "";
+  return config::syntax::ForEachQueryParam(
+      query, [&](std::string_view name, std::string_view value) -> std::string {
+        if (name != "limit") return "unknown query parameter " + EchoName(name) + " (only limit)";
+        if (seen) return "query parameter \"limit\" is given twice";
+        seen = true;
+        size_t n = 0;
+        const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (ec != std::errc() || end != value.data() + value.size() || n < 1 || n > kMaxRefusals) {
+          return "query parameter \"limit\" must be a whole number from 1 to " +
+                 std::to_string(kMaxRefusals);
+        }
+        *limit = n;
+        return "";
+      });
 }
 
 void ConsoleData::Serve(std::string_view action, std::string_view query, Done done) {

@@ -147,26 +147,20 @@ std::string ParseRotateKeyBody(std::string_view body, int max_ttl_seconds, Rotat
 
 std::string ParseListKeysQuery(std::string_view query, std::string* caller) {
   bool seen = false;
-  while (!query.empty()) {
-    const size_t amp = query.find('&');
-    const std::string_view param = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    if (param.empty()) continue;
-    const size_t eq = param.find('=');
-    const std::string_view name = param.substr(0, eq);
-    const std::string_view value =
-        eq == std::string_view::npos ? std::string_view() : param.substr(eq + 1);
-    if (name != "caller") return "unknown query parameter " + EchoName(name) + " (only caller)";
-    if (seen) return "query parameter \"caller\" is given twice";
-    seen = true;
-    // Caller names need no percent-encoding (letters, digits, '.', '_', '-'), so anything else
-    // cannot name one.
-    if (!config::syntax::IsValidName(value)) {
-      return "query parameter \"caller\" must be a caller name (letters, digits, '.', '_', '-')";
-    }
-    caller->assign(value);
-  }
-  return "";
+  return config::syntax::ForEachQueryParam(
+      query, [&](std::string_view name, std::string_view value) -> std::string {
+        if (name != "caller") return "unknown query parameter " + EchoName(name) + " (only caller)";
+        if (seen) return "query parameter \"caller\" is given twice";
+        seen = true;
+        // Caller names need no percent-encoding (letters, digits, '.', '_', '-'), so anything else
+        // cannot name one.
+        if (!config::syntax::IsValidName(value)) {
+          return "query parameter \"caller\" must be a caller name (letters, digits, '.', '_', "
+                 "'-')";
+        }
+        caller->assign(value);
+        return "";
+      });
 }
 
 keys::KeyRecord RotationReplacement(const keys::KeyRecord& old, const keys::NewKey& key,

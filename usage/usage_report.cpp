@@ -9,6 +9,8 @@
 #include <optional>
 #include <set>
 
+#include "config/syntax.h"
+
 namespace tollgate::usage {
 namespace {
 
@@ -52,47 +54,42 @@ std::string ParseUsageQuery(std::string_view raw, int64_t today, int retention_d
                             UsageQuery* out) {
   UsageQuery q;
   std::optional<int64_t> from, to;
-  while (!raw.empty()) {
-    const size_t amp = raw.find('&');
-    std::string_view pair = raw.substr(0, amp);
-    raw = amp == std::string_view::npos ? std::string_view() : raw.substr(amp + 1);
-    if (pair.empty()) continue;
-    const size_t eq = pair.find('=');
-    const std::string_view name = pair.substr(0, eq);
-    std::string value;
-    if (!Decode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1), &value)) {
-      return std::string(name) + ": bad percent-encoding";
-    }
-    if (name == "from" || name == "to") {
-      std::optional<int64_t> day = ParseDay(value);
-      if (!day) return std::string(name) + ": not a date (YYYY-MM-DD, a UTC day)";
-      (name == "from" ? from : to) = day;
-    } else if (name == "caller") {
-      q.caller = value;
-    } else if (name == "upstream") {
-      q.upstream = value;
-    } else if (name == "group_by") {
-      q.group_by.clear();
-      std::string_view list = value;
-      while (true) {
-        const size_t comma = list.find(',');
-        const std::string_view item = list.substr(0, comma);
-        if (item != "day" && item != "caller" && item != "upstream") {
-          return "group_by: a comma list of day, caller and upstream";
+  std::string error = config::syntax::ForEachQueryParam(
+      raw, [&](std::string_view name, std::string_view encoded) -> std::string {
+        std::string value;
+        if (!Decode(encoded, &value)) return std::string(name) + ": bad percent-encoding";
+        if (name == "from" || name == "to") {
+          std::optional<int64_t> day = ParseDay(value);
+          if (!day) return std::string(name) + ": not a date (YYYY-MM-DD, a UTC day)";
+          (name == "from" ? from : to) = day;
+        } else if (name == "caller") {
+          q.caller = value;
+        } else if (name == "upstream") {
+          q.upstream = value;
+        } else if (name == "group_by") {
+          q.group_by.clear();
+          std::string_view list = value;
+          while (true) {
+            const size_t comma = list.find(',');
+            const std::string_view item = list.substr(0, comma);
+            if (item != "day" && item != "caller" && item != "upstream") {
+              return "group_by: a comma list of day, caller and upstream";
+            }
+            if (std::find(q.group_by.begin(), q.group_by.end(), item) != q.group_by.end()) {
+              return "group_by: names " + std::string(item) + " twice";
+            }
+            q.group_by.emplace_back(item);
+            if (comma == std::string_view::npos) break;
+            list.remove_prefix(comma + 1);
+          }
+        } else if (name == "format") {
+          if (value != "json" && value != "csv") return "format: json or csv";
+          q.csv = value == "csv";
         }
-        if (std::find(q.group_by.begin(), q.group_by.end(), item) != q.group_by.end()) {
-          return "group_by: names " + std::string(item) + " twice";
-        }
-        q.group_by.emplace_back(item);
-        if (comma == std::string_view::npos) break;
-        list.remove_prefix(comma + 1);
-      }
-    } else if (name == "format") {
-      if (value != "json" && value != "csv") return "format: json or csv";
-      q.csv = value == "csv";
-    }
-    // Other parameters (a cache-buster, say) are ignored.
-  }
+        // Other parameters (a cache-buster, say) are ignored.
+        return "";
+      });
+  if (!error.empty()) return error;
   q.to = to ? *to : (from ? std::max(*from, today) : today);
   q.from = from ? *from : q.to - (kDefaultDays - 1);
   if (q.from > q.to) return "from: after to";
