@@ -253,6 +253,14 @@ class SentinelTopologyTest : public ::testing::Test {
         << last;
   }
 
+  // Until a client of `sentinel` is subscribed (the topology's thread), so a failover cannot
+  // happen before it listens.
+  static bool WaitForSubscriber(const LocalSentinel& sentinel) {
+    return WaitUntil([&] {
+      return Text(Ask(sentinel.port, {"CLIENT", "LIST"})).find(" sub=1 ") != std::string::npos;
+    });
+  }
+
   TempDir dir_;
   std::string data_password_;
   std::unique_ptr<LocalRedis> primary_;
@@ -297,6 +305,7 @@ TEST_F(SentinelTopologyTest, FollowsAFailoverItHearsOf) {
       MakeSentinelTopology(Config({first.endpoint(), second.endpoint()}), {kForever});
   ASSERT_EQ(topology->Route(""), primary_->node());
   const uint64_t epoch = topology->epoch();
+  ASSERT_TRUE(WaitForSubscriber(first));
 
   ASSERT_NO_FATAL_FAILURE(Failover(first.port));
   EXPECT_TRUE(WaitUntil([&] { return topology->Route("") == replica_->node(); }))
@@ -315,6 +324,7 @@ TEST_F(SentinelTopologyTest, MovesToTheNextSentinelWhenOneDies) {
   std::shared_ptr<RedisTopology> topology =
       MakeSentinelTopology(Config({first.endpoint(), second.endpoint()}), {kForever});
   ASSERT_EQ(topology->Route(""), primary_->node());
+  ASSERT_TRUE(WaitForSubscriber(first));
 
   first.process.Stop();
   ASSERT_NO_FATAL_FAILURE(Failover(second.port));
