@@ -265,16 +265,27 @@ int RedisSentinelSet::KillPrimary() {
   return 0;
 }
 
-int RedisSentinelSet::WaitForNewPrimary(int old_port, milliseconds timeout) {
+int RedisSentinelSet::WaitForNewPrimary(int old_port, milliseconds timeout,
+                                        int64_t* first_named_ms) {
   int port = 0;
+  bool named_once = false;
   const bool switched = WaitUntil(
       [&] {
         port = 0;
+        bool agree = true;
         for (size_t i = 0; i < sentinel_ports_.size(); ++i) {
           int named = PrimaryPortBySentinel(i);
-          if (named == 0 || named == old_port || (port != 0 && named != port)) return false;
+          if (named != 0 && named != old_port && !named_once) {
+            named_once = true;
+            if (first_named_ms != nullptr) {
+              *first_named_ms =
+                  std::chrono::duration_cast<milliseconds>(Clock::now().time_since_epoch()).count();
+            }
+          }
+          if (named == 0 || named == old_port || (port != 0 && named != port)) agree = false;
           port = named;
         }
+        if (!agree) return false;
         auto info = RedisQuery(port, {"INFO", "replication"});
         return info && InfoField(info->str, "role") == "master";
       },

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -76,9 +77,11 @@ class RedisSentinelSet {
   // Crashes the current primary (SIGKILL, reaped); returns its port (0 if none was running).
   int KillPrimary();
   // Waits until every sentinel names a primary other than `old_port`, and that server says
-  // role:master; its port, or 0 on timeout.
+  // role:master; its port, or 0 on timeout. `*first_named_ms` (when given) gets the time
+  // (steady clock, ms since its epoch, as MonotonicMs()) when one sentinel first named it.
   int WaitForNewPrimary(int old_port,
-                        std::chrono::milliseconds timeout = std::chrono::milliseconds(30000));
+                        std::chrono::milliseconds timeout = std::chrono::milliseconds(30000),
+                        int64_t* first_named_ms = nullptr);
   void StopAll();
   // The tail of every sentinel's log and what each says about the master, for failure messages.
   std::string Describe() const;
