@@ -121,7 +121,24 @@ std::string DescribeConfig(const Config& config) {
 
   if (config.redis) {
     const RedisConfig& redis = *config.redis;
-    out << "limiter: redis " << redis.url << (redis.username.empty() ? "" : " as " + redis.username)
+    out << "limiter: redis ";
+    if (redis.sentinel) {  // issue 14: where the primary is found, not a fixed server
+      out << "sentinel master \"" << redis.sentinel->master << "\" via sentinels";
+      for (const RedisEndpoint& address : redis.sentinel->addresses) {
+        out << " " << address.host << ":" << address.port;
+      }
+      out << (redis.sentinel->username.empty() ? "" : " as " + redis.sentinel->username)
+          << (redis.sentinel->password.empty() ? "" : " with sentinel password") << ";";
+    } else if (redis.cluster) {
+      out << "cluster, seeds";
+      for (const RedisEndpoint& address : redis.cluster->addresses) {
+        out << " " << address.host << ":" << address.port;
+      }
+      out << ";";
+    } else {
+      out << redis.url;
+    }
+    out << (redis.username.empty() ? "" : " as " + redis.username)
         << (redis.password.empty() ? "" : " with password")
         << ", on error: " << (redis.on_error == RedisOnError::kDeny ? "deny" : "local")
         << ", key prefix \"" << redis.key_prefix << "\"\n";

@@ -16,6 +16,16 @@ using syntax::JoinPointer;
 
 std::string Quoted(const std::string& text) { return "\"" + text + "\""; }
 
+// "h:p,h:p": how a sentinel or cluster section is named in RedisConfig::url (for messages).
+std::string JoinRedisAddresses(const std::vector<RedisEndpoint>& addresses) {
+  std::string joined;
+  for (const RedisEndpoint& address : addresses) {
+    if (!joined.empty()) joined += ",";
+    joined += address.host + ":" + std::to_string(address.port);
+  }
+  return joined;
+}
+
 std::string StringOr(const Value& object, const char* key, const std::string& fallback) {
   auto it = object.FindMember(key);
   return it == object.MemberEnd() ? fallback : it->value.GetString();
@@ -207,16 +217,74 @@ void ModelBuilder::BuildServer(const Value& root, Config* config) {
   }
 }
 
+// "host:port" entries of a sentinel or cluster address list (schema: an array of strings).
+std::vector<RedisEndpoint> ModelBuilder::BuildRedisAddresses(const Value& list,
+                                                             const std::string& pointer) {
+  std::vector<RedisEndpoint> endpoints;
+  for (rapidjson::SizeType i = 0; i < list.Size(); ++i) {
+    const std::string text = list[i].GetString();
+    const size_t colon = text.rfind(':');
+    if (!syntax::IsHostPort(text) || text.front() == '[') {
+      Error(JoinPointer(pointer, i),
+            "must be host:port (an IPv4 address or a name), e.g. "
+            "127.0.0.1:26379");
+      continue;
+    }
+    endpoints.push_back(RedisEndpoint{text.substr(0, colon), std::stoi(text.substr(colon + 1))});
+  }
+  return endpoints;
+}
+
 void ModelBuilder::BuildRedis(const Value& redis, Config* config) {
   RedisConfig result;
-  result.url = redis["url"].GetString();
-  std::string error;
-  if (auto address = syntax::ParseRedisUrl(result.url, &error)) {
-    result.host = address->host;
-    result.port = address->port;
-    result.db = address->db;
-  } else {
-    Error("/redis/url", error);
+  const bool has_url = redis.HasMember("url");
+  const bool has_sentinel = redis.HasMember("sentinel");
+  const bool has_cluster = redis.HasMember("cluster");
+  const int modes = int{has_url} + int{has_sentinel} + int{has_cluster};
+  if (modes > 1 || (modes == 0 && !WasRemoved("/redis/url") && !WasRemoved("/redis/sentinel") &&
+                    !WasRemoved("/redis/cluster"))) {
+    Error("/redis", "needs exactly one of \"url\", \"sentinel\" or \"cluster\"");
+  }
+  if (has_url) {
+    result.url = redis["url"].GetString();
+    std::string error;
+    if (auto address = syntax::ParseRedisUrl(result.url, &error)) {
+      result.host = address->host;
+      result.port = address->port;
+      result.db = address->db;
+    } else {
+      Error("/redis/url", error);
+    }
+  } else if (has_sentinel) {
+    const Value& sentinel = redis["sentinel"];
+    RedisSentinelConfig parsed;
+    parsed.master = sentinel["master"].GetString();
+    parsed.addresses = BuildRedisAddresses(sentinel["addresses"], "/redis/sentinel/addresses");
+    parsed.username = StringOr(sentinel, "username", "");
+    parsed.password =
+        ResolveSecret(sentinel, "/redis/sentinel", "password", /*optional=*/true, secrets_, errors_)
+            .value;
+    if (!parsed.username.empty() && !sentinel.HasMember("password_env") &&
+        !sentinel.HasMember("password_file")) {
+      Error("/redis/sentinel/username",
+            "a sentinel ACL user needs \"password_env\" or \"password_file\"");
+    }
+    result.url = "sentinel:" + parsed.master + "@" + JoinRedisAddresses(parsed.addresses);
+    if (!parsed.addresses.empty()) {
+      result.host = parsed.addresses.front().host;
+      result.port = parsed.addresses.front().port;
+    }
+    result.sentinel = std::move(parsed);
+  } else if (has_cluster) {
+    RedisClusterConfig parsed;
+    parsed.addresses =
+        BuildRedisAddresses(redis["cluster"]["addresses"], "/redis/cluster/addresses");
+    result.url = "cluster:" + JoinRedisAddresses(parsed.addresses);
+    if (!parsed.addresses.empty()) {
+      result.host = parsed.addresses.front().host;
+      result.port = parsed.addresses.front().port;
+    }
+    result.cluster = std::move(parsed);
   }
   result.username = StringOr(redis, "username", "");
   ResolvedSecret password =

@@ -35,6 +35,8 @@ class ModelBuilder {
   // model_builder.cpp: the server, Redis, audit and upstream sections, limits.
   void BuildServer(const rapidjson::Value& root, Config* config);
   void BuildRedis(const rapidjson::Value& redis, Config* config);
+  std::vector<RedisEndpoint> BuildRedisAddresses(const rapidjson::Value& list,
+                                                 const std::string& pointer);
   void BuildAudit(const rapidjson::Value& audit, Config* config);
   Upstream BuildUpstream(const std::string& name, const rapidjson::Value& value,
                          const std::string& pointer);

@@ -732,6 +732,7 @@ void AdminApi::ServeMetrics(const std::shared_ptr<Exchange>& exchange) {
     m.key_counts = deps_.keys->counts();
     m.key_events_subscribed = deps_.keys->subscribed();
   }
+  if (deps_.redis_topology != nullptr) m.redis_topology = &deps_.redis_topology->stats();
   HttpResponse r;
   r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
   r.body = deps_.metrics->Render(m);

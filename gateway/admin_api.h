@@ -92,6 +92,8 @@ struct AdminApiDeps {
   ConsoleData* console = nullptr;     // the console's data endpoints
   // GET /usage (scope "usage", usage/usage_report.h): reads it; null: the endpoint answers 409.
   usage::UsageService* usage = nullptr;
+  // Where Redis commands go, for /metrics (issue 14); null without a redis section.
+  policies::RedisTopology* redis_topology = nullptr;
 };
 
 class AdminApi {

@@ -143,6 +143,7 @@ struct StreamScan {
 
 void ScanStream(const std::shared_ptr<StreamScan>& scan, const std::string& before) {
   scan->redis->Command(
+      scan->stream,
       {"XREVRANGE", scan->stream, before.empty() ? "+" : "(" + before, "-", "COUNT",
        std::to_string(kStreamPage)},
       [scan](const redisReply* reply) {

@@ -19,6 +19,9 @@
 #include <limits>
 #include <utility>
 
+#include "policies/redis_loop_shared.h"
+#include "policies/redis_topology.h"
+
 namespace tollgate::gateway {
 namespace {
 
@@ -405,10 +408,17 @@ std::string MaskQuery(std::string_view raw_query) {
 // reached, only the batch sent when Redis refused some of its lines (the batches queued behind it
 // were not tried, so a record Redis keeps refusing cannot use up their attempts).
 // A record whose reply was lost to an I/O error may be added twice (at least once, not exactly).
+// It connects where the RedisTopology routes the stream key, again when the topology's epoch
+// moved away from that node, and after every error; a READONLY answer reports the node (Suspect)
+// and counts as an I/O error, a MOVED is reported (the next attempt goes to the new node).
 class AuditLog::StreamSink {
  public:
   StreamSink(const config::RedisConfig& redis, std::string stream, uint64_t maxlen, AuditLog* log)
-      : redis_(redis), stream_(std::move(stream)), maxlen_(std::to_string(maxlen)), log_(log) {}
+      : redis_(redis),
+        topology_(policies::RedisTopology::For(redis)),
+        stream_(std::move(stream)),
+        maxlen_(std::to_string(maxlen)),
+        log_(log) {}
   ~StreamSink() {
     if (ctx_ != nullptr) redisFree(ctx_);
   }
@@ -427,6 +437,10 @@ class AuditLog::StreamSink {
   // Sends what is pending, unless a recent failure says to wait (see RetryDelay).
   void Retry() {
     if (pending_.empty()) return;
+    if (ctx_ != nullptr && topology_->epoch() != epoch_) {
+      epoch_ = topology_->epoch();
+      if (topology_->Route(stream_) != node_) Disconnect();
+    }
     if (ctx_ == nullptr) {
       if (std::chrono::steady_clock::now() < next_connect_) return;
       if (!Connect()) {
@@ -480,7 +494,10 @@ class AuditLog::StreamSink {
     // timeout is still looser than the limiter's because a pipelined batch takes a while.
     const int ms = std::max(redis_.timeout_ms, 1000);
     const timeval tv{ms / 1000, (ms % 1000) * 1000};
-    ctx_ = redisConnectWithTimeout(redis_.host.c_str(), redis_.port, tv);
+    epoch_ = topology_->epoch();
+    node_ = topology_->Route(stream_);
+    if (!node_.valid()) return false;  // nothing known yet (no sentinel answered)
+    ctx_ = redisConnectWithTimeout(node_.host.c_str(), node_.port, tv);
     if (ctx_ == nullptr || ctx_->err != 0) {
       Disconnect();
       return false;
@@ -493,6 +510,18 @@ class AuditLog::StreamSink {
       if (!Command(auth)) return false;
     }
     if (redis_.db != 0 && !Command({"SELECT", std::to_string(redis_.db)})) return false;
+    if (policies::NeedsRoleCheck(*topology_)) {
+      Append({"ROLE"});
+      redisReply* reply = nullptr;
+      const bool primary = redisGetReply(ctx_, reinterpret_cast<void**>(&reply)) == REDIS_OK &&
+                           reply != nullptr && policies::IsPrimaryRole(*reply);
+      if (reply != nullptr && !primary) topology_->Suspect(node_);
+      if (reply != nullptr) freeReplyObject(reply);
+      if (!primary) {
+        Disconnect();
+        return false;
+      }
+    }
     return true;
   }
 
@@ -536,6 +565,11 @@ class AuditLog::StreamSink {
       }
       if (reply == nullptr || reply->type == REDIS_REPLY_ERROR) {
         log_->stream_errors_.fetch_add(1, std::memory_order_relaxed);
+        // A replica now: the lines behind are refused too; Retry reconnects where routed.
+        if (reply != nullptr && policies::JudgeReply(*reply, *topology_, node_, true).kind ==
+                                    policies::ReplyVerdict::Kind::kReadOnly) {
+          io_ok = false;
+        }
         failed.push_back(std::move(line));
       } else {
         log_->stream_written_.fetch_add(1, std::memory_order_relaxed);
@@ -567,10 +601,13 @@ class AuditLog::StreamSink {
   }
 
   const config::RedisConfig redis_;
+  const std::shared_ptr<policies::RedisTopology> topology_;
   const std::string stream_;
   const std::string maxlen_;
   AuditLog* const log_;
   redisContext* ctx_ = nullptr;
+  policies::RedisNode node_;  // where ctx_ is connected
+  uint64_t epoch_ = 0;        // the topology's epoch when node_ was chosen
   std::deque<Pending> pending_;
   size_t pending_records_ = 0;
   std::chrono::milliseconds backoff_{0};

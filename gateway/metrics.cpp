@@ -371,6 +371,25 @@ std::string Metrics::Render(const MetricsSnapshot& g) const {
   AppendScalar(&out, "tollgate_redis_script_reloads_total", "counter",
                "Rate-limit scripts reloaded after NOSCRIPT.",
                std::to_string(Load(l ? &l->script_reloads : nullptr)));
+  if (const policies::RedisTopologyStats* t = g.redis_topology) {  // issue 14
+    AppendScalar(&out, "tollgate_redis_primary_switches_total", "counter",
+                 "Times the Redis primary named by the sentinels changed (failovers followed).",
+                 std::to_string(Load(&t->primary_switches)));
+    AppendScalar(&out, "tollgate_redis_resolve_failures_total", "counter",
+                 "Resolves that found no primary (no sentinel answered, or the server named was "
+                 "not a master) or no slot map (no cluster node answered CLUSTER SLOTS).",
+                 std::to_string(Load(&t->resolve_failures)));
+    AppendScalar(&out, "tollgate_redis_slot_map_refreshes_total", "counter",
+                 "Redis Cluster slot maps read (CLUSTER SLOTS) that changed where a slot goes.",
+                 std::to_string(Load(&t->slot_map_refreshes)));
+    AppendHeader(&out, "tollgate_redis_cluster_redirects_total", "counter",
+                 "Redis Cluster redirects, by kind: moved (the slot map was updated), ask (a "
+                 "slot in migration; the command was sent to the other node once).");
+    AppendSample(&out, "tollgate_redis_cluster_redirects_total", LabelSet({"kind"}, {"moved"}),
+                 std::to_string(Load(&t->moved)));
+    AppendSample(&out, "tollgate_redis_cluster_redirects_total", LabelSet({"kind"}, {"ask"}),
+                 std::to_string(Load(&t->asked)));
+  }
 
   if (const keys::KeyStats* k = g.keys) {
     AppendHeader(&out, "tollgate_keys", "gauge",

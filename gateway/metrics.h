@@ -20,6 +20,7 @@
 #include "gateway/caller_metrics.h"
 #include "keys/run_time_keys.h"
 #include "policies/rate_limiter.h"
+#include "policies/redis_topology.h"
 #include "upstream/upstream_client.h"
 
 namespace tollgate::upstream {
@@ -52,6 +53,8 @@ struct MetricsSnapshot {
   // Usage counter flushes (issue 13): tollgate_usage_flush_total{result="ok|failed"}.
   uint64_t usage_flush_ok = 0;
   uint64_t usage_flush_failed = 0;
+  // Where Redis commands go (issue 14): failovers, slot maps. Null without a `redis` section.
+  const policies::RedisTopologyStats* redis_topology = nullptr;
 };
 
 class Metrics {

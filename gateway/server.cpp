@@ -23,6 +23,7 @@
 #include "policies/policy_warnings.h"
 #include "policies/rate_limiter.h"
 #include "policies/redis_loop_client.h"
+#include "policies/redis_topology.h"
 #include "upstream/upstream_client.h"
 #include "usage/usage_service.h"
 
@@ -125,6 +126,8 @@ class Server {
       setrlimit(RLIMIT_NOFILE, &files);
     }
 
+    // One per redis section, shared by every client built from it; kept here for /metrics.
+    if (cfg.redis) redis_topology_ = policies::RedisTopology::For(*cfg.redis);
     limiter_ = cfg.redis ? policies::MakeRedisLimiter(*cfg.redis) : policies::MakeMemoryLimiter();
     audit_ = std::make_unique<AuditLog>(cfg.audit, cfg.redis);
     // Run-time keys live in Redis: without it, only the config's keys exist.
@@ -174,6 +177,7 @@ class Server {
       admin_deps.keys = keys_.get();
       admin_deps.console = StartConsole(cfg);
       admin_deps.usage = usage_.get();
+      admin_deps.redis_topology = redis_topology_.get();
       admin_api_ = std::make_unique<AdminApi>(std::move(admin_deps));
       HttpServerOptions admin_options;
       admin_options.listen = cfg.admin_listen;
@@ -317,6 +321,7 @@ class Server {
   }
 
   std::string path_;
+  std::shared_ptr<policies::RedisTopology> redis_topology_;
   std::unique_ptr<policies::RateLimiter> limiter_;
   std::unique_ptr<keys::RunTimeKeys> keys_;
   std::unique_ptr<policies::OwnershipStore> ownership_;

@@ -15,6 +15,8 @@
 
 #include "keys/key_store.h"
 #include "policies/redis_connection.h"
+#include "policies/redis_loop_shared.h"
+#include "policies/redis_topology.h"
 
 namespace tollgate::keys {
 namespace {
@@ -105,10 +107,12 @@ bool IsString(const redisReply* reply, std::string_view text) {
          std::string_view(reply->str, reply->len) == text;
 }
 
-// A connection subscribed to `channel` (its SUBSCRIBE confirmed), or null.
-ContextPtr Subscribe(const config::RedisConfig& redis, const std::string& channel) {
+// A connection to `node` subscribed to `channel` (its SUBSCRIBE confirmed), or null.
+ContextPtr Subscribe(const config::RedisConfig& redis, const policies::RedisNode& node,
+                     const std::string& channel) {
+  if (!node.valid()) return nullptr;  // nothing known yet (no sentinel answered)
   const timeval tick = ToTimeval(kTick);
-  ContextPtr context(redisConnectWithTimeout(redis.host.c_str(), redis.port, tick));
+  ContextPtr context(redisConnectWithTimeout(node.host.c_str(), node.port, tick));
   if (context == nullptr || context->err != 0 || redisSetTimeout(context.get(), tick) != REDIS_OK) {
     return nullptr;
   }
@@ -179,6 +183,11 @@ void KeyEvents::Wake() {
 void KeyEvents::Run() {
   BlockSigpipeOnThisThread();
   const std::string channel = KeyNames(redis_.key_prefix).Events();
+  // Keyless: the primary (a message published there reaches it), any node of a cluster (pub/sub
+  // is broadcast). Asked again at every (re)connect, and when the epoch moved away from it.
+  const std::shared_ptr<policies::RedisTopology> topology = policies::RedisTopology::For(redis_);
+  policies::RedisNode subscribed_to;
+  uint64_t epoch = 0;
   ContextPtr subscription;
   milliseconds backoff = kFirstBackoff;
   auto next_connect = steady_clock::now();
@@ -244,8 +253,17 @@ void KeyEvents::Run() {
 
   while (!stop_.load()) {
     auto now = steady_clock::now();
+    if (subscription != nullptr && topology->epoch() != epoch) {
+      epoch = topology->epoch();
+      if (!policies::StillRouted(*topology, subscribed_to)) {
+        on_lost();
+        next_connect = now;  // not a failure: the primary moved
+      }
+    }
     if (subscription == nullptr && now >= next_connect) {
-      subscription = Subscribe(redis_, channel);
+      epoch = topology->epoch();
+      subscribed_to = topology->Route("");
+      subscription = Subscribe(redis_, subscribed_to, channel);
       if (subscription != nullptr) {
         on_subscribed();
       } else {
@@ -298,7 +316,9 @@ void KeyEvents::RunCommands() {
   const std::string records = names.Record("");
   config::RedisConfig command_config = redis_;
   command_config.timeout_ms = std::max(command_config.timeout_ms, kMinCommandTimeoutMs);
-  policies::RedisConnection commands(command_config);
+  // Each by the key its command is about (in a cluster they may live on different nodes).
+  policies::RedisConnection stamping(command_config, last_used);
+  policies::RedisConnection counting(command_config, ids);
   const milliseconds flush_interval = std::max(options_.flush_interval, kMinInterval);
   const milliseconds count_interval = std::max(options_.count_interval, kMinInterval);
   auto next_flush = steady_clock::now() + flush_interval;
@@ -312,7 +332,7 @@ void KeyEvents::RunCommands() {
       argv.push_back(id);
       argv.push_back(std::to_string(UnixMs(when)));
     }
-    const RedisReplyPtr reply = commands.Open() ? commands.Command(argv) : nullptr;
+    const RedisReplyPtr reply = stamping.Open() ? stamping.Command(argv) : nullptr;
     if (reply == nullptr || reply->type == REDIS_REPLY_ERROR) {
       // Kept for a later flush (once that id's interval has passed).
       for (const auto& [id, when] : stamps) cache_->Touch(id, when);
@@ -320,8 +340,8 @@ void KeyEvents::RunCommands() {
   };
   const auto count = [&] {
     const RedisReplyPtr reply =
-        commands.Open()
-            ? commands.Command({"EVAL", kCountScript, "1", ids,
+        counting.Open()
+            ? counting.Command({"EVAL", kCountScript, "1", ids,
                                 std::to_string(UnixMs(std::chrono::system_clock::now())), records})
             : nullptr;
     if (reply == nullptr || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4) return false;

@@ -155,8 +155,9 @@ void KeyStore::Create(const KeyRecord& record, std::function<void(StoreStatus)> 
 void KeyStore::Get(const std::string& id,
                    std::function<void(StoreStatus, std::optional<KeyRecord>)> done) {
   // One command is atomic by itself: no script needed.
+  const std::string record = names_.Record(id);
   client_->Command(
-      {"HGETALL", names_.Record(id)}, [id, done = std::move(done)](const redisReply* reply) {
+      record, {"HGETALL", record}, [id, done = std::move(done)](const redisReply* reply) {
         if (reply != nullptr && reply->type == REDIS_REPLY_ARRAY && reply->elements == 0) {
           return done(StoreStatus::kNotFound, std::nullopt);
         }

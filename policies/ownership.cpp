@@ -142,7 +142,8 @@ std::string RedisOwnershipStore::Key(const std::string& upstream, const std::str
 
 void RedisOwnershipStore::Record(const std::string& upstream, const std::string& value,
                                  const std::string& caller, Recorded done) {
-  client_.Command({"SET", Key(upstream, value), caller, "EX", std::to_string(ttl_seconds_)},
+  const std::string key = Key(upstream, value);
+  client_.Command(key, {"SET", key, caller, "EX", std::to_string(ttl_seconds_)},
                   [done = std::move(done)](const redisReply* reply) {
                     done(reply != nullptr && reply->type == REDIS_REPLY_STATUS);
                   });
@@ -150,7 +151,8 @@ void RedisOwnershipStore::Record(const std::string& upstream, const std::string&
 
 void RedisOwnershipStore::Lookup(const std::string& upstream, const std::string& value,
                                  Found done) {
-  client_.Command({"GET", Key(upstream, value)}, [done = std::move(done)](const redisReply* reply) {
+  const std::string key = Key(upstream, value);
+  client_.Command(key, {"GET", key}, [done = std::move(done)](const redisReply* reply) {
     if (reply == nullptr || reply->type == REDIS_REPLY_ERROR) {
       done(false, std::nullopt);
     } else if (reply->type == REDIS_REPLY_STRING) {

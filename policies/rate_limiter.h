@@ -26,6 +26,8 @@
 
 namespace tollgate::policies {
 
+class RedisTopology;
+
 struct BucketSpec {
   std::string key;   // unique bucket id without prefix: "bucket:<limit>:<caller>" or
                      // "bucket:<limit>:_shared"
@@ -115,5 +117,10 @@ std::unique_ptr<RateLimiter> MakeRedisLimiter(const config::RedisConfig& config)
 // The same with `connections` loop threads (each with its own connection) for callers that run
 // no loop; callers on a loop::Loop thread use that loop's connection.
 std::unique_ptr<RateLimiter> MakeRedisLimiter(const config::RedisConfig& config, int connections);
+// The same, asking `topology` where each command goes (tests inject one; the others use
+// RedisTopology::For(config)).
+std::unique_ptr<RateLimiter> MakeRedisLimiter(const config::RedisConfig& config,
+                                              std::shared_ptr<RedisTopology> topology,
+                                              int connections);
 
 }  // namespace tollgate::policies

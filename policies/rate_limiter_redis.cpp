@@ -10,7 +10,12 @@
 // or 503). After kFailuresToOpen failures in a row a loop's circuit breaker skips Redis for a
 // back-off, so an outage does not cost `timeout_ms` on every request; a single probe (the next
 // request, or a PING when there is none) then decides whether to close it. The breaker is per
-// loop; the counters and readiness are process-wide.
+// loop and node; the counters and readiness are process-wide.
+//
+// Where a decision goes is the RedisTopology's answer for the first key of its script call (the
+// cooldown key for a cooldown): a loop keeps one connection per node (a LoopRouter of
+// LoopConnections). A READONLY answer reports the node (Suspect) and falls back; a cluster
+// redirect is followed once, within the request's own deadline; a second one falls back.
 
 #include <algorithm>
 #include <chrono>
@@ -23,6 +28,7 @@
 #include "policies/rate_limiter_memory.h"
 #include "policies/redis_loop_link.h"
 #include "policies/redis_loop_shared.h"
+#include "policies/redis_topology.h"
 #include "policies/token_bucket.h"
 #include "policies/token_bucket_script.h"
 
@@ -44,8 +50,12 @@ struct Pending {
   LimitRequest request;
   int64_t cooldown_ms = 0;
   std::function<void(LimitDecision)> done;
-  Clock::time_point deadline;
-  bool retried = false;  // sent again after a SCRIPT LOAD: a second NOSCRIPT is a script error
+  Clock::time_point deadline;  // set once: a redirect does not extend it
+  bool retried = false;     // sent again after a SCRIPT LOAD: a second NOSCRIPT is a script error
+  bool redirected = false;  // sent again after MOVED/ASK: a second redirect falls back
+  bool asking = false;      // ASK: each command goes behind an ASKING
+  std::vector<std::string> argv;  // kAcquire/kPeek: the EVALSHA, built once (its key routes it)
+  std::string cooldown_key;       // kCooldown
 };
 using PendingPtr = std::unique_ptr<Pending>;
 
@@ -60,10 +70,10 @@ LimitDecision Unavailable() {
 // connection destroyed late (its loop's locals cleared after the limiter) still finds it.
 // The address is resolved once here, on the thread that builds the limiter (ResolveOnce).
 struct Core {
-  explicit Core(const config::RedisConfig& c)
+  Core(const config::RedisConfig& c, std::shared_ptr<RedisTopology> t)
       : config(c),
         timeout(milliseconds(c.timeout_ms > 0 ? c.timeout_ms : 50)),
-        address(ResolveOnce(c.host)) {}
+        topology(std::move(t)) {}
 
   // Decides without Redis, per on_error. A cooldown needs no answer: it is recorded locally.
   void Fallback(Pending& pending) {
@@ -81,32 +91,28 @@ struct Core {
 
   const config::RedisConfig config;
   const milliseconds timeout;
-  const std::string address;  // config.host, resolved once
+  const std::shared_ptr<RedisTopology> topology;
   MemoryLimiter local;
   LimiterStats stats;
   std::atomic<bool> ready{true};
   std::atomic<bool> stopping{false};  // the limiter is being destroyed
 };
 
-// One loop's connection, its commands in flight and its circuit breaker. Lives in the loop's
-// locals; everything runs on that loop's thread except the destructor, which may run on the
-// thread that clears the locals after the loop stopped: it answers what is still pending by the
-// fallback (inline: the loop no longer runs) and calls nothing on the limiter but Core.
+class LoopRouter;
+
+// One loop's connection to one node, its commands in flight and its circuit breaker. Owned by
+// the loop's LoopRouter; everything runs on that loop's thread except the destructor, which may
+// run on the thread that clears the locals after the loop stopped: it answers what is still
+// pending by the fallback (inline: the loop no longer runs) and calls nothing on the limiter but
+// Core.
 class LoopConnection {
  public:
-  static std::shared_ptr<LoopConnection> Make(std::shared_ptr<Core> core, loop::Loop* loop) {
-    BlockSigpipeOnThisThread();  // hiredis writes with write(2)
-    auto connection = std::make_shared<LoopConnection>(std::move(core), loop);
-    std::weak_ptr<LoopConnection> weak = connection;
-    // Hooks live as long as the loop; the connection may go first (Loop::Release).
-    loop->AddIterationHook([weak] {
-      if (auto self = weak.lock()) self->Flush();
-    });
-    return connection;
-  }
-
-  LoopConnection(std::shared_ptr<Core> core, loop::Loop* loop)
-      : core_(std::move(core)), loop_(loop), stats_(core_->stats) {}
+  LoopConnection(std::shared_ptr<Core> core, loop::Loop* loop, LoopRouter* router, RedisNode node)
+      : core_(std::move(core)),
+        loop_(loop),
+        router_(router),
+        node_(std::move(node)),
+        stats_(core_->stats) {}
 
   ~LoopConnection() {
     deadline_.Cancel();
@@ -114,6 +120,28 @@ class LoopConnection {
     if (link_ != nullptr) link_->Close();
     link_.reset();
     FailAll();
+  }
+
+  void Flush() {
+    if (link_ != nullptr) link_->Flush();
+  }
+
+  // The node is no longer routed to: closed, what is pending falls back (later, on the loop).
+  void Abandon() {
+    deadline_.Cancel();
+    if (probe_timer_ != 0) loop_->Cancel(probe_timer_);
+    probe_timer_ = 0;
+    if (link_ != nullptr) link_->Close();
+    link_.reset();
+    std::deque<Entry> inflight;
+    inflight.swap(inflight_);
+    std::vector<PendingPtr> awaiting;
+    awaiting.swap(awaiting_script_);
+    loading_script_ = false;
+    for (Entry& entry : inflight) {
+      if (entry.pending != nullptr) FallbackLater(std::move(entry.pending));
+    }
+    for (PendingPtr& pending : awaiting) FallbackLater(std::move(pending));
   }
 
   void Submit(PendingPtr pending) {
@@ -125,7 +153,7 @@ class LoopConnection {
       }
       probe_in_flight_ = true;  // this request is the probe
     }
-    if (!EnsureLink()) {
+    if (!EnsureLink(pending->deadline)) {
       RecordFailure();
       FallbackLater(std::move(pending));
       return;
@@ -134,53 +162,64 @@ class LoopConnection {
   }
 
  private:
-  enum class Type { kHandshake, kDecision, kCooldownSet, kCooldownExpire, kScriptLoad, kProbe };
+  enum class Type {
+    kHandshake,
+    kRole,
+    kDecision,
+    kCooldownSet,
+    kCooldownExpire,
+    kScriptLoad,
+    kProbe,
+    kAsking
+  };
   struct Entry {
     Type type;
     PendingPtr pending;  // kDecision, kCooldownExpire
     Clock::time_point deadline;
   };
 
-  void Flush() {
-    if (link_ != nullptr) link_->Flush();
-  }
-
-  bool EnsureLink() {
+  // `first`: the deadline of the command that needs the link, so a handshake never makes it
+  // wait past its own (a redirected command keeps the deadline it started with).
+  bool EnsureLink(Clock::time_point first) {
     if (link_ != nullptr) return true;
+    if (!node_.valid()) return false;  // nothing known yet: fails like a refused connect
     link_ = RedisLoopLink::Connect(
-        loop_, core_->address, core_->config.port,
-        [this](const redisReply& reply) { OnReply(reply); }, [this] { Drop(); },
-        &stats_.redis_writes);
+        loop_, node_.host, node_.port, [this](const redisReply& reply) { OnReply(reply); },
+        [this] { Drop(); }, &stats_.redis_writes);
     if (link_ == nullptr) return false;
-    const Clock::time_point deadline = Clock::now() + core_->timeout;
+    const Clock::time_point deadline = std::min(first, Clock::now() + core_->timeout);
     for (const auto& argv : HandshakeCommands(core_->config)) {
       SendCommand(argv, Entry{Type::kHandshake, nullptr, deadline});
+    }
+    if (NeedsRoleCheck(*core_->topology)) {
+      SendCommand({"ROLE"}, Entry{Type::kRole, nullptr, deadline});
     }
     return true;
   }
 
   void Send(PendingPtr pending) {
-    const std::string& prefix = core_->config.key_prefix;
     const Clock::time_point deadline = pending->deadline;
+    // ASK: the node serves the slot for the next command only if it comes right after ASKING.
+    const bool asking = pending->asking;
+    const auto ask = [&] {
+      if (asking) SendCommand({"ASKING"}, Entry{Type::kAsking, nullptr, deadline});
+    };
     switch (pending->kind) {
-      case Pending::Kind::kAcquire: {
-        const auto argv = EvalShaArgv(MakeTokenBucketCall(
-            pending->request.buckets, pending->request.cooldown_upstream, prefix, true));
-        SendCommand(argv, Entry{Type::kDecision, std::move(pending), deadline});
-        break;
-      }
+      case Pending::Kind::kAcquire:
       case Pending::Kind::kPeek: {
-        const auto argv =
-            EvalShaArgv(MakeTokenBucketCall(pending->request.buckets, "", prefix, false));
+        ask();
+        const std::vector<std::string> argv = pending->argv;
         SendCommand(argv, Entry{Type::kDecision, std::move(pending), deadline});
         break;
       }
       case Pending::Kind::kCooldown: {
         // NX creates it; GT only ever lengthens one that exists: the longer cooldown wins.
-        const std::string key = prefix + "cooldown:" + pending->request.cooldown_upstream;
+        const std::string key = pending->cooldown_key;
         const std::string ms = std::to_string(pending->cooldown_ms);
+        ask();
         SendCommand({"SET", key, "1", "PX", ms, "NX"},
                     Entry{Type::kCooldownSet, nullptr, deadline});
+        ask();
         SendCommand({"PEXPIRE", key, ms, "GT"},
                     Entry{Type::kCooldownExpire, std::move(pending), deadline});
         break;
@@ -211,17 +250,54 @@ class LoopConnection {
         }
         RecordSuccess();
         return;
+      case Type::kRole:
+        if (!IsPrimaryRole(reply)) {
+          core_->topology->Suspect(node_);
+          Drop();
+          return;
+        }
+        RecordSuccess();
+        return;
+      case Type::kAsking:
+        return;  // its command's reply tells
       case Type::kCooldownSet:
-      case Type::kCooldownExpire:
+        // A redirect is kept by the topology; the PEXPIRE behind hears it too and resends both.
+        if (JudgeReply(reply, *core_->topology, node_, true).kind ==
+            ReplyVerdict::Kind::kReadOnly) {
+          Drop();
+          return;
+        }
         RecordSuccess();
         return;
       case Type::kScriptLoad:
         OnScriptLoaded(reply);
         return;
+      case Type::kCooldownExpire:
       case Type::kDecision:
         break;
     }
+    const ReplyVerdict verdict =
+        JudgeReply(reply, *core_->topology, node_, entry.pending->redirected);
+    switch (verdict.kind) {
+      case ReplyVerdict::Kind::kAnswer:
+        break;
+      case ReplyVerdict::Kind::kReadOnly: {
+        // A replica now: everything pending here would be refused too.
+        PendingPtr pending = std::move(entry.pending);
+        Drop();
+        Fallback(*pending);
+        return;
+      }
+      case ReplyVerdict::Kind::kRefused:
+        ScriptError(*entry.pending);
+        return;
+      case ReplyVerdict::Kind::kRedirect:
+        RecordSuccess();
+        Redirect(std::move(entry.pending), verdict);
+        return;
+    }
     RecordSuccess();
+    if (entry.type == Type::kCooldownExpire) return;
     Pending& pending = *entry.pending;
     if (IsNoScript(reply)) {
       if (pending.retried) {
@@ -329,7 +405,7 @@ class LoopConnection {
         return;
       }
       probe_in_flight_ = true;
-      if (!EnsureLink()) {
+      if (!EnsureLink(Clock::now() + core_->timeout)) {
         RecordFailure();
         return;
       }
@@ -345,6 +421,9 @@ class LoopConnection {
 
   void Fallback(Pending& pending) { core_->Fallback(pending); }
 
+  // Defined after LoopRouter, which finds (or makes) the connection to the node named.
+  void Redirect(PendingPtr pending, const ReplyVerdict& verdict);
+
   void Answer(Pending& pending, LimitDecision decision) { pending.done(std::move(decision)); }
 
   // An answer known at once still goes through the loop: a caller never re-enters itself.
@@ -356,6 +435,8 @@ class LoopConnection {
 
   const std::shared_ptr<Core> core_;
   loop::Loop* const loop_;
+  LoopRouter* const router_;  // owns this connection
+  const RedisNode node_;
   LimiterStats& stats_;
   std::shared_ptr<RedisLoopLink> link_;
   std::deque<Entry> inflight_;               // one per command sent, in order
@@ -377,12 +458,71 @@ class LoopConnection {
   milliseconds backoff_ = kFirstBackoff;
 };
 
+// One loop's connections, one per node (made on first use), in the loop's locals: routes each
+// decision by its first key, and closes the connections to nodes the topology no longer routes
+// to once its epoch moved.
+class LoopRouter {
+ public:
+  static std::shared_ptr<LoopRouter> Make(std::shared_ptr<Core> core, loop::Loop* loop) {
+    BlockSigpipeOnThisThread();  // hiredis writes with write(2)
+    auto router = std::make_shared<LoopRouter>(std::move(core), loop);
+    std::weak_ptr<LoopRouter> weak = router;
+    // Hooks live as long as the loop; the router may go first (Loop::Release).
+    loop->AddIterationHook([weak] {
+      if (auto self = weak.lock()) self->connections_.Flush();
+    });
+    return router;
+  }
+
+  LoopRouter(std::shared_ptr<Core> core, loop::Loop* loop)
+      : core_(std::move(core)), connections_(core_->topology, [this, loop](const RedisNode& node) {
+          return std::make_shared<LoopConnection>(core_, loop, this, node);
+        }) {}
+
+  void Submit(PendingPtr pending) {
+    connections_.Refresh();
+    const std::string& prefix = core_->config.key_prefix;
+    std::string route_key;
+    switch (pending->kind) {
+      case Pending::Kind::kAcquire:
+      case Pending::Kind::kPeek: {
+        const bool take = pending->kind == Pending::Kind::kAcquire;
+        TokenBucketCall call = MakeTokenBucketCall(
+            pending->request.buckets, take ? pending->request.cooldown_upstream : "", prefix, take);
+        if (!call.keys.empty()) route_key = call.keys.front();
+        pending->argv = EvalShaArgv(call);
+        break;
+      }
+      case Pending::Kind::kCooldown:
+        pending->cooldown_key = prefix + "cooldown:" + pending->request.cooldown_upstream;
+        route_key = pending->cooldown_key;
+        break;
+    }
+    connections_.For(core_->topology->Route(route_key))->Submit(std::move(pending));
+  }
+
+  // A redirected command, once: to the connection for the node named, its deadline unchanged.
+  void Redirect(PendingPtr pending, const ReplyVerdict& verdict) {
+    pending->redirected = true;
+    pending->asking = verdict.asking;
+    connections_.For(verdict.node)->Submit(std::move(pending));
+  }
+
+ private:
+  const std::shared_ptr<Core> core_;
+  NodeConnections<LoopConnection> connections_;
+};
+
+void LoopConnection::Redirect(PendingPtr pending, const ReplyVerdict& verdict) {
+  router_->Redirect(std::move(pending), verdict);
+}
+
 class RedisLimiter : public RateLimiter {
  public:
-  RedisLimiter(const config::RedisConfig& config, int connections)
-      : core_(std::make_shared<Core>(config)),
-        describe_("redis " + config.host + ":" + std::to_string(config.port) + "/" +
-                  std::to_string(config.db)) {
+  RedisLimiter(const config::RedisConfig& config, std::shared_ptr<RedisTopology> topology,
+               int connections)
+      : core_(std::make_shared<Core>(config, std::move(topology))),
+        describe_(core_->topology->Describe()) {
     for (int i = 0; i < std::max(connections, 1); ++i) {
       threads_.push_back(std::make_unique<loop::LoopThread>("tollgate-redis"));
     }
@@ -461,9 +601,9 @@ class RedisLimiter : public RateLimiter {
   }
 
   void SubmitOnLoop(loop::Loop* loop, PendingPtr pending) {
-    LoopConnection* connection = loop->Local<LoopConnection>(
-        this, [this, loop] { return LoopConnection::Make(core_, loop); });
-    connection->Submit(std::move(pending));
+    LoopRouter* router =
+        loop->Local<LoopRouter>(this, [this, loop] { return LoopRouter::Make(core_, loop); });
+    router->Submit(std::move(pending));
   }
 
   const std::shared_ptr<Core> core_;
@@ -479,7 +619,13 @@ std::unique_ptr<RateLimiter> MakeRedisLimiter(const config::RedisConfig& config)
 }
 
 std::unique_ptr<RateLimiter> MakeRedisLimiter(const config::RedisConfig& config, int connections) {
-  return std::make_unique<RedisLimiter>(config, connections);
+  return MakeRedisLimiter(config, RedisTopology::For(config), connections);
+}
+
+std::unique_ptr<RateLimiter> MakeRedisLimiter(const config::RedisConfig& config,
+                                              std::shared_ptr<RedisTopology> topology,
+                                              int connections) {
+  return std::make_unique<RedisLimiter>(config, std::move(topology), connections);
 }
 
 }  // namespace tollgate::policies

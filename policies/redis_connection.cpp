@@ -4,6 +4,9 @@
 #include <sys/time.h>
 
 #include <ctime>
+#include <utility>
+
+#include "policies/redis_loop_shared.h"
 
 namespace tollgate::policies {
 namespace {
@@ -40,7 +43,12 @@ bool IsOk(const RedisReplyPtr& reply) {
 
 }  // namespace
 
-RedisConnection::RedisConnection(const config::RedisConfig& config) : config_(config) {}
+RedisConnection::RedisConnection(const config::RedisConfig& config, std::string route_key)
+    : RedisConnection(config, RedisTopology::For(config), std::move(route_key)) {}
+
+RedisConnection::RedisConnection(const config::RedisConfig& config,
+                                 std::shared_ptr<RedisTopology> topology, std::string route_key)
+    : config_(config), topology_(std::move(topology)), route_key_(std::move(route_key)) {}
 
 RedisConnection::~RedisConnection() { Close(); }
 
@@ -51,11 +59,27 @@ void RedisConnection::Close() {
 }
 
 bool RedisConnection::Open() {
-  if (context_ != nullptr && context_->err == 0) return true;
+  const uint64_t epoch = topology_->epoch();
+  if (context_ != nullptr && context_->err == 0) {
+    if (epoch == epoch_) return true;
+    // The primary or the slot map changed: stay only if the key still routes here.
+    if (topology_->Route(route_key_) == node_) {
+      epoch_ = epoch;
+      return true;
+    }
+  }
   Close();
+  epoch_ = epoch;
+  return ConnectTo(topology_->Route(route_key_));
+}
+
+bool RedisConnection::ConnectTo(const RedisNode& node) {
+  Close();
+  if (!node.valid()) return false;  // nothing known yet: like a refused connect
+  node_ = node;
   const int timeout_ms = config_.timeout_ms > 0 ? config_.timeout_ms : 50;
   timeval timeout{timeout_ms / 1000, static_cast<suseconds_t>((timeout_ms % 1000) * 1000)};
-  context_ = redisConnectWithTimeout(config_.host.c_str(), config_.port, timeout);
+  context_ = redisConnectWithTimeout(node.host.c_str(), node.port, timeout);
   if (context_ == nullptr || context_->err != 0 || redisSetTimeout(context_, timeout) != REDIS_OK) {
     Close();
     return false;
@@ -73,7 +97,23 @@ bool RedisConnection::Open() {
     Close();
     return false;
   }
+  if (NeedsRoleCheck(*topology_)) {
+    RedisReplyPtr role = Command({"ROLE"});
+    if (role == nullptr || !IsPrimaryRole(*role)) {
+      if (role != nullptr) topology_->Suspect(node);
+      Close();
+      return false;
+    }
+  }
   return true;
+}
+
+bool RedisConnection::Judge(const redisReply& reply) {
+  if (JudgeReply(reply, *topology_, node_, true).kind != ReplyVerdict::Kind::kReadOnly) {
+    return true;
+  }
+  Close();
+  return false;
 }
 
 bool RedisConnection::Pipeline(const std::vector<std::vector<std::string>>& commands,
@@ -94,11 +134,31 @@ bool RedisConnection::Pipeline(const std::vector<std::vector<std::string>>& comm
     }
     replies->emplace_back(static_cast<redisReply*>(raw));
   }
+  for (const RedisReplyPtr& reply : *replies) {
+    if (!Judge(*reply)) return false;
+  }
   return true;
 }
 
 RedisReplyPtr RedisConnection::Command(const std::vector<std::string>& argv) {
   std::vector<RedisReplyPtr> replies;
+  if (!Pipeline({argv}, &replies)) return nullptr;
+  RedisReplyPtr reply = std::move(replies.front());
+  const std::optional<RedisRedirect> redirect = ParseRedisRedirect(*reply);
+  if (!redirect) return reply;
+  // Pipeline already reported a MOVED (Moved); followed here once, a second redirect is the
+  // answer. After MOVED the connection stays on the new node, which the key now routes to.
+  const bool ask = redirect->kind == RedisRedirect::Kind::kAsk;
+  if (ask) topology_->stats().asked.fetch_add(1);
+  const uint64_t epoch = topology_->epoch();
+  if (!ConnectTo(redirect->node)) return nullptr;
+  epoch_ = epoch;
+  replies.clear();
+  if (ask) {
+    if (!Pipeline({{"ASKING"}, argv}, &replies)) return nullptr;
+    Close();  // the slot is still routed to the old node: the next Open goes back there
+    return std::move(replies.back());
+  }
   if (!Pipeline({argv}, &replies)) return nullptr;
   return std::move(replies.front());
 }

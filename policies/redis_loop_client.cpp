@@ -1,8 +1,9 @@
-// RedisLoopClient: one connection per loop (a loop local, like the limiter's LoopConnection in
-// rate_limiter_redis.cpp, without its breaker probe and fallback: a failure here is simply an
-// answer of nullptr). Commands are pipelined: each one is queued on the link at once and the
-// loop's iteration hook writes everything queued in one go; replies arrive in the order sent, so
-// one FIFO of pending commands and one deadline timer (on the oldest) are enough.
+// RedisLoopClient: one connection per loop and node (a loop local ClientRouter of
+// ClientConnections, like the limiter's in rate_limiter_redis.cpp, without its breaker probe and
+// fallback: a failure here is simply an answer of nullptr). Commands are pipelined: each one is
+// queued on the link at once and the loop's iteration hook writes everything queued in one go;
+// replies arrive in the order sent, so one FIFO of pending commands and one deadline timer (on the
+// oldest) are enough.
 
 #include "policies/redis_loop_client.h"
 
@@ -20,6 +21,7 @@
 #include "loop/loop.h"
 #include "policies/redis_loop_link.h"
 #include "policies/redis_loop_shared.h"
+#include "policies/redis_topology.h"
 
 namespace tollgate::policies {
 
@@ -51,10 +53,10 @@ std::string Sha1Hex(const std::string& text) {
 RedisScript::RedisScript(std::string text) : source(std::move(text)), sha1(Sha1Hex(source)) {}
 
 struct RedisLoopClient::Core {
-  explicit Core(const config::RedisConfig& c)
+  Core(const config::RedisConfig& c, std::shared_ptr<RedisTopology> t)
       : config(c),
         timeout(milliseconds(c.timeout_ms > 0 ? c.timeout_ms : 50)),
-        address(ResolveOnce(c.host)) {}
+        topology(std::move(t)) {}
 
   // Answers a failed command and counts it.
   void Fail(const Done& done) {
@@ -64,7 +66,7 @@ struct RedisLoopClient::Core {
 
   const config::RedisConfig config;
   const milliseconds timeout;
-  const std::string address;  // config.host, resolved once
+  const std::shared_ptr<RedisTopology> topology;
   std::atomic<uint64_t> failures{0};
 };
 
@@ -73,24 +75,27 @@ namespace {
 using Core = RedisLoopClient::Core;
 using Done = RedisLoopClient::Done;
 
-// One loop's connection and the commands in flight on it. Lives in the loop's locals; runs on
-// that loop's thread except the destructor, which may run after the loop stopped (its locals
-// cleared by another thread): it then answers what is pending inline, since nothing runs later.
+class ClientRouter;
+
+// What a command carries from its Submit to its answer (and through a redirect).
+struct ClientCommand {
+  std::vector<std::string> argv;
+  const RedisScript* script = nullptr;  // an EVALSHA of it, sent again once after a NOSCRIPT
+  Done done;
+  Clock::time_point deadline;  // set once: a redirect does not extend it
+  bool redirected = false;     // sent again after MOVED/ASK: a second redirect fails it
+  bool asking = false;         // ASK: sent behind an ASKING
+};
+
+// One loop's connection to one node and the commands in flight on it. Owned by the loop's
+// ClientRouter; runs on that loop's thread except the destructor, which may run after the loop
+// stopped (its locals cleared by another thread): it then answers what is pending inline, since
+// nothing runs later.
 class ClientConnection {
  public:
-  static std::shared_ptr<ClientConnection> Make(std::shared_ptr<Core> core, loop::Loop* loop) {
-    BlockSigpipeOnThisThread();
-    auto connection = std::make_shared<ClientConnection>(std::move(core), loop);
-    std::weak_ptr<ClientConnection> weak = connection;
-    // Hooks live as long as the loop; the connection may go first (Loop::Release).
-    loop->AddIterationHook([weak] {
-      if (auto self = weak.lock()) self->Flush();
-    });
-    return connection;
-  }
-
-  ClientConnection(std::shared_ptr<Core> core, loop::Loop* loop)
-      : core_(std::move(core)), loop_(loop) {}
+  ClientConnection(std::shared_ptr<Core> core, loop::Loop* loop, ClientRouter* router,
+                   RedisNode node)
+      : core_(std::move(core)), loop_(loop), router_(router), node_(std::move(node)) {}
 
   ~ClientConnection() {
     deadline_.Cancel();
@@ -99,67 +104,84 @@ class ClientConnection {
     FailAll();
   }
 
-  // `script` (may be null): the command is an EVALSHA of it, sent again once after a NOSCRIPT.
-  void Submit(std::vector<std::string> argv, const RedisScript* script, Done done) {
-    if (consecutive_failures_ >= kFailuresToBackOff && Clock::now() < retry_at_) {
-      FailLater(std::move(done));
-      return;
-    }
-    if (!EnsureLink()) {
-      RecordFailure();
-      FailLater(std::move(done));
-      return;
-    }
-    Entry entry;
-    entry.done = std::move(done);
-    if (script == nullptr) {
-      SendEntry(&argv, std::move(entry));
-      return;
-    }
-    scripts_.try_emplace(script->sha1, script->source);
-    entry.argv = std::move(argv);
-    SendEntry(nullptr, std::move(entry));
-  }
-
- private:
-  enum class Type { kHandshake, kCommand, kScriptLoad };
-  struct Entry {
-    Type type = Type::kCommand;
-    Done done;                      // kCommand
-    std::vector<std::string> argv;  // an EVALSHA's, kept for its one retry after NOSCRIPT
-    bool retried = false;           // the EVALSHA is that retry
-    std::string loading;            // kScriptLoad: the script's sha1
-    Clock::time_point deadline;
-  };
-
   void Flush() {
     if (link_ != nullptr) link_->Flush();
   }
 
-  bool EnsureLink() {
+  // The node is no longer routed to: closed, what is pending fails (later, on the loop).
+  void Abandon() {
+    deadline_.Cancel();
+    if (link_ != nullptr) link_->Close();
+    link_.reset();
+    std::deque<Entry> inflight;
+    inflight.swap(inflight_);
+    loading_.clear();
+    for (Entry& entry : inflight) {
+      if (entry.command.done) FailLater(std::move(entry.command.done));
+    }
+  }
+
+  void Submit(ClientCommand command) {
+    if (consecutive_failures_ >= kFailuresToBackOff && Clock::now() < retry_at_) {
+      FailLater(std::move(command.done));
+      return;
+    }
+    if (!EnsureLink(command.deadline)) {
+      RecordFailure();
+      FailLater(std::move(command.done));
+      return;
+    }
+    if (command.script != nullptr) {
+      scripts_.try_emplace(command.script->sha1, command.script->source);
+    }
+    if (command.asking) SendEntry(Special(Type::kAsking, command.deadline, {"ASKING"}));
+    Entry entry;
+    entry.command = std::move(command);
+    SendEntry(std::move(entry));
+  }
+
+ private:
+  enum class Type { kHandshake, kRole, kAsking, kCommand, kScriptLoad };
+  struct Entry {
+    Type type = Type::kCommand;
+    ClientCommand command;  // kCommand: its argv; the others: what they send, no `done`
+    bool retried = false;   // the EVALSHA is its retry after NOSCRIPT
+    std::string loading;    // kScriptLoad: the script's sha1
+  };
+
+  // `first`: the deadline of the command that needs the link, so a handshake never makes it
+  // wait past its own (a redirected command keeps the deadline it started with).
+  bool EnsureLink(Clock::time_point first) {
     if (link_ != nullptr) return true;
+    if (!node_.valid()) return false;  // nothing known yet: fails like a refused connect
     link_ = RedisLoopLink::Connect(
-        loop_, core_->address, core_->config.port,
-        [this](const redisReply& reply) { OnReply(reply); }, [this] { Drop(); }, nullptr);
+        loop_, node_.host, node_.port, [this](const redisReply& reply) { OnReply(reply); },
+        [this] { Drop(); }, nullptr);
     if (link_ == nullptr) return false;
-    for (const auto& argv : HandshakeCommands(core_->config)) SendEntry(&argv, Handshake());
+    const Clock::time_point deadline = std::min(first, Clock::now() + core_->timeout);
+    for (auto& argv : HandshakeCommands(core_->config)) {
+      SendEntry(Special(Type::kHandshake, deadline, std::move(argv)));
+    }
+    if (NeedsRoleCheck(*core_->topology)) SendEntry(Special(Type::kRole, deadline, {"ROLE"}));
     return true;
   }
 
-  static Entry Handshake() {
+  static Entry Special(Type type, Clock::time_point deadline, std::vector<std::string> argv) {
     Entry entry;
-    entry.type = Type::kHandshake;
+    entry.type = type;
+    entry.command.deadline = deadline;
+    entry.command.argv = std::move(argv);
     return entry;
   }
 
-  // Sends `argv`, or the entry's own (an EVALSHA's, kept for its retry) when that is null.
-  void SendEntry(const std::vector<std::string>* argv, Entry entry) {
-    if (link_ == nullptr || !link_->Send(argv != nullptr ? *argv : entry.argv)) {
+  void SendEntry(Entry entry) {
+    if (link_ == nullptr || !link_->Send(entry.command.argv)) {
       // Only a link that is already closing refuses a command; its others are failed with it.
-      if (entry.done) FailLater(std::move(entry.done));
+      if (entry.command.done) FailLater(std::move(entry.command.done));
       return;
     }
-    entry.deadline = Clock::now() + core_->timeout;
+    // A command keeps its arguments for a retry (NOSCRIPT) or a redirect; the others need not.
+    if (entry.type != Type::kCommand) entry.command.argv.clear();
     inflight_.push_back(std::move(entry));
     deadline_.Arm();
   }
@@ -176,6 +198,16 @@ class ClientConnection {
         }
         RecordSuccess();
         return;
+      case Type::kRole:
+        if (!IsPrimaryRole(reply)) {
+          core_->topology->Suspect(node_);
+          Drop();  // a replica: everything behind would be refused (or read stale data)
+          return;
+        }
+        RecordSuccess();
+        return;
+      case Type::kAsking:
+        return;  // its command's reply tells
       case Type::kScriptLoad:
         // An error (NOPERM, OOM) needs no handling here: the EVALSHA sent behind it hears
         // NOSCRIPT again, and that error reply is its answer.
@@ -186,32 +218,58 @@ class ClientConnection {
         break;
     }
     RecordSuccess();
-    if (!entry.argv.empty() && !entry.retried && IsNoScript(reply)) {
+    const ReplyVerdict verdict =
+        JudgeReply(reply, *core_->topology, node_, entry.command.redirected);
+    switch (verdict.kind) {
+      case ReplyVerdict::Kind::kAnswer:
+        break;
+      case ReplyVerdict::Kind::kReadOnly: {
+        // A replica now: everything pending here would be refused too.
+        Done done = std::move(entry.command.done);
+        Drop();
+        core_->Fail(done);
+        return;
+      }
+      case ReplyVerdict::Kind::kRefused:
+        core_->Fail(entry.command.done);
+        return;
+      case ReplyVerdict::Kind::kRedirect:
+        Redirect(std::move(entry.command), verdict);
+        return;
+    }
+    if (entry.command.script != nullptr && !entry.retried && IsNoScript(reply)) {
       Reload(std::move(entry));
       return;
     }
-    entry.done(&reply);
+    entry.command.done(&reply);
   }
+
+  // Defined after ClientRouter, which finds (or makes) the connection to the node named.
+  void Redirect(ClientCommand command, const ReplyVerdict& verdict);
 
   // EVALSHA answered NOSCRIPT (Redis restarted or flushed its scripts): load it, then send the
   // same EVALSHA once more behind the load. Replies come in order, so the retry finds the script
   // (or hears NOSCRIPT again when the load was refused, and that is its answer).
   void Reload(Entry entry) {
-    const std::string& sha = entry.argv[1];
+    const std::string sha = entry.command.script->sha1;
     auto source = scripts_.find(sha);
     if (source == scripts_.end()) {
-      core_->Fail(entry.done);  // cannot happen: every EVALSHA sent registered its script
+      core_->Fail(entry.command.done);  // cannot happen: every EVALSHA sent registered its script
       return;
     }
     if (loading_.insert(sha).second) {
-      Entry load;
-      load.type = Type::kScriptLoad;
+      Entry load = Special(Type::kScriptLoad, Clock::now() + core_->timeout,
+                           {"SCRIPT", "LOAD", source->second});
       load.loading = sha;
-      const std::vector<std::string> argv = {"SCRIPT", "LOAD", source->second};
-      SendEntry(&argv, std::move(load));
+      SendEntry(std::move(load));
     }
     entry.retried = true;
-    SendEntry(nullptr, std::move(entry));
+    entry.command.deadline = Clock::now() + core_->timeout;
+    // A node importing the slot serves it only right after ASKING, the retry too.
+    if (entry.command.asking) {
+      SendEntry(Special(Type::kAsking, entry.command.deadline, {"ASKING"}));
+    }
+    SendEntry(std::move(entry));
   }
 
   // Drops the connection (lost, timed out, refused the handshake) and fails everything pending
@@ -230,7 +288,7 @@ class ClientConnection {
     inflight.swap(inflight_);
     loading_.clear();
     for (Entry& entry : inflight) {
-      if (entry.done) core_->Fail(entry.done);
+      if (entry.command.done) core_->Fail(entry.command.done);
     }
   }
 
@@ -256,6 +314,8 @@ class ClientConnection {
 
   const std::shared_ptr<Core> core_;
   loop::Loop* const loop_;
+  ClientRouter* const router_;  // owns this connection
+  const RedisNode node_;
   std::shared_ptr<RedisLoopLink> link_;
   std::deque<Entry> inflight_;                            // one per command sent, in order
   std::unordered_map<std::string, std::string> scripts_;  // sha1 -> source, of scripts sent here
@@ -264,7 +324,7 @@ class ClientConnection {
   FifoDeadline deadline_{loop_,
                          [this]() -> std::optional<Clock::time_point> {
                            if (inflight_.empty()) return std::nullopt;
-                           return inflight_.front().deadline;
+                           return inflight_.front().command.deadline;
                          },
                          [this] { Drop(); }};
 
@@ -273,28 +333,79 @@ class ClientConnection {
   Clock::time_point retry_at_;
 };
 
-// The loop's connection of this client, made on first use. Its owner key is the Core, which the
-// connection keeps alive: a later client can never be handed an earlier one's connection.
-ClientConnection* ConnectionOn(loop::Loop* loop, const std::shared_ptr<Core>& core) {
-  return loop->Local<ClientConnection>(
-      core.get(), [&core, loop] { return ClientConnection::Make(core, loop); });
+// One loop's connections of this client, one per node (made on first use), in the loop's
+// locals: routes each command by its route key and closes the connections to nodes the topology
+// no longer routes to once its epoch moved.
+class ClientRouter {
+ public:
+  static std::shared_ptr<ClientRouter> Make(std::shared_ptr<Core> core, loop::Loop* loop) {
+    BlockSigpipeOnThisThread();
+    auto router = std::make_shared<ClientRouter>(std::move(core), loop);
+    std::weak_ptr<ClientRouter> weak = router;
+    // Hooks live as long as the loop; the router may go first (Loop::Release).
+    loop->AddIterationHook([weak] {
+      if (auto self = weak.lock()) self->connections_.Flush();
+    });
+    return router;
+  }
+
+  ClientRouter(std::shared_ptr<Core> core, loop::Loop* loop)
+      : core_(std::move(core)), connections_(core_->topology, [this, loop](const RedisNode& node) {
+          return std::make_shared<ClientConnection>(core_, loop, this, node);
+        }) {}
+
+  void Submit(std::string_view route_key, ClientCommand command) {
+    connections_.Refresh();
+    command.deadline = Clock::now() + core_->timeout;
+    connections_.For(core_->topology->Route(route_key))->Submit(std::move(command));
+  }
+
+  // A redirected command, once: to the connection for the node named, its deadline unchanged.
+  void Redirect(ClientCommand command, const ReplyVerdict& verdict) {
+    command.redirected = true;
+    command.asking = verdict.asking;
+    connections_.For(verdict.node)->Submit(std::move(command));
+  }
+
+ private:
+  const std::shared_ptr<Core> core_;
+  NodeConnections<ClientConnection> connections_;
+};
+
+void ClientConnection::Redirect(ClientCommand command, const ReplyVerdict& verdict) {
+  router_->Redirect(std::move(command), verdict);
+}
+
+// The loop's router of this client, made on first use. Its owner key is the Core, which the
+// router keeps alive: a later client can never be handed an earlier one's connections.
+ClientRouter* RouterOn(loop::Loop* loop, const std::shared_ptr<Core>& core) {
+  return loop->Local<ClientRouter>(core.get(),
+                                   [&core, loop] { return ClientRouter::Make(core, loop); });
 }
 
 }  // namespace
 
 RedisLoopClient::RedisLoopClient(const config::RedisConfig& config)
-    : core_(std::make_shared<Core>(config)) {}
+    : RedisLoopClient(config, RedisTopology::For(config)) {}
+
+RedisLoopClient::RedisLoopClient(const config::RedisConfig& config,
+                                 std::shared_ptr<RedisTopology> topology)
+    : core_(std::make_shared<Core>(config, std::move(topology))) {}
 
 RedisLoopClient::~RedisLoopClient() = default;
 
-void RedisLoopClient::Command(std::vector<std::string> argv, Done done) {
+void RedisLoopClient::Command(std::string_view route_key, std::vector<std::string> argv,
+                              Done done) {
   loop::Loop* loop = loop::Loop::Current();
   if (loop == nullptr) {
     // Not on a loop (a broken contract): there is nowhere to answer later, so fail now.
     core_->Fail(done);
     return;
   }
-  ConnectionOn(loop, core_)->Submit(std::move(argv), nullptr, std::move(done));
+  ClientCommand command;
+  command.argv = std::move(argv);
+  command.done = std::move(done);
+  RouterOn(loop, core_)->Submit(route_key, std::move(command));
 }
 
 void RedisLoopClient::Eval(const RedisScript& script, std::vector<std::string> keys,
@@ -309,9 +420,14 @@ void RedisLoopClient::Eval(const RedisScript& script, std::vector<std::string> k
   argv.push_back("EVALSHA");
   argv.push_back(script.sha1);
   argv.push_back(std::to_string(keys.size()));
+  const std::string route_key = keys.empty() ? std::string() : keys.front();
   for (std::string& key : keys) argv.push_back(std::move(key));
   for (std::string& arg : args) argv.push_back(std::move(arg));
-  ConnectionOn(loop, core_)->Submit(std::move(argv), &script, std::move(done));
+  ClientCommand command;
+  command.argv = std::move(argv);
+  command.script = &script;
+  command.done = std::move(done);
+  RouterOn(loop, core_)->Submit(route_key, std::move(command));
 }
 
 const config::RedisConfig& RedisLoopClient::config() const { return core_->config; }

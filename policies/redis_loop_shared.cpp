@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string_view>
 #include <utility>
 
 namespace tollgate::policies {
@@ -50,6 +51,52 @@ std::vector<std::vector<std::string>> HandshakeCommands(const config::RedisConfi
   }
   if (config.db != 0) commands.push_back({"SELECT", std::to_string(config.db)});
   return commands;
+}
+
+bool NeedsRoleCheck(const RedisTopology& topology) {
+  return topology.mode() == RedisTopology::Mode::kSentinel;
+}
+
+bool IsPrimaryRole(const redisReply& reply) {
+  if (reply.type != REDIS_REPLY_ARRAY || reply.elements == 0) return false;
+  const redisReply* role = reply.element[0];
+  return role != nullptr &&
+         (role->type == REDIS_REPLY_STRING || role->type == REDIS_REPLY_STATUS) &&
+         std::string_view(role->str, role->len) == "master";
+}
+
+ReplyVerdict JudgeReply(const redisReply& reply, RedisTopology& topology, const RedisNode& from,
+                        bool redirected) {
+  ReplyVerdict verdict;
+  if (reply.type != REDIS_REPLY_ERROR) return verdict;
+  if (IsRedisReadOnly(reply)) {
+    topology.Suspect(from);
+    verdict.kind = ReplyVerdict::Kind::kReadOnly;
+    return verdict;
+  }
+  const std::optional<RedisRedirect> redirect = ParseRedisRedirect(reply);
+  if (!redirect) return verdict;
+  const bool moved = redirect->kind == RedisRedirect::Kind::kMoved;
+  // Kept even when not followed: the next command for that slot goes the right way.
+  if (moved) topology.Moved(redirect->slot, redirect->node);
+  if (redirected) {
+    verdict.kind = ReplyVerdict::Kind::kRefused;
+    return verdict;
+  }
+  if (!moved) topology.stats().asked.fetch_add(1);
+  verdict.kind = ReplyVerdict::Kind::kRedirect;
+  verdict.node = redirect->node;
+  verdict.asking = !moved;
+  return verdict;
+}
+
+bool StillRouted(const RedisTopology& topology, const RedisNode& node) {
+  if (topology.mode() != RedisTopology::Mode::kCluster) return topology.Route("") == node;
+  // Only after the slot map changed: 16384 look-ups, once per epoch and connection.
+  for (int slot = 0; slot < 16384; ++slot) {
+    if (topology.RouteSlot(slot) == node) return true;
+  }
+  return false;
 }
 
 FifoDeadline::FifoDeadline(loop::Loop* loop,

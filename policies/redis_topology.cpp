@@ -6,7 +6,9 @@
 #include <mutex>
 #include <utility>
 
+#include "policies/redis_cluster.h"
 #include "policies/redis_loop_shared.h"
+#include "policies/redis_sentinel.h"
 
 namespace tollgate::policies {
 namespace {
@@ -115,8 +117,13 @@ std::shared_ptr<RedisTopology> RedisTopology::For(const config::RedisConfig& con
   std::lock_guard<std::mutex> lock(mutex);
   if (auto existing = registry[key].lock()) return existing;
   std::shared_ptr<RedisTopology> made;
-  // Sentinel and cluster topologies: redis_sentinel.cpp / redis_cluster.cpp (to come).
-  made = std::make_shared<DirectTopology>(config);
+  if (config.sentinel) {
+    made = MakeSentinelTopology(config);
+  } else if (config.cluster) {
+    made = MakeClusterTopology(config);
+  } else {
+    made = std::make_shared<DirectTopology>(config);
+  }
   registry[key] = made;
   return made;
 }

@@ -113,7 +113,8 @@ class RedisUsageReader : public UsageReader {
     if (state->left <= 0) return state->done(true, {});
     // Queued in this loop iteration: one write for every day.
     for (int64_t day = from; day <= to; ++day) {
-      client_.Command({"HGETALL", UsageDayKey(prefix_, day)}, [state, day](const redisReply* r) {
+      const std::string key = UsageDayKey(prefix_, day);
+      client_.Command(key, {"HGETALL", key}, [state, day](const redisReply* r) {
         if (r == nullptr || r->type != REDIS_REPLY_ARRAY) {
           state->failed = true;
         } else {

@@ -406,6 +406,31 @@ TEST(Metrics, RunTimeKeySeriesAreRenderedOnlyWithRunTimeKeys) {
   EXPECT_EQ(without.Type("tollgate_key_lookups_total"), "");
 }
 
+TEST(Metrics, RedisTopologySeriesAreRenderedOnlyWithARedisSection) {  // issue 14
+  Metrics metrics;
+  policies::RedisTopologyStats stats;
+  stats.primary_switches = 2;
+  stats.resolve_failures = 3;
+  stats.slot_map_refreshes = 4;
+  stats.moved = 5;
+  stats.asked = 6;
+  MetricsSnapshot g;
+  g.redis_topology = &stats;
+  const Exposition e(metrics.Render(g));
+  EXPECT_EQ(e.Type("tollgate_redis_primary_switches_total"), "counter");
+  EXPECT_EQ(e.Value("tollgate_redis_primary_switches_total"), 2);
+  EXPECT_EQ(e.Value("tollgate_redis_resolve_failures_total"), 3);
+  EXPECT_EQ(e.Value("tollgate_redis_slot_map_refreshes_total"), 4);
+  EXPECT_EQ(e.Type("tollgate_redis_cluster_redirects_total"), "counter");
+  EXPECT_EQ(e.Value("tollgate_redis_cluster_redirects_total", {{"kind", "moved"}}), 5);
+  EXPECT_EQ(e.Value("tollgate_redis_cluster_redirects_total", {{"kind", "ask"}}), 6);
+
+  g.redis_topology = nullptr;
+  const Exposition without(metrics.Render(g));
+  EXPECT_EQ(without.Type("tollgate_redis_primary_switches_total"), "");
+  EXPECT_EQ(without.Type("tollgate_redis_cluster_redirects_total"), "");
+}
+
 TEST(Metrics, LabelValuesAreEscaped) {
   Metrics metrics;
   const std::string odd = "a\\b\"c\nd";

@@ -88,7 +88,7 @@ Answer Ask(loop::LoopThread& thread, Send send, seconds limit = seconds(30)) {
 }
 
 Send Command(RedisLoopClient& client, std::vector<std::string> argv) {
-  return [&client, argv](RedisLoopClient::Done done) { client.Command(argv, std::move(done)); };
+  return [&client, argv](RedisLoopClient::Done done) { client.Command("", argv, std::move(done)); };
 }
 
 std::thread::id ThreadOf(loop::LoopThread& thread) {
@@ -200,11 +200,11 @@ TEST(RedisLoopClientTest, ManyCommandsFromOneIterationAreAnsweredInOrder) {
   auto seen = std::make_shared<std::vector<long long>>();
   Answer last = Ask(thread, [&client, seen](RedisLoopClient::Done done) {
     for (int i = 0; i < 200; ++i) {
-      client.Command({"INCR", "counter"}, [seen](const redisReply* reply) {
+      client.Command("counter", {"INCR", "counter"}, [seen](const redisReply* reply) {
         seen->push_back(reply ? reply->integer : -1);
       });
     }
-    client.Command({"GET", "counter"}, std::move(done));
+    client.Command("counter", {"GET", "counter"}, std::move(done));
   });
   EXPECT_EQ(last.text, "200");
   ASSERT_EQ(seen->size(), 200u);
@@ -347,11 +347,11 @@ TEST(RedisLoopClientFailureTest, ARedisThatNeverAnswersTimesOutEveryPendingComma
   const auto start = steady_clock::now();
   Answer last = Ask(thread, [&client, failed](RedisLoopClient::Done done) {
     for (int i = 0; i < 3; ++i) {
-      client.Command({"GET", "a"}, [failed](const redisReply* reply) {
+      client.Command("a", {"GET", "a"}, [failed](const redisReply* reply) {
         if (reply == nullptr) failed->fetch_add(1);
       });
     }
-    client.Command({"GET", "b"}, std::move(done));
+    client.Command("b", {"GET", "b"}, std::move(done));
   });
   // Not before the deadline (timers never fire early); "not much after" is the 30 s in Ask.
   EXPECT_GE(steady_clock::now() - start, milliseconds(300));
@@ -400,9 +400,9 @@ TEST(RedisLoopClientFailureTest, AfterThreeFailuresCommandsFailAtOnceWithoutConn
   // is failed by the back-off: answered later, on the loop, and no connection is made.
   auto in_backoff = std::make_shared<std::promise<Answer>>();
   Answer third = Ask(thread, [&client, in_backoff](RedisLoopClient::Done done) {
-    client.Command({"PING"}, [&client, in_backoff, done](const redisReply* reply) {
+    client.Command("", {"PING"}, [&client, in_backoff, done](const redisReply* reply) {
       auto returned = std::make_shared<bool>(false);
-      client.Command({"PING"}, [in_backoff, returned](const redisReply* again) {
+      client.Command("", {"PING"}, [in_backoff, returned](const redisReply* again) {
         Answer answer = Copy(again);
         answer.inline_call = !*returned;
         in_backoff->set_value(answer);
@@ -431,7 +431,7 @@ TEST(RedisLoopClientFailureTest, ALoopStoppedWithCommandsPendingAnswersThem) {
     loop::LoopThread thread("client-test");
     thread.RunSync([&client, answers, failed] {
       for (int i = 0; i < 3; ++i) {
-        client.Command({"GET", "a"}, [answers, failed](const redisReply* reply) {
+        client.Command("a", {"GET", "a"}, [answers, failed](const redisReply* reply) {
           answers->fetch_add(1);
           if (reply == nullptr) failed->fetch_add(1);
         });
@@ -446,7 +446,7 @@ TEST(RedisLoopClientFailureTest, ACommandFromAThreadWithoutALoopFails) {
   testing::RedisServer redis;
   RedisLoopClient client(ConfigFor(redis.port()));
   bool failed = false;
-  client.Command({"PING"}, [&failed](const redisReply* reply) { failed = reply == nullptr; });
+  client.Command("", {"PING"}, [&failed](const redisReply* reply) { failed = reply == nullptr; });
   EXPECT_TRUE(failed);
 }
 

@@ -1,0 +1,519 @@
+// Every Redis client asks a RedisTopology where a command goes (issue 14). A fake topology here
+// says what the real sentinel/cluster topologies would (any node for any key, a new epoch, a
+// replica as the primary, the wrong node of a cluster) and records what the clients report
+// (Suspect, Moved); the servers are real: two redis-servers (one made a replica on cue) and a
+// real 3-node cluster for MOVED and ASK.
+
+#include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "loop/loop.h"
+#include "policies/rate_limiter.h"
+#include "policies/redis_connection.h"
+#include "policies/redis_loop_client.h"
+#include "policies/redis_topology.h"
+#include "policies/token_bucket_script.h"
+#include "tests/support/process.h"
+#include "tests/unit/redis_peek.h"
+
+namespace tollgate::policies {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using std::chrono::steady_clock;
+using testing::RedisPeek;
+
+RedisNode Node(int port) { return RedisNode{"127.0.0.1", port}; }
+
+// Routes "" to the primary, any other key by its slot (a slot not set: the primary); the epoch
+// moves only when the test says. Moved() is recorded, not kept: a test that routes a key to the
+// wrong node keeps it wrong, so every command proves the client follows.
+class FakeTopology : public RedisTopology {
+ public:
+  FakeTopology(Mode mode, RedisNode primary) : mode_(mode), primary_(std::move(primary)) {}
+
+  Mode mode() const override { return mode_; }
+  RedisNode Route(std::string_view key) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (key.empty()) return primary_;
+    auto found = slots_.find(RedisHashSlot(key));
+    return found != slots_.end() ? found->second : primary_;
+  }
+  RedisNode RouteSlot(int slot) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto found = slots_.find(slot);
+    return found != slots_.end() ? found->second : primary_;
+  }
+  uint64_t epoch() const override { return epoch_.load(); }
+  void Suspect(const RedisNode& node) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    suspects_.push_back(node);
+  }
+  void Moved(int slot, const RedisNode& node) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    moved_.emplace_back(slot, node);
+    stats_.moved.fetch_add(1);
+  }
+  std::string Describe() const override { return "fake"; }
+  RedisTopologyStats& stats() override { return stats_; }
+
+  void RouteKey(std::string_view key, RedisNode node) {
+    std::lock_guard<std::mutex> lock(mu_);
+    slots_[RedisHashSlot(key)] = std::move(node);
+  }
+  void SetPrimary(RedisNode node) {
+    std::lock_guard<std::mutex> lock(mu_);
+    primary_ = std::move(node);
+  }
+  void NextEpoch() { epoch_.fetch_add(1); }
+  std::vector<RedisNode> suspects() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return suspects_;
+  }
+  std::vector<std::pair<int, RedisNode>> moved() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return moved_;
+  }
+
+ private:
+  const Mode mode_;
+  mutable std::mutex mu_;
+  RedisNode primary_;
+  std::map<int, RedisNode> slots_;
+  std::atomic<uint64_t> epoch_{1};
+  std::vector<RedisNode> suspects_;
+  std::vector<std::pair<int, RedisNode>> moved_;
+  RedisTopologyStats stats_;
+};
+
+config::RedisConfig Config(config::RedisOnError on_error = config::RedisOnError::kLocal,
+                           std::string prefix = "tollgate:") {
+  config::RedisConfig config;
+  config.host = "127.0.0.1";
+  config.port = 1;  // never used: the topology says where
+  config.timeout_ms = 5000;
+  config.on_error = on_error;
+  config.key_prefix = std::move(prefix);
+  return config;
+}
+
+BucketSpec Bucket(const std::string& name) {
+  BucketSpec spec;
+  spec.key = "bucket:" + name + ":_shared";
+  spec.name = name;
+  spec.rate = config::Rate{100, 60};
+  return spec;
+}
+
+// The key the limiter's decision for `bucket` routes by (its script call's first key).
+std::string FirstKey(const config::RedisConfig& config, const BucketSpec& bucket) {
+  return MakeTokenBucketCall({bucket}, "", config.key_prefix, true).keys.front();
+}
+
+LimitDecision AcquireSync(RateLimiter& limiter, const BucketSpec& bucket) {
+  auto promise = std::make_shared<std::promise<LimitDecision>>();
+  std::future<LimitDecision> future = promise->get_future();
+  LimitRequest request;
+  request.buckets = {bucket};
+  limiter.Acquire(std::move(request),
+                  [promise](LimitDecision decision) { promise->set_value(std::move(decision)); });
+  if (future.wait_for(seconds(30)) != std::future_status::ready) {
+    ADD_FAILURE() << "no decision within 30 s";
+    return {};
+  }
+  return future.get();
+}
+
+// A RedisLoopClient command's answer as text ("<failed>" for done(nullptr)), run on `thread`.
+std::string Ask(loop::LoopThread& thread, RedisLoopClient& client, std::string route_key,
+                std::vector<std::string> argv) {
+  auto promise = std::make_shared<std::promise<std::string>>();
+  std::future<std::string> future = promise->get_future();
+  thread.loop().Post([&client, route_key, argv, promise] {
+    client.Command(route_key, argv, [promise](const redisReply* reply) {
+      if (reply == nullptr) return promise->set_value("<failed>");
+      if (reply->str != nullptr) return promise->set_value(std::string(reply->str, reply->len));
+      promise->set_value(std::to_string(reply->integer));
+    });
+  });
+  if (future.wait_for(seconds(30)) != std::future_status::ready) {
+    ADD_FAILURE() << "no answer within 30 s";
+    return "<none>";
+  }
+  return future.get();
+}
+
+bool Contains(const std::vector<RedisNode>& nodes, const RedisNode& node) {
+  for (const RedisNode& n : nodes) {
+    if (n == node) return true;
+  }
+  return false;
+}
+
+// Waits (bounded, not a timing assertion) until `ready` holds.
+template <class Ready>
+bool Eventually(Ready ready) {
+  const auto until = steady_clock::now() + seconds(10);
+  while (steady_clock::now() < until) {
+    if (ready()) return true;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return ready();
+}
+
+int ConnectedClients(int port) {
+  RedisPeek peek(port);
+  const std::string info = peek.Run({"INFO", "clients"});
+  const size_t at = info.find("connected_clients:");
+  if (at == std::string::npos) return -1;
+  return std::atoi(info.c_str() + at + 18) - 1;  // not counting the peek
+}
+
+// ---- Two plain servers: routing by key, a new epoch, a replica --------------------------------
+
+TEST(RedisRoutingTest, TheLimiterSendsEachDecisionToTheNodeOfItsFirstKey) {
+  testing::RedisServer a;
+  testing::RedisServer b;
+  const config::RedisConfig config = Config();
+  auto topology = std::make_shared<FakeTopology>(RedisTopology::Mode::kCluster, Node(a.port()));
+  const BucketSpec on_a = Bucket("on-a");
+  const BucketSpec on_b = Bucket("on-b");
+  topology->RouteKey(FirstKey(config, on_b), Node(b.port()));
+  ASSERT_NE(RedisHashSlot(FirstKey(config, on_a)), RedisHashSlot(FirstKey(config, on_b)));
+  auto limiter = MakeRedisLimiter(config, topology, 1);
+
+  EXPECT_FALSE(AcquireSync(*limiter, on_a).fallback);
+  EXPECT_FALSE(AcquireSync(*limiter, on_b).fallback);
+  RedisPeek peek_a(a.port());
+  RedisPeek peek_b(b.port());
+  EXPECT_EQ(peek_a.Run({"EXISTS", FirstKey(config, on_a)}), "1");
+  EXPECT_EQ(peek_b.Run({"EXISTS", FirstKey(config, on_a)}), "0");
+  EXPECT_EQ(peek_b.Run({"EXISTS", FirstKey(config, on_b)}), "1");
+  EXPECT_EQ(peek_a.Run({"EXISTS", FirstKey(config, on_b)}), "0");
+  EXPECT_EQ(limiter->stats().redis_errors.load(), 0u);
+}
+
+TEST(RedisRoutingTest, TheLoopClientSendsEachCommandToTheNodeOfItsRouteKey) {
+  testing::RedisServer a;
+  testing::RedisServer b;
+  auto topology = std::make_shared<FakeTopology>(RedisTopology::Mode::kCluster, Node(a.port()));
+  topology->RouteKey("key-on-b", Node(b.port()));
+  ASSERT_NE(RedisHashSlot("key-on-a"), RedisHashSlot("key-on-b"));
+  RedisLoopClient client(Config(), topology);
+  loop::LoopThread thread("routing-test");
+
+  EXPECT_EQ(Ask(thread, client, "key-on-a", {"SET", "key-on-a", "1"}), "OK");
+  EXPECT_EQ(Ask(thread, client, "key-on-b", {"SET", "key-on-b", "2"}), "OK");
+  EXPECT_EQ(RedisPeek(a.port()).Run({"GET", "key-on-a"}), "1");
+  EXPECT_EQ(RedisPeek(b.port()).Run({"GET", "key-on-b"}), "2");
+  EXPECT_EQ(RedisPeek(a.port()).Run({"EXISTS", "key-on-b"}), "0");
+}
+
+TEST(RedisRoutingTest, ANewEpochMovesTrafficAndClosesTheConnectionToTheOldPrimary) {
+  testing::RedisServer a;
+  testing::RedisServer b;
+  const config::RedisConfig config = Config();
+  // Sentinel mode: the ROLE check passes on both (both are masters).
+  auto topology = std::make_shared<FakeTopology>(RedisTopology::Mode::kSentinel, Node(a.port()));
+  auto limiter = MakeRedisLimiter(config, topology, 1);
+  RedisLoopClient client(config, topology);
+  loop::LoopThread thread("routing-test");
+  const BucketSpec bucket = Bucket("moving");
+
+  EXPECT_FALSE(AcquireSync(*limiter, bucket).fallback);
+  EXPECT_EQ(Ask(thread, client, "k", {"SET", "k", "before"}), "OK");
+  EXPECT_EQ(RedisPeek(a.port()).Run({"EXISTS", FirstKey(config, bucket)}), "1");
+  EXPECT_EQ(ConnectedClients(a.port()), 2);
+
+  topology->SetPrimary(Node(b.port()));
+  topology->NextEpoch();
+  EXPECT_FALSE(AcquireSync(*limiter, bucket).fallback);
+  EXPECT_EQ(Ask(thread, client, "k", {"SET", "k", "after"}), "OK");
+  EXPECT_EQ(RedisPeek(b.port()).Run({"EXISTS", FirstKey(config, bucket)}), "1");
+  EXPECT_EQ(RedisPeek(b.port()).Run({"GET", "k"}), "after");
+  EXPECT_EQ(RedisPeek(a.port()).Run({"GET", "k"}), "before");
+  // Both clients closed their connections to the node no longer routed to.
+  EXPECT_TRUE(Eventually([&] { return ConnectedClients(a.port()) == 0; }))
+      << ConnectedClients(a.port());
+  EXPECT_TRUE(topology->suspects().empty());
+}
+
+TEST(RedisRoutingTest, TheSyncConnectionFollowsTheEpoch) {
+  testing::RedisServer a;
+  testing::RedisServer b;
+  const config::RedisConfig config = Config();
+  auto topology = std::make_shared<FakeTopology>(RedisTopology::Mode::kSentinel, Node(a.port()));
+  RedisConnection connection(config, topology, "k");
+  ASSERT_TRUE(connection.Open());
+  ASSERT_NE(connection.Command({"SET", "k", "before"}), nullptr);
+  topology->SetPrimary(Node(b.port()));
+  topology->NextEpoch();
+  ASSERT_TRUE(connection.Open());
+  ASSERT_NE(connection.Command({"SET", "k", "after"}), nullptr);
+  EXPECT_EQ(RedisPeek(a.port()).Run({"GET", "k"}), "before");
+  EXPECT_EQ(RedisPeek(b.port()).Run({"GET", "k"}), "after");
+}
+
+class ReplicaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(
+        RedisPeek(replica_.port()).Run({"REPLICAOF", "127.0.0.1", std::to_string(primary_.port())}),
+        "OK");
+  }
+  testing::RedisServer primary_;
+  testing::RedisServer replica_;
+};
+
+TEST_F(ReplicaTest, AReadOnlyAnswerIsReportedAndTheLimiterFallsBack) {
+  // Direct mode: no ROLE check, so only the READONLY answer can tell.
+  auto topology =
+      std::make_shared<FakeTopology>(RedisTopology::Mode::kDirect, Node(replica_.port()));
+  auto local = MakeRedisLimiter(Config(config::RedisOnError::kLocal), topology, 1);
+  const LimitDecision decision = AcquireSync(*local, Bucket("replica"));
+  EXPECT_TRUE(decision.fallback);
+  EXPECT_EQ(decision.outcome, LimitDecision::Outcome::kAllowed);
+  EXPECT_TRUE(Contains(topology->suspects(), Node(replica_.port())));
+
+  auto deny = MakeRedisLimiter(Config(config::RedisOnError::kDeny), topology, 1);
+  EXPECT_EQ(AcquireSync(*deny, Bucket("replica")).outcome, LimitDecision::Outcome::kUnavailable);
+}
+
+TEST_F(ReplicaTest, AReadOnlyAnswerIsReportedAndTheCommandFails) {
+  auto topology =
+      std::make_shared<FakeTopology>(RedisTopology::Mode::kDirect, Node(replica_.port()));
+  RedisLoopClient client(Config(), topology);
+  loop::LoopThread thread("routing-test");
+  EXPECT_EQ(Ask(thread, client, "k", {"SET", "k", "v"}), "<failed>");
+  EXPECT_TRUE(Contains(topology->suspects(), Node(replica_.port())));
+  EXPECT_EQ(client.failures(), 1u);
+
+  RedisConnection connection(Config(), topology, "k");
+  ASSERT_TRUE(connection.Open());
+  EXPECT_EQ(connection.Command({"SET", "k", "v"}), nullptr);
+  EXPECT_FALSE(connection.connected());
+}
+
+TEST_F(ReplicaTest, InSentinelModeTheRoleCheckDropsAReplicaBeforeAnyCommand) {
+  auto topology =
+      std::make_shared<FakeTopology>(RedisTopology::Mode::kSentinel, Node(replica_.port()));
+  RedisLoopClient client(Config(), topology);
+  auto limiter = MakeRedisLimiter(Config(config::RedisOnError::kLocal), topology, 1);
+  loop::LoopThread thread("routing-test");
+
+  // A read the replica would have answered: the ROLE check refuses it first.
+  EXPECT_EQ(Ask(thread, client, "", {"PING"}), "<failed>");
+  EXPECT_TRUE(AcquireSync(*limiter, Bucket("role")).fallback);
+  RedisConnection connection(Config(), topology, "");
+  EXPECT_FALSE(connection.Open());
+  EXPECT_EQ(topology->suspects().size(), 3u);
+  for (const RedisNode& node : topology->suspects()) EXPECT_EQ(node, Node(replica_.port()));
+
+  // The sentinels name the primary: everything works again.
+  topology->SetPrimary(Node(primary_.port()));
+  topology->NextEpoch();
+  EXPECT_EQ(Ask(thread, client, "", {"PING"}), "PONG");
+  EXPECT_FALSE(AcquireSync(*limiter, Bucket("role")).fallback);
+  EXPECT_TRUE(connection.Open());
+}
+
+// ---- A real cluster: MOVED and ASK -------------------------------------------------------------
+
+struct ClusterNode {
+  int port = 0;
+  std::string id;
+  int first_slot = -1;
+  int last_slot = -1;
+};
+
+// Three masters (no replicas) on free loopback ports, their slots as `redis-cli --cluster
+// create` split them, each node's id and range read back from CLUSTER NODES.
+class Cluster {
+ public:
+  Cluster() {
+    for (int i = 0; i < 3; ++i) {
+      const int port = testing::FreePort();
+      // The bus port is not port + 10000 (that may be taken, or above 65535): a free one too.
+      const int bus_port = testing::FreePort();
+      processes_.emplace_back(
+          std::vector<std::string>{"/usr/bin/redis-server", "--port", std::to_string(port),
+                                   "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                   "--cluster-enabled", "yes", "--cluster-port",
+                                   std::to_string(bus_port), "--cluster-config-file",
+                                   dir_.path() + "/nodes-" + std::to_string(i) + ".conf", "--dir",
+                                   dir_.path(), "--loglevel", "warning"},
+          std::map<std::string, std::string>{}, "/dev/null");
+      nodes_.push_back(ClusterNode{port, "", -1, -1});
+    }
+    for (const ClusterNode& node : nodes_) {
+      if (!testing::WaitForPort(node.port, seconds(10))) {
+        ADD_FAILURE() << "cluster node did not start";
+        return;
+      }
+    }
+    std::vector<std::string> create = {"/usr/bin/redis-cli", "--cluster", "create"};
+    for (const ClusterNode& node : nodes_)
+      create.push_back("127.0.0.1:" + std::to_string(node.port));
+    create.insert(create.end(), {"--cluster-replicas", "0", "--cluster-yes"});
+    std::string output;
+    if (testing::RunCommand(create, &output, {}, seconds(60)) != 0) {
+      ADD_FAILURE() << "redis-cli --cluster create: " << output;
+      return;
+    }
+    for (const ClusterNode& node : nodes_) {
+      const bool ok = Eventually([&] {
+        return RedisPeek(node.port).Run({"CLUSTER", "INFO"}).find("cluster_state:ok") !=
+               std::string::npos;
+      });
+      if (!ok) {
+        ADD_FAILURE() << "cluster_state never ok on " << node.port;
+        return;
+      }
+    }
+    ReadNodes();
+    ok_ = true;
+  }
+
+  bool ok() const { return ok_; }
+  const ClusterNode& Owner(int slot) const {
+    for (const ClusterNode& node : nodes_) {
+      if (slot >= node.first_slot && slot <= node.last_slot) return node;
+    }
+    return nodes_.front();
+  }
+  const ClusterNode& Other(const ClusterNode& than) const {
+    return nodes_[0].port != than.port ? nodes_[0] : nodes_[1];
+  }
+  // A hash tag whose slot `node` serves.
+  std::string TagOn(const ClusterNode& node) const {
+    for (int i = 0;; ++i) {
+      const std::string tag = "t" + std::to_string(i);
+      if (Owner(RedisHashSlot(tag)).port == node.port) return tag;
+    }
+  }
+
+ private:
+  void ReadNodes() {
+    std::istringstream lines(RedisPeek(nodes_[0].port).Run({"CLUSTER", "NODES"}));
+    std::string line;
+    while (std::getline(lines, line)) {
+      std::istringstream fields(line);
+      std::vector<std::string> field;
+      for (std::string f; fields >> f;) field.push_back(f);
+      if (field.size() < 9) continue;
+      const int port = std::atoi(field[1].substr(field[1].rfind(':') + 1).c_str());
+      for (ClusterNode& node : nodes_) {
+        if (node.port != port) continue;
+        node.id = field[0];
+        const std::string& range = field[8];
+        node.first_slot = std::atoi(range.c_str());
+        const size_t dash = range.find('-');
+        node.last_slot =
+            dash == std::string::npos ? node.first_slot : std::atoi(range.c_str() + dash + 1);
+      }
+    }
+  }
+
+  testing::TempDir dir_;
+  std::vector<testing::ChildProcess> processes_;
+  std::vector<ClusterNode> nodes_;
+  bool ok_ = false;
+};
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(cluster_.ok()); }
+  Cluster cluster_;
+};
+
+TEST_F(ClusterTest, AMovedAnswerIsReportedAndFollowedOnce) {
+  const ClusterNode& right = cluster_.Owner(0);
+  const ClusterNode& wrong = cluster_.Other(right);
+  const std::string tag = cluster_.TagOn(right);
+  const int slot = RedisHashSlot(tag);
+  // Everything goes to the wrong node (and stays wrong: the fake keeps no Moved()).
+  auto topology = std::make_shared<FakeTopology>(RedisTopology::Mode::kCluster, Node(wrong.port));
+  const config::RedisConfig config = Config(config::RedisOnError::kDeny, "{" + tag + "}:");
+
+  RedisLoopClient client(config, topology);
+  loop::LoopThread thread("routing-test");
+  const std::string key = "{" + tag + "}:k";
+  EXPECT_EQ(Ask(thread, client, key, {"SET", key, "v"}), "OK");
+  EXPECT_EQ(RedisPeek(right.port).Run({"GET", key}), "v");
+
+  auto limiter = MakeRedisLimiter(config, topology, 1);
+  const BucketSpec bucket = Bucket("moved");
+  const LimitDecision decision = AcquireSync(*limiter, bucket);
+  EXPECT_EQ(decision.outcome, LimitDecision::Outcome::kAllowed);
+  EXPECT_FALSE(decision.fallback);
+  EXPECT_EQ(RedisPeek(right.port).Run({"EXISTS", FirstKey(config, bucket)}), "1");
+
+  RedisConnection connection(config, topology, key);
+  ASSERT_TRUE(connection.Open());
+  auto reply = connection.Command({"GET", key});
+  ASSERT_NE(reply, nullptr);
+  EXPECT_EQ(std::string(reply->str, reply->len), "v");
+
+  const auto moved = topology->moved();
+  // One each: the limiter's retry after NOSCRIPT goes to the node it was redirected to.
+  ASSERT_EQ(moved.size(), 3u);
+  for (const auto& [moved_slot, node] : moved) {
+    EXPECT_EQ(moved_slot, slot);
+    EXPECT_EQ(node, Node(right.port));
+  }
+  EXPECT_EQ(topology->stats().asked.load(), 0u);
+}
+
+TEST_F(ClusterTest, AnAskAnswerIsFollowedWithAsking) {
+  const ClusterNode& source = cluster_.Owner(0);
+  const ClusterNode& target = cluster_.Other(source);
+  const std::string tag = cluster_.TagOn(source);
+  const int slot = RedisHashSlot(tag);
+  // The slot is migrating: the source answers ASK for keys it does not have.
+  ASSERT_EQ(RedisPeek(target.port)
+                .Run({"CLUSTER", "SETSLOT", std::to_string(slot), "IMPORTING", source.id}),
+            "OK");
+  ASSERT_EQ(RedisPeek(source.port)
+                .Run({"CLUSTER", "SETSLOT", std::to_string(slot), "MIGRATING", target.id}),
+            "OK");
+  const std::string key = "{" + tag + "}:k";
+  ASSERT_EQ(RedisPeek(source.port).Run({"GET", key}).substr(0, 4), "ASK ");
+
+  auto topology = std::make_shared<FakeTopology>(RedisTopology::Mode::kCluster, Node(source.port));
+  const config::RedisConfig config = Config(config::RedisOnError::kDeny, "{" + tag + "}:");
+  RedisLoopClient client(config, topology);
+  loop::LoopThread thread("routing-test");
+  EXPECT_EQ(Ask(thread, client, key, {"SET", key, "v"}), "OK");
+  EXPECT_EQ(topology->stats().asked.load(), 1u);
+
+  auto limiter = MakeRedisLimiter(config, topology, 1);
+  const BucketSpec bucket = Bucket("asked");
+  const LimitDecision decision = AcquireSync(*limiter, bucket);
+  EXPECT_EQ(decision.outcome, LimitDecision::Outcome::kAllowed);
+  EXPECT_FALSE(decision.fallback);
+  EXPECT_EQ(topology->stats().asked.load(), 2u);
+
+  // Both landed on the importing node; ASK is not MOVED: nothing was reported as moved.
+  RedisPeek peek(target.port);
+  ASSERT_EQ(peek.Run({"ASKING"}), "OK");
+  EXPECT_EQ(peek.Run({"GET", key}), "v");
+  ASSERT_EQ(peek.Run({"ASKING"}), "OK");
+  EXPECT_EQ(peek.Run({"EXISTS", FirstKey(config, bucket)}), "1");
+  EXPECT_TRUE(topology->moved().empty());
+}
+
+}  // namespace
+}  // namespace tollgate::policies
