@@ -5,8 +5,8 @@
 // and how long it took (steady clock, ms).
 #pragma once
 
-#include <atomic>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -121,5 +121,32 @@ class RequestStream {
   std::vector<StreamedCall> calls_;
   std::thread thread_;
 };
+
+// Every audit record of the gateways, by request id.
+inline std::map<std::string, Json> AuditById(const std::vector<const GatewayProcess*>& gateways) {
+  std::map<std::string, Json> out;
+  for (const GatewayProcess* g : gateways) {
+    for (const Json& line : g->AuditLines()) {
+      if (line.ok()) out.emplace(line.String("/request_id"), line);
+    }
+  }
+  return out;
+}
+
+// The ids (space-separated) whose audit record says the limiter decided without Redis
+// ("limiter_fallback": true) or that have no record: "" when Redis decided every one.
+inline std::string DecidedWithoutRedis(const std::vector<std::string>& ids,
+                                       const std::map<std::string, Json>& audit) {
+  std::string out;
+  for (const std::string& id : ids) {
+    auto it = audit.find(id);
+    if (it == audit.end()) {
+      out += (out.empty() ? "" : " ") + id + "(no record)";
+    } else if (it->second.Bool("/limiter_fallback")) {
+      out += (out.empty() ? "" : " ") + id;
+    }
+  }
+  return out;
+}
 
 }  // namespace tollgate::testing

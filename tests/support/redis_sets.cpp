@@ -53,7 +53,13 @@ RedisValue Convert(const redisReply& r) {
   return v;
 }
 
-std::string Tail(const std::string& text, size_t bytes = 3000) {
+// The end of a log, without Redis's memory overcommit warning (every start logs it).
+std::string Tail(const std::string& log, size_t bytes = 3000) {
+  std::string text;
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("overcommit") == std::string::npos) text += line + "\n";
+  }
   return text.size() <= bytes ? text : "..." + text.substr(text.size() - bytes);
 }
 
