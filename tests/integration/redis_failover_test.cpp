@@ -4,7 +4,8 @@
 //   - on_error local: no request fails (every answer a 200 or an honest 429), none waits long;
 //     decisions come from Redis again once the sentinels have promoted the replica (the time is
 //     measured and printed next to the sentinels' own failover time); afterwards a bucket is
-//     exact again across two gateways on the new primary, and the audit stream follows it;
+//     exact again across two gateways on the new primary, and the audit stream and run-time keys
+//     follow it;
 //   - on_error deny: 503 redis_unavailable during the switch, 200 after, nothing unmetered
 //     reaches the upstream.
 //
@@ -52,6 +53,7 @@ std::string SentinelConfig(const std::string& on_error) {
   return R"({
   "listen": "${LISTEN}", "admin_listen": "${ADMIN}", "threads": 2,
   "audit": {"file": "${AUDIT}", "redis_stream": "tollgate:audit"},
+  "admin": {"tokens": [{"name": "it-keys", "sha256": "${ADMIN_HASH}", "scopes": ["keys"]}]},
   "redis": {"sentinel": {"addresses": [${SENTINELS}], "master": "tollgate"},
             "timeout_ms": )" +
          std::to_string(kRedisTimeoutMs) + R"(, "on_error": ")" + on_error + R"("},
@@ -272,6 +274,19 @@ TEST_F(RedisFailoverTest, LocalModeServesEveryRequestThroughAFailoverAndIsExactA
         RedisQuery(new_primary, {"XREVRANGE", "tollgate:audit", "+", "-", "COUNT", "200"});
     return records && records->Text().find("\"exact-39\"") != std::string::npos;
   })) << "the audit record of exact-39 is not in the new primary's stream";
+
+  // And so do run-time keys: created through A on the new primary, used through B.
+  HttpResponse created =
+      Http("POST", a->admin_url() + "/keys",
+           {{"Authorization", "Bearer " + kAdminToken}, {"Content-Type", "application/json"}},
+           R"({"caller": "data-team"})");
+  ASSERT_EQ(created.status, 201) << created.body << "\n" << a->log();
+  const std::string key = Json::Parse(created.body).String("/key");
+  EXPECT_EQ(Get(*b, key, "runtime-key").status, 200);
+  auto record =
+      RedisQuery(new_primary, {"KEYS", "*" + Json::Parse(created.body).String("/id") + "*"});
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(record->elements.size(), 1u) << "the key's record is not on the new primary";
 }
 
 TEST_F(RedisFailoverTest, DenyModeAnswers503DuringTheSwitchAnd200After) {
