@@ -128,15 +128,17 @@ std::string DescribeConfig(const Config& config) {
         out << " " << address.host << ":" << address.port;
       }
       out << (redis.sentinel->username.empty() ? "" : " as " + redis.sentinel->username)
-          << (redis.sentinel->password.empty() ? "" : " with sentinel password") << ";";
+          << (redis.sentinel->password.empty() ? "" : " with sentinel password");
     } else if (redis.cluster) {
       out << "cluster, seeds";
       for (const RedisEndpoint& address : redis.cluster->addresses) {
         out << " " << address.host << ":" << address.port;
       }
-      out << ";";
     } else {
       out << redis.url;
+    }
+    if ((redis.sentinel || redis.cluster) && (!redis.username.empty() || !redis.password.empty())) {
+      out << "; data nodes";
     }
     out << (redis.username.empty() ? "" : " as " + redis.username)
         << (redis.password.empty() ? "" : " with password")

@@ -255,7 +255,8 @@ void ModelBuilder::BuildRedis(const Value& redis, Config* config) {
     } else {
       Error("/redis/url", error);
     }
-  } else if (has_sentinel) {
+  }
+  if (has_sentinel) {
     const Value& sentinel = redis["sentinel"];
     RedisSentinelConfig parsed;
     parsed.master = sentinel["master"].GetString();
@@ -275,7 +276,8 @@ void ModelBuilder::BuildRedis(const Value& redis, Config* config) {
       result.port = parsed.addresses.front().port;
     }
     result.sentinel = std::move(parsed);
-  } else if (has_cluster) {
+  }
+  if (has_cluster) {
     RedisClusterConfig parsed;
     parsed.addresses =
         BuildRedisAddresses(redis["cluster"]["addresses"], "/redis/cluster/addresses");

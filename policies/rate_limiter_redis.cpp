@@ -503,6 +503,12 @@ class LoopRouter {
 
   // A redirected command, once: to the connection for the node named, its deadline unchanged.
   void Redirect(PendingPtr pending, const ReplyVerdict& verdict) {
+    // Too late to be answered: sent on, it would only time out the node it was sent to.
+    if (Clock::now() >= pending->deadline) {
+      core_->stats.redis_errors.fetch_add(1);
+      core_->Fallback(*pending);
+      return;
+    }
     pending->redirected = true;
     pending->asking = verdict.asking;
     connections_.For(verdict.node)->Submit(std::move(pending));

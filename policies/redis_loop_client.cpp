@@ -362,6 +362,11 @@ class ClientRouter {
 
   // A redirected command, once: to the connection for the node named, its deadline unchanged.
   void Redirect(ClientCommand command, const ReplyVerdict& verdict) {
+    // Too late to be answered: sent on, it would only time out the node it was sent to.
+    if (Clock::now() >= command.deadline) {
+      core_->Fail(command.done);
+      return;
+    }
     command.redirected = true;
     command.asking = verdict.asking;
     connections_.For(verdict.node)->Submit(std::move(command));

@@ -64,7 +64,8 @@ bool IsRedisReadOnly(const redisReply& reply);
 
 struct RedisTopologyStats {
   std::atomic<uint64_t> primary_switches{0};    // sentinel: the primary changed
-  std::atomic<uint64_t> resolve_failures{0};    // sentinel: no sentinel/primary answered a resolve
+  std::atomic<uint64_t> resolve_failures{0};    // sentinel: no sentinel/primary answered a resolve;
+                                                // cluster: no node answered CLUSTER SLOTS
   std::atomic<uint64_t> slot_map_refreshes{0};  // cluster: CLUSTER SLOTS read (and changed)
   std::atomic<uint64_t> moved{0};               // cluster: MOVED redirects reported
   std::atomic<uint64_t> asked{0};               // cluster: ASK redirects followed (clients count)

@@ -50,8 +50,9 @@ TEST(ConfigRedisModes, SentinelIsRead) {
   EXPECT_EQ(redis.db, 0);
 
   const std::string described = DescribeConfig(*result.config);
-  EXPECT_NE(described.find("sentinel master \"tollgate\" via sentinels 127.0.0.1:26379 s2:26380 "
-                           "as watcher with sentinel password"),
+  EXPECT_NE(described.find("limiter: redis sentinel master \"tollgate\" via sentinels "
+                           "127.0.0.1:26379 s2:26380 as watcher with sentinel password; data "
+                           "nodes as tg with password, on error: local"),
             std::string::npos)
       << described;
   EXPECT_EQ(described.find("sekrit"), std::string::npos) << described;
@@ -72,7 +73,7 @@ TEST(ConfigRedisModes, ClusterIsRead) {
   EXPECT_EQ(redis.port, 7000);
   EXPECT_EQ(redis.timeout_ms, 80);
   const std::string described = DescribeConfig(*result.config);
-  EXPECT_NE(described.find("limiter: redis cluster, seeds 10.0.0.1:7000 10.0.0.2:7001;"),
+  EXPECT_NE(described.find("limiter: redis cluster, seeds 10.0.0.1:7000 10.0.0.2:7001, on error"),
             std::string::npos)
       << described;
 }
@@ -99,6 +100,12 @@ TEST(ConfigRedisModes, ExactlyOneModeIsNeeded) {
                                    "sentinel": {"addresses": ["127.0.0.1:26379"], "master": "m"},
                                    "cluster": {"addresses": ["127.0.0.1:7000"]}})");
   EXPECT_TRUE(HasError(three, "/redis", "exactly one of")) << AllErrors(three);
+
+  // Each section present is still checked: every error at once.
+  LoadResult both_bad = WithRedis(R"({"url": "redis://127.0.0.1:6379",
+                                      "cluster": {"addresses": ["127.0.0.1"]}})");
+  EXPECT_TRUE(HasError(both_bad, "/redis", "exactly one of")) << AllErrors(both_bad);
+  EXPECT_TRUE(HasError(both_bad, "/redis/cluster/addresses/0", "host:port")) << AllErrors(both_bad);
 }
 
 TEST(ConfigRedisModes, BadAddressesNameTheirIndex) {

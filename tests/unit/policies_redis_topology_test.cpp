@@ -151,21 +151,17 @@ TEST(IsRedisReadOnly, PlainAndInsideAScriptError) {
 // ---------------------------------------------------------------------------------------------
 // Processes.
 
-// redis-server on a free loopback port with no persistence, plus `extra` arguments.
+// redis-server on a free loopback port with no persistence, plus `extra` arguments. Its files
+// (a replica's copy of the primary's data, a cluster's nodes file) go to `dir`.
 struct LocalRedis {
-  explicit LocalRedis(const std::vector<std::string>& extra = {}, const std::string& log = "") {
+  LocalRedis(const TempDir& dir, const std::vector<std::string>& extra,
+             const std::string& log = "") {
     port = FreePort();
-    std::vector<std::string> argv = {"/usr/bin/redis-server",
-                                     "--port",
-                                     std::to_string(port),
-                                     "--bind",
-                                     "127.0.0.1",
-                                     "--save",
-                                     "",
-                                     "--appendonly",
-                                     "no",
-                                     "--loglevel",
-                                     "warning"};
+    std::vector<std::string> argv = {"/usr/bin/redis-server", "--port", std::to_string(port),
+                                     "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                     "--loglevel", "warning", "--dir", dir.path(),
+                                     // A replica's full sync starts at once, not 5 s later.
+                                     "--repl-diskless-sync-delay", "0"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     process = ChildProcess(argv, {}, log.empty() ? "/dev/null" : log);
     EXPECT_TRUE(WaitForPort(port, milliseconds(10000))) << "redis-server on " << port;
@@ -210,11 +206,11 @@ class SentinelTopologyTest : public ::testing::Test {
     std::vector<std::string> auth;
     if (!data_password.empty())
       auth = {"--requirepass", data_password, "--masterauth", data_password};
-    primary_ = std::make_unique<LocalRedis>(auth);
+    primary_ = std::make_unique<LocalRedis>(dir_, auth);
     std::vector<std::string> replica_args = {"--replicaof", "127.0.0.1",
                                              std::to_string(primary_->port)};
     replica_args.insert(replica_args.end(), auth.begin(), auth.end());
-    replica_ = std::make_unique<LocalRedis>(replica_args);
+    replica_ = std::make_unique<LocalRedis>(dir_, replica_args);
     ASSERT_TRUE(WaitUntil([&] {
       return Text(Ask(replica_->port, {"INFO", "replication"}, "", data_password_))
                  .find("master_link_status:up") != std::string::npos;
@@ -376,6 +372,7 @@ struct LocalCluster {
     for (size_t i = 0; i < ranges.size(); ++i) {
       const int bus = FreePort();  // not port+10000: that can be past 65535
       nodes.push_back(std::make_unique<LocalRedis>(
+          dir,
           std::vector<std::string>{"--cluster-enabled", "yes", "--cluster-config-file",
                                    dir.path() + "/nodes-" + std::to_string(i) + ".conf",
                                    "--cluster-port", std::to_string(bus), "--cluster-node-timeout",
