@@ -9,12 +9,14 @@ set -euo pipefail
 # (tests/coverage.sh); ccache keeps the mutation runner's rebuilds short (tests/mutants/run.sh).
 # libjs-chart.js is compiled into the admin console (GET /console/); chromium runs the console's
 # browser test (tests/browser/console_test.py, Python 3 standard library only, with
-# fonts-dejavu-core so its screenshots have text).
+# fonts-dejavu-core so its screenshots have text). redis-sentinel runs the Sentinel failover
+# tests (tests/integration/redis_failover_test.cpp; the cluster tests need only redis-server and
+# redis-tools' redis-cli, which redis-server depends on).
 packages=(
   build-essential cmake pkg-config git ca-certificates curl
   libpistache-dev rapidjson-dev libcurl4-openssl-dev libhiredis-dev libssl-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  redis-server nginx-light wrk procps python3
+  redis-server redis-sentinel redis-tools nginx-light wrk procps python3
   clang libclang-rt-14-dev
   gcovr ccache
   libjs-chart.js chromium fonts-dejavu-core
@@ -41,9 +43,13 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 
-# The distro starts redis-server and nginx as services on install; tollgate's tests start their
-# own on free ports, and the system ones would only hold ports 6379/80, so stop them if we can.
+# The distro starts redis-server, redis-sentinel and nginx as services on install; tollgate's
+# tests start their own on free ports, and the system ones would only hold ports 6379/26379/80,
+# so stop them if we can.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  $SUDO systemctl disable --now redis-server nginx >/dev/null 2>&1 || true
+  # One unit at a time: systemctl gives up on the whole list when one unit is unknown.
+  for unit in redis-server redis-sentinel nginx; do
+    $SUDO systemctl disable --now "$unit" >/dev/null 2>&1 || true
+  done
 fi
 echo "install-deps: done"

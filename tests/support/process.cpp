@@ -327,7 +327,8 @@ void RedisServer::Start() {
       argv.push_back("--requirepass");
       argv.push_back(options_.password);
     }
-    process_ = ChildProcess(argv, {}, "/dev/null");
+    argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
+    process_ = ChildProcess(argv, {}, options_.log_path);
     if (WaitForPort(port_, std::chrono::milliseconds(10000)) && process_.running() &&
         Pings(port_, options_.password)) {
       started_once_ = true;

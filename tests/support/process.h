@@ -71,6 +71,10 @@ std::string ReadFile(const std::string& path);
 
 struct RedisServerOptions {
   std::string password;  // non-empty: `--requirepass` (clients must AUTH with it)
+  // Appended to the command line, e.g. {"--replicaof", "127.0.0.1", "6380"} or cluster mode's
+  // {"--cluster-enabled", "yes", ...}; a later option wins over the defaults.
+  std::vector<std::string> extra_args;
+  std::string log_path = "/dev/null";  // where its output goes
 };
 
 // redis-server on a free loopback port with no persistence.
