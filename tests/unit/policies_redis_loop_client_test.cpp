@@ -304,7 +304,7 @@ TEST(RedisLoopClientTest, ARefusedScriptLoadIsRetriedOnceAndAnswersTheError) {
 }
 
 TEST(RedisLoopClientTest, AuthenticatesAndSelectsTheDatabase) {
-  testing::RedisServer redis(testing::RedisServerOptions{"s3cret-pw"});
+  testing::RedisServer redis(testing::RedisServerOptions{"s3cret-pw", {}, "/dev/null"});
   config::RedisConfig config = ConfigFor(redis.port());
   config.password = "s3cret-pw";
   config.db = 3;
@@ -319,7 +319,7 @@ TEST(RedisLoopClientTest, AuthenticatesAndSelectsTheDatabase) {
 }
 
 TEST(RedisLoopClientTest, ARefusedHandshakeFailsTheCommandsBehindIt) {
-  testing::RedisServer redis(testing::RedisServerOptions{"s3cret-pw"});
+  testing::RedisServer redis(testing::RedisServerOptions{"s3cret-pw", {}, "/dev/null"});
   config::RedisConfig config = ConfigFor(redis.port());
   config.password = "wrong-pw";
   RedisLoopClient client(config);
