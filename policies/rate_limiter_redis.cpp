@@ -278,6 +278,11 @@ class LoopConnection {
       case Type::kDecision:
         break;
     }
+    if (entry.type == Type::kDecision && IsRedisTryAgain(reply)) {
+      RecordSuccess();
+      RetryLater(std::move(entry.pending));
+      return;
+    }
     const ReplyVerdict verdict =
         JudgeReply(reply, *core_->topology, node_, entry.pending->redirected);
     switch (verdict.kind) {
@@ -425,6 +430,7 @@ class LoopConnection {
 
   // Defined after LoopRouter, which finds (or makes) the connection to the node named.
   void Redirect(PendingPtr pending, const ReplyVerdict& verdict);
+  void RetryLater(PendingPtr pending);
 
   void Answer(Pending& pending, LimitDecision decision) { pending.done(std::move(decision)); }
 
@@ -463,7 +469,7 @@ class LoopConnection {
 // One loop's connections, one per node (made on first use), in the loop's locals: routes each
 // decision by its first key, and closes the connections to nodes the topology no longer routes
 // to once its epoch moved.
-class LoopRouter {
+class LoopRouter : public std::enable_shared_from_this<LoopRouter> {
  public:
   static std::shared_ptr<LoopRouter> Make(std::shared_ptr<Core> core, loop::Loop* loop) {
     BlockSigpipeOnThisThread();  // hiredis writes with write(2)
@@ -477,7 +483,9 @@ class LoopRouter {
   }
 
   LoopRouter(std::shared_ptr<Core> core, loop::Loop* loop)
-      : core_(std::move(core)), connections_(core_->topology, [this, loop](const RedisNode& node) {
+      : core_(std::move(core)),
+        loop_(loop),
+        connections_(core_->topology, [this, loop](const RedisNode& node) {
           return std::make_shared<LoopConnection>(core_, loop, this, node);
         }) {}
 
@@ -517,14 +525,54 @@ class LoopRouter {
     connections_.For(verdict.node)->Submit(std::move(pending));
   }
 
+  // TRYAGAIN: the decision's slot is being migrated and the importing node lacks one of the
+  // script's keys (the cooldown key is usually absent), so it cannot run the script yet. Asked
+  // again from the start after a short pause (the source answers ASK while it migrates, MOVED
+  // once it is done), as long as the request's deadline allows; then the fallback.
+  void RetryLater(PendingPtr pending) {
+    if (Clock::now() + kTryAgainPause >= pending->deadline) {
+      core_->stats.redis_errors.fetch_add(1);
+      core_->Fallback(*pending);
+      return;
+    }
+    // Answered by the fallback if the timer is dropped unrun (the loop stopped first).
+    struct Parked {
+      PendingPtr pending;
+      std::shared_ptr<Core> core;
+      ~Parked() {
+        if (pending != nullptr) core->Fallback(*pending);
+      }
+    };
+    auto parked = std::make_shared<Parked>();
+    parked->pending = std::move(pending);
+    parked->core = core_;
+    std::weak_ptr<LoopRouter> weak = weak_from_this();
+    loop_->After(kTryAgainPause, [weak, parked] {
+      PendingPtr again = std::move(parked->pending);
+      auto self = weak.lock();
+      if (self == nullptr || parked->core->stopping.load()) {
+        parked->core->Fallback(*again);
+        return;
+      }
+      again->redirected = false;
+      again->asking = false;
+      self->Submit(std::move(again));
+    });
+  }
+
  private:
+  static constexpr milliseconds kTryAgainPause{2};
+
   const std::shared_ptr<Core> core_;
+  loop::Loop* const loop_;
   NodeConnections<LoopConnection> connections_;
 };
 
 void LoopConnection::Redirect(PendingPtr pending, const ReplyVerdict& verdict) {
   router_->Redirect(std::move(pending), verdict);
 }
+
+void LoopConnection::RetryLater(PendingPtr pending) { router_->RetryLater(std::move(pending)); }
 
 class RedisLimiter : public RateLimiter {
  public:

@@ -103,6 +103,11 @@ std::optional<RedisRedirect> ParseRedisRedirect(const redisReply& reply) {
   return redirect;
 }
 
+bool IsRedisTryAgain(const redisReply& reply) {
+  return reply.type == REDIS_REPLY_ERROR && reply.str != nullptr &&
+         std::string_view(reply.str, reply.len).substr(0, 9) == "TRYAGAIN ";
+}
+
 bool IsRedisReadOnly(const redisReply& reply) {
   if (reply.type != REDIS_REPLY_ERROR || reply.str == nullptr) return false;
   // A plain command answers "READONLY ..."; a script's write on a replica comes back inside

@@ -62,6 +62,10 @@ std::optional<RedisRedirect> ParseRedisRedirect(const redisReply& reply);
 // only replica.", also when it comes wrapped in a script error).
 bool IsRedisReadOnly(const redisReply& reply);
 
+// A cluster's "TRYAGAIN ...": a multi-key command during a slot's migration whose keys are not
+// all on the node yet; the same command may succeed a moment later.
+bool IsRedisTryAgain(const redisReply& reply);
+
 struct RedisTopologyStats {
   std::atomic<uint64_t> primary_switches{0};    // sentinel: the primary changed
   std::atomic<uint64_t> resolve_failures{0};    // sentinel: no sentinel/primary answered a resolve;

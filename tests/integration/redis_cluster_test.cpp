@@ -267,12 +267,10 @@ TEST_F(RedisClusterTest, AReshardOfTheBucketsSlotIsFollowedAndTheBucketStaysExac
 
   RequestStream stream(both, kSelf, kDataKey, "flow-");
   ASSERT_TRUE(stream.WaitForMore(10));
-  // The reshard, between two requests: while the slot is migrating, Redis answers TRYAGAIN to the
-  // limiter's script (its keys, the upstream's cooldown and the bucket, are not all on one node),
-  // so no request is in flight during the three steps; the stream resumes on the old slot map.
-  stream.Pause();
+  // The reshard, under the stream: while the slot migrates, the source answers ASK and the
+  // importing node TRYAGAIN (the script's keys, the upstream's cooldown and the bucket, are not
+  // all on one node); the limiter asks again within timeout_ms until the source answers MOVED.
   ASSERT_TRUE(cluster_.MoveSlot(slot, target));
-  stream.Resume();
   ASSERT_EQ(cluster_.Keys("*data-own*")[bucket], target) << "the bucket did not move";
   ASSERT_TRUE(stream.WaitForMore(20));
   stream.Stop();

@@ -21,6 +21,7 @@
 
 #include "loop/loop.h"
 #include "policies/rate_limiter.h"
+#include "policies/redis_cluster.h"
 #include "policies/redis_connection.h"
 #include "policies/redis_loop_client.h"
 #include "policies/redis_topology.h"
@@ -388,6 +389,7 @@ class Cluster {
   }
 
   bool ok() const { return ok_; }
+  const std::vector<ClusterNode>& nodes() const { return nodes_; }
   const ClusterNode& Owner(int slot) const {
     for (const ClusterNode& node : nodes_) {
       if (slot >= node.first_slot && slot <= node.last_slot) return node;
@@ -513,6 +515,75 @@ TEST_F(ClusterTest, AnAskAnswerIsFollowedWithAsking) {
   ASSERT_EQ(peek.Run({"ASKING"}), "OK");
   EXPECT_EQ(peek.Run({"EXISTS", FirstKey(config, bucket)}), "1");
   EXPECT_TRUE(topology->moved().empty());
+}
+
+// A decision names two keys (the upstream's cooldown, usually absent, and its bucket). While
+// their slot migrates, the source answers ASK (a key is missing there) and the importing node
+// TRYAGAIN (not all keys are there either): the limiter asks again, within its deadline, until
+// the migration is over and the source answers MOVED; the decision then comes from Redis.
+TEST_F(ClusterTest, ATryAgainDuringAMigrationIsAskedAgainUntilTheSlotHasMoved) {
+  const ClusterNode& source = cluster_.Owner(0);
+  const ClusterNode& target = cluster_.Other(source);
+  const std::string tag = cluster_.TagOn(source);
+  const std::string slot = std::to_string(RedisHashSlot(tag));
+  ASSERT_EQ(RedisPeek(target.port).Run({"CLUSTER", "SETSLOT", slot, "IMPORTING", source.id}), "OK");
+  ASSERT_EQ(RedisPeek(source.port).Run({"CLUSTER", "SETSLOT", slot, "MIGRATING", target.id}), "OK");
+  auto topology = std::make_shared<FakeTopology>(RedisTopology::Mode::kCluster, Node(source.port));
+  const config::RedisConfig config = Config(config::RedisOnError::kDeny, "{" + tag + "}:");
+  auto limiter = MakeRedisLimiter(config, topology, 1);
+  LimitRequest request;
+  request.buckets = {Bucket("migrating")};
+  request.cooldown_upstream = "devin";
+  ASSERT_EQ(MakeTokenBucketCall(request, config.key_prefix, true).keys.size(), 2u);
+  ASSERT_EQ(RedisPeek(target.port).Run({"ASKING"}), "OK");
+
+  auto promise = std::make_shared<std::promise<LimitDecision>>();
+  std::future<LimitDecision> future = promise->get_future();
+  limiter->Acquire(request,
+                   [promise](LimitDecision decision) { promise->set_value(std::move(decision)); });
+  // Not answered while the slot migrates (it would be a 503: on_error deny)...
+  EXPECT_EQ(future.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+  // ...and answered by Redis once the migration is done.
+  for (const ClusterNode& node : cluster_.nodes()) {
+    ASSERT_EQ(RedisPeek(node.port).Run({"CLUSTER", "SETSLOT", slot, "NODE", target.id}), "OK");
+  }
+  ASSERT_EQ(future.wait_for(seconds(30)), std::future_status::ready);
+  const LimitDecision decision = future.get();
+  EXPECT_EQ(decision.outcome, LimitDecision::Outcome::kAllowed) << decision.error;
+  EXPECT_FALSE(decision.fallback);
+  EXPECT_EQ(RedisPeek(target.port).Run({"EXISTS", FirstKey(config, Bucket("migrating"))}), "1");
+}
+
+// In a cluster, buckets of different slot tags live on different slots (here on different
+// nodes): a peek over them (the console's /limits, whoami) is one script per tag, each routed
+// by the cluster topology, the levels answered in the order asked. One script over both would be
+// refused (CROSSSLOT) and answered by the fallback.
+TEST_F(ClusterTest, APeekAcrossSlotTagsIsOneScriptPerTagInTheOrderAsked) {
+  const std::string on_first = cluster_.TagOn(cluster_.nodes()[0]);
+  const std::string on_second = cluster_.TagOn(cluster_.nodes()[1]);
+  config::RedisConfig config = Config(config::RedisOnError::kLocal);
+  config.cluster = config::RedisClusterConfig{{{"127.0.0.1", cluster_.nodes()[0].port}}};
+  auto limiter = MakeRedisLimiter(config, MakeClusterTopology(config), 1);
+  BucketSpec first = Bucket("peek-first");
+  first.slot_tag = on_first;
+  BucketSpec second = Bucket("peek-second");
+  second.slot_tag = on_second;
+  const LimitDecision took = AcquireSync(*limiter, first);
+  ASSERT_EQ(took.outcome, LimitDecision::Outcome::kAllowed);
+  ASSERT_FALSE(took.fallback);
+
+  auto promise = std::make_shared<std::promise<LimitDecision>>();
+  std::future<LimitDecision> future = promise->get_future();
+  limiter->Peek({second, first},
+                [promise](LimitDecision decision) { promise->set_value(std::move(decision)); });
+  ASSERT_EQ(future.wait_for(seconds(30)), std::future_status::ready);
+  const LimitDecision peeked = future.get();
+  EXPECT_FALSE(peeked.fallback);
+  ASSERT_EQ(peeked.levels.size(), 2u);
+  EXPECT_EQ(peeked.levels[0].name, "peek-second");
+  EXPECT_NEAR(peeked.levels[0].remaining, 100, 0.001);
+  EXPECT_EQ(peeked.levels[1].name, "peek-first");
+  EXPECT_NEAR(peeked.levels[1].remaining, 99, 0.01);
 }
 
 }  // namespace
