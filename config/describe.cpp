@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "config/loader.h"
+#include "config/slot_tags.h"
 #include "config/syntax.h"
 
 namespace tollgate::config {
@@ -144,6 +145,22 @@ std::string DescribeConfig(const Config& config) {
         << (redis.password.empty() ? "" : " with password")
         << ", on error: " << (redis.on_error == RedisOnError::kDeny ? "deny" : "local")
         << ", key prefix \"" << redis.key_prefix << "\"\n";
+    if (redis.cluster) {
+      // Each group's limiting is one hash slot, so one shard (config/slot_tags.h).
+      const SlotTags tags = ComputeSlotTags(config);
+      out << "cluster slot groups: " << tags.groups.size()
+          << " (all of one group's limiting is on one shard)\n";
+      for (const auto& [tag, group] : tags.groups) {
+        out << "  {" << tag << "}:";
+        for (const std::string& upstream : group.upstreams) out << " " << upstream;
+        if (!group.joined_by.empty()) {
+          out << " (joined by";
+          for (const std::string& limit : group.joined_by) out << " " << limit;
+          out << ")";
+        }
+        out << "\n";
+      }
+    }
   } else {
     out << "limiter: in-process limiter (no redis section; single instance only)\n";
   }

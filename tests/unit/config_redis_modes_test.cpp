@@ -78,6 +78,30 @@ TEST(ConfigRedisModes, ClusterIsRead) {
       << described;
 }
 
+// check-config shows which upstreams share a slot (a shard) in a cluster, and what joined them.
+TEST(ConfigRedisModes, ClusterPrintsTheSlotGroups) {
+  const std::string json = R"({"redis": {"cluster": {"addresses": ["10.0.0.1:7000"]}},
+  "upstreams": {
+    "devin": {"base_url": "http://a", "auth": {"type": "bearer", "secret_env": "TOKEN"},
+              "limits": [{"name": "both", "rate": "10/s"}]},
+    "devo": {"base_url": "http://b", "auth": {"type": "bearer", "secret_env": "TOKEN"},
+             "limits": [{"name": "both", "rate": "10/s"}]},
+    "search": {"base_url": "http://c", "auth": {"type": "bearer", "secret_env": "TOKEN"}}
+  }
+})";
+  LoadResult result = LoadConfigString(json, DummySecrets().source());
+  ASSERT_TRUE(result.ok()) << AllErrors(result);
+  const std::string described = DescribeConfig(*result.config);
+  EXPECT_NE(described.find("cluster slot groups: 2 "), std::string::npos) << described;
+  EXPECT_NE(described.find("  {devin}: devin devo (joined by both)\n"), std::string::npos)
+      << described;
+  EXPECT_NE(described.find("  {search}: search\n"), std::string::npos) << described;
+
+  LoadResult plain = WithRedis(R"({"url": "redis://127.0.0.1:6390/2"})");
+  ASSERT_TRUE(plain.ok()) << AllErrors(plain);
+  EXPECT_EQ(DescribeConfig(*plain.config).find("slot groups"), std::string::npos);
+}
+
 TEST(ConfigRedisModes, UrlStillWorksAndPrintsAsBefore) {
   LoadResult result = WithRedis(R"({"url": "redis://127.0.0.1:6390/2"})");
   ASSERT_TRUE(result.ok()) << AllErrors(result);
