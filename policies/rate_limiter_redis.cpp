@@ -98,6 +98,10 @@ struct Core {
   LimiterStats stats;
   std::atomic<bool> ready{true};
   std::atomic<bool> stopping{false};  // the limiter is being destroyed
+  // Breakers open now, over every loop and node: the limiter is ready (for on_error deny) when
+  // none is. A connection abandoned after a failover closes its own, so the old primary's
+  // breakers cannot keep /readyz down once the sentinels named a new one.
+  std::atomic<int> open_breakers{0};
 };
 
 class LoopRouter;
@@ -121,6 +125,7 @@ class LoopConnection {
     if (probe_timer_ != 0) loop_->Cancel(probe_timer_);
     if (link_ != nullptr) link_->Close();
     link_.reset();
+    SetBreakerOpen(false);  // what is gone cannot hold the limiter unready
     FailAll();
   }
 
@@ -133,6 +138,7 @@ class LoopConnection {
     deadline_.Cancel();
     if (probe_timer_ != 0) loop_->Cancel(probe_timer_);
     probe_timer_ = 0;
+    SetBreakerOpen(false);
     if (link_ != nullptr) link_->Close();
     link_.reset();
     std::deque<Entry> inflight;
@@ -373,12 +379,26 @@ class LoopConnection {
   void RecordSuccess() {
     if (consecutive_failures_ != 0 || breaker_open_) {
       consecutive_failures_ = 0;
-      breaker_open_ = false;
       probe_in_flight_ = false;
       backoff_ = kFirstBackoff;
-      stats_.breaker_backoff_ms.store(0);
+      SetBreakerOpen(false);
     }
-    if (!core_->ready.load(std::memory_order_relaxed)) core_->ready.store(true);
+    if (!core_->ready.load(std::memory_order_relaxed)) UpdateReadiness();
+  }
+
+  void SetBreakerOpen(bool open) {
+    if (breaker_open_ == open) return;
+    breaker_open_ = open;
+    core_->open_breakers.fetch_add(open ? 1 : -1);
+    UpdateReadiness();
+  }
+
+  // Ready unless some breaker is open with on_error deny. The back-off gauge shows the last one
+  // set, and 0 once no breaker is open.
+  void UpdateReadiness() {
+    const bool none_open = core_->open_breakers.load() <= 0;
+    if (none_open) stats_.breaker_backoff_ms.store(0);
+    core_->ready.store(none_open || core_->config.on_error != config::RedisOnError::kDeny);
   }
 
   void RecordFailure() {
@@ -390,13 +410,12 @@ class LoopConnection {
       probe_in_flight_ = false;
       ScheduleProbe();
     } else if (consecutive_failures_ >= kFailuresToOpen) {
-      breaker_open_ = true;
       backoff_ = kFirstBackoff;
       open_until_ = Clock::now() + backoff_;
+      SetBreakerOpen(true);
       ScheduleProbe();
     }
-    stats_.breaker_backoff_ms.store(breaker_open_ ? backoff_.count() : 0);
-    core_->ready.store(!(breaker_open_ && core_->config.on_error == config::RedisOnError::kDeny));
+    if (breaker_open_) stats_.breaker_backoff_ms.store(backoff_.count());
   }
 
   // Without traffic nothing would close the breaker, and /readyz would stay false: a PING

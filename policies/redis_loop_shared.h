@@ -102,14 +102,19 @@ class NodeConnections {
     return found->second.second.get();
   }
 
-  // From the loop's iteration hook. A Flush may answer (a lost connection fails what it held)
-  // and an answer may ask again: the connections are walked over a copy.
+  // From the loop's iteration hook. It also notices a new epoch without traffic (a connection
+  // to a node no longer routed to would otherwise keep probing it, and keep its breaker open).
+  // A Flush may answer (a lost connection fails what it held) and an answer may ask again: the
+  // connections are walked over a copy (kept between calls, so no allocation per iteration).
   void Flush() {
+    Refresh();
     retired_.clear();
     std::vector<std::shared_ptr<Connection>> all;
-    all.reserve(by_node_.size());
+    all.swap(walk_);
     for (auto& [name, connection] : by_node_) all.push_back(connection.second);
     for (auto& connection : all) connection->Flush();
+    all.clear();
+    walk_.swap(all);
   }
 
   RedisTopology& topology() { return *topology_; }
@@ -120,6 +125,7 @@ class NodeConnections {
   uint64_t epoch_;
   std::map<std::string, std::pair<RedisNode, std::shared_ptr<Connection>>> by_node_;
   std::vector<std::shared_ptr<Connection>> retired_;
+  std::vector<std::shared_ptr<Connection>> walk_;  // Flush's copy, empty between calls
 };
 
 // One timer over a FIFO of commands in flight: replies come in the order the commands were sent,

@@ -162,9 +162,17 @@ TEST_F(RedisFailoverTest, LocalModeServesEveryRequestThroughAFailoverAndIsExactA
     HttpResponse r = Get(*both[i % 2], kDataKey, "warm-" + std::to_string(i));
     ASSERT_EQ(r.status, 200) << r.body << r.error;
   }
-  ASSERT_TRUE(WaitUntil([&] { return AuditById(both).count("warm-5") == 1; }));
+  // Each gateway writes its own audit file: wait for all six, not only the last sent.
+  std::map<std::string, Json> warm;
+  ASSERT_TRUE(WaitUntil([&] {
+    warm = AuditById(both);
+    for (int i = 0; i < 6; ++i) {
+      if (warm.count("warm-" + std::to_string(i)) == 0) return false;
+    }
+    return true;
+  }));
   for (int i = 0; i < 6; ++i) {
-    Json line = AuditById(both).at("warm-" + std::to_string(i));
+    const Json& line = warm.at("warm-" + std::to_string(i));
     EXPECT_FALSE(line.Bool("/limiter_fallback")) << "warm-" << i << ": Redis was not used\n"
                                                  << a->log();
   }

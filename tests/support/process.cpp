@@ -322,7 +322,9 @@ void RedisServer::Start() {
                                      "--daemonize",
                                      "no",
                                      "--loglevel",
-                                     "warning"};
+                                     "warning",
+                                     "--dir",
+                                     dir_.path()};
     if (!options_.password.empty()) {
       argv.push_back("--requirepass");
       argv.push_back(options_.password);

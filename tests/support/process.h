@@ -93,6 +93,9 @@ class RedisServer {
   int port_;
   bool started_once_ = false;
   RedisServerOptions options_;
+  // Its working directory for files (a replica writes the RDB it receives even with no `save`):
+  // never the directory the tests run in. Outlives the process.
+  TempDir dir_;
   ChildProcess process_;
 };
 

@@ -252,6 +252,33 @@ TEST(RedisRoutingTest, ANewEpochMovesTrafficAndClosesTheConnectionToTheOldPrimar
   EXPECT_TRUE(topology->suspects().empty());
 }
 
+// on_error deny: the old primary's breaker made the limiter unready. Once the topology names a
+// new primary the limiter is ready again without any traffic: the old connection, which would
+// otherwise keep probing the dead node and hold its breaker open, is abandoned at the next loop
+// turn (its probe timer's). The back-off gauge goes back to 0 with it.
+TEST(RedisRoutingTest, AfterAFailoverTheLimiterIsReadyAgainWithoutTraffic) {
+  testing::RedisServer dead;
+  testing::RedisServer alive;
+  const RedisNode old_primary = Node(dead.port());
+  dead.Stop();
+  auto topology = std::make_shared<FakeTopology>(RedisTopology::Mode::kSentinel, old_primary);
+  auto limiter = MakeRedisLimiter(Config(config::RedisOnError::kDeny), topology, 1);
+  const BucketSpec bucket = Bucket("failing");
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(AcquireSync(*limiter, bucket).outcome, LimitDecision::Outcome::kUnavailable);
+  }
+  ASSERT_FALSE(limiter->Ready());
+  ASSERT_GT(limiter->stats().breaker_backoff_ms.load(), 0);
+
+  topology->SetPrimary(Node(alive.port()));
+  topology->NextEpoch();
+  EXPECT_TRUE(Eventually([&] { return limiter->Ready(); }))
+      << "still unready after the new primary was named";
+  EXPECT_EQ(limiter->stats().breaker_backoff_ms.load(), 0);
+  EXPECT_EQ(AcquireSync(*limiter, bucket).outcome, LimitDecision::Outcome::kAllowed);
+  EXPECT_TRUE(limiter->Ready());
+}
+
 TEST(RedisRoutingTest, TheSyncConnectionFollowsTheEpoch) {
   testing::RedisServer a;
   testing::RedisServer b;
