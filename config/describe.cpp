@@ -128,6 +128,7 @@ std::string DescribeConfig(const Config& config) {
       for (const RedisEndpoint& address : redis.sentinel->addresses) {
         out << " " << address.host << ":" << address.port;
       }
+      if (redis.db != 0) out << ", db " << redis.db;
       out << (redis.sentinel->username.empty() ? "" : " as " + redis.sentinel->username)
           << (redis.sentinel->password.empty() ? "" : " with sentinel password");
     } else if (redis.cluster) {

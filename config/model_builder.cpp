@@ -262,6 +262,7 @@ void ModelBuilder::BuildRedis(const Value& redis, Config* config) {
     parsed.master = sentinel["master"].GetString();
     parsed.addresses = BuildRedisAddresses(sentinel["addresses"], "/redis/sentinel/addresses");
     parsed.username = StringOr(sentinel, "username", "");
+    result.db = IntOr(sentinel, "db", 0);
     parsed.password =
         ResolveSecret(sentinel, "/redis/sentinel", "password", /*optional=*/true, secrets_, errors_)
             .value;
@@ -270,7 +271,8 @@ void ModelBuilder::BuildRedis(const Value& redis, Config* config) {
       Error("/redis/sentinel/username",
             "a sentinel ACL user needs \"password_env\" or \"password_file\"");
     }
-    result.url = "sentinel:" + parsed.master + "@" + JoinRedisAddresses(parsed.addresses);
+    result.url = "sentinel:" + parsed.master + "@" + JoinRedisAddresses(parsed.addresses) +
+                 (result.db != 0 ? "/" + std::to_string(result.db) : "");
     if (!parsed.addresses.empty()) {
       result.host = parsed.addresses.front().host;
       result.port = parsed.addresses.front().port;
@@ -300,6 +302,11 @@ void ModelBuilder::BuildRedis(const Value& redis, Config* config) {
   result.on_error =
       StringOr(redis, "on_error", "local") == "deny" ? RedisOnError::kDeny : RedisOnError::kLocal;
   result.key_prefix = StringOr(redis, "key_prefix", result.key_prefix);
+  if (result.cluster && result.key_prefix.find_first_of("{}") != std::string::npos) {
+    // The hash tags the gateway adds must be each key's first {...}: braces in the prefix would
+    // put every key on one slot, or ({}) hash each whole key and refuse every decision.
+    Error("/redis/key_prefix", "must not contain '{' or '}' with a Redis Cluster");
+  }
   config->redis = std::move(result);
 }
 

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "config/loader.h"
+#include "config/slot_tags.h"
 #include "gateway/admin_api.h"
 #include "gateway/admin_console_data.h"
 #include "gateway/audit_log.h"
@@ -55,6 +56,23 @@ Loaded Load(const std::string& path) {
   return out;
 }
 
+// Whether two `redis` sections differ in anything the clients read once at start: where (url,
+// sentinel, cluster, which the url names), as whom (credentials, compared, never printed), how
+// (timeout, on_error) and under which key prefix.
+bool RedisChanged(const std::optional<config::RedisConfig>& a,
+                  const std::optional<config::RedisConfig>& b) {
+  if (a.has_value() != b.has_value()) return true;
+  if (!a) return false;
+  auto sentinel_user = [](const config::RedisConfig& r) {
+    return r.sentinel ? std::make_pair(r.sentinel->username, r.sentinel->password)
+                      : std::make_pair(std::string(), std::string());
+  };
+  return a->url != b->url || a->db != b->db || a->username != b->username ||
+         a->password != b->password || sentinel_user(*a) != sentinel_user(*b) ||
+         a->on_error != b->on_error || a->timeout_ms != b->timeout_ms ||
+         a->key_prefix != b->key_prefix;
+}
+
 // Settings read once at start; a reload that changes them is applied except for these, which
 // need a restart (the reload says so in the log).
 std::vector<std::string> RestartOnlyChanges(const config::Config& a, const config::Config& b) {
@@ -64,11 +82,7 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
   if (a.threads != b.threads) out.push_back("threads");
   if (a.max_body_bytes != b.max_body_bytes) out.push_back("max_body_bytes");
   if (a.max_header_bytes != b.max_header_bytes) out.push_back("max_header_bytes");
-  if (a.redis.has_value() != b.redis.has_value() ||
-      (a.redis && (a.redis->url != b.redis->url || a.redis->on_error != b.redis->on_error ||
-                   a.redis->timeout_ms != b.redis->timeout_ms))) {
-    out.push_back("redis");
-  }
+  if (RedisChanged(a.redis, b.redis)) out.push_back("redis");
   if (a.audit.file != b.audit.file || a.audit.redis_stream != b.audit.redis_stream) {
     out.push_back("audit");
   }
@@ -95,6 +109,22 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
     out.push_back("keys");
   }
   return out;
+}
+
+// In a Redis Cluster an upstream's limiting state lives under its group's hash tag
+// (config/slot_tags.h): a reload that moves an upstream to another group starts its buckets,
+// quotas and cooldown afresh under the new tag. Said in the log, naming what moved.
+void WarnOfRegroupedSlots(const config::Config& before, const config::Config& after) {
+  if (!before.redis || !before.redis->cluster || !after.redis || !after.redis->cluster) return;
+  const config::SlotTags old_tags = config::ComputeSlotTags(before);
+  const config::SlotTags new_tags = config::ComputeSlotTags(after);
+  for (const auto& [upstream, tag] : new_tags.of_upstream) {
+    auto was = old_tags.of_upstream.find(upstream);
+    if (was == old_tags.of_upstream.end() || was->second == tag) continue;
+    LogWarn("reload: upstream '" + upstream + "' moved from Redis Cluster slot group {" +
+            was->second + "} to {" + tag +
+            "}: its buckets, quotas and cooldown start afresh under the new hash tag");
+  }
 }
 
 class Server {
@@ -259,6 +289,15 @@ class Server {
     auto old = pipeline_->snapshot();
     outcome.restart_required = RestartOnlyChanges(old->config(), loaded.snapshot->config());
     outcome.changes = config::ChangedEntries(old->config(), loaded.snapshot->config());
+    if (RedisChanged(old->config().redis, loaded.snapshot->config().redis)) {
+      // The clients stay on the running Redis until a restart, so the snapshot must name its
+      // keys as the running mode does (a cluster's hash tags, or none).
+      auto effective = std::make_shared<config::Config>(loaded.snapshot->config());
+      effective->redis = old->config().redis;
+      std::string error;
+      if (auto rebuilt = Snapshot::Build(effective, &error)) loaded.snapshot = std::move(rebuilt);
+    }
+    WarnOfRegroupedSlots(old->config(), loaded.snapshot->config());
     pipeline_->SetSnapshot(loaded.snapshot);
     outcome.applied = true;
     metrics_.RecordReload(true);

@@ -61,7 +61,10 @@ return 1
 class RedisUsageSink : public UsageSink {
  public:
   RedisUsageSink(const config::RedisConfig& redis, int retention_days)
-      : config_(WithMinTimeout(redis)), retention_days_(retention_days), connection_(config_) {}
+      : config_(WithMinTimeout(redis)),
+        retention_days_(retention_days),
+        // Every usage key shares the {usage} tag: routed to that slot's node (in a cluster).
+        connection_(config_, UsageMarkerKey(config_.key_prefix, "")) {}
 
   bool Apply(const std::string& replica, uint64_t seq,
              const std::vector<UsageField>& fields) override {

@@ -303,5 +303,46 @@ TEST_F(RedisClusterTest, AReshardOfTheBucketsSlotIsFollowedAndTheBucketStaysExac
   EXPECT_EQ(cluster_.SlotOwner(slot), target);
 }
 
+// The Redis section is restart-only: a reload that switches from a url to a cluster is applied
+// otherwise, says "redis" needs a restart, and the gateway keeps deciding on the running Redis
+// with that mode's key names (no hash tags on a plain Redis, where a cluster's tags would rename
+// every bucket and quota and start them afresh).
+TEST_F(RedisClusterTest, AReloadIntoAClusterWaitsForARestartAndKeepsTheRunningKeyNames) {
+  RedisServer plain;
+  auto config = [&](bool cluster) {
+    std::string text =
+        ClusterConfig(R"([{"name": "devin-all", "rate": "100/s", "scope": "shared"}])");
+    const std::string scopes = R"("scopes": ["keys", "usage", "read"])";
+    text.replace(text.find(scopes), scopes.size(),
+                 R"("scopes": ["keys", "usage", "read", "reload"])");
+    if (!cluster) {
+      const std::string section = R"("cluster": {"addresses": [${NODES}]})";
+      text.replace(text.find(section), section.size(), R"("url": ")" + plain.url() + R"(")");
+    }
+    return text;
+  };
+  auto g = StartGateway(config(false));
+  ASSERT_TRUE(g->started());
+  ASSERT_EQ(Get(*g, kDataKey, "before").status, 200);
+  auto before = RedisQuery(plain.port(), {"KEYS", "*devin-all*"});
+  ASSERT_TRUE(before.has_value());
+  ASSERT_EQ(before->Text(), "tollgate:v2:bucket:devin-all:_shared");
+
+  g->WriteConfig(config(true));
+  HttpResponse r = Admin(*g, "POST", "/reload");
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json summary = Json::Parse(r.body);
+  EXPECT_TRUE(summary.Bool("/reloaded")) << r.body;
+  EXPECT_EQ(summary.String("/restart_required/0"), "redis") << r.body;
+
+  ASSERT_EQ(Get(*g, kDataKey, "after").status, 200);
+  auto after = RedisQuery(plain.port(), {"KEYS", "*"});
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->Text().find('{'), std::string::npos) << after->Text();
+  std::map<std::string, Json> audit;
+  ASSERT_TRUE(WaitForAudit({g.get()}, {"before", "after"}, &audit));
+  EXPECT_EQ(DecidedWithoutRedis({"before", "after"}, audit), "");
+}
+
 }  // namespace
 }  // namespace tollgate::testing

@@ -78,6 +78,30 @@ TEST(ConfigRedisModes, ClusterIsRead) {
       << described;
 }
 
+// Moving from redis://h/3 to sentinel keeps the database: `db` in the sentinel section.
+TEST(ConfigRedisModes, SentinelSelectsADatabaseAndAClusterPrefixHasNoBraces) {
+  LoadResult result =
+      WithRedis(R"({"sentinel": {"addresses": ["127.0.0.1:26379"], "master": "m", "db": 3}})");
+  ASSERT_TRUE(result.ok()) << AllErrors(result);
+  EXPECT_EQ(result.config->redis->db, 3);
+  EXPECT_EQ(result.config->redis->url, "sentinel:m@127.0.0.1:26379/3");
+  EXPECT_NE(DescribeConfig(*result.config).find("127.0.0.1:26379, db 3"), std::string::npos)
+      << DescribeConfig(*result.config);
+  EXPECT_TRUE(HasError(
+      WithRedis(R"({"sentinel": {"addresses": ["127.0.0.1:26379"], "master": "m", "db": -1}})"),
+      "/redis/sentinel/db", ""));
+
+  for (const char* prefix : {"tg{x}:", "a{}b:", "}"}) {
+    LoadResult braces = WithRedis(R"({"cluster": {"addresses": ["127.0.0.1:7000"]},
+                                     "key_prefix": ")" +
+                                  std::string(prefix) + R"("})");
+    EXPECT_TRUE(HasError(braces, "/redis/key_prefix", "must not contain '{' or '}'"))
+        << prefix << "\n"
+        << AllErrors(braces);
+  }
+  EXPECT_TRUE(WithRedis(R"({"url": "redis://127.0.0.1:6379/0", "key_prefix": "tg{x}:"})").ok());
+}
+
 // check-config shows which upstreams share a slot (a shard) in a cluster, and what joined them.
 TEST(ConfigRedisModes, ClusterPrintsTheSlotGroups) {
   const std::string json = R"({"redis": {"cluster": {"addresses": ["10.0.0.1:7000"]}},
