@@ -563,6 +563,12 @@ TEST_F(ClusterTopologyTest, ServesTheNodesThatOwnSlots) {
   for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(topology->Serves(cluster_->node(i))) << i;
   EXPECT_FALSE(topology->Serves(RedisNode{"127.0.0.1", FreePort()}));
   EXPECT_FALSE(topology->Serves(RedisNode{}));
+  // A node that held a slot for a moment only (Moved there and back) serves nothing.
+  const RedisNode passing{"127.0.0.1", 2};
+  topology->Moved(8, passing);
+  EXPECT_TRUE(topology->Serves(passing));
+  topology->Moved(8, cluster_->node(0));
+  EXPECT_FALSE(topology->Serves(passing));
   const RedisNode elsewhere{"127.0.0.1", 1};
   topology->Moved(7, elsewhere);
   EXPECT_TRUE(topology->Serves(elsewhere));
