@@ -265,8 +265,7 @@ class ClientConnection {
       load.loading = sha;
       SendEntry(std::move(load));
     }
-    entry.retried = true;
-    entry.command.deadline = Clock::now() + core_->timeout;
+    entry.retried = true;  // its deadline unchanged: no command waits longer than timeout_ms
     // A node importing the slot serves it only right after ASKING, the retry too.
     if (entry.command.asking) {
       SendEntry(Special(Type::kAsking, entry.command.deadline, {"ASKING"}));

@@ -384,6 +384,33 @@ TEST(RedisRoutingTest, ARedirectedDecisionIsAnsweredByItsOwnDeadline) {
   EXPECT_TRUE(Contains(setup.topology->suspects(), Node(setup.stalled.port())));
 }
 
+// An EVALSHA answered NOSCRIPT late is sent again behind a SCRIPT LOAD with the deadline it
+// started with: when the node then stalls, it fails by timeout_ms after it was asked (not a
+// timeout_ms after the NOSCRIPT came).
+TEST(RedisRoutingTest, AScriptSentAgainKeepsItsDeadline) {
+  constexpr milliseconds kNoScriptAfter(1800);
+  testing::CannedRedis node("-NOSCRIPT No matching script.\r\n", kNoScriptAfter, 1);
+  ASSERT_GT(node.port(), 0);
+  auto topology = std::make_shared<FakeTopology>(RedisTopology::Mode::kDirect, Node(node.port()));
+  config::RedisConfig config = Config();
+  config.timeout_ms = static_cast<int>(kStallTimeout.count());
+  RedisLoopClient client(config, topology);
+  loop::LoopThread thread("routing-test");
+  static const RedisScript script("return 1");
+  auto answered = std::make_shared<std::promise<steady_clock::time_point>>();
+  std::future<steady_clock::time_point> answer = answered->get_future();
+  const steady_clock::time_point sent = steady_clock::now();
+  thread.loop().Post([&client, answered] {
+    client.Eval(script, {"k"}, {}, [answered](const redisReply* reply) {
+      EXPECT_EQ(reply, nullptr);
+      answered->set_value(steady_clock::now());
+    });
+  });
+  ASSERT_EQ(answer.wait_for(seconds(30)), std::future_status::ready);
+  // Extended, it could not fail before kNoScriptAfter + kStallTimeout.
+  EXPECT_LT(answer.get(), sent + kNoScriptAfter + kStallTimeout - milliseconds(300));
+}
+
 // A node that goes away is reported at once by both loop clients (a cluster then reads its slot
 // map again instead of waiting for the periodic read).
 TEST(RedisRoutingTest, ALostConnectionReportsItsNode) {

@@ -51,11 +51,12 @@ class SilentRedis {
 };
 
 // Answers each chunk it reads (one command: the clients here send one at a time) with `reply`
-// (raw RESP), `delay` after reading it.
+// (raw RESP), `delay` after reading it; after `answers` chunks (-1: no limit) it stalls.
 class CannedRedis {
  public:
-  CannedRedis(std::string reply, std::chrono::milliseconds delay = std::chrono::milliseconds(0))
-      : reply_(std::move(reply)), delay_(delay), fd_(ListenLoopback(&port_)) {
+  CannedRedis(std::string reply, std::chrono::milliseconds delay = std::chrono::milliseconds(0),
+              int answers = -1)
+      : reply_(std::move(reply)), delay_(delay), answers_(answers), fd_(ListenLoopback(&port_)) {
     thread_ = std::thread([this] { Run(); });
   }
   ~CannedRedis() {
@@ -83,6 +84,8 @@ class CannedRedis {
           clients_[i - 1] = -1;  // poll ignores it from now on
           continue;
         }
+        if (answers_ == 0) continue;
+        if (answers_ > 0) --answers_;
         std::this_thread::sleep_for(delay_);
         (void)!write(fds[i].fd, reply_.data(), reply_.size());
       }
@@ -91,6 +94,7 @@ class CannedRedis {
 
   const std::string reply_;
   const std::chrono::milliseconds delay_;
+  int answers_;
   int port_ = 0;
   int fd_;
   std::atomic<bool> stop_{false};
