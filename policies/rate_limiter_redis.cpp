@@ -162,6 +162,7 @@ class LoopConnection {
       probe_in_flight_ = true;  // this request is the probe
     }
     if (!EnsureLink(pending->deadline)) {
+      if (node_.valid()) core_->topology->Suspect(node_);
       RecordFailure();
       FallbackLater(std::move(pending));
       return;
@@ -193,7 +194,7 @@ class LoopConnection {
     if (!node_.valid()) return false;  // nothing known yet: fails like a refused connect
     link_ = RedisLoopLink::Connect(
         loop_, node_.host, node_.port, [this](const redisReply& reply) { OnReply(reply); },
-        [this] { Drop(); }, &stats_.redis_writes);
+        [this] { Lost(); }, &stats_.redis_writes);
     if (link_ == nullptr) return false;
     const Clock::time_point deadline = std::min(first, Clock::now() + core_->timeout);
     for (const auto& argv : HandshakeCommands(core_->config)) {
@@ -241,8 +242,9 @@ class LoopConnection {
       if (entry.pending != nullptr) FallbackLater(std::move(entry.pending));
       return;
     }
+    const Clock::time_point deadline = entry.deadline;
     inflight_.push_back(std::move(entry));
-    deadline_.Arm();
+    deadline_.Arm(deadline);
   }
 
   void OnReply(const redisReply& reply) {
@@ -357,7 +359,16 @@ class LoopConnection {
   // Drops the connection (lost, timed out, refused the handshake) and answers everything
   // pending on it. Counted before answering, so a caller that saw the fallback also sees the
   // error.
+  // The connection was lost or a command timed out: the node is reported (a cluster may have
+  // failed over: the slot map is read again soon; a sentinel topology ignores a node it left),
+  // then dropped.
+  void Lost() {
+    core_->topology->Suspect(node_);
+    Drop();
+  }
+
   void Drop() {
+    deadline_.Cancel();
     if (link_ != nullptr) link_->Close();
     link_.reset();
     RecordFailure();
@@ -469,13 +480,18 @@ class LoopConnection {
   std::deque<Entry> inflight_;               // one per command sent, in order
   std::vector<PendingPtr> awaiting_script_;  // answered NOSCRIPT, resent after SCRIPT LOAD
   bool loading_script_ = false;
-  // Watches the oldest command in inflight_ (FifoDeadline); a timeout drops the connection.
+  // Watches the earliest deadline in inflight_ (FifoDeadline); a timeout drops the connection.
   FifoDeadline deadline_{loop_,
-                         [this]() -> std::optional<Clock::time_point> {
+                         [this](bool all) -> std::optional<Clock::time_point> {
                            if (inflight_.empty()) return std::nullopt;
-                           return inflight_.front().deadline;
+                           Clock::time_point earliest = inflight_.front().deadline;
+                           if (!all) return earliest;
+                           for (const Entry& entry : inflight_) {
+                             earliest = std::min(earliest, entry.deadline);
+                           }
+                           return earliest;
                          },
-                         [this] { Drop(); }};
+                         [this] { Lost(); }};
   loop::Loop::TimerId probe_timer_ = 0;
 
   int consecutive_failures_ = 0;

@@ -58,7 +58,10 @@ struct SlotMap {
 };
 
 // CLUSTER SLOTS: [[start, end, [host, port, id, ...], replicas...], ...]. A master that does not
-// know its own address answers "" (or "?") for its host: that is the node asked.
+// know its own address answers "" for its host: that is the node asked. "?" (Redis 7: its
+// preferred endpoint is unknown) routes nowhere: those slots are unserved until a later read.
+// A host name (cluster-preferred-endpoint-type hostname) is resolved here, on the topology's
+// thread, so no loop ever connects by name (redisAsyncConnect would resolve it on the loop).
 std::optional<SlotMap> ParseClusterSlots(const redisReply& reply, const RedisNode& asked) {
   if (reply.type != REDIS_REPLY_ARRAY || reply.elements == 0) return std::nullopt;
   SlotMap map;
@@ -79,8 +82,13 @@ std::optional<SlotMap> ParseClusterSlots(const redisReply& reply, const RedisNod
       return std::nullopt;
     }
     std::string host(master->element[0]->str, master->element[0]->len);
-    if (host.empty() || host == "?") host = asked.host;
-    const int index = map.IndexOf(RedisNode{host, static_cast<int>(master->element[1]->integer)});
+    if (host == "?") continue;
+    if (host.empty()) host = asked.host;
+    if (!IsIpLiteral(host)) host = ResolveOnce(host);
+    const RedisNode node{host, static_cast<int>(master->element[1]->integer)};
+    // A name that did not resolve stays a name: unserved rather than resolved on a loop.
+    if (!node.valid() || !IsIpLiteral(node.host)) continue;
+    const int index = map.IndexOf(node);
     for (long long slot = start; slot <= end; ++slot) map.owner[slot] = static_cast<int16_t>(index);
   }
   return map;
@@ -123,8 +131,21 @@ class ClusterTopology final : public RedisTopology {
     return map_.At(slot);
   }
 
+  // One look under the lock: whether `node` is in the map and owns some slot.
+  bool Serves(const RedisNode& node) const override {
+    std::lock_guard<std::mutex> lock(map_mutex_);
+    for (size_t i = 0; i < map_.nodes.size(); ++i) {
+      if (map_.nodes[i] != node) continue;
+      const auto index = static_cast<int16_t>(i);
+      return std::find(map_.owner.begin(), map_.owner.end(), index) != map_.owner.end();
+    }
+    return false;
+  }
+
   uint64_t epoch() const override { return epoch_.load(std::memory_order_acquire); }
 
+  // A lost or timed-out connection, a READONLY answer: the map is read again (requests within
+  // ~100 ms share one read).
   void Suspect(const RedisNode&) override { RequestRead(); }
 
   void Moved(int slot, const RedisNode& node) override {

@@ -127,6 +127,7 @@ class ClientConnection {
       return;
     }
     if (!EnsureLink(command.deadline)) {
+      if (node_.valid()) core_->topology->Suspect(node_);
       RecordFailure();
       FailLater(std::move(command.done));
       return;
@@ -156,7 +157,7 @@ class ClientConnection {
     if (!node_.valid()) return false;  // nothing known yet: fails like a refused connect
     link_ = RedisLoopLink::Connect(
         loop_, node_.host, node_.port, [this](const redisReply& reply) { OnReply(reply); },
-        [this] { Drop(); }, nullptr);
+        [this] { Lost(); }, nullptr);
     if (link_ == nullptr) return false;
     const Clock::time_point deadline = std::min(first, Clock::now() + core_->timeout);
     for (auto& argv : HandshakeCommands(core_->config)) {
@@ -182,8 +183,9 @@ class ClientConnection {
     }
     // A command keeps its arguments for a retry (NOSCRIPT) or a redirect; the others need not.
     if (entry.type != Type::kCommand) entry.command.argv.clear();
+    const Clock::time_point deadline = entry.command.deadline;
     inflight_.push_back(std::move(entry));
-    deadline_.Arm();
+    deadline_.Arm(deadline);
   }
 
   void OnReply(const redisReply& reply) {
@@ -263,8 +265,7 @@ class ClientConnection {
       load.loading = sha;
       SendEntry(std::move(load));
     }
-    entry.retried = true;
-    entry.command.deadline = Clock::now() + core_->timeout;
+    entry.retried = true;  // its deadline unchanged: no command waits longer than timeout_ms
     // A node importing the slot serves it only right after ASKING, the retry too.
     if (entry.command.asking) {
       SendEntry(Special(Type::kAsking, entry.command.deadline, {"ASKING"}));
@@ -275,6 +276,14 @@ class ClientConnection {
   // Drops the connection (lost, timed out, refused the handshake) and fails everything pending
   // on it. The failure is recorded first, so a `done` that sends again already sees the
   // back-off.
+  // The connection was lost or a command timed out: the node is reported (a cluster may have
+  // failed over: the slot map is read again soon; a sentinel topology ignores a node it left),
+  // then dropped.
+  void Lost() {
+    core_->topology->Suspect(node_);
+    Drop();
+  }
+
   void Drop() {
     deadline_.Cancel();
     if (link_ != nullptr) link_->Close();
@@ -320,13 +329,18 @@ class ClientConnection {
   std::deque<Entry> inflight_;                            // one per command sent, in order
   std::unordered_map<std::string, std::string> scripts_;  // sha1 -> source, of scripts sent here
   std::unordered_set<std::string> loading_;               // sha1s whose SCRIPT LOAD is in flight
-  // Watches the oldest command in inflight_; a timeout drops the connection.
+  // Watches the earliest deadline in inflight_ (FifoDeadline); a timeout drops the connection.
   FifoDeadline deadline_{loop_,
-                         [this]() -> std::optional<Clock::time_point> {
+                         [this](bool all) -> std::optional<Clock::time_point> {
                            if (inflight_.empty()) return std::nullopt;
-                           return inflight_.front().command.deadline;
+                           Clock::time_point earliest = inflight_.front().command.deadline;
+                           if (!all) return earliest;
+                           for (const Entry& entry : inflight_) {
+                             earliest = std::min(earliest, entry.command.deadline);
+                           }
+                           return earliest;
                          },
-                         [this] { Drop(); }};
+                         [this] { Lost(); }};
 
   int consecutive_failures_ = 0;
   milliseconds backoff_ = kFirstBackoff;

@@ -76,6 +76,14 @@ ReplyVerdict JudgeReply(const redisReply& reply, RedisTopology& topology, const 
   }
   const std::optional<RedisRedirect> redirect = ParseRedisRedirect(reply);
   if (!redirect) return verdict;
+  if (!IsIpLiteral(redirect->node.host)) {
+    // A host name (cluster-preferred-endpoint-type hostname): connecting to it from the loop
+    // would resolve it there. The slot map is read again (its names resolved off the loops);
+    // this command fails.
+    topology.Suspect(from);
+    verdict.kind = ReplyVerdict::Kind::kRefused;
+    return verdict;
+  }
   const bool moved = redirect->kind == RedisRedirect::Kind::kMoved;
   // Kept even when not followed: the next command for that slot goes the right way.
   if (moved) topology.Moved(redirect->slot, redirect->node);
@@ -91,42 +99,52 @@ ReplyVerdict JudgeReply(const redisReply& reply, RedisTopology& topology, const 
 }
 
 bool StillRouted(const RedisTopology& topology, const RedisNode& node) {
-  if (topology.mode() != RedisTopology::Mode::kCluster) return topology.Route("") == node;
-  // Only after the slot map changed: 16384 look-ups, once per epoch and connection.
-  for (int slot = 0; slot < 16384; ++slot) {
-    if (topology.RouteSlot(slot) == node) return true;
-  }
-  return false;
+  return topology.Serves(node);
 }
 
 FifoDeadline::FifoDeadline(loop::Loop* loop,
-                           std::function<std::optional<Clock::time_point>()> oldest,
+                           std::function<std::optional<Clock::time_point>(bool all)> earliest,
                            std::function<void()> expired)
-    : loop_(loop), oldest_(std::move(oldest)), expired_(std::move(expired)) {}
+    : loop_(loop), earliest_(std::move(earliest)), expired_(std::move(expired)) {}
 
 FifoDeadline::~FifoDeadline() { Cancel(); }
 
-void FifoDeadline::Arm() {
+void FifoDeadline::Arm(Clock::time_point deadline) {
+  if (timer_ != 0 && deadline < last_sent_) out_of_order_ = true;
+  last_sent_ = deadline;
+  if (timer_ != 0 && deadline >= armed_for_) return;  // the common case: nothing to do
+  SetTimer(deadline);
+}
+
+void FifoDeadline::SetTimer(Clock::time_point at) {
   using std::chrono::milliseconds;
-  if (timer_ != 0) return;
-  const std::optional<Clock::time_point> oldest = oldest_();
-  if (!oldest) return;
-  const auto left = std::chrono::ceil<milliseconds>(*oldest - Clock::now());
-  timer_ = loop_->After(std::max(left, milliseconds(0)), [this] {
-    timer_ = 0;
-    const std::optional<Clock::time_point> now_oldest = oldest_();
-    if (!now_oldest) return;
-    if (Clock::now() >= *now_oldest) {
-      expired_();  // timed out: hiredis has no timeouts of its own in async mode
-    } else {
-      Arm();
-    }
-  });
+  if (timer_ != 0) loop_->Cancel(timer_);
+  armed_for_ = at;
+  const auto left = std::chrono::ceil<milliseconds>(at - Clock::now());
+  timer_ = loop_->After(std::max(left, milliseconds(0)), [this] { Fired(); });
+}
+
+void FifoDeadline::Fired() {
+  timer_ = 0;
+  // In order, the oldest's deadline is the earliest; after a redirect every one is looked at
+  // (once per expiry, not per command), until nothing is pending.
+  const std::optional<Clock::time_point> earliest = earliest_(out_of_order_);
+  if (!earliest) {
+    out_of_order_ = false;
+    return;
+  }
+  if (Clock::now() >= *earliest) {
+    out_of_order_ = false;
+    expired_();  // timed out: hiredis has no timeouts of its own in async mode
+  } else {
+    SetTimer(*earliest);
+  }
 }
 
 void FifoDeadline::Cancel() {
   if (timer_ != 0) loop_->Cancel(timer_);
   timer_ = 0;
+  out_of_order_ = false;
 }
 
 }  // namespace tollgate::policies

@@ -56,11 +56,14 @@ struct ReplyVerdict {
   bool asking = false;
 };
 // Reports what the reply tells the topology (Suspect on READONLY, Moved on MOVED, stats().asked
-// on an ASK followed). `redirected`: the command was already sent again once.
+// on an ASK followed). `redirected`: the command was already sent again once. A redirect naming
+// a host that is not an IP literal is refused (no DNS on a loop) and asks the topology to read
+// its map again (Suspect).
 ReplyVerdict JudgeReply(const redisReply& reply, RedisTopology& topology, const RedisNode& from,
                         bool redirected);
 
-// Whether a command may still go to `node`: some key (or slot) routes there.
+// Whether a command may still go to `node`: some key (or slot) routes there (RedisTopology::
+// Serves: one look under the topology's lock).
 bool StillRouted(const RedisTopology& topology, const RedisNode& node);
 
 // One loop client's connections on one loop, one per node, made on first use. When the
@@ -128,28 +131,39 @@ class NodeConnections {
   std::vector<std::shared_ptr<Connection>> walk_;  // Flush's copy, empty between calls
 };
 
-// One timer over a FIFO of commands in flight: replies come in the order the commands were sent,
-// so nothing behind the oldest can have been answered while it was not, and only the oldest
-// needs watching. `oldest` tells the oldest pending command's deadline (none: nothing pending);
-// `expired` runs (on the loop) once that deadline has passed. Arm() after sending a command;
-// after an answer nothing is needed (when the timer fires it looks at the oldest again).
+// One timer over a FIFO of commands in flight, firing at the earliest deadline among them:
+// replies come in the order the commands were sent, so nothing behind the oldest can have been
+// answered while it was not. Usually the deadlines are in the order sent too, and the oldest's
+// is the earliest; a redirected (or TRYAGAIN) command keeps the deadline it started with and is
+// queued behind later ones: then the timer is set earlier (Arm) and, until the FIFO drains, its
+// expiry looks at every deadline. `earliest(all)` tells the oldest pending command's deadline
+// (all = false) or the earliest of them all (all = true; none: nothing pending); `expired` runs
+// (on the loop) once some pending command's deadline has passed. Arm(deadline) after sending a
+// command: O(1). After an answer nothing is needed (when the timer fires it looks again).
 class FifoDeadline {
  public:
   using Clock = std::chrono::steady_clock;
-  FifoDeadline(loop::Loop* loop, std::function<std::optional<Clock::time_point>()> oldest,
+  FifoDeadline(loop::Loop* loop, std::function<std::optional<Clock::time_point>(bool all)> earliest,
                std::function<void()> expired);
   ~FifoDeadline();
   FifoDeadline(const FifoDeadline&) = delete;
   FifoDeadline& operator=(const FifoDeadline&) = delete;
 
-  void Arm();
+  void Arm(Clock::time_point deadline);
+  // After the FIFO was cleared (the connection dropped or closed).
   void Cancel();
 
  private:
+  void SetTimer(Clock::time_point at);
+  void Fired();
+
   loop::Loop* const loop_;
-  const std::function<std::optional<Clock::time_point>()> oldest_;
+  const std::function<std::optional<Clock::time_point>(bool all)> earliest_;
   const std::function<void()> expired_;
   loop::Loop::TimerId timer_ = 0;
+  Clock::time_point armed_for_;  // when timer_ fires
+  Clock::time_point last_sent_;  // the deadline of the command sent last
+  bool out_of_order_ = false;    // some command was sent with an earlier deadline than one before
 };
 
 }  // namespace tollgate::policies

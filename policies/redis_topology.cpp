@@ -1,5 +1,8 @@
 #include "policies/redis_topology.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <charconv>
 #include <cstring>
 #include <map>
@@ -110,9 +113,25 @@ bool IsRedisTryAgain(const redisReply& reply) {
 
 bool IsRedisReadOnly(const redisReply& reply) {
   if (reply.type != REDIS_REPLY_ERROR || reply.str == nullptr) return false;
-  // A plain command answers "READONLY ..."; a script's write on a replica comes back inside
-  // "ERR Error running script ...: @user_script:..: -READONLY You can't write ...".
-  return std::string_view(reply.str, reply.len).find("READONLY") != std::string_view::npos;
+  const std::string_view text(reply.str, reply.len);
+  // Redis 7 answers a plain write and a script's write on a replica "READONLY You can't ...";
+  // Redis 6 wraps a script's in "ERR Error running script ...: @user_script: 1: -READONLY ...".
+  return text.substr(0, 9) == "READONLY " || text.find("-READONLY ") != std::string_view::npos ||
+         text.find(": READONLY ") != std::string_view::npos;
+}
+
+bool IsIpLiteral(const std::string& host) {
+  in6_addr v6;
+  in_addr v4;
+  return inet_pton(AF_INET, host.c_str(), &v4) == 1 || inet_pton(AF_INET6, host.c_str(), &v6) == 1;
+}
+
+bool RedisTopology::Serves(const RedisNode& node) const {
+  if (mode() != Mode::kCluster) return Route("") == node;
+  for (int slot = 0; slot < 16384; ++slot) {
+    if (RouteSlot(slot) == node) return true;
+  }
+  return false;
 }
 
 std::shared_ptr<RedisTopology> RedisTopology::For(const config::RedisConfig& config) {

@@ -58,8 +58,13 @@ struct RedisRedirect {
 };
 std::optional<RedisRedirect> ParseRedisRedirect(const redisReply& reply);
 
-// An error reply saying the server is a replica now ("READONLY You can't write against a read
-// only replica.", also when it comes wrapped in a script error).
+// Whether `host` is an IPv4 or IPv6 literal: a loop may connect to it without DNS.
+bool IsIpLiteral(const std::string& host);
+
+// An error reply saying the server is a replica now: "READONLY You can't write against a read
+// only replica." (Redis 7 answers a script's write so too, with " script: ..." appended), or a
+// script error wrapping it (Redis 6: "ERR Error running script ...: -READONLY You can't ...").
+// Not a reply merely naming READONLY (a key or caller called "READONLY-bot" in a script error).
 bool IsRedisReadOnly(const redisReply& reply);
 
 // A cluster's "TRYAGAIN ...": a multi-key command during a slot's migration whose keys are not
@@ -91,6 +96,10 @@ class RedisTopology {
   virtual RedisNode Route(std::string_view key) const = 0;
   // Where a command for `slot` goes (cluster); the primary otherwise.
   virtual RedisNode RouteSlot(int slot) const = 0;
+  // Whether Route may answer `node` for some key (a cluster: it serves some slot). Asked by every
+  // connection of every loop when epoch() moved: one look under one lock. The default asks
+  // Route("") (not a cluster) or RouteSlot for every slot (a cluster: 16384 look-ups).
+  virtual bool Serves(const RedisNode& node) const;
   // Moves whenever Route's answers may have changed (a new primary, a new slot map).
   virtual uint64_t epoch() const = 0;
   // `node` answered READONLY or its ROLE is not master: re-resolve now (sentinel) or re-read the

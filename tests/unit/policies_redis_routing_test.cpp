@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -24,9 +25,11 @@
 #include "policies/redis_cluster.h"
 #include "policies/redis_connection.h"
 #include "policies/redis_loop_client.h"
+#include "policies/redis_loop_shared.h"
 #include "policies/redis_topology.h"
 #include "policies/token_bucket_script.h"
 #include "tests/support/process.h"
+#include "tests/unit/redis_canned.h"
 #include "tests/unit/redis_peek.h"
 
 namespace tollgate::policies {
@@ -295,6 +298,169 @@ TEST(RedisRoutingTest, TheSyncConnectionFollowsTheEpoch) {
   EXPECT_EQ(RedisPeek(b.port()).Run({"GET", "k"}), "after");
 }
 
+// ---- A redirect's deadline, lost nodes, redirects by host name --------------------------------
+
+// `x` goes to a node that answers MOVED (to a stalled node) only kMovedAfter later; `y` goes
+// straight to the stalled node kYAfter after `x`, so the redirected `x` is queued there behind
+// `y`, whose deadline is later. `x` must still be answered by its own deadline (no request waits
+// longer than timeout_ms), not when `y` times out; and the stalled node is reported.
+constexpr milliseconds kStallTimeout(2000);
+constexpr milliseconds kMovedAfter(1200);
+constexpr milliseconds kYAfter(800);
+
+struct StalledBehindRedirect {
+  StalledBehindRedirect()
+      : redirector("-MOVED 0 127.0.0.1:" + std::to_string(stalled.port()) + "\r\n", kMovedAfter),
+        topology(std::make_shared<FakeTopology>(RedisTopology::Mode::kCluster,
+                                                Node(redirector.port()))) {
+    config.timeout_ms = static_cast<int>(kStallTimeout.count());
+  }
+  // Sends x, then y; true when x was answered before y's deadline (y sent + timeout).
+  bool XAnsweredByItsOwnDeadline(const std::function<void(std::function<void()>)>& send_x,
+                                 const std::function<void()>& send_y) {
+    auto answered = std::make_shared<std::promise<steady_clock::time_point>>();
+    std::future<steady_clock::time_point> x_answer = answered->get_future();
+    send_x([answered] { answered->set_value(steady_clock::now()); });
+    std::this_thread::sleep_for(kYAfter);
+    const steady_clock::time_point y_sent = steady_clock::now();  // y's deadline is later
+    send_y();
+    if (x_answer.wait_for(seconds(30)) != std::future_status::ready) return false;
+    return x_answer.get() < y_sent + kStallTimeout;
+  }
+
+  testing::SilentRedis stalled;
+  testing::CannedRedis redirector;
+  std::shared_ptr<FakeTopology> topology;
+  config::RedisConfig config = Config();
+};
+
+TEST(RedisRoutingTest, ARedirectedCommandIsAnsweredByItsOwnDeadline) {
+  StalledBehindRedirect setup;
+  ASSERT_GT(setup.stalled.port(), 0);
+  setup.topology->RouteKey("y", Node(setup.stalled.port()));
+  RedisLoopClient client(setup.config, setup.topology);
+  loop::LoopThread thread("routing-test");
+  const bool in_time = setup.XAnsweredByItsOwnDeadline(
+      [&](std::function<void()> answered) {
+        thread.loop().Post([&client, answered] {
+          client.Command("x", {"GET", "x"}, [answered](const redisReply* reply) {
+            EXPECT_EQ(reply, nullptr);
+            answered();
+          });
+        });
+      },
+      [&] { thread.loop().Post([&client] {
+              client.Command("y", {"GET", "y"}, [](auto) {});
+            }); });
+  EXPECT_TRUE(in_time) << "answered only when the command queued before it timed out";
+  EXPECT_EQ(setup.topology->moved().size(), 1u);
+  EXPECT_TRUE(Contains(setup.topology->suspects(), Node(setup.stalled.port())));
+}
+
+TEST(RedisRoutingTest, ARedirectedDecisionIsAnsweredByItsOwnDeadline) {
+  StalledBehindRedirect setup;
+  ASSERT_GT(setup.stalled.port(), 0);
+  const BucketSpec x = Bucket("x");
+  const BucketSpec y = Bucket("y");
+  setup.topology->RouteKey(FirstKey(setup.config, y), Node(setup.stalled.port()));
+  ASSERT_NE(setup.topology->Route(FirstKey(setup.config, x)), Node(setup.stalled.port()));
+  auto limiter = MakeRedisLimiter(setup.config, setup.topology, 1);
+  const bool in_time = setup.XAnsweredByItsOwnDeadline(
+      [&](std::function<void()> answered) {
+        LimitRequest request;
+        request.buckets = {x};
+        limiter->Acquire(std::move(request), [answered](LimitDecision decision) {
+          EXPECT_TRUE(decision.fallback);
+          answered();
+        });
+      },
+      [&] {
+        LimitRequest request;
+        request.buckets = {y};
+        limiter->Acquire(std::move(request), [](LimitDecision) {});
+      });
+  EXPECT_TRUE(in_time) << "answered only when the decision queued before it timed out";
+  EXPECT_EQ(setup.topology->moved().size(), 1u);
+  EXPECT_TRUE(Contains(setup.topology->suspects(), Node(setup.stalled.port())));
+}
+
+// An EVALSHA answered NOSCRIPT late is sent again behind a SCRIPT LOAD with the deadline it
+// started with: when the node then stalls, it fails by timeout_ms after it was asked (not a
+// timeout_ms after the NOSCRIPT came).
+TEST(RedisRoutingTest, AScriptSentAgainKeepsItsDeadline) {
+  constexpr milliseconds kNoScriptAfter(1800);
+  testing::CannedRedis node("-NOSCRIPT No matching script.\r\n", kNoScriptAfter, 1);
+  ASSERT_GT(node.port(), 0);
+  auto topology = std::make_shared<FakeTopology>(RedisTopology::Mode::kDirect, Node(node.port()));
+  config::RedisConfig config = Config();
+  config.timeout_ms = static_cast<int>(kStallTimeout.count());
+  RedisLoopClient client(config, topology);
+  loop::LoopThread thread("routing-test");
+  static const RedisScript script("return 1");
+  auto answered = std::make_shared<std::promise<steady_clock::time_point>>();
+  std::future<steady_clock::time_point> answer = answered->get_future();
+  const steady_clock::time_point sent = steady_clock::now();
+  thread.loop().Post([&client, answered] {
+    client.Eval(script, {"k"}, {}, [answered](const redisReply* reply) {
+      EXPECT_EQ(reply, nullptr);
+      answered->set_value(steady_clock::now());
+    });
+  });
+  ASSERT_EQ(answer.wait_for(seconds(30)), std::future_status::ready);
+  // Extended, it could not fail before kNoScriptAfter + kStallTimeout.
+  EXPECT_LT(answer.get(), sent + kNoScriptAfter + kStallTimeout - milliseconds(300));
+}
+
+// A node that goes away is reported at once by both loop clients (a cluster then reads its slot
+// map again instead of waiting for the periodic read).
+TEST(RedisRoutingTest, ALostConnectionReportsItsNode) {
+  testing::RedisServer server;
+  const RedisNode node = Node(server.port());
+  auto topology = std::make_shared<FakeTopology>(RedisTopology::Mode::kCluster, node);
+  RedisLoopClient client(Config(), topology);
+  auto limiter = MakeRedisLimiter(Config(), topology, 1);
+  loop::LoopThread thread("routing-test");
+  ASSERT_EQ(Ask(thread, client, "k", {"SET", "k", "v"}), "OK");
+  ASSERT_FALSE(AcquireSync(*limiter, Bucket("lost")).fallback);
+  ASSERT_TRUE(topology->suspects().empty());
+
+  server.Stop();
+  EXPECT_EQ(Ask(thread, client, "k", {"GET", "k"}), "<failed>");
+  EXPECT_TRUE(AcquireSync(*limiter, Bucket("lost")).fallback);
+  const std::vector<RedisNode> suspects = topology->suspects();
+  EXPECT_GE(suspects.size(), 2u);
+  for (const RedisNode& suspect : suspects) EXPECT_EQ(suspect, node);
+}
+
+redisReply ErrorReplyOf(std::string& text) {
+  redisReply reply{};
+  reply.type = REDIS_REPLY_ERROR;
+  reply.str = text.data();
+  reply.len = text.size();
+  return reply;
+}
+
+// With cluster-preferred-endpoint-type hostname a redirect names a host: a loop would resolve it
+// (DNS) to connect. The command fails instead and the map is read again (its names resolved off
+// the loops); nothing is kept from it.
+TEST(RedisRoutingTest, ARedirectToAHostNameIsRefusedAndTheMapReadAgain) {
+  FakeTopology topology(RedisTopology::Mode::kCluster, Node(7000));
+  for (std::string text : {"MOVED 3999 redis-b.internal:6379", "ASK 3999 localhost:6379"}) {
+    const ReplyVerdict verdict = JudgeReply(ErrorReplyOf(text), topology, Node(7000), false);
+    EXPECT_EQ(verdict.kind, ReplyVerdict::Kind::kRefused) << text;
+  }
+  EXPECT_TRUE(topology.moved().empty());
+  EXPECT_EQ(topology.stats().asked.load(), 0u);
+  ASSERT_EQ(topology.suspects().size(), 2u);
+  EXPECT_EQ(topology.suspects()[0], Node(7000));
+
+  for (std::string text : {"MOVED 3999 127.0.0.1:7001", "MOVED 3999 ::1:7001"}) {
+    const ReplyVerdict verdict = JudgeReply(ErrorReplyOf(text), topology, Node(7000), false);
+    EXPECT_EQ(verdict.kind, ReplyVerdict::Kind::kRedirect) << text;
+  }
+  EXPECT_EQ(topology.moved().size(), 2u);
+}
+
 class ReplicaTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -356,6 +522,24 @@ TEST_F(ReplicaTest, InSentinelModeTheRoleCheckDropsAReplicaBeforeAnyCommand) {
   EXPECT_EQ(Ask(thread, client, "", {"PING"}), "PONG");
   EXPECT_FALSE(AcquireSync(*limiter, Bucket("role")).fallback);
   EXPECT_TRUE(connection.Open());
+}
+
+// What Redis 7 answers for a script's write on a replica, and a script error that only names
+// READONLY (a caller called so): only the first is a replica's refusal.
+TEST_F(ReplicaTest, OnlyARealReadOnlyAnswerReadsAsReadOnly) {
+  RedisPeek replica(replica_.port());
+  std::string write = replica.Run({"EVAL", "return redis.call('SET', KEYS[1], '1')", "1", "k"});
+  EXPECT_TRUE(IsRedisReadOnly(ErrorReplyOf(write))) << write;
+  std::string plain = replica.Run({"SET", "k", "1"});
+  EXPECT_TRUE(IsRedisReadOnly(ErrorReplyOf(plain))) << plain;
+  RedisPeek primary(primary_.port());
+  std::string named =
+      primary.Run({"EVAL", "return redis.error_reply('ERR caller READONLY-bot: over quota')", "0"});
+  EXPECT_NE(named.find("READONLY-bot"), std::string::npos) << named;
+  EXPECT_FALSE(IsRedisReadOnly(ErrorReplyOf(named))) << named;
+  std::string raised = primary.Run({"EVAL", "error('READONLY-bot is not allowed')", "0"});
+  EXPECT_NE(raised.find("READONLY-bot"), std::string::npos) << raised;
+  EXPECT_FALSE(IsRedisReadOnly(ErrorReplyOf(raised))) << raised;
 }
 
 // ---- A real cluster: MOVED and ASK -------------------------------------------------------------

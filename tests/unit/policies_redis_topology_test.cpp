@@ -16,9 +16,11 @@
 #include "config/model.h"
 #include "policies/redis_cluster.h"
 #include "policies/redis_connection.h"
+#include "policies/redis_loop_shared.h"
 #include "policies/redis_sentinel.h"
 #include "policies/redis_topology.h"
 #include "tests/support/process.h"
+#include "tests/unit/redis_canned.h"
 
 namespace tollgate::policies {
 namespace {
@@ -142,8 +144,17 @@ TEST(IsRedisReadOnly, PlainAndInsideAScriptError) {
       "ERR Error running script (call to f_0123): @user_script:1: @user_script: 1: -READONLY "
       "You can't write against a read only replica.";
   EXPECT_TRUE(IsRedisReadOnly(ErrorReply(script)));
+  std::string redis7 =
+      "READONLY You can't write against a read only replica. script: "
+      "d223ed8c7345b684e8ed044ed472601f536fa58b, on @user_script:1.";
+  EXPECT_TRUE(IsRedisReadOnly(ErrorReply(redis7)));
   std::string other = "ERR wrong number of arguments";
   EXPECT_FALSE(IsRedisReadOnly(ErrorReply(other)));
+  // Naming READONLY is not being refused as a replica.
+  for (std::string named : {"ERR caller READONLY-bot over quota", "READONLY-bot: refused",
+                            "ERR user_script:1: no access for READONLY_USERS script: ab"}) {
+    EXPECT_FALSE(IsRedisReadOnly(ErrorReply(named))) << named;
+  }
   EXPECT_FALSE(IsRedisReadOnly(ErrorReply(plain, REDIS_REPLY_STATUS)));
   EXPECT_FALSE(IsRedisReadOnly(ErrorReply(plain, REDIS_REPLY_STRING)));
 }
@@ -544,6 +555,59 @@ TEST_F(ClusterTopologyTest, SuspectReadsTheMapAgain) {
   EXPECT_TRUE(WaitUntil([&] { return topology->RouteSlot(slot) == cluster_->node(1); }));
   EXPECT_GT(topology->stats().slot_map_refreshes.load(), refreshes);
   EXPECT_EQ(topology->stats().moved.load(), 0u);
+}
+
+// Every connection of every loop asks Serves when the epoch moves: answered from the map.
+TEST_F(ClusterTopologyTest, ServesTheNodesThatOwnSlots) {
+  std::shared_ptr<RedisTopology> topology = MakeClusterTopology(cluster_->Config(), {kForever});
+  for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(topology->Serves(cluster_->node(i))) << i;
+  EXPECT_FALSE(topology->Serves(RedisNode{"127.0.0.1", FreePort()}));
+  EXPECT_FALSE(topology->Serves(RedisNode{}));
+  // A node that held a slot for a moment only (Moved there and back) serves nothing.
+  const RedisNode passing{"127.0.0.1", 2};
+  topology->Moved(8, passing);
+  EXPECT_TRUE(topology->Serves(passing));
+  topology->Moved(8, cluster_->node(0));
+  EXPECT_FALSE(topology->Serves(passing));
+  const RedisNode elsewhere{"127.0.0.1", 1};
+  topology->Moved(7, elsewhere);
+  EXPECT_TRUE(topology->Serves(elsewhere));
+  EXPECT_TRUE(StillRouted(*topology, elsewhere));
+  // The re-read the Moved() asked for gives slot 7 back: elsewhere serves nothing now.
+  EXPECT_TRUE(WaitUntil([&] { return !topology->Serves(elsewhere); }));
+  EXPECT_TRUE(topology->Serves(cluster_->node(0)));
+}
+
+// CLUSTER SLOTS as Redis 7 may answer it: "?" for a master whose endpoint is unknown (routes
+// nowhere, not to the node asked), a host name (cluster-preferred-endpoint-type hostname: resolved
+// by the topology, so no loop connects by name), "" (the node asked).
+TEST(ClusterSlotsTest, UnknownEndpointsRouteNowhereAndNamesAreResolved) {
+  int names_port = 0;
+  const int names_fd = testing::ListenLoopback(&names_port);  // only its number is used
+  ASSERT_GT(names_port, 0);
+  const std::string port = std::to_string(names_port);
+  std::string slots = "*3\r\n";
+  slots += "*3\r\n:0\r\n:99\r\n*2\r\n$1\r\n?\r\n:7001\r\n";
+  slots += "*3\r\n:100\r\n:199\r\n*2\r\n$9\r\nlocalhost\r\n:" + port + "\r\n";
+  slots += "*3\r\n:200\r\n:16383\r\n*2\r\n$0\r\n\r\n:7003\r\n";
+  testing::CannedRedis node(slots);
+  ASSERT_GT(node.port(), 0);
+  config::RedisConfig config;
+  config.cluster = config::RedisClusterConfig{{{"127.0.0.1", node.port()}}};
+  config.url = "cluster:127.0.0.1:" + std::to_string(node.port());
+  config.timeout_ms = 1000;
+  std::shared_ptr<RedisTopology> topology = MakeClusterTopology(config, {kForever});
+
+  EXPECT_FALSE(topology->RouteSlot(0).valid()) << topology->RouteSlot(0).ToString();
+  EXPECT_FALSE(topology->RouteSlot(99).valid());
+  EXPECT_FALSE(topology->Serves(RedisNode{"127.0.0.1", 7001}));
+  const RedisNode named = topology->RouteSlot(150);
+  EXPECT_TRUE(IsIpLiteral(named.host)) << named.ToString();
+  EXPECT_TRUE(named.host == "127.0.0.1" || named.host == "::1") << named.ToString();
+  EXPECT_EQ(named.port, names_port);
+  EXPECT_EQ(topology->RouteSlot(300), (RedisNode{"127.0.0.1", 7003}));
+  EXPECT_EQ(topology->stats().resolve_failures.load(), 0u);
+  close(names_fd);
 }
 
 }  // namespace
